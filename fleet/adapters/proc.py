@@ -1,0 +1,82 @@
+"""The one place fleet runs external programs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from fleet.errors import FleetError, ToolMissing
+
+__all__ = ["Completed", "run", "spawn"]
+
+
+@dataclass(frozen=True)
+class Completed:
+    args: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+def _env(extra: Mapping[str, str] | None) -> dict[str, str]:
+    env = dict(os.environ)
+    if extra:
+        env.update(extra)
+    return env
+
+
+def run(
+    args: Sequence[str | Path],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: str | Path | None = None,
+    input: str | None = None,
+    timeout: float | None = None,
+    check: bool = False,
+    error: type[FleetError] = FleetError,
+) -> Completed:
+    """Run a program to completion and capture its output.
+
+    A missing binary raises :class:`ToolMissing`; a timeout or (with ``check``) a non-zero exit
+    raises ``error`` with the program's last lines of stderr.
+    """
+    argv = [str(a) for a in args]
+    try:
+        proc = subprocess.run(
+            argv,
+            env=_env(env),
+            cwd=cwd,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except FileNotFoundError as e:
+        raise ToolMissing(f"program {argv[0]!r} not found", hint="run `make toolchain`, then `fleet doctor`") from e
+    except subprocess.TimeoutExpired as e:
+        raise error(f"{Path(argv[0]).name} did not finish within {timeout:.0f}s") from e
+    done = Completed(tuple(argv), proc.returncode, proc.stdout, proc.stderr)
+    if check and not done.ok:
+        tail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-5:]
+        raise error(f"{Path(argv[0]).name} {' '.join(argv[1:3])} failed (exit {proc.returncode}): " + " | ".join(tail))
+    return done
+
+
+def spawn(
+    args: Sequence[str | Path], *, env: Mapping[str, str] | None = None, log: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """Start a long-running program in its own process group, output to ``log`` (or discarded)."""
+    argv = [str(a) for a in args]
+    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - owned by the child
+    try:
+        return subprocess.Popen(argv, env=_env(env), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    except FileNotFoundError as e:
+        raise ToolMissing(f"program {argv[0]!r} not found", hint="run `make toolchain`") from e

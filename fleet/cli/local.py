@@ -1,0 +1,40 @@
+"""``fleet local``: real local control planes (kwokctl) for demos, drills and tests."""
+
+from __future__ import annotations
+
+import typer
+
+from fleet.cli.common import OutputOpt, reporter
+from fleet.local import LocalClusters
+from fleet.output import OutputFormat, emit
+
+
+def register(app: typer.Typer) -> None:
+    local = typer.Typer(help="Local clusters: real control planes run by kwokctl.", no_args_is_help=True)
+    app.add_typer(local, name="local")
+
+    @local.command("create")
+    def create(name: str, nodes: int = typer.Option(2, help="Fake nodes to add.")) -> None:
+        """Create (or restart) a local cluster and print its kubeconfig path."""
+        r = reporter()
+        r.step(f'creating local cluster "{name}"')
+        c = LocalClusters().create(name, nodes=nodes)
+        r.ok(f'local cluster "{name}" is ready')
+        typer.echo(str(c.kubeconfig))
+
+    @local.command("delete")
+    def delete(name: str) -> None:
+        """Delete a local cluster and its data."""
+        r = reporter()
+        if LocalClusters().delete(name):
+            r.ok(f'deleted local cluster "{name}"')
+        else:
+            r.ok(f'local cluster "{name}" does not exist; nothing to delete')
+
+    @local.command("list")
+    def list_(output: OutputFormat = OutputOpt) -> None:
+        """List local clusters."""
+        lc = LocalClusters()
+        data = [{"name": n, "kubeconfig": str(lc.kubeconfig_path(n)), "ready": lc.healthy(n)} for n in lc.list()]
+        emit(data, output, columns=["name", "ready", "kubeconfig"],
+             rows=lambda d: [(x["name"], x["ready"], x["kubeconfig"]) for x in d])

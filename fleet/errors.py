@@ -1,0 +1,144 @@
+"""Every error fleet raises, in one tree.
+
+    FleetError                  base; exit code 1 unless said otherwise
+    ├── InputError              bad input from the user: a flag, a file, a name (exit 2)
+    │   ├── ConfigError         a file of the fleet repo is malformed or invalid (file, line, key)
+    │   ├── NotFound            a named thing does not exist (cluster, revision, environment)
+    │   └── DirtyTree           the working tree has changes where that matters
+    ├── ToolMissing             a binary of the local toolchain is missing (exit 2, with a hint)
+    ├── GitError                git itself failed
+    ├── RenderError             kustomize or variable substitution failed (exit 2: the input is bad)
+    ├── KubeError               the Kubernetes API failed or refused a request
+    │   ├── Unreachable         the API server cannot be reached
+    │   └── Forbidden           RBAC refused the request
+    ├── GateFailed              a health gate did not pass
+    ├── PulumiError             the Pulumi engine failed
+    │   ├── StackNotFound
+    │   ├── ConcurrentUpdate    another update holds the stack's lock
+    │   └── ProgramError        the program failed; carries the useful part of its output
+    └── LocalClusterError       kwokctl could not create, start or delete a local cluster
+
+Adapters turn library errors into these (``raise ... from e``); nothing above them sees a library
+exception. The CLI maps them to exit codes in one place (``fleet.cli``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = [
+    "ConcurrentUpdate",
+    "ConfigError",
+    "DirtyTree",
+    "FleetError",
+    "Forbidden",
+    "GateFailed",
+    "GitError",
+    "InputError",
+    "KubeError",
+    "LocalClusterError",
+    "NotFound",
+    "ProgramError",
+    "PulumiError",
+    "RenderError",
+    "StackNotFound",
+    "ToolMissing",
+    "Unreachable",
+]
+
+
+class FleetError(Exception):
+    """Base of every fleet error. ``exit_code`` is what the CLI exits with."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class InputError(FleetError):
+    exit_code = 2
+
+
+class ConfigError(InputError):
+    """A file of the fleet repo is invalid; the message starts with ``file:line: key:``."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | Path | None = None,
+        line: int | None = None,
+        key: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        where = ""
+        if file is not None:
+            where = str(file)
+            if line is not None:
+                where += f":{line}"
+            where += ": "
+        if key:
+            where += f"{key}: "
+        super().__init__(where + message, hint=hint)
+        self.file = str(file) if file is not None else None
+        self.line = line
+        self.key = key
+
+
+class NotFound(InputError):
+    pass
+
+
+class DirtyTree(InputError):
+    pass
+
+
+class ToolMissing(FleetError):
+    exit_code = 2
+
+
+class GitError(FleetError):
+    pass
+
+
+class RenderError(FleetError):
+    exit_code = 2
+
+
+class KubeError(FleetError):
+    pass
+
+
+class Unreachable(KubeError):
+    pass
+
+
+class Forbidden(KubeError):
+    pass
+
+
+class GateFailed(FleetError):
+    pass
+
+
+class PulumiError(FleetError):
+    pass
+
+
+class StackNotFound(PulumiError):
+    pass
+
+
+class ConcurrentUpdate(PulumiError):
+    pass
+
+
+class ProgramError(PulumiError):
+    pass
+
+
+class LocalClusterError(FleetError):
+    pass

@@ -1,0 +1,138 @@
+"""Output conventions: progress on stderr (► ✔ ◎ ⚠ ✗), data on stdout as table, json or yaml."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Protocol, TextIO
+
+import yaml
+
+__all__ = ["OutputFormat", "Reporter", "StderrReporter", "SilentReporter", "emit", "to_plain"]
+
+
+class OutputFormat(str, enum.Enum):
+    table = "table"
+    json = "json"
+    yaml = "yaml"
+
+
+class Reporter(Protocol):
+    """Where services say what they are doing. Passed in; services never print."""
+
+    def step(self, msg: str) -> None: ...  # ► starting something
+    def ok(self, msg: str) -> None: ...  # ✔ done
+    def wait(self, msg: str) -> None: ...  # ◎ waiting for something
+    def warn(self, msg: str) -> None: ...  # ⚠
+    def fail(self, msg: str) -> None: ...  # ✗
+
+
+class StderrReporter:
+    """flux-style progress lines on stderr; thread-safe; optional prefix (e.g. the cluster name)."""
+
+    def __init__(self, stream: TextIO | None = None, prefix: str = "", quiet: bool = False) -> None:
+        self.stream = stream or sys.stderr
+        self.prefix = prefix
+        self.quiet = quiet
+        self._lock = threading.Lock()
+
+    def _say(self, sym: str, msg: str) -> None:
+        if self.quiet and sym in "►◎":
+            return
+        with self._lock:
+            print(f"{sym} {self.prefix}{msg}", file=self.stream, flush=True)
+
+    def step(self, msg: str) -> None:
+        self._say("►", msg)
+
+    def ok(self, msg: str) -> None:
+        self._say("✔", msg)
+
+    def wait(self, msg: str) -> None:
+        self._say("◎", msg)
+
+    def warn(self, msg: str) -> None:
+        self._say("⚠", msg)
+
+    def fail(self, msg: str) -> None:
+        self._say("✗", msg)
+
+    def child(self, prefix: str) -> StderrReporter:
+        r = StderrReporter(self.stream, self.prefix + prefix, self.quiet)
+        r._lock = self._lock
+        return r
+
+
+class SilentReporter:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def step(self, msg: str) -> None:
+        self.lines.append("► " + msg)
+
+    def ok(self, msg: str) -> None:
+        self.lines.append("✔ " + msg)
+
+    def wait(self, msg: str) -> None:
+        self.lines.append("◎ " + msg)
+
+    def warn(self, msg: str) -> None:
+        self.lines.append("⚠ " + msg)
+
+    def fail(self, msg: str) -> None:
+        self.lines.append("✗ " + msg)
+
+
+def to_plain(obj: Any) -> Any:
+    """Dataclasses, enums, paths and datetimes to JSON-able values (stable key order as declared)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if isinstance(obj, dict):
+        return {str(k): to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [to_plain(v) for v in obj]
+    if isinstance(obj, (datetime, date)):
+        return obj.isoformat()
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "model_dump"):
+        return to_plain(obj.model_dump(mode="json"))
+    return obj
+
+
+def emit(
+    data: Any,
+    fmt: OutputFormat,
+    *,
+    columns: Sequence[str] | None = None,
+    rows: Callable[[Any], Sequence[Sequence[Any]]] | None = None,
+    stream: TextIO | None = None,
+) -> None:
+    """Write ``data`` to stdout in the chosen format. Tables need ``columns`` and ``rows``."""
+    out = stream or sys.stdout
+    plain = to_plain(data)
+    if fmt is OutputFormat.json:
+        out.write(json.dumps(plain, indent=2, sort_keys=False) + "\n")
+        return
+    if fmt is OutputFormat.yaml:
+        out.write(yaml.safe_dump(plain, sort_keys=False, default_flow_style=False))
+        return
+    if columns is None or rows is None:
+        out.write(yaml.safe_dump(plain, sort_keys=False, default_flow_style=False))
+        return
+    table_rows = [["" if c is None else str(c) for c in r] for r in rows(data)]
+    widths = [len(c) for c in columns]
+    for r in table_rows:
+        for i, c in enumerate(r):
+            widths[i] = max(widths[i], len(c))
+    out.write("  ".join(c.upper().ljust(widths[i]) for i, c in enumerate(columns)).rstrip() + "\n")
+    for r in table_rows:
+        out.write("  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip() + "\n")
