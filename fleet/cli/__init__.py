@@ -9,8 +9,12 @@ import importlib
 import sys
 import traceback
 
-import click
 import typer
+
+try:  # typer >= 0.20 vendors click
+    from typer._click import exceptions as _cx
+except ImportError:  # pragma: no cover
+    from click import exceptions as _cx  # type: ignore[no-redef]
 
 from fleet.errors import FleetError
 
@@ -60,12 +64,15 @@ def main(argv: list[str] | None = None) -> int:
         if e.hint:
             print(f"  hint: {e.hint}", file=sys.stderr)
         return e.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         print("✗ aborted", file=sys.stderr)
         return 1
-    except click.exceptions.Exit as e:
+    except typer.Exit as e:
         return int(e.exit_code or 0)
-    except click.ClickException as e:
+    except _cx.NoArgsIsHelpError as e:
+        print(e.format_message(), file=sys.stderr)
+        return 0 if not args or args == ["--debug"] else 2
+    except _cx.ClickException as e:
         # Usage errors: one line, exit 2.
         ctx = getattr(e, "ctx", None)
         where = f"{ctx.command_path}: " if ctx is not None else ""

@@ -1,0 +1,141 @@
+"""The journal of a bootstrap run: which steps are done, so a killed run resumes where it stopped.
+
+One JSON file per cluster under ``$FLEET_HOME/bootstrap/<cluster>/journal.json``, replaced
+atomically (write, fsync, rename) after every change, and guarded by an exclusive lock so two runs
+for one cluster never interleave. A finished run is kept beside it as ``runs/<run-id>.json``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from fleet.errors import InputError
+from fleet.paths import fleet_home
+
+__all__ = ["Journal", "StepRecord", "journal_dir", "locked_journal", "now_iso"]
+
+StepState = Literal["pending", "running", "done", "failed", "skipped"]
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def journal_dir(cluster: str) -> Path:
+    return fleet_home() / "bootstrap" / cluster
+
+
+@dataclass
+class StepRecord:
+    name: str
+    state: StepState = "pending"
+    started: str | None = None
+    ended: str | None = None
+    duration_s: float | None = None
+    attempts: int = 0
+    detail: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Journal:
+    cluster: str
+    run_id: str
+    revision: str
+    sync_mode: str
+    started: str
+    steps: list[StepRecord]
+    state: Literal["running", "recovered", "failed"] = "running"
+    ended: str | None = None
+    resumed: int = 0
+    path: Path | None = None
+
+    @classmethod
+    def new(cls, cluster: str, revision: str, sync_mode: str, step_names: list[str]) -> Journal:
+        rid = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+        return cls(cluster, rid, revision, sync_mode, now_iso(), [StepRecord(n) for n in step_names])
+
+    def step(self, name: str) -> StepRecord:
+        for s in self.steps:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "cluster": self.cluster,
+            "run_id": self.run_id,
+            "revision": self.revision,
+            "sync_mode": self.sync_mode,
+            "started": self.started,
+            "ended": self.ended,
+            "state": self.state,
+            "resumed": self.resumed,
+            "steps": [vars(s) for s in self.steps],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], path: Path) -> Journal:
+        steps = [StepRecord(**s) for s in d["steps"]]
+        return cls(
+            d["cluster"], d["run_id"], d["revision"], d["sync_mode"], d["started"], steps,
+            d.get("state", "running"), d.get("ended"), int(d.get("resumed", 0)), path,
+        )
+
+    def save(self) -> None:
+        assert self.path is not None
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "w") as f:
+            json.dump(self.to_dict(), f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+
+    def archive(self) -> Path:
+        assert self.path is not None
+        runs = self.path.parent / "runs"
+        runs.mkdir(exist_ok=True)
+        dest = runs / f"{self.run_id}.json"
+        dest.write_text(json.dumps(self.to_dict(), indent=2))
+        return dest
+
+
+def load(cluster: str) -> Journal | None:
+    p = journal_dir(cluster) / "journal.json"
+    if not p.is_file():
+        return None
+    try:
+        return Journal.from_dict(json.loads(p.read_text()), p)
+    except (ValueError, KeyError, TypeError):
+        # A journal cut short by a crash mid-write cannot happen (atomic rename); a hand-edited
+        # one that no longer parses is set aside rather than trusted.
+        p.rename(p.with_suffix(".corrupt"))
+        return None
+
+
+@contextmanager
+def locked_journal(cluster: str) -> Iterator[Path]:
+    """Hold the cluster's bootstrap lock; a second run for the same cluster is refused at once."""
+    d = journal_dir(cluster)
+    d.mkdir(parents=True, exist_ok=True)
+    with open(d / "lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as e:
+            raise InputError(
+                f'another bootstrap of cluster "{cluster}" is running (lock {d / "lock"})',
+                hint="wait for it to finish; a killed run releases the lock and is resumed by running again",
+            ) from e
+        try:
+            yield d / "journal.json"
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
