@@ -23,6 +23,8 @@ __all__ = [
 ]
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 Provider = Literal["local", "kind", "eks", "gke", "aks"]
 PROVIDERS: tuple[str, ...] = ("local", "kind", "eks", "gke", "aks")
 
@@ -107,6 +109,17 @@ class ClusterSpec(_Frozen):
     def _env_name(cls, v: str) -> str:
         if not DNS_LABEL.match(v):
             raise ValueError(f'"{v}" is not a valid environment name (a DNS label)')
+        return v
+
+    @field_validator("labels")
+    @classmethod
+    def _label_syntax(cls, v: dict[str, str]) -> dict[str, str]:
+        for k, val in v.items():
+            prefix, _, name = k.rpartition("/")
+            if not LABEL_NAME.match(name) or (prefix and not DNS_SUBDOMAIN.match(prefix)):
+                raise ValueError(f'label key "{k}" is not a valid Kubernetes label key')
+            if val and not LABEL_NAME.match(val):
+                raise ValueError(f'label value "{val}" (key "{k}") is not a valid Kubernetes label value')
         return v
 
     @field_validator("vars")

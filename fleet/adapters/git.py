@@ -1,0 +1,445 @@
+"""The one module that talks to Git (GitPython, plus plain ``git`` for notes, refs and remotes).
+
+Everything above works with full commit ids, repo-relative POSIX paths and the small frozen types
+here; GitPython's exceptions never leave this module (they become GitError, NotFound or InputError).
+
+Writes are safe under concurrency: :meth:`GitRepo.lock` is an exclusive lock file in the git dir
+(``fleet.lock``) that every fleet writer holds, and refs move with compare-and-swap
+(``git update-ref REF NEW OLD``), so a writer that is not fleet cannot be overwritten silently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import io
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import git
+from git.index import IndexFile
+from git.index.typ import BaseIndexEntry, IndexEntry
+from git.objects import Blob, Commit, Tree
+from gitdb import IStream
+
+from fleet.adapters import proc
+from fleet.errors import GitError, InputError, NotFound
+
+__all__ = ["NOTES_REF", "Entry", "GitRepo", "LogEntry"]
+
+NOTES_REF = "refs/notes/fleet"
+LOCK_TIMEOUT_S = 60.0
+_NO_PROMPT = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "LC_ALL": "C"}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One entry of a tree: ``kind`` is "file", "dir", "link" or "submodule"."""
+
+    name: str
+    kind: str
+    oid: str
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    revision: str
+    author: str
+    email: str
+    date: datetime
+    subject: str
+
+
+def _clean_rel(path: str) -> str:
+    """A repo-relative POSIX path that cannot leave the repo (no absolute, no ``..``)."""
+    p = PurePosixPath(path)
+    if p.is_absolute() or ".." in p.parts:
+        raise InputError(f'path "{path}" leaves the repository')
+    s = str(p)
+    return "" if s == "." else s
+
+
+class GitRepo:
+    """A fleet repo on disk. Open with :meth:`open`; close (or use ``with``) to stop git helpers."""
+
+    def __init__(self, repo: git.Repo) -> None:
+        self._repo = repo
+        wt = repo.working_tree_dir
+        if wt is None:
+            raise InputError(f"{repo.git_dir} is a bare repository; fleet needs a working tree")
+        self.root = Path(wt).resolve()
+        self.git_dir = Path(repo.common_dir).resolve()
+
+    @classmethod
+    def open(cls, path: str | Path) -> GitRepo:
+        p = Path(path).expanduser()
+        if not p.exists():
+            raise InputError(f"not a git repository: {p} does not exist")
+        try:
+            return cls(git.Repo(p, search_parent_directories=True))
+        except (git.InvalidGitRepositoryError, git.NoSuchPathError) as e:
+            raise InputError(
+                f"not a git repository: {p}", hint="run `fleet init DIR` to create a fleet repo"
+            ) from e
+
+    @classmethod
+    def init(cls, path: Path, branch: str = "main") -> GitRepo:
+        try:
+            if (path / ".git").exists():
+                return cls(git.Repo(path))
+            return cls(git.Repo.init(path, initial_branch=branch))
+        except git.GitError as e:
+            raise GitError(f"git init {path} failed: {e}") from e
+
+    def close(self) -> None:
+        self._repo.close()
+
+    def __enter__(self) -> GitRepo:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- reading ---------------------------------------------------------------------------
+
+    def _commit(self, rev: str) -> Commit:
+        if not rev or rev.startswith("-"):
+            raise NotFound(f'revision "{rev}" not found')
+        try:
+            obj: Any = self._repo.rev_parse(rev)
+            while obj.type == "tag":
+                obj = obj.object
+        except (git.BadName, git.BadObject, ValueError, IndexError, KeyError) as e:
+            raise NotFound(f'revision "{rev}" not found') from e
+        if obj.type != "commit":
+            raise NotFound(f'revision "{rev}" is a {obj.type}, not a commit')
+        assert isinstance(obj, Commit)
+        return obj
+
+    def resolve(self, rev: str) -> str:
+        """The full commit id of ``rev`` (a branch, tag, short or full id, ``HEAD~2``...)."""
+        return self._commit(rev).hexsha
+
+    def head(self) -> str | None:
+        """The commit HEAD points at, or None on an unborn branch."""
+        try:
+            return self._repo.head.commit.hexsha
+        except ValueError:
+            return None
+
+    def branch(self) -> str | None:
+        """The checked-out branch, or None when HEAD is detached."""
+        try:
+            return self._repo.active_branch.name
+        except TypeError:
+            return None
+
+    def is_dirty(self, paths: Sequence[str]) -> list[str]:
+        """Paths (under ``paths``) with uncommitted changes, staged, unstaged or untracked."""
+        if self.head() is None:
+            return []
+        args = [
+            "status",
+            "--porcelain=v1",
+            "--untracked-files=all",
+            "--",
+            *(_clean_rel(p) or "." for p in paths),
+        ]
+        out = self._git(*args)
+        return [line[3:] for line in out.splitlines() if line.strip()]
+
+    def _node(self, rev: str, path: str) -> Tree | Blob | None:
+        tree = self._commit(rev).tree
+        rel = _clean_rel(path)
+        if not rel:
+            return tree
+        try:
+            node = tree / rel
+        except KeyError:
+            return None
+        return node if isinstance(node, (Tree, Blob)) else None
+
+    def read_file(self, rev: str, path: str) -> str | None:
+        """The text of ``path`` at ``rev``, or None when it is not a file there."""
+        node = self._node(rev, path)
+        if not isinstance(node, Blob):
+            return None
+        data: bytes = node.data_stream.read()
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise InputError(f"{path} at {rev[:12]} is not UTF-8 text") from e
+
+    def list_dir(self, rev: str, path: str) -> list[Entry]:
+        """The entries of directory ``path`` at ``rev`` (empty when it does not exist)."""
+        node = self._node(rev, path)
+        if not isinstance(node, Tree):
+            return []
+        out = []
+        for item in node:
+            kind = {"tree": "dir", "submodule": "submodule"}.get(item.type, "file")
+            if item.type == "blob" and item.mode == 0o120000:
+                kind = "link"
+            out.append(Entry(item.name, kind, item.hexsha))
+        return sorted(out, key=lambda e: e.name)
+
+    def tree_id(self, rev: str, path: str = "") -> str | None:
+        """The object id of ``path`` (a tree or a blob) at ``rev``; None when absent."""
+        node = self._node(rev, path)
+        return node.hexsha if node is not None else None
+
+    def extract(self, rev: str, dest: Path, paths: Sequence[str] = ("",)) -> None:
+        """Write the files under ``paths`` at ``rev`` into ``dest``, leaving the working tree alone.
+
+        Symlinks are kept only when they point inside ``dest``; submodules are skipped.
+        """
+        dest = dest.resolve()
+        for path in paths:
+            node = self._node(rev, path)
+            if node is None:
+                continue
+            items = [node] if isinstance(node, Blob) else [i for i in node.traverse() if isinstance(i, Blob)]
+            for blob in items:
+                assert isinstance(blob, Blob)
+                target = (dest / blob.path).resolve()
+                if not target.is_relative_to(dest):
+                    raise GitError(f"refusing to extract {blob.path}: it leaves the destination")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                data = blob.data_stream.read()
+                if blob.mode == 0o120000:
+                    link = (target.parent / data.decode()).resolve()
+                    if link.is_relative_to(dest) and not target.exists():
+                        target.symlink_to(data.decode())
+                    continue
+                target.write_bytes(data)
+                if blob.mode & 0o111:
+                    target.chmod(0o755)
+
+    def log(self, paths: Sequence[str] = (), rev: str = "HEAD", max_count: int = 50) -> list[LogEntry]:
+        """Commits reachable from ``rev`` that touch ``paths`` (all commits when empty), newest first."""
+        sha = self.resolve(rev)
+        rels = [_clean_rel(p) for p in paths]
+        try:
+            commits = list(self._repo.iter_commits(sha, paths=rels or "", max_count=max_count))
+        except git.GitCommandError as e:
+            raise GitError(f"git log failed: {e.stderr.strip()}") from e
+        return [
+            LogEntry(
+                c.hexsha,
+                str(c.author.name),
+                str(c.author.email),
+                datetime.fromtimestamp(c.authored_date, UTC),
+                c.summary if isinstance(c.summary, str) else c.summary.decode(),
+            )
+            for c in commits
+        ]
+
+    def identity(self) -> tuple[str, str]:
+        """The user's git identity (name, email): environment first, then git config."""
+        reader = self._repo.config_reader()
+        name = os.environ.get("GIT_AUTHOR_NAME") or str(reader.get_value("user", "name", ""))
+        email = os.environ.get("GIT_AUTHOR_EMAIL") or str(reader.get_value("user", "email", ""))
+        if not name or not email:
+            raise InputError(
+                "git identity is not set",
+                hint='run `git config --global user.name "Your Name"` and '
+                "`git config --global user.email you@example.com`",
+            )
+        return name, email
+
+    # ---- writing ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lock(self, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+        """Hold the repo's fleet lock (``<git dir>/fleet.lock``); every fleet writer takes it."""
+        path = self.git_dir / "fleet.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError as e:
+                    if time.monotonic() > deadline:
+                        raise GitError(f"another fleet process has held {path} for {timeout:.0f}s") from e
+                    time.sleep(0.02)
+            yield
+        finally:
+            os.close(fd)  # closing releases the flock
+
+    def commit(self, changes: dict[str, str | None], message: str, *, update_worktree: bool = True) -> str:
+        """Commit ``changes`` (path -> new text, or None to delete) on top of HEAD; returns the commit.
+
+        Only those paths change: other staged or unstaged work is left as it was. The branch moves by
+        compare-and-swap; then the working tree and the index catch up for those paths. The caller
+        holds :meth:`lock`.
+        """
+        name, email = self.identity()
+        actor = git.Actor(name, email)
+        head = self.head()
+        parents = [self._commit(head)] if head else []
+        try:
+            index = IndexFile.from_tree(self._repo, parents[0]) if parents else IndexFile.new(self._repo)
+            for path, text in changes.items():
+                rel = _clean_rel(path)
+                if text is None:
+                    index.entries.pop((rel, 0), None)
+                    continue
+                data = text.encode()
+                stored = self._repo.odb.store(IStream("blob", len(data), io.BytesIO(data)))
+                index.entries[(rel, 0)] = IndexEntry.from_base(
+                    BaseIndexEntry((0o100644, stored.binsha, 0, rel))
+                )
+            tree = index.write_tree()
+            new = Commit.create_from_tree(
+                self._repo, tree, message, parent_commits=parents, head=False, author=actor, committer=actor
+            )
+        except (git.GitError, ValueError, OSError) as e:
+            raise GitError(f"could not create the commit: {e}") from e
+        self.update_ref("HEAD", new.hexsha, head, message=message)
+        if update_worktree:
+            self._sync_worktree(changes)
+        return new.hexsha
+
+    def _sync_worktree(self, changes: dict[str, str | None]) -> None:
+        for path, text in changes.items():
+            target = self.root / _clean_rel(path)
+            if text is None:
+                target.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    target.parent.rmdir()  # only when now empty
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                tmp = target.with_name(f".{target.name}.fleet-tmp")
+                tmp.write_text(text)
+                tmp.replace(target)
+        self._git("reset", "-q", "HEAD", "--", *[_clean_rel(p) for p in changes])
+
+    def update_ref(self, ref: str, new: str | None, old: str | None, *, message: str = "fleet") -> None:
+        """Compare-and-swap ``ref`` from ``old`` (None: must not exist) to ``new`` (None: delete)."""
+        zero = "0" * 40
+        if new is None:
+            args = ["update-ref", "-m", message, "-d", ref, old or ""]
+        else:
+            args = ["update-ref", "-m", message, ref, new, old or zero]
+        done = self._run(args)
+        if not done.ok:
+            raise GitError(
+                f"{ref} moved while fleet was updating it; run the command again ({done.stderr.strip()})"
+            )
+
+    def read_ref(self, ref: str) -> str | None:
+        done = self._run(["rev-parse", "--verify", "-q", ref + "^{commit}"])
+        return done.stdout.strip() if done.ok else None
+
+    def list_refs(self, prefix: str) -> dict[str, str]:
+        out = self._git("for-each-ref", "--format=%(refname) %(objectname)", prefix)
+        return dict(line.split(" ", 1) for line in out.splitlines() if line)
+
+    # ---- notes (refs/notes/fleet) -------------------------------------------------------------
+
+    def note_show(self, revision: str, ref: str = NOTES_REF) -> str | None:
+        done = self._run(["notes", f"--ref={ref}", "show", revision])
+        return done.stdout if done.ok else None
+
+    def note_write(self, revision: str, text: str, ref: str = NOTES_REF) -> None:
+        """Replace the note on ``revision`` (the caller holds :meth:`lock` and keeps what it read)."""
+        done = self._run(["notes", f"--ref={ref}", "add", "-f", "-F", "-", revision], input=text)
+        if not done.ok:
+            raise GitError(f"could not write the note on {revision[:12]}: {done.stderr.strip()}")
+
+    def note_remove(self, revision: str, ref: str = NOTES_REF) -> None:
+        self._run(["notes", f"--ref={ref}", "remove", "--ignore-missing", revision])
+
+    def notes(self, ref: str = NOTES_REF) -> dict[str, str]:
+        """Every note under ``ref``: annotated commit -> note text."""
+        done = self._run(["notes", f"--ref={ref}", "list"])
+        if not done.ok:
+            return {}
+        out: dict[str, str] = {}
+        for line in done.stdout.splitlines():
+            blob, commit = line.split()
+            out[commit] = self._repo.odb.stream(bytes.fromhex(blob)).read().decode()
+        return out
+
+    def notes_merge(self, other_ref: str, ref: str = NOTES_REF) -> None:
+        """Merge notes from ``other_ref`` into ``ref``, keeping every line of both (cat_sort_uniq)."""
+        done = self._run(["notes", f"--ref={ref}", "merge", "-q", "-s", "cat_sort_uniq", other_ref])
+        if not done.ok:
+            raise GitError(f"could not merge notes from {other_ref}: {done.stderr.strip()}")
+
+    # ---- remotes ---------------------------------------------------------------------------
+
+    def remote_url(self, remote: str) -> str | None:
+        done = self._run(["remote", "get-url", remote])
+        return done.stdout.strip() if done.ok else None
+
+    def add_remote(self, remote: str, url: str) -> None:
+        self._git("remote", "add", remote, url)
+
+    def push(self, remote: str, refspecs: Sequence[str], *, atomic: bool = True) -> str:
+        self._require_remote(remote)
+        args = ["push", "--porcelain", *(["--atomic"] if atomic else []), remote, *refspecs]
+        done = self._run(args, timeout=300)
+        if not done.ok:
+            detail = "; ".join(
+                f"{parts[1].split(':')[-1]} {parts[2]}"
+                for parts in (ln.split("\t") for ln in done.stdout.splitlines() if ln.startswith("!"))
+                if len(parts) >= 3 and "atomic push failed" not in parts[2]
+            ) or " | ".join(done.stderr.strip().splitlines()[-2:])
+            raise GitError(
+                f"push to {remote} was rejected: {detail}", hint="run `fleet pull`, then push again"
+            )
+        return done.stdout
+
+    def ls_remote(self, remote: str, patterns: Sequence[str]) -> dict[str, str]:
+        """Refs of ``remote`` matching ``patterns``: name -> object id."""
+        self._require_remote(remote)
+        done = self._run(["ls-remote", remote, *patterns], timeout=120)
+        if not done.ok:
+            tail = " | ".join(done.stderr.strip().splitlines()[-3:])
+            raise GitError(f"cannot read refs of {remote}: {tail}")
+        out: dict[str, str] = {}
+        for line in done.stdout.splitlines():
+            oid, _, name = line.partition("\t")
+            out[name] = oid
+        return out
+
+    def delete_refs(self, prefix: str) -> None:
+        for ref, oid in self.list_refs(prefix).items():
+            self.update_ref(ref, None, oid)
+
+    def fetch(self, remote: str, refspecs: Sequence[str]) -> None:
+        self._require_remote(remote)
+        done = self._run(["fetch", "-q", "--no-tags", remote, *refspecs], timeout=300)
+        if not done.ok:
+            tail = " | ".join(done.stderr.strip().splitlines()[-3:])
+            raise GitError(f"fetch from {remote} failed: {tail}")
+
+    def _require_remote(self, remote: str) -> None:
+        if self.remote_url(remote) is None:
+            raise InputError(
+                f'git remote "{remote}" is not configured in {self.root}',
+                hint=f"git remote add {remote} URL (or set git.remote in fleet.yaml)",
+            )
+
+    # ---- plumbing --------------------------------------------------------------------------
+
+    def _run(self, args: Sequence[str], *, input: str | None = None, timeout: float = 60) -> proc.Completed:
+        return proc.run(
+            ["git", "-C", str(self.root), *args], env=_NO_PROMPT, input=input, timeout=timeout, error=GitError
+        )
+
+    def _git(self, *args: str) -> str:
+        try:
+            out: str = self._repo.git.execute(["git", *args], env=_NO_PROMPT)
+        except git.GitCommandError as e:
+            msg = (e.stderr or "").strip().removeprefix("stderr:").strip(" '\n")
+            raise GitError(f"git {args[0]} failed: {msg}") from e
+        return out

@@ -1,0 +1,194 @@
+"""Last known good: per cluster, the revision it last passed its gates on, kept in Git off every cluster.
+
+- ``refs/fleet/good/<cluster>`` points at that commit (moved by compare-and-swap under the repo lock);
+- an audit note on that commit (``refs/notes/fleet``), one JSON line per record: who, when, why,
+  gate results, duration and the previous good revision. Several clusters can share a commit's note.
+
+Both travel with ``fleet push`` / ``fleet pull`` (:mod:`fleet.sync`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fleet.adapters.git import GitRepo
+from fleet.errors import InputError, NotFound
+from fleet.registry.load import CLUSTERS_DIR, cluster_file, load_registry, open_repo
+from fleet.render import inputs
+
+__all__ = [
+    "GOOD_PREFIX",
+    "GoodRecord",
+    "HistoryEntry",
+    "audit_trail",
+    "get_good",
+    "good_ref",
+    "history",
+    "record_good",
+]
+
+GOOD_PREFIX = "refs/fleet/good/"
+
+
+@dataclass(frozen=True)
+class GoodRecord:
+    cluster: str
+    revision: str
+    recorded_at: datetime
+    recorded_by: str  # "Name <email>"
+    reason: str
+    gates: tuple[dict[str, Any], ...] = ()
+    duration_s: float | None = None
+    previous: str | None = None  # the good revision before this record
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "cluster": self.cluster,
+                "revision": self.revision,
+                "recorded_at": self.recorded_at.isoformat(timespec="seconds"),
+                "recorded_by": self.recorded_by,
+                "reason": self.reason,
+                "gates": list(self.gates),
+                "duration_s": self.duration_s,
+                "previous": self.previous,
+            },
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, line: str) -> GoodRecord | None:
+        try:
+            d = json.loads(line)
+            return cls(
+                cluster=str(d["cluster"]),
+                revision=str(d["revision"]),
+                recorded_at=datetime.fromisoformat(d["recorded_at"]),
+                recorded_by=str(d.get("recorded_by", "")),
+                reason=str(d.get("reason", "")),
+                gates=tuple(d.get("gates") or ()),
+                duration_s=d.get("duration_s"),
+                previous=d.get("previous"),
+            )
+        except (ValueError, KeyError, TypeError):
+            return None  # a line fleet did not write
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    revision: str
+    date: datetime
+    author: str
+    subject: str
+    good: bool  # what the cluster's last good revision renders (that revision, or the change it runs)
+    recorded: bool  # recorded good for this cluster at some point (audit notes)
+
+
+def good_ref(cluster: str) -> str:
+    cluster_file(cluster)  # validates the name: it becomes part of a ref
+    return GOOD_PREFIX + cluster
+
+
+def _records(text: str | None, cluster: str | None = None) -> list[GoodRecord]:
+    out = [r for r in (GoodRecord.from_json(ln) for ln in (text or "").splitlines() if ln.strip()) if r]
+    return sorted((r for r in out if cluster is None or r.cluster == cluster), key=lambda r: r.recorded_at)
+
+
+def get_good(repo: GitRepo | str | Path, cluster: str) -> GoodRecord | None:
+    """The cluster's last good revision and its audit record; None when none was recorded."""
+    g = open_repo(repo)
+    sha = g.read_ref(good_ref(cluster))
+    if sha is None:
+        return None
+    mine = [r for r in _records(g.note_show(sha), cluster) if r.revision == sha]
+    if mine:
+        return mine[-1]
+    when = g.log((), rev=sha, max_count=1)[0].date
+    return GoodRecord(cluster, sha, when, "unknown", "(no audit note: the ref was moved outside fleet)")
+
+
+def record_good(
+    repo: GitRepo | str | Path,
+    cluster: str,
+    revision: str,
+    *,
+    reason: str,
+    gates: Sequence[dict[str, Any]] = (),
+    duration_s: float | None = None,
+) -> GoodRecord:
+    """Move the cluster's last good to ``revision`` and append the audit note; safe under concurrency."""
+    g = open_repo(repo)
+    ref = good_ref(cluster)
+    sha = g.resolve(revision)
+    if g.read_file(sha, cluster_file(cluster)) is None:
+        raise NotFound(
+            f'cluster "{cluster}" is not in {CLUSTERS_DIR}/ at {sha[:12]}',
+            hint="a cluster can only be good at a revision that registers it",
+        )
+    try:
+        gate_list = tuple(json.loads(json.dumps(dict(x))) for x in gates)
+    except (TypeError, ValueError) as e:
+        raise InputError(f"gate results must be JSON objects: {e}") from e
+    name, email = g.identity()
+    with g.lock():
+        old = g.read_ref(ref)
+        record = GoodRecord(
+            cluster,
+            sha,
+            datetime.now(UTC).replace(microsecond=0),
+            f"{name} <{email}>",
+            reason,
+            gate_list,
+            duration_s,
+            old,
+        )
+        before = g.note_show(sha)
+        g.note_write(sha, (before or "").rstrip("\n") + ("\n" if before else "") + record.to_json() + "\n")
+        try:
+            g.update_ref(ref, sha, old, message=f"fleet good {cluster}: {reason}"[:200])
+        except Exception:
+            if before is None:
+                g.note_remove(sha)
+            else:
+                g.note_write(sha, before)
+            raise
+    return record
+
+
+def audit_trail(repo: GitRepo | str | Path, cluster: str | None = None) -> list[GoodRecord]:
+    """Every good record (of ``cluster``, or all), oldest first."""
+    g = open_repo(repo)
+    out: list[GoodRecord] = []
+    for text in g.notes().values():
+        out.extend(_records(text, cluster))
+    return sorted(out, key=lambda r: r.recorded_at)
+
+
+def history(repo: GitRepo | str | Path, cluster: str, limit: int = 50) -> list[HistoryEntry]:
+    """Commits that changed what ``cluster`` renders, newest first, marking good ones.
+
+    "What it renders" is its ``clusters/`` file plus every path its overlay reads (the overlay, base,
+    and what their kustomizations reference), as of HEAD.
+    """
+    g = open_repo(repo)
+    head = g.resolve("HEAD")
+    spec = load_registry(g, head).get(cluster)
+    paths = inputs(g, spec.environment, head)
+    watched = [*paths, cluster_file(cluster)]
+    entries = g.log(watched, rev=head, max_count=limit)
+    good_sha = g.read_ref(good_ref(cluster))
+    effective = None
+    if good_sha is not None:
+        runs = g.log(watched, rev=good_sha, max_count=1)
+        effective = runs[0].revision if runs else good_sha
+    recorded = {r.revision for r in audit_trail(g, cluster)}
+    return [
+        HistoryEntry(e.revision, e.date, e.author, e.subject, e.revision == effective, e.revision in recorded)
+        for e in entries
+    ]

@@ -1,0 +1,52 @@
+"""The fleet registry: which clusters exist, which environment overlay each runs (``fleet.yaml``,
+``clusters/<name>.yaml``, ``environments/<env>/``), read and written through Git."""
+
+from fleet.registry.load import (
+    Registry,
+    cluster_file,
+    load_registry,
+    open_repo,
+    parse_cluster,
+    parse_selector,
+)
+from fleet.registry.model import (
+    ClusterSpec,
+    CustomGate,
+    FleetSettings,
+    GateSettings,
+    KubeAccess,
+    OperatorSettings,
+)
+from fleet.registry.store import (
+    ClusterUpdate,
+    InitResult,
+    WriteResult,
+    add_cluster,
+    dump_cluster,
+    init_repo,
+    remove_cluster,
+    set_cluster,
+)
+
+__all__ = [
+    "ClusterSpec",
+    "ClusterUpdate",
+    "CustomGate",
+    "FleetSettings",
+    "GateSettings",
+    "InitResult",
+    "KubeAccess",
+    "OperatorSettings",
+    "Registry",
+    "WriteResult",
+    "add_cluster",
+    "cluster_file",
+    "dump_cluster",
+    "init_repo",
+    "load_registry",
+    "open_repo",
+    "parse_cluster",
+    "parse_selector",
+    "remove_cluster",
+    "set_cluster",
+]

@@ -1,0 +1,353 @@
+"""Reading the registry: ``fleet.yaml``, ``clusters/*.yaml`` and ``environments/*``, at a revision or
+from the working tree, into one frozen :class:`Registry`. Every error names file, line and key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import types
+import typing
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ValidationError
+
+from fleet.adapters.git import GitRepo
+from fleet.errors import ConfigError, InputError, NotFound
+from fleet.registry.model import DNS_LABEL, ClusterSpec, FleetSettings
+from fleet.registry.yamlpos import Loc, Positions, dotted, load_yaml
+
+__all__ = [
+    "CLUSTERS_DIR",
+    "ENVIRONMENTS_DIR",
+    "FLEET_FILE",
+    "KUSTOMIZATION_FILES",
+    "Registry",
+    "cluster_file",
+    "describe_validation_error",
+    "load_registry",
+    "open_repo",
+    "parse_cluster",
+]
+
+FLEET_FILE = "fleet.yaml"
+CLUSTERS_DIR = "clusters"
+ENVIRONMENTS_DIR = "environments"
+KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+PSEUDO_LABELS = ("name", "env", "environment", "region", "wave", "provider")
+
+
+def cluster_file(name: str) -> str:
+    """``clusters/<name>.yaml`` for a name already checked to be a DNS label."""
+    if not DNS_LABEL.match(name):
+        raise InputError(
+            f'"{name}" is not a valid cluster name (a DNS label: lowercase letters, digits and "-")'
+        )
+    return f"{CLUSTERS_DIR}/{name}.yaml"
+
+
+def open_repo(repo: GitRepo | str | Path) -> GitRepo:
+    return repo if isinstance(repo, GitRepo) else GitRepo.open(repo)
+
+
+@dataclass(frozen=True)
+class Registry:
+    """The fleet repo's registry at one revision (``revision`` None: the working tree)."""
+
+    root: Path
+    revision: str | None
+    settings: FleetSettings
+    clusters: dict[str, ClusterSpec]
+    environments: tuple[str, ...]
+
+    def get(self, name: str) -> ClusterSpec:
+        if name in self.clusters:
+            return self.clusters[name]
+        close = difflib.get_close_matches(name, list(self.clusters), n=3, cutoff=0.6)
+        hint = (
+            f"did you mean {', '.join(close)}?"
+            if close
+            else (
+                "`fleet cluster list` shows the clusters"
+                if self.clusters
+                else "add one with `fleet cluster add`"
+            )
+        )
+        where = f" at {self.revision[:12]}" if self.revision else ""
+        raise NotFound(f'cluster "{name}" not found in {CLUSTERS_DIR}/{where}', hint=hint)
+
+    def select(self, selector: str | None) -> list[ClusterSpec]:
+        """Clusters matching a kubectl-like label selector (``k=v,k!=v,k in (a,b),k notin (a),k,!k``).
+
+        The pseudo-labels ``name``, ``env`` (or ``environment``), ``region``, ``wave`` and ``provider``
+        match the cluster's own fields.
+        """
+        reqs = parse_selector(selector or "")
+        return [c for c in self.clusters.values() if all(r.matches(_labels_of(c)) for r in reqs)]
+
+
+def _labels_of(c: ClusterSpec) -> dict[str, str]:
+    pseudo = {
+        "name": c.name,
+        "env": c.environment,
+        "environment": c.environment,
+        "region": c.region,
+        "wave": str(c.wave),
+        "provider": c.provider,
+    }
+    return {**c.labels, **pseudo}
+
+
+@dataclass(frozen=True)
+class Requirement:
+    key: str
+    op: str  # "=", "!=", "in", "notin", "exists", "!exists"
+    values: tuple[str, ...] = ()
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        has = self.key in labels
+        if self.op == "exists":
+            return has
+        if self.op == "!exists":
+            return not has
+        if self.op in ("=", "in"):
+            return has and labels[self.key] in self.values
+        return not has or labels[self.key] not in self.values  # != and notin, as kubectl
+
+
+_REQ = re.compile(
+    r"\s*(?:(?P<not>!)\s*(?P<nkey>[\w./-]+)"
+    r"|(?P<key>[\w./-]+)\s*(?:(?P<op>==|!=|=)\s*(?P<val>[\w.-]*)"
+    r"|\s+(?P<setop>in|notin)\s*\((?P<set>[^()]*)\))?)\s*(?:,|$)"
+)
+
+
+def parse_selector(selector: str) -> list[Requirement]:
+    out: list[Requirement] = []
+    pos = 0
+    text = selector.strip()
+    while pos < len(text):
+        m = _REQ.match(text, pos)
+        if not m or m.end() == pos:
+            raise InputError(
+                f'invalid selector "{selector}" at "{text[pos:]}"',
+                hint='use e.g. "env=prod,region in (eu-1,eu-2),team!=data"',
+            )
+        if m["nkey"]:
+            out.append(Requirement(m["nkey"], "!exists"))
+        elif m["op"]:
+            out.append(Requirement(m["key"], "!=" if m["op"] == "!=" else "=", (m["val"],)))
+        elif m["setop"]:
+            vals = tuple(v.strip() for v in m["set"].split(",") if v.strip())
+            out.append(Requirement(m["key"], m["setop"], vals))
+        else:
+            out.append(Requirement(m["key"], "exists"))
+        pos = m.end()
+    return out
+
+
+# ---- sources: the working tree or a revision -------------------------------------------------
+
+
+class _Source(Protocol):
+    def read(self, path: str) -> str | None: ...
+    def files(self, path: str) -> list[str]: ...
+    def dirs(self, path: str) -> list[str]: ...
+
+
+class _Worktree:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def read(self, path: str) -> str | None:
+        p = self.root / path
+        return p.read_text(encoding="utf-8") if p.is_file() else None
+
+    def files(self, path: str) -> list[str]:
+        d = self.root / path
+        return sorted(p.name for p in d.iterdir() if p.is_file()) if d.is_dir() else []
+
+    def dirs(self, path: str) -> list[str]:
+        d = self.root / path
+        return sorted(p.name for p in d.iterdir() if p.is_dir()) if d.is_dir() else []
+
+
+class _Revision:
+    def __init__(self, repo: GitRepo, rev: str) -> None:
+        self.repo, self.rev = repo, rev
+
+    def read(self, path: str) -> str | None:
+        return self.repo.read_file(self.rev, path)
+
+    def files(self, path: str) -> list[str]:
+        return [e.name for e in self.repo.list_dir(self.rev, path) if e.kind == "file"]
+
+    def dirs(self, path: str) -> list[str]:
+        return [e.name for e in self.repo.list_dir(self.rev, path) if e.kind == "dir"]
+
+
+# ---- validation errors -> file:line: key: message --------------------------------------------
+
+
+def _model_at(model: type[BaseModel], loc: Sequence[str | int]) -> type[BaseModel] | None:
+    """The model class that holds the last key of ``loc`` (for the allowed keys of an unknown key)."""
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        fields = getattr(current, "model_fields", None)
+        if fields is None or part not in fields:
+            return None
+        current = _inner_model(fields[part].annotation)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _inner_model(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType, tuple, list, typing.Annotated):
+        for arg in typing.get_args(annotation):
+            found = _inner_model(arg)
+            if found is not None:
+                return found
+    return None
+
+
+def describe_validation_error(
+    err: ValidationError, model: type[BaseModel], positions: Positions | None, file: str | None
+) -> ConfigError:
+    """One ConfigError for a pydantic error: the first problem with file, line and key; others in the hint."""
+    items: list[tuple[int | None, str, str]] = []
+    seen: set[tuple[str, str]] = set()
+    for e in err.errors(include_url=False):
+        loc: Loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith(("function-", "["))))
+        if positions is not None and e["type"] not in ("missing", "extra_forbidden"):
+            while loc and loc not in positions.lines:  # drop union member names like "str", "int"
+                loc = loc[:-1]
+        msg = _message(e, model, loc)
+        key = dotted(loc)
+        if (key, msg) in seen:
+            continue
+        seen.add((key, msg))
+        items.append((positions.line_of(loc) if positions else None, key, msg))
+    line, key, msg = items[0]
+    others = [f"{f'line {ln}: ' if ln else ''}{k}: {m}" for ln, k, m in items[1:]]
+    return ConfigError(
+        msg, file=file, line=line, key=key or None, hint=("also " + "; ".join(others)) if others else None
+    )
+
+
+def _message(e: Any, model: type[BaseModel], loc: Loc) -> str:
+    kind, msg, value = e["type"], str(e["msg"]), e.get("input")
+    if kind == "extra_forbidden":
+        owner = _model_at(model, loc)
+        allowed = list(owner.model_fields) if owner else []
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        return (
+            "unknown key"
+            + (f' (did you mean "{close[0]}"?)' if close else "")
+            + (f"; allowed keys: {', '.join(allowed)}" if allowed else "")
+        )
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "literal_error":
+        expected = str(e.get("ctx", {}).get("expected", "")).replace("'", "")
+        return f'"{value}" is not allowed; allowed values: {expected.replace(" or ", ", ")}'
+    if kind in ("value_error", "assertion_error"):
+        return msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if kind == "string_type" and isinstance(value, (int, float, bool)):
+        return f"{msg} (got {value!r}: quote it in YAML)"
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return f"{msg} (got {value!r})"
+    return msg
+
+
+# ---- loading ---------------------------------------------------------------------------------
+
+
+def parse_cluster(text: str, file: str) -> ClusterSpec:
+    """One ``clusters/<name>.yaml``: schema, and the file name matching ``name``."""
+    data, pos = load_yaml(text, file)
+    if not isinstance(data, dict):
+        raise ConfigError("expected a mapping (a Cluster: name, environment, ...)", file=file, line=1)
+    try:
+        spec = ClusterSpec.model_validate(data)
+    except ValidationError as e:
+        raise describe_validation_error(e, ClusterSpec, pos, file) from e
+    stem = Path(file).name.removesuffix(".yaml")
+    if spec.name != stem:
+        raise ConfigError(
+            f'name "{spec.name}" does not match the file name {Path(file).name}',
+            file=file,
+            line=pos.line_of(("name",)),
+            key="name",
+            hint=f"rename the file to {CLUSTERS_DIR}/{spec.name}.yaml, or set name: {stem}",
+        )
+    return spec
+
+
+def parse_settings(text: str | None, file: str = FLEET_FILE) -> FleetSettings:
+    if text is None:
+        raise ConfigError(
+            "not found at the repo root; this is not a fleet repo",
+            file=file,
+            hint="run `fleet init DIR` to create one",
+        )
+    data, pos = load_yaml(text, file)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("expected a mapping (kind: Fleet)", file=file, line=1)
+    try:
+        return FleetSettings.model_validate(data)
+    except ValidationError as e:
+        raise describe_validation_error(e, FleetSettings, pos, file) from e
+
+
+def _environments(src: _Source) -> tuple[str, ...]:
+    out = []
+    for d in src.dirs(ENVIRONMENTS_DIR):
+        files = set(src.files(f"{ENVIRONMENTS_DIR}/{d}"))
+        if files & set(KUSTOMIZATION_FILES):
+            out.append(d)
+    return tuple(sorted(out))
+
+
+def _check_environment(spec: ClusterSpec, envs: Iterable[str], text: str, file: str) -> None:
+    envs = tuple(envs)
+    if spec.environment in envs:
+        return
+    _, pos = load_yaml(text, file)
+    raise ConfigError(
+        f'unknown environment "{spec.environment}"; {ENVIRONMENTS_DIR}/ has: {", ".join(envs) or "none"}',
+        file=file,
+        line=pos.line_of(("environment",)),
+        key="environment",
+    )
+
+
+def load_registry(repo: GitRepo | str | Path, rev: str | None = None) -> Registry:
+    """The registry at ``rev`` (read from Git, working tree untouched), or in the working tree."""
+    g = open_repo(repo)
+    revision = g.resolve(rev) if rev is not None else None
+    src: _Source = _Revision(g, revision) if revision else _Worktree(g.root)
+    settings = parse_settings(src.read(FLEET_FILE))
+    envs = _environments(src)
+    clusters: dict[str, ClusterSpec] = {}
+    for fname in src.files(CLUSTERS_DIR):
+        if fname.startswith(".") or not fname.endswith((".yaml", ".yml")):
+            continue
+        file = f"{CLUSTERS_DIR}/{fname}"
+        if fname.endswith(".yml"):
+            raise ConfigError("cluster files end in .yaml", file=file, hint=f"rename it to {file[:-4]}.yaml")
+        if not DNS_LABEL.match(fname[:-5]):
+            raise ConfigError(f'file name "{fname}" is not <DNS label>.yaml', file=file)
+        text = src.read(file) or ""
+        spec = parse_cluster(text, file)
+        _check_environment(spec, envs, text, file)
+        clusters[spec.name] = spec
+    return Registry(g.root, revision, settings, dict(sorted(clusters.items())), envs)

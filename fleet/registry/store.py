@@ -1,0 +1,314 @@
+"""Writing the registry: ``fleet init`` and ``fleet cluster add|set|remove``.
+
+Every write is one commit with the user's git identity, made under the repo's fleet lock on top of the
+committed registry (never the working tree), with the branch moved by compare-and-swap. Writes
+refuse when ``clusters/`` or ``fleet.yaml`` has uncommitted changes, and change nothing when refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from fleet.adapters.git import GitRepo
+from fleet.errors import DirtyTree, InputError
+from fleet.registry.load import (
+    CLUSTERS_DIR,
+    ENVIRONMENTS_DIR,
+    FLEET_FILE,
+    Registry,
+    cluster_file,
+    load_registry,
+    open_repo,
+)
+from fleet.registry.model import DNS_LABEL, ClusterSpec
+
+__all__ = [
+    "ClusterUpdate",
+    "InitResult",
+    "WriteResult",
+    "add_cluster",
+    "dump_cluster",
+    "init_repo",
+    "remove_cluster",
+    "set_cluster",
+    "spec_from_input",
+]
+
+# Fields in the order a cluster file is written.
+_ORDER = (
+    "apiVersion",
+    "kind",
+    "name",
+    "environment",
+    "provider",
+    "region",
+    "wave",
+    "labels",
+    "vars",
+    "settings",
+    "access",
+    "gates",
+)
+_FLAGS = {
+    "environment": "--env",
+    "provider": "--provider",
+    "region": "--region",
+    "wave": "--wave",
+    "labels": "--label",
+    "vars": "--var",
+    "settings": "--setting",
+    "name": "NAME",
+}
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    cluster: str
+    revision: str  # the new commit
+    file: str
+    message: str
+    spec: ClusterSpec | None  # None after remove
+
+
+@dataclass(frozen=True)
+class InitResult:
+    root: Path
+    revision: str
+    files: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ClusterUpdate:
+    """What ``fleet cluster set`` changes; None / empty means leave as is."""
+
+    environment: str | None = None
+    provider: str | None = None
+    region: str | None = None
+    wave: int | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    remove_labels: Sequence[str] = ()
+    vars: Mapping[str, str] = field(default_factory=dict)
+    remove_vars: Sequence[str] = ()
+    settings: Mapping[str, str | int | bool] = field(default_factory=dict)
+    remove_settings: Sequence[str] = ()
+
+    def is_empty(self) -> bool:
+        return self == ClusterUpdate()
+
+
+def dump_cluster(spec: ClusterSpec) -> str:
+    """The text of ``clusters/<name>.yaml`` (stable key order; empty maps and unset blocks left out)."""
+    data = spec.model_dump(mode="json", exclude_none=True)
+    out: dict[str, Any] = {}
+    for key in _ORDER:
+        value = data.get(key)
+        if value in (None, {}, []):
+            continue
+        out[key] = value
+    return yaml.safe_dump(out, sort_keys=False, default_flow_style=False, allow_unicode=True)
+
+
+def spec_from_input(data: Mapping[str, Any]) -> ClusterSpec:
+    """Validate what a user typed on the command line; errors name the flag, not a file."""
+    try:
+        return ClusterSpec.model_validate(dict(data))
+    except ValidationError as e:
+        first = e.errors(include_url=False)[0]
+        loc = [p for p in first["loc"] if isinstance(p, (str, int))]
+        flag = _FLAGS.get(str(loc[0]), str(loc[0])) if loc else "input"
+        what = ".".join(str(p) for p in loc[1:2])
+        msg = str(first["msg"]).removeprefix("Value error, ")
+        if first["type"] == "literal_error":
+            msg = f'"{first.get("input")}" is not allowed; allowed values: ' + str(
+                first.get("ctx", {}).get("expected", "")
+            ).replace("'", "").replace(" or ", ", ")
+        raise InputError(f"{flag}{f' {what}' if what else ''}: {msg}") from e
+
+
+# ---- the write path --------------------------------------------------------------------------
+
+
+def _write(
+    repo: GitRepo,
+    mutate: Callable[[Registry], tuple[dict[str, str | None], str, ClusterSpec | None, str]],
+) -> WriteResult:
+    with repo.lock():
+        head = repo.head()
+        if head is None:
+            raise InputError(
+                f"{repo.root} has no commits; this is not a fleet repo", hint="run `fleet init DIR`"
+            )
+        dirty = repo.is_dirty([CLUSTERS_DIR, FLEET_FILE])
+        if dirty:
+            shown = ", ".join(dirty[:3]) + (f" and {len(dirty) - 3} more" if len(dirty) > 3 else "")
+            raise DirtyTree(
+                f"uncommitted changes in {shown}; commit or stash them first",
+                hint="fleet writes clusters/ and fleet.yaml itself and will not mix in your edits",
+            )
+        registry = load_registry(repo, head)
+        changes, message, spec, name = mutate(registry)
+        sha = repo.commit(changes, message)
+    return WriteResult(name, sha, cluster_file(name), message, spec)
+
+
+def _check_environment(registry: Registry, repo: GitRepo, env: str) -> None:
+    if env in registry.environments:
+        return
+    if DNS_LABEL.match(env) and (repo.root / ENVIRONMENTS_DIR / env).is_dir():
+        raise InputError(
+            f'environment "{env}" exists in the working tree but is not committed',
+            hint=f"commit {ENVIRONMENTS_DIR}/{env}/ first: clusters render what is in Git",
+        )
+    raise InputError(
+        f'unknown environment "{env}"; {ENVIRONMENTS_DIR}/ has: {", ".join(registry.environments) or "none"}'
+    )
+
+
+def _summary(spec: ClusterSpec) -> str:
+    return f"env {spec.environment}, provider {spec.provider}, region {spec.region}, wave {spec.wave}"
+
+
+def add_cluster(repo: GitRepo | str | Path, spec: ClusterSpec) -> WriteResult:
+    """Add ``clusters/<name>.yaml``; refuses an existing name or an unknown environment."""
+    g = open_repo(repo)
+    file = cluster_file(spec.name)
+
+    def mutate(reg: Registry) -> tuple[dict[str, str | None], str, ClusterSpec | None, str]:
+        if spec.name in reg.clusters:
+            raise InputError(
+                f'cluster "{spec.name}" already exists ({file})',
+                hint=f"change it with `fleet cluster set {spec.name} ...`",
+            )
+        _check_environment(reg, g, spec.environment)
+        return {file: dump_cluster(spec)}, f"Add cluster {spec.name} ({_summary(spec)})", spec, spec.name
+
+    return _write(g, mutate)
+
+
+def _apply(old: ClusterSpec, up: ClusterUpdate) -> tuple[ClusterSpec, list[str]]:
+    data = old.model_dump(mode="json", exclude_none=True)
+    changed: list[str] = []
+    for key in ("environment", "provider", "region", "wave"):
+        new = getattr(up, key)
+        if new is not None and new != data.get(key):
+            changed.append(f"{key} {data.get(key)} -> {new}")
+            data[key] = new
+    for key, sets, removes in (
+        ("labels", up.labels, up.remove_labels),
+        ("vars", up.vars, up.remove_vars),
+        ("settings", up.settings, up.remove_settings),
+    ):
+        current = dict(data.get(key) or {})
+        for k in removes:
+            if k not in current:
+                raise InputError(f'{key} of cluster "{old.name}" has no key "{k}" to remove')
+            del current[k]
+            changed.append(f"-{key}.{k}")
+        for k, v in sets.items():
+            if current.get(k) != v:
+                current[k] = v
+                changed.append(f"{key}.{k}={v}")
+        data[key] = current
+    return spec_from_input(data), changed
+
+
+def set_cluster(repo: GitRepo | str | Path, name: str, update: ClusterUpdate) -> WriteResult:
+    """Change fields of a cluster; refuses when nothing would change."""
+    g = open_repo(repo)
+    file = cluster_file(name)
+    if update.is_empty():
+        raise InputError("nothing to change", hint="pass e.g. --wave 2, --label team=web or --var REPLICAS=3")
+
+    def mutate(reg: Registry) -> tuple[dict[str, str | None], str, ClusterSpec | None, str]:
+        new, changed = _apply(reg.get(name), update)
+        if not changed:
+            raise InputError(f'cluster "{name}" already has these values; nothing to change')
+        if update.environment is not None:
+            _check_environment(reg, g, new.environment)
+        return {file: dump_cluster(new)}, f"Set cluster {name}: {', '.join(changed)}", new, name
+
+    return _write(g, mutate)
+
+
+def remove_cluster(repo: GitRepo | str | Path, name: str) -> WriteResult:
+    """Delete ``clusters/<name>.yaml``. Its last-good ref and audit notes stay (history)."""
+    g = open_repo(repo)
+    file = cluster_file(name)
+
+    def mutate(reg: Registry) -> tuple[dict[str, str | None], str, ClusterSpec | None, str]:
+        spec = reg.get(name)
+        return {file: None}, f"Remove cluster {name} ({_summary(spec)})", None, name
+
+    return _write(g, mutate)
+
+
+# ---- fleet init ------------------------------------------------------------------------------
+
+
+def _template_files() -> dict[str, str]:
+    root = resources.files("fleet") / "templates" / "init"
+    out: dict[str, str] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        for child in node.iterdir():
+            rel = f"{prefix}{child.name}"
+            if child.is_dir():
+                walk(child, rel + "/")
+            elif not child.name.startswith(".") and child.name != "__pycache__":
+                out[rel] = child.read_text(encoding="utf-8")
+
+    walk(root, "")
+    return out
+
+
+def init_repo(
+    path: str | Path, *, name: str | None = None, branch: str = "main", remote_url: str | None = None
+) -> InitResult:
+    """Create a fleet repo in ``path`` (new, or empty apart from ``.git``) with a first commit."""
+    root = Path(path).expanduser().absolute()
+    fleet_name = name or root.name.lower()
+    if not DNS_LABEL.match(fleet_name):
+        raise InputError(f'"{fleet_name}" is not a valid fleet name (a DNS label)', hint="pass --name NAME")
+    if not branch or branch.startswith("-") or any(c in branch for c in " ~^:?*[\\") or ".." in branch:
+        raise InputError(f'"{branch}" is not a valid branch name')
+    if root.exists() and not root.is_dir():
+        raise InputError(f"{root} exists and is not a directory")
+    if root.is_dir():
+        extra = sorted(p.name for p in root.iterdir() if p.name != ".git")
+        if extra:
+            raise InputError(
+                f"{root} is not empty ({', '.join(extra[:3])}{', ...' if len(extra) > 3 else ''})",
+                hint="fleet init creates a new repo: pass a new or empty directory",
+            )
+    created = not root.exists()
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        g = GitRepo.init(root, branch=branch)
+        with g:
+            if g.head() is not None:
+                raise InputError(f"{root} already has commits", hint="fleet init creates a new repo")
+            g.identity()  # refuse before writing anything when there is none
+            files = _template_files()
+            files[FLEET_FILE] = files[FLEET_FILE].replace("@NAME@", fleet_name).replace("@BRANCH@", branch)
+            if remote_url:
+                files[FLEET_FILE] = files[FLEET_FILE].replace(
+                    "  # url: https://git.example.com/platform/fleet.git", f"  url: {remote_url}"
+                )
+            with g.lock():
+                sha = g.commit(dict(sorted(files.items())), f"Initialize fleet repo {fleet_name}")
+            if remote_url:
+                g.add_remote("origin", remote_url)
+    except BaseException:
+        if created:
+            import shutil
+
+            shutil.rmtree(root, ignore_errors=True)
+        raise
+    return InitResult(root, sha, tuple(sorted(files)))

@@ -1,0 +1,411 @@
+"""What a cluster should run at a revision: its environment overlay built by kustomize at that
+revision, read from Git (never the working tree), with the cluster's variables substituted with Flux
+``postBuild.substitute`` semantics.
+
+Builds are cached by the content of their inputs: the Git object ids of every file and directory the
+overlay's kustomizations reference (found by following them), so a thousand clusters over five
+environments run kustomize five times, and a commit that touches only ``clusters/`` runs it not at all.
+The cache is in-process and on disk (``fleet_home()/cache/render``); substitution is per cluster on top.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import re
+import tempfile
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fleet import toolchain
+from fleet.adapters import proc
+from fleet.adapters.git import GitRepo
+from fleet.errors import ConfigError, NotFound, RenderError
+from fleet.paths import fleet_home
+from fleet.registry.load import (
+    CLUSTERS_DIR,
+    ENVIRONMENTS_DIR,
+    KUSTOMIZATION_FILES,
+    cluster_file,
+    load_registry,
+    open_repo,
+    parse_cluster,
+)
+from fleet.registry.model import ClusterSpec
+from fleet.substitute import substitute
+
+__all__ = [
+    "BUILTIN_VARS",
+    "Rendered",
+    "build_overlay",
+    "clear_cache",
+    "cluster_vars",
+    "inputs",
+    "render_all",
+    "render_cluster",
+    "stats",
+    "substitute",
+]
+
+BUILTIN_VARS = ("FLEET_CLUSTER", "FLEET_ENVIRONMENT", "FLEET_REGION", "FLEET_PROVIDER", "FLEET_WAVE")
+_CACHE_VERSION = "fleet-render-v1"
+_DISABLED = "kustomize.toolkit.fluxcd.io/substitute"
+_DOC_SPLIT = re.compile(r"^---[ \t]*\n", re.MULTILINE)
+_YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_MEMO_SIZE = 64
+
+
+@dataclass(frozen=True)
+class Rendered:
+    cluster: str
+    revision: str  # full commit id
+    objects: tuple[dict[str, Any], ...]  # in kustomize's order
+    text: str  # multi-document YAML
+    digest: str  # sha256 of text
+
+    @property
+    def short(self) -> str:
+        return self.revision[:12]
+
+
+@dataclass(frozen=True)
+class _Doc:
+    text: str
+    ref: str  # "Kind/namespace/name", for messages
+    substitute: bool
+
+
+@dataclass(frozen=True)
+class _Build:
+    key: str
+    docs: tuple[_Doc, ...]
+
+
+_memo: OrderedDict[str, _Build] = OrderedDict()
+_inputs_memo: dict[tuple[str, str, str], tuple[bool, tuple[str, ...]]] = {}
+_lock = threading.Lock()
+_stats = {"kustomize_runs": 0, "memo_hits": 0, "disk_hits": 0}
+
+
+def stats() -> dict[str, int]:
+    """Counters since the last :func:`clear_cache`: kustomize runs, in-process and on-disk cache hits."""
+    return dict(_stats)
+
+
+def clear_cache(*, disk: bool = False) -> None:
+    """Forget the in-process cache (and the on-disk one with ``disk``); reset :func:`stats`."""
+    with _lock:
+        _memo.clear()
+        _inputs_memo.clear()
+        for k in _stats:
+            _stats[k] = 0
+    if disk:
+        import shutil
+
+        shutil.rmtree(_cache_dir(), ignore_errors=True)
+
+
+def cluster_vars(spec: ClusterSpec) -> dict[str, str]:
+    """The variables substituted for a cluster: fleet's built-ins, then the cluster's ``vars`` (which win).
+
+    The operator's Flux Kustomization must carry the same (``postBuild.substitute``).
+    """
+    builtin = {
+        "FLEET_CLUSTER": spec.name,
+        "FLEET_ENVIRONMENT": spec.environment,
+        "FLEET_REGION": spec.region,
+        "FLEET_PROVIDER": spec.provider,
+        "FLEET_WAVE": str(spec.wave),
+    }
+    return {**builtin, **spec.vars}
+
+
+def overlay_dir(environment: str) -> str:
+    return f"{ENVIRONMENTS_DIR}/{environment}"
+
+
+# ---- inputs: what kustomize reads -------------------------------------------------------------
+
+
+def _strings(node: Any) -> Iterable[str]:
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for v in node.values():
+            yield from _strings(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _strings(v)
+
+
+def _is_remote(s: str) -> bool:
+    return "://" in s or s.startswith(("github.com/", "gitlab.com/", "bitbucket.org/", "git@"))
+
+
+def _walk_inputs(g: GitRepo, rev: str, start: str) -> tuple[str, ...] | None:
+    """Repo paths the kustomization in ``start`` reads, following every path-like string it holds.
+
+    None when that cannot be known (a remote resource, a kustomization that is not YAML): the caller
+    then keys on the whole tree but ``clusters/``.
+    """
+    found: set[str] = {start}
+    queue = [start]
+    seen: set[str] = set()
+    while queue:
+        d = queue.pop()
+        if d in seen:
+            continue
+        seen.add(d)
+        names = {e.name for e in g.list_dir(rev, d)}
+        kfile = next((k for k in KUSTOMIZATION_FILES if k in names), None)
+        if kfile is None:
+            continue
+        try:
+            data = yaml.load(g.read_file(rev, f"{d}/{kfile}") or "", Loader=_YAML_LOADER)
+        except yaml.YAMLError:
+            return None
+        for s in _strings(data):
+            if not s or "\n" in s or len(s) > 1024:
+                continue
+            if _is_remote(s):
+                return None
+            target = posixpath.normpath(posixpath.join(d, s.split("?", 1)[0]))
+            if target == "." or target.startswith(("../", "/")) or target == "..":
+                continue
+            oid = g.tree_id(rev, target)
+            if oid is None:
+                continue
+            found.add(target)
+            if g.list_dir(rev, target):  # a directory: it may hold a kustomization of its own
+                queue.append(target)
+    # drop paths inside other found directories: the directory's tree id covers them
+    dirs = sorted(found)
+    return tuple(p for p in dirs if not any(p.startswith(q + "/") for q in dirs if q != p))
+
+
+def _whole_tree(g: GitRepo, rev: str) -> tuple[str, ...]:
+    return tuple(e.name for e in g.list_dir(rev, "") if e.name != CLUSTERS_DIR and e.kind != "submodule")
+
+
+def inputs(repo: GitRepo | str | Path, environment: str, rev: str = "HEAD") -> tuple[str, ...]:
+    """The repo paths (files or directories) the overlay of ``environment`` reads at ``rev``."""
+    g = open_repo(repo)
+    return _input_paths(g, g.resolve(rev), environment)[1]
+
+
+def _input_paths(g: GitRepo, sha: str, environment: str) -> tuple[bool, tuple[str, ...]]:
+    """(exact, paths): exact is False when fleet fell back to the whole tree but ``clusters/``."""
+    memo_key = (str(g.git_dir), sha, environment)
+    if memo_key in _inputs_memo:
+        return _inputs_memo[memo_key]
+    start = overlay_dir(environment)
+    if g.tree_id(sha, start) is None:
+        raise NotFound(f'environment "{environment}" not found: {start}/ does not exist at {sha[:12]}')
+    paths = _walk_inputs(g, sha, start)
+    result = (True, paths) if paths is not None else (False, _whole_tree(g, sha))
+    _inputs_memo[memo_key] = result
+    return result
+
+
+def _cache_key(g: GitRepo, sha: str, environment: str) -> tuple[str, tuple[str, ...]]:
+    """The content key of a build: kustomize's identity and the object id of every input path."""
+    exact, paths = _input_paths(g, sha, environment)
+    h = hashlib.sha256(
+        f"{_CACHE_VERSION}\n{_kustomize_identity()}\n{overlay_dir(environment)}\n{exact}\n".encode()
+    )
+    for p in paths:
+        h.update(f"{p} {g.tree_id(sha, p)}\n".encode())
+    return h.hexdigest(), paths
+
+
+def _kustomize_identity() -> str:
+    path = toolchain.find("kustomize")
+    st = path.stat()
+    return f"{path} {st.st_size} {int(st.st_mtime)}"
+
+
+# ---- building ---------------------------------------------------------------------------------
+
+
+def _cache_dir() -> Path:
+    return fleet_home() / "cache" / "render"
+
+
+def _split(text: str) -> tuple[_Doc, ...]:
+    docs = []
+    for part in _DOC_SPLIT.split(text):
+        if not part.strip():
+            continue
+        body = part if part.endswith("\n") else part + "\n"
+        try:
+            obj = yaml.load(body, Loader=_YAML_LOADER) or {}
+        except yaml.YAMLError as e:
+            raise RenderError(f"kustomize printed YAML fleet cannot read: {e}") from e
+        meta = obj.get("metadata") or {} if isinstance(obj, dict) else {}
+        ref = (
+            f"{obj.get('kind', '?')}/{meta.get('namespace') or '-'}/{meta.get('name', '?')}" if meta else "?"
+        )
+        off = any((meta.get(k) or {}).get(_DISABLED) == "disabled" for k in ("annotations", "labels"))
+        docs.append(_Doc(body, ref, not off))
+    return tuple(docs)
+
+
+def _kustomize(g: GitRepo, sha: str, environment: str, paths: Sequence[str]) -> str:
+    kustomize = toolchain.find("kustomize")
+    with tempfile.TemporaryDirectory(prefix="fleet-render-") as tmp:
+        root = Path(tmp)
+        g.extract(sha, root, paths)
+        done = proc.run(
+            [
+                kustomize,
+                "build",
+                "--load-restrictor",
+                "LoadRestrictionsNone",
+                str(root / overlay_dir(environment)),
+            ],
+            timeout=300,
+            error=RenderError,
+        )
+        with _lock:
+            _stats["kustomize_runs"] += 1
+        if not done.ok:
+            msg = " ".join((done.stderr.strip() or done.stdout.strip()).split())
+            msg = (
+                msg.replace(str(root.resolve()) + "/", "")
+                .replace(str(root) + "/", "")
+                .removeprefix("Error: ")
+            )
+            raise RenderError(f"kustomize build {overlay_dir(environment)} at {sha[:12]} failed: {msg}")
+        return done.stdout
+
+
+def build_overlay(repo: GitRepo | str | Path, environment: str, rev: str = "HEAD") -> str:
+    """``kustomize build environments/<environment>`` at ``rev`` (cached), before substitution."""
+    g = open_repo(repo)
+    return "".join(d.text for d in _build(g, g.resolve(rev), environment).docs)
+
+
+def _build(g: GitRepo, sha: str, environment: str) -> _Build:
+    key, paths = _cache_key(g, sha, environment)
+    with _lock:
+        if key in _memo:
+            _memo.move_to_end(key)
+            _stats["memo_hits"] += 1
+            return _memo[key]
+    disk = _cache_dir() / key[:2] / f"{key}.yaml"
+    cacheable = True
+    if disk.is_file():
+        text = disk.read_text(encoding="utf-8")
+        with _lock:
+            _stats["disk_hits"] += 1
+    else:
+        try:
+            text = _kustomize(g, sha, environment, paths)
+        except RenderError:
+            whole = _whole_tree(g, sha)
+            if tuple(paths) == whole:
+                raise
+            # kustomize read something fleet did not see: build from the whole tree, and do not cache
+            # under a key that misses that input.
+            text = _kustomize(g, sha, environment, whole)
+            cacheable = False
+        if cacheable:
+            disk.parent.mkdir(parents=True, exist_ok=True)
+            tmp = disk.with_name(f".{key}.{os.getpid()}.{threading.get_ident()}.tmp")
+            tmp.write_text(text, encoding="utf-8")
+            tmp.replace(disk)
+    build = _Build(key, _split(text))
+    if not cacheable:
+        return build
+    with _lock:
+        _memo[key] = build
+        while len(_memo) > _MEMO_SIZE:
+            _memo.popitem(last=False)
+    return build
+
+
+def _render(build: _Build, spec: ClusterSpec, sha: str) -> Rendered:
+    values = cluster_vars(spec)
+    texts = []
+    for doc in build.docs:
+        if doc.substitute and "$" in doc.text:
+            where = f' in {doc.ref} (cluster "{spec.name}", {overlay_dir(spec.environment)} at {sha[:12]})'
+            texts.append(substitute(doc.text, values, where=where))
+        else:
+            texts.append(doc.text)
+    text = "---\n".join(texts)
+    try:
+        objects = tuple(yaml.load(t, Loader=_YAML_LOADER) for t in texts)
+    except yaml.YAMLError as e:
+        raise RenderError(f'cluster "{spec.name}": substituted manifests are not valid YAML: {e}') from e
+    return Rendered(spec.name, sha, objects, text, hashlib.sha256(text.encode()).hexdigest())
+
+
+def _spec_at(g: GitRepo, sha: str, name: str) -> ClusterSpec:
+    file = cluster_file(name)
+    text = g.read_file(sha, file)
+    if text is None:
+        import difflib
+
+        names = [e.name[:-5] for e in g.list_dir(sha, CLUSTERS_DIR) if e.name.endswith(".yaml")]
+        close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+        raise NotFound(
+            f'cluster "{name}" not found in {CLUSTERS_DIR}/ at {sha[:12]}',
+            hint=f"did you mean {', '.join(close)}?" if close else None,
+        )
+    spec = parse_cluster(text, file)
+    envs = {e.name for e in g.list_dir(sha, ENVIRONMENTS_DIR) if e.kind == "dir"}
+    if spec.environment not in envs:
+        raise ConfigError(
+            f'unknown environment "{spec.environment}"; {ENVIRONMENTS_DIR}/ has: '
+            f"{', '.join(sorted(envs)) or 'none'}",
+            file=file,
+            key="environment",
+        )
+    return spec
+
+
+def render_cluster(repo: GitRepo | str | Path, name: str, rev: str | None = None) -> Rendered:
+    """The manifests cluster ``name`` should run at ``rev`` (default HEAD), as registered at ``rev``."""
+    g = open_repo(repo)
+    sha = g.resolve(rev or "HEAD")
+    spec = _spec_at(g, sha, name)
+    return _render(_build(g, sha, spec.environment), spec, sha)
+
+
+def render_all(
+    repo: GitRepo | str | Path, rev: str | None = None, names: Sequence[str] | None = None
+) -> list[Rendered]:
+    """Every cluster (or ``names``) at ``rev``, sorted by name; each overlay built once.
+
+    Failures are gathered: one RenderError names the first and counts the rest.
+    """
+    g = open_repo(repo)
+    sha = g.resolve(rev or "HEAD")
+    registry = load_registry(g, sha)
+    specs = [registry.get(n) for n in names] if names is not None else list(registry.clusters.values())
+    out: list[Rendered] = []
+    errors: list[tuple[str, RenderError]] = []
+    for spec in sorted(specs, key=lambda s: s.name):
+        try:
+            out.append(_render(_build(g, sha, spec.environment), spec, sha))
+        except RenderError as e:
+            errors.append((spec.name, e))
+    if errors:
+        first = errors[0][1]
+        more = (
+            f" ({len(errors)} clusters failed: {', '.join(n for n, _ in errors[:5])}"
+            + (", ..." if len(errors) > 5 else "")
+            + ")"
+            if len(errors) > 1
+            else ""
+        )
+        raise RenderError(first.message + more, hint=first.hint)
+    return out

@@ -1,0 +1,112 @@
+"""``fleet push`` / ``fleet pull``: carry last-good refs (``refs/fleet/*``) and the audit notes
+(``refs/notes/fleet``) to and from the remote, plus the branch on push.
+
+Push is atomic: the branch, the good refs and the notes land together or not at all. The notes are
+pushed without force, so a push is refused while the remote holds records this clone has not pulled;
+pull merges the notes line by line (no record is lost) and then, per cluster, takes the good revision
+of the newest record. Good refs are then pushed as they are here, which is what pull settled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from fleet.adapters.git import NOTES_REF, GitRepo
+from fleet.errors import InputError
+from fleet.good import GOOD_PREFIX, audit_trail
+from fleet.registry.load import FLEET_FILE, open_repo, parse_settings
+
+__all__ = ["PullResult", "PushResult", "pull", "push"]
+
+
+@dataclass(frozen=True)
+class RefChange:
+    ref: str
+    old: str | None
+    new: str | None
+
+
+@dataclass(frozen=True)
+class PushResult:
+    remote: str
+    branch: str
+    refs: tuple[str, ...]  # what was offered
+    updated: tuple[str, ...]  # what the remote did not have yet
+    up_to_date: bool
+
+
+@dataclass(frozen=True)
+class PullResult:
+    remote: str
+    notes_merged: bool
+    changes: tuple[RefChange, ...]
+    kept_local: tuple[str, ...]  # good refs where this clone's record is newer than the remote's
+
+
+def _remote(g: GitRepo, remote: str | None) -> str:
+    if remote:
+        return remote
+    return parse_settings(
+        (g.root / FLEET_FILE).read_text() if (g.root / FLEET_FILE).is_file() else None
+    ).git.remote
+
+
+def push(repo: GitRepo | str | Path, remote: str | None = None) -> PushResult:
+    g = open_repo(repo)
+    name = _remote(g, remote)
+    branch = g.branch()
+    if branch is None:
+        raise InputError("HEAD is detached; check out the branch to push", hint="git switch main")
+    specs = [f"refs/heads/{branch}:refs/heads/{branch}"]
+    if g.list_refs("refs/fleet/"):
+        specs.append("+refs/fleet/*:refs/fleet/*")
+    if g.read_ref(NOTES_REF) is not None or g.list_refs(NOTES_REF):
+        specs.append(f"{NOTES_REF}:{NOTES_REF}")
+    out = g.push(name, specs, atomic=True)
+    updated = []
+    for line in out.splitlines():
+        flag, _, rest = line.partition("\t")
+        if flag in ("*", "+", " ") and ":" in rest:
+            updated.append(rest.split("\t", 1)[0].split(":", 1)[1])
+    return PushResult(name, branch, tuple(specs), tuple(updated), not updated)
+
+
+def pull(repo: GitRepo | str | Path, remote: str | None = None) -> PullResult:
+    g = open_repo(repo)
+    name = _remote(g, remote)
+    stage = f"refs/fleet-remote/{name}/"
+    theirs = g.ls_remote(name, ["refs/fleet/*", NOTES_REF])
+    specs = [f"+{ref}:{stage}{ref.removeprefix('refs/')}" for ref in theirs]
+    if specs:
+        g.fetch(name, specs)
+    changes: list[RefChange] = []
+    kept: list[str] = []
+    merged = False
+    try:
+        with g.lock():
+            remote_notes = g.read_ref(f"{stage}notes/fleet")
+            if remote_notes is not None:
+                local_notes = g.read_ref(NOTES_REF)
+                if local_notes is None:
+                    g.update_ref(NOTES_REF, remote_notes, None, message=f"fleet pull {name}")
+                elif local_notes != remote_notes:
+                    g.notes_merge(f"{stage}notes/fleet")
+                merged = local_notes != remote_notes
+            newest = {}
+            for rec in audit_trail(g):
+                newest[rec.cluster] = rec.revision  # oldest first, so the newest wins
+            for staged, oid in g.list_refs(f"{stage}fleet/").items():
+                ref = "refs/" + staged.removeprefix(stage)
+                local = g.read_ref(ref)
+                if local == oid:
+                    continue
+                cluster = ref.removeprefix(GOOD_PREFIX)
+                if local is not None and ref.startswith(GOOD_PREFIX) and newest.get(cluster) != oid:
+                    kept.append(cluster)
+                    continue
+                g.update_ref(ref, oid, local, message=f"fleet pull {name}")
+                changes.append(RefChange(ref, local, oid))
+    finally:
+        g.delete_refs(stage)
+    return PullResult(name, merged, tuple(changes), tuple(kept))
