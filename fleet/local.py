@@ -89,7 +89,6 @@ class LocalClusters:
                 "--kube-controller-manager-binary", str(tc("kube-controller-manager")),
                 "--kube-scheduler-binary", str(tc("kube-scheduler")),
                 "--kwok-controller-binary", str(tc("kwok")),
-                "--kubectl-binary", str(tc("kubectl")),
                 "--kubeconfig", str(self.workdir / "kwok" / f"{name}.merged.kubeconfig"),
                 "--wait", f"{int(wait)}s", "--quiet-pull",
             ]

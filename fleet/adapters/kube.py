@@ -1,0 +1,574 @@
+"""The one module that talks to Kubernetes: it alone imports the ``kubernetes`` client.
+
+Every API call goes through :meth:`Kube._call`, which turns library errors into fleet's
+(:class:`~fleet.errors.Unreachable`, :class:`~fleet.errors.Forbidden`, :class:`~fleet.errors.KubeError`
+carrying the API server's own message) and holds the retry policy (tenacity). Only what is transient
+is retried: connection errors and timeouts, HTTP 5xx, 429 (honouring ``Retry-After``) and 409
+"object has been modified" conflicts (the next attempt re-reads the object server-side). Everything
+else fails at once.
+
+One :class:`Kube` per cluster and policy is kept (:meth:`Kube.connect`), so one ``ApiClient`` and its
+connection pool (sized for the callers' parallelism) serve every thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import threading
+import time
+import warnings
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import tenacity
+import urllib3
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+
+from fleet.errors import Forbidden, InputError, KubeError, NotFound, Unreachable
+
+__all__ = [
+    "FIELD_MANAGER",
+    "ApiRefused",
+    "Applied",
+    "Informer",
+    "Kube",
+    "KubeTarget",
+    "NotServed",
+    "ObjectList",
+    "Resource",
+    "RetryPolicy",
+    "WatchEvent",
+]
+
+FIELD_MANAGER = "fleet"
+Obj = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class KubeTarget:
+    """Where a cluster's API server is: a kubeconfig file and a context in it (None: its current one)."""
+
+    cluster: str
+    kubeconfig: Path | None
+    context: str | None = None
+    source: str = ""  # how fleet found it, for messages ("provisioned", "registry access", ...)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 6
+    budget_s: float = 90.0  # total time one call may spend retrying
+    connect_timeout: float = 5.0
+    read_timeout: float = 60.0
+
+
+# For read-only looks at many clusters (fleet status): fail fast, never block the rest.
+FAST = RetryPolicy(attempts=1, budget_s=3.0, connect_timeout=2.0, read_timeout=5.0)
+
+
+@dataclass(frozen=True)
+class Resource:
+    """A kind as the API server serves it (from discovery)."""
+
+    group: str
+    version: str
+    kind: str
+    plural: str
+    namespaced: bool
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    def path(self, namespace: str | None = None, name: str | None = None) -> str:
+        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        if self.namespaced and namespace:
+            base += f"/namespaces/{namespace}"
+        base += f"/{self.plural}"
+        return base + (f"/{name}" if name else "")
+
+
+@dataclass(frozen=True)
+class Applied:
+    object: Obj
+    created: bool
+
+
+@dataclass(frozen=True)
+class ObjectList:
+    items: tuple[Obj, ...]
+    resource_version: str
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    """``SYNC`` carries a full list (at start and after a re-list); others one object."""
+
+    type: str
+    object: Obj | None = None
+    items: tuple[Obj, ...] = ()
+
+
+class NotServed(KubeError):
+    """The API server serves no such kind (e.g. its CRD is not installed)."""
+
+
+class ApiRefused(KubeError):
+    """The API server answered with an error status; ``message`` carries its own words."""
+
+    def __init__(self, message: str, *, status: int, reason: str = "", hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+        self.reason = reason
+
+
+class _Transient(Exception):
+    def __init__(self, error: KubeError, retry_after: float | None = None) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.retry_after = retry_after
+
+
+def _split_api_version(api_version: str) -> tuple[str, str]:
+    if "/" in api_version:
+        g, v = api_version.split("/", 1)
+        return g, v
+    return "", api_version
+
+
+def _reason(e: BaseException) -> str:
+    """A short reason from a urllib3/socket error: 'Connection refused', 'read timed out', ..."""
+    inner: BaseException = e
+    if isinstance(e, urllib3.exceptions.MaxRetryError) and e.reason is not None:
+        inner = e.reason
+    text = str(inner)
+    if isinstance(inner, urllib3.exceptions.ProtocolError) and inner.args:
+        last = inner.args[-1]
+        text = str(last) if isinstance(last, BaseException) else text
+    if "] " in text:
+        text = text.rsplit("] ", 1)[1]
+    elif ": " in text:
+        text = text.rsplit(": ", 1)[1]
+    return text.strip().strip("()'\"") or type(inner).__name__
+
+
+class Kube:
+    """A client for one cluster. Thread-safe; get one with :meth:`connect`."""
+
+    _cache: ClassVar[dict[tuple[KubeTarget, RetryPolicy, int], Kube]] = {}
+    _cache_lock = threading.Lock()
+
+    def __init__(
+        self, target: KubeTarget, *, policy: RetryPolicy = RetryPolicy(), pool_size: int = 16
+    ) -> None:
+        self.target = target
+        self.policy = policy
+        cfg = type.__call__(k8s_client.Configuration)
+        if target.kubeconfig is not None and not Path(target.kubeconfig).expanduser().is_file():
+            raise NotFound(f'kubeconfig {target.kubeconfig} of cluster "{target.cluster}" does not exist')
+        try:
+            k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=str(Path(target.kubeconfig).expanduser()) if target.kubeconfig else None,
+                context=target.context,
+                client_configuration=cfg,
+                persist_config=False,
+            )
+        except (ConfigException, OSError, ValueError, TypeError) as e:
+            where = target.kubeconfig or "the default kubeconfig"
+            ctx = f' (context "{target.context}")' if target.context else ""
+            raise InputError(f'cannot use {where}{ctx} for cluster "{target.cluster}": {e}') from e
+        cfg.connection_pool_maxsize = max(4, pool_size)
+        cfg.retries = False  # tenacity retries here, urllib3 must not
+        if not cfg.verify_ssl:
+            warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
+        self.host: str = cfg.host
+        self._api = k8s_client.ApiClient(cfg)
+        self._discovery: dict[str, tuple[float, dict[str, Resource]]] = {}
+        self._disc_lock = threading.Lock()
+
+    @classmethod
+    def connect(cls, target: KubeTarget, *, policy: RetryPolicy = RetryPolicy(), pool_size: int = 16) -> Kube:
+        """The shared client of ``target`` (one connection pool per cluster and policy)."""
+        key = (target, policy, pool_size)
+        with cls._cache_lock:
+            kube = cls._cache.get(key)
+            if kube is None:
+                kube = cls._cache[key] = cls(target, policy=policy, pool_size=pool_size)
+            return kube
+
+    def close(self) -> None:
+        with self._cache_lock:
+            for k, v in list(self._cache.items()):
+                if v is self:
+                    del self._cache[k]
+        self._api.close()  # type: ignore[no-untyped-call]
+
+    # ------------------------------------------------------------------ the choke point
+
+    def _once(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: list[tuple[str, str]] | None,
+        body: Any,
+        content_type: str | None,
+        what: str,
+        timeout: tuple[float, float] | None,
+        stream: bool,
+    ) -> tuple[int, bytes, Any]:
+        headers = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        try:
+            req = self._api.param_serialize(
+                method, path, query_params=query or [], header_params=headers, body=body,
+                auth_settings=["BearerToken"],
+            )
+            resp = self._api.call_api(
+                *req, _request_timeout=timeout or (self.policy.connect_timeout, self.policy.read_timeout)
+            )
+            if stream and 200 <= resp.status < 300:
+                return resp.status, b"", resp.response
+            data = resp.read() or b""  # type: ignore[no-untyped-call]
+        except ApiException as e:  # TLS failures come as status 0
+            raise Unreachable(f'cluster "{self.target.cluster}": {what}: {self.host}: {e.reason}') from e
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            err = Unreachable(
+                f'cluster "{self.target.cluster}": {what}: API server {self.host} unreachable: {_reason(e)}'
+            )
+            raise _Transient(err) from e
+        if resp.status >= 400:
+            raise self._status_error(resp.status, data, resp.headers, what)
+        return resp.status, data, None
+
+    def _status_error(self, status: int, data: bytes, headers: Mapping[str, str], what: str) -> Exception:
+        message, reason = "", ""
+        try:
+            st = json.loads(data)
+            message, reason = str(st.get("message") or ""), str(st.get("reason") or "")
+        except ValueError:
+            message = data.decode(errors="replace").strip()[:300]
+        message = message or f"HTTP {status}"
+        text = f'cluster "{self.target.cluster}": {what}: {message}'
+        if status in (401, 403):
+            hint = "check the credentials of this cluster's kubeconfig" if status == 401 else None
+            return Forbidden(text if status == 403 else f"{text} (credentials rejected)", hint=hint)
+        error = ApiRefused(text, status=status, reason=reason)
+        if status == 429 or status >= 500:
+            retry_after: float | None = None
+            with contextlib.suppress(TypeError, ValueError):
+                retry_after = float(headers.get("Retry-After", ""))
+            return _Transient(error, retry_after)
+        if status == 409 and reason == "Conflict":
+            return _Transient(error)  # optimistic-concurrency conflict: the next try re-reads
+        return error
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _Transient) and exc.retry_after is not None:
+            return float(min(max(exc.retry_after, 0.0), 30.0))
+        base: float = min(0.2 * 2.0 ** (state.attempt_number - 1), 5.0)
+        return base * (0.5 + random.random())
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: list[tuple[str, str]] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+        what: str = "request",
+        timeout: tuple[float, float] | None = None,
+        stream: bool = False,
+    ) -> tuple[int, bytes, Any]:
+        """Make one API call with the retry policy. Returns (status, body, stream response or None)."""
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(_Transient),
+            stop=(
+                tenacity.stop_after_attempt(self.policy.attempts)
+                | tenacity.stop_after_delay(self.policy.budget_s)
+            ),
+            wait=self._wait,
+            reraise=True,
+        )
+        try:
+            return retrying(
+                self._once, method, path, query=query, body=body, content_type=content_type, what=what,
+                timeout=timeout, stream=stream,
+            )
+        except _Transient as t:
+            raise t.error from (t.__cause__ or t)
+
+    def _json(self, method: str, path: str, **kw: Any) -> Obj:
+        _, data, _ = self._call(method, path, **kw)
+        out: Obj = json.loads(data) if data else {}
+        return out
+
+    # ------------------------------------------------------------------ discovery
+
+    def _group_resources(self, api_version: str, *, refresh: bool) -> dict[str, Resource]:
+        with self._disc_lock:
+            hit = self._discovery.get(api_version)
+            if hit and not (refresh and time.monotonic() - hit[0] > 1.0):
+                return hit[1]
+        group, version = _split_api_version(api_version)
+        path = f"/apis/{group}/{version}" if group else f"/api/{version}"
+        try:
+            doc = self._json("GET", path, what=f"discovery of {api_version}")
+        except ApiRefused as e:
+            if e.status != 404:
+                raise
+            doc = {}
+        kinds: dict[str, Resource] = {}
+        for r in doc.get("resources", []):
+            if "/" in r.get("name", ""):
+                continue  # subresources
+            kinds[r["kind"]] = Resource(group, version, r["kind"], r["name"], bool(r.get("namespaced")))
+        with self._disc_lock:
+            self._discovery[api_version] = (time.monotonic(), kinds)
+        return kinds
+
+    def find_resource(self, api_version: str, kind: str) -> Resource | None:
+        """The kind as served, or None (looked up again when it was missing: CRDs appear)."""
+        res = self._group_resources(api_version, refresh=False).get(kind)
+        if res is None:
+            res = self._group_resources(api_version, refresh=True).get(kind)
+        return res
+
+    def resource(self, api_version: str, kind: str) -> Resource:
+        res = self.find_resource(api_version, kind)
+        if res is None:
+            raise NotServed(
+                f'cluster "{self.target.cluster}": the API server serves no kind {kind} in {api_version}',
+                hint="is its CustomResourceDefinition installed?",
+            )
+        return res
+
+    def forget_discovery(self, api_version: str | None = None) -> None:
+        with self._disc_lock:
+            if api_version is None:
+                self._discovery.clear()
+            else:
+                self._discovery.pop(api_version, None)
+
+    # ------------------------------------------------------------------ objects
+
+    def server_version(self) -> str:
+        return str(self._json("GET", "/version", what="version").get("gitVersion", "?"))
+
+    def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> Obj | None:
+        res = self.find_resource(api_version, kind)
+        if res is None:
+            return None
+        try:
+            return self._json("GET", res.path(namespace, name), what=f"get {_show(kind, namespace, name)}")
+        except ApiRefused as e:
+            if e.status == 404:
+                return None
+            raise
+
+    def list_objects(
+        self,
+        api_version: str,
+        kind: str,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> ObjectList:
+        """Every object of a kind (all pages). An unserved kind lists as empty."""
+        res = self.find_resource(api_version, kind)
+        if res is None:
+            return ObjectList((), "")
+        items: list[Obj] = []
+        query = [("limit", "500")]
+        if label_selector:
+            query.append(("labelSelector", label_selector))
+        if field_selector:
+            query.append(("fieldSelector", field_selector))
+        cont, rv = "", ""
+        while True:
+            q = [*query, ("continue", cont)] if cont else query
+            doc = self._json("GET", res.path(namespace), query=q, what=f"list {kind}")
+            for item in doc.get("items") or []:
+                item.setdefault("apiVersion", res.api_version)
+                item.setdefault("kind", kind)
+                items.append(item)
+            meta = doc.get("metadata") or {}
+            rv = str(meta.get("resourceVersion") or rv)
+            cont = str(meta.get("continue") or "")
+            if not cont:
+                return ObjectList(tuple(items), rv)
+
+    def apply(self, obj: Mapping[str, Any], *, dry_run: bool = False, force: bool = True) -> Applied:
+        """Server-side apply of ``obj`` with field manager ``fleet``."""
+        meta = obj.get("metadata") or {}
+        res = self.resource(str(obj.get("apiVersion")), str(obj.get("kind")))
+        ns = meta.get("namespace") if res.namespaced else None
+        query = [("fieldManager", FIELD_MANAGER), ("force", "true" if force else "false")]
+        if dry_run:
+            query.append(("dryRun", "All"))
+        status, data, _ = self._call(
+            "PATCH", res.path(ns or ("default" if res.namespaced else None), meta["name"]),
+            query=query, body=json.dumps(obj, separators=(",", ":")),
+            content_type="application/apply-patch+yaml",
+            what=f"apply {_show(res.kind, ns, meta['name'])}",
+        )
+        return Applied(json.loads(data), created=status == 201)
+
+    def delete(
+        self, api_version: str, kind: str, name: str, namespace: str | None = None, *, uid: str | None = None
+    ) -> bool:
+        """Delete (background propagation). False when it was already gone."""
+        res = self.find_resource(api_version, kind)
+        if res is None:
+            return False
+        body: Obj = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
+        if uid:
+            body["preconditions"] = {"uid": uid}
+        try:
+            self._call("DELETE", res.path(namespace, name), body=body, content_type="application/json",
+                       what=f"delete {_show(kind, namespace, name)}")
+        except ApiRefused as e:
+            if e.status == 404:
+                return False
+            raise
+        return True
+
+    def events_for(self, kind: str, name: str, namespace: str | None, *, limit: int = 5) -> list[str]:
+        """The most recent Events about an object, as 'Type Reason: message' lines."""
+        sel = f"involvedObject.kind={kind},involvedObject.name={name}"
+        try:
+            items = self.list_objects("v1", "Event", namespace=namespace, field_selector=sel).items
+        except KubeError:
+            return []
+
+        def when(e: Obj) -> str:
+            meta = e.get("metadata") or {}
+            return str(e.get("lastTimestamp") or e.get("eventTime") or meta.get("creationTimestamp") or "")
+
+        out = []
+        for ev in sorted(items, key=when)[-limit:]:
+            count = f" (x{ev['count']})" if (ev.get("count") or 1) > 1 else ""
+            message = str(ev.get("message", "")).strip()
+            out.append(f"{ev.get('type', '')} {ev.get('reason', '')}: {message}{count}")
+        return out
+
+    # ------------------------------------------------------------------ watches
+
+    def informer(
+        self,
+        api_version: str,
+        kind: str,
+        *,
+        namespace: str | None = None,
+        field_selector: str | None = None,
+        deadline: float,
+    ) -> Informer:
+        """List then watch a kind until ``deadline`` (time.monotonic()); see :class:`Informer`."""
+        return Informer(self, api_version, kind, namespace, field_selector, deadline)
+
+
+class Informer:
+    """List-then-watch: yields a ``SYNC`` with the full list, then watch events, re-listing on
+    410 Gone and reconnecting after dropped streams (with the adapter's retry policy) until the
+    deadline or :meth:`close`. Unserved kinds yield one empty ``SYNC`` and re-check now and then."""
+
+    def __init__(
+        self, kube: Kube, api_version: str, kind: str, namespace: str | None, field_selector: str | None,
+        deadline: float,
+    ) -> None:
+        self.kube, self.api_version, self.kind = kube, api_version, kind
+        self.namespace, self.field_selector, self.deadline = namespace, field_selector, deadline
+        self._closed = threading.Event()
+        self._resp: Any = None
+
+    def close(self) -> None:
+        self._closed.set()
+        resp = self._resp
+        if resp is not None:
+            with contextlib.suppress(Exception):
+                resp.shutdown()
+            with contextlib.suppress(Exception):
+                resp.release_conn()
+
+    def _remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def events(self) -> Iterator[WatchEvent]:
+        kube = self.kube
+        while not self._closed.is_set() and self._remaining() > 0:
+            res = kube.find_resource(self.api_version, self.kind)
+            if res is None:  # CRD not there (yet): report empty, look again in a while
+                yield WatchEvent("SYNC")
+                self._closed.wait(min(2.0, max(self._remaining(), 0)))
+                continue
+            listed = kube.list_objects(self.api_version, self.kind, namespace=self.namespace,
+                               field_selector=self.field_selector)
+            yield WatchEvent("SYNC", items=listed.items)
+            rv = listed.resource_version
+            while not self._closed.is_set() and (left := self._remaining()) > 0:
+                query = [("watch", "1"), ("resourceVersion", rv), ("allowWatchBookmarks", "true"),
+                         ("timeoutSeconds", str(max(1, int(min(left, 290)))))]
+                if self.field_selector:
+                    query.append(("fieldSelector", self.field_selector))
+                try:
+                    _, _, resp = kube._call(
+                        "GET", res.path(self.namespace), query=query, stream=True,
+                        what=f"watch {self.kind}", timeout=(kube.policy.connect_timeout, left + 5),
+                    )
+                except ApiRefused as e:
+                    if e.status == 410:
+                        break  # too old: list again
+                    raise
+                self._resp = resp
+                if self._closed.is_set():  # closed while the stream was opening
+                    with contextlib.suppress(Exception):
+                        resp.shutdown()
+                    resp.release_conn()
+                    return
+                gone = False
+                try:
+                    for line in resp:
+                        if self._closed.is_set():
+                            return
+                        if not line.strip():
+                            continue
+                        ev = json.loads(line)
+                        obj = ev.get("object") or {}
+                        if ev.get("type") == "ERROR":
+                            if obj.get("code") == 410:
+                                gone = True
+                                break
+                            raise KubeError(
+                                f'cluster "{kube.target.cluster}": watch {self.kind}: {obj.get("message")}'
+                            )
+                        rv = str((obj.get("metadata") or {}).get("resourceVersion") or rv)
+                        if ev.get("type") == "BOOKMARK":
+                            continue
+                        obj.setdefault("apiVersion", res.api_version)
+                        obj.setdefault("kind", self.kind)
+                        yield WatchEvent(str(ev.get("type")), obj)
+                except (urllib3.exceptions.HTTPError, OSError, ValueError):
+                    if self._closed.is_set():
+                        return
+                    # a dropped stream: reconnect from the last resourceVersion (the call retries)
+                finally:
+                    self._resp = None
+                    with contextlib.suppress(Exception):
+                        resp.release_conn()
+                if gone:
+                    break
+
+
+def _show(kind: str, namespace: str | None, name: str) -> str:
+    return f"{kind} {namespace}/{name}" if namespace else f"{kind} {name}"

@@ -1,0 +1,146 @@
+"""``fleet diff``: what a sync would change, from a server-side dry run against the live objects.
+
+For every desired object that exists, the dry-run result of applying it is compared with the live
+object, both cleaned of what the server or a controller owns (status, managedFields,
+resourceVersion, uid, generation, creationTimestamp) and of fleet's revision annotation; a difference
+is shown as a unified diff of YAML. Objects that do not exist are to create; objects in the inventory
+but no longer desired (and still carrying fleet's marks) are to prune.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from fleet.adapters.kube import ApiRefused, Kube, KubeTarget
+from fleet.live.apply import PlannedObject, parallel, plan_objects
+from fleet.live.inventory import read_inventory
+from fleet.live.objects import ANN_REVISION, ObjectRef, owned_by_fleet, validate
+from fleet.output import Reporter
+
+__all__ = ["DiffResult", "ObjectDiff", "diff", "normalize"]
+
+Obj = dict[str, Any]
+_META_DROP = ("managedFields", "resourceVersion", "uid", "generation", "creationTimestamp", "selfLink")
+
+
+@dataclass(frozen=True)
+class ObjectDiff:
+    object: str
+    action: str  # create | update | prune
+    diff: str
+
+
+@dataclass(frozen=True)
+class DiffResult:
+    cluster: str
+    revision: str
+    drift: bool
+    create: int
+    update: int
+    prune: int
+    unchanged: int
+    objects: tuple[ObjectDiff, ...]
+    duration_s: float
+
+
+def normalize(obj: Mapping[str, Any]) -> Obj:
+    """``obj`` without what the server or controllers own, for comparison."""
+    out = copy.deepcopy(dict(obj))
+    out.pop("status", None)
+    meta = out.get("metadata") or {}
+    for k in _META_DROP:
+        meta.pop(k, None)
+    ann = meta.get("annotations") or {}
+    ann.pop(ANN_REVISION, None)
+    if "annotations" in meta and not ann:
+        del meta["annotations"]
+    return out
+
+
+def _yaml(obj: Mapping[str, Any]) -> list[str]:
+    return yaml.safe_dump(dict(obj), sort_keys=True, default_flow_style=False).splitlines(keepends=True)
+
+
+def _unified(ref: str, live: Obj | None, desired: Obj | None) -> str:
+    a = _yaml(live) if live is not None else []
+    b = _yaml(desired) if desired is not None else []
+    return "".join(difflib.unified_diff(a, b, fromfile=f"live/{ref}", tofile=f"desired/{ref}"))
+
+
+def diff(
+    target: KubeTarget,
+    objects: Iterable[Mapping[str, Any]],
+    revision: str,
+    *,
+    reporter: Reporter,
+    workers: int = 16,
+) -> DiffResult:
+    """Compare the desired ``objects`` at ``revision`` with the cluster."""
+    t0 = time.monotonic()
+    cluster = target.cluster
+    kube = Kube.connect(target, pool_size=workers + 4)
+    manifests = validate(objects)
+    reporter.step(f'comparing cluster "{cluster}" with {revision[:12]} ({len(manifests)} objects)')
+    items = plan_objects(kube, manifests, cluster, revision)
+    inv = read_inventory(kube)
+    found: list[ObjectDiff] = []
+    unchanged = 0
+    lock = threading.Lock()
+
+    def one(it: PlannedObject) -> None:
+        nonlocal unchanged
+        ref = str(it.ref)
+        live = None
+        if it.served:
+            live = kube.get(it.ref.api_version, it.ref.kind, it.ref.name, it.ref.namespace or None)
+        if live is None:
+            d = ObjectDiff(ref, "create", _unified(ref, None, normalize(it.obj)))
+        else:
+            try:
+                would = kube.apply(it.obj, dry_run=True).object
+            except ApiRefused as e:
+                if e.status != 404:
+                    raise
+                would = it.obj
+            a, b = normalize(live), normalize(would)
+            if a == b:
+                with lock:
+                    unchanged += 1
+                return
+            d = ObjectDiff(ref, "update", _unified(ref, a, b))
+        with lock:
+            found.append(d)
+
+    parallel(one, items, workers)
+    desired = {it.ref.key for it in items}
+    stale = sorted(e for e in (inv.entries if inv else ()) if e.key not in desired)
+
+    def gone(ref: ObjectRef) -> None:
+        live = kube.get(ref.api_version, ref.kind, ref.name, ref.namespace or None)
+        if live is not None and owned_by_fleet(live, cluster):
+            with lock:
+                found.append(ObjectDiff(str(ref), "prune", _unified(str(ref), normalize(live), None)))
+
+    parallel(gone, stale, workers)
+    found.sort(key=lambda d: ({"create": 0, "update": 1, "prune": 2}[d.action], d.object))
+    counts = {a: sum(1 for d in found if d.action == a) for a in ("create", "update", "prune")}
+    result = DiffResult(
+        cluster=cluster, revision=revision, drift=bool(found),
+        create=counts["create"], update=counts["update"], prune=counts["prune"],
+        unchanged=unchanged, objects=tuple(found),
+        duration_s=round(time.monotonic() - t0, 3),
+    )
+    if found:
+        reporter.warn(f'cluster "{cluster}" differs from {revision[:12]}: {counts["create"]} to create, '
+                      f'{counts["update"]} to update, {counts["prune"]} to prune')
+    else:
+        reporter.ok(f'cluster "{cluster}" is up to date with {revision[:12]} ({unchanged} objects)')
+    return result
