@@ -33,6 +33,12 @@ app = typer.Typer(
 COMMAND_MODULES = (
     "doctor",
     "local",
+    "init",
+    "cluster",
+    "render",
+    "good",
+    "remote",
+    "schema",
 )
 
 _debug = False

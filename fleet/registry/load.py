@@ -234,6 +234,7 @@ def describe_validation_error(
             continue
         seen.add((key, msg))
         items.append((positions.line_of(loc) if positions else None, key, msg))
+    items.sort(key=lambda it: it[0] if it[0] is not None else 1 << 30)
     line, key, msg = items[0]
     others = [f"{f'line {ln}: ' if ln else ''}{k}: {m}" for ln, k, m in items[1:]]
     return ConfigError(

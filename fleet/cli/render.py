@@ -1,0 +1,116 @@
+"""``fleet render``: the manifests a cluster should run at a revision, read from Git."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from fleet.cli.common import RepoOpt, repo_path, reporter
+from fleet.errors import InputError
+from fleet.output import OutputFormat, emit
+
+if TYPE_CHECKING:
+    from fleet.adapters.git import GitRepo
+    from fleet.render import Rendered
+
+_FORMATS = {f.value for f in OutputFormat}
+
+
+def _write_dir(out: Path, rendered: list[Rendered]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for r in rendered:
+        (out / f"{r.cluster}.yaml").write_text(r.text, encoding="utf-8")
+    index = [{"cluster": r.cluster, "revision": r.revision, "digest": r.digest} for r in rendered]
+    (out / "index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+
+
+def _plain(r: Rendered) -> dict[str, object]:
+    return {"cluster": r.cluster, "revision": r.revision, "digest": r.digest, "objects": list(r.objects)}
+
+
+def _objects_row(r: Rendered) -> list[tuple[str, str, str, str]]:
+    rows = []
+    for o in r.objects:
+        meta = o.get("metadata") or {}
+        rows.append(
+            (r.cluster, str(o.get("kind", "")), str(meta.get("namespace") or ""), str(meta.get("name", "")))
+        )
+    return rows
+
+
+def _warn_uncommitted(g: GitRepo, rendered: list[Rendered]) -> None:
+    """Say so when the working tree has edits to what was rendered: fleet renders Git, not files."""
+    from fleet.registry import load_registry
+    from fleet.render import inputs
+
+    dirty = [p for p in g.is_dirty(["."]) if not p.startswith("clusters/")]
+    if not dirty:
+        return
+    sha = rendered[0].revision
+    clusters = load_registry(g, sha).clusters
+    watched = {p for e in {clusters[r.cluster].environment for r in rendered} for p in inputs(g, e, sha)}
+    hit = [d for d in dirty if any(d == w or d.startswith(w.rstrip("/") + "/") for w in watched)]
+    if hit:
+        reporter().warn(f"uncommitted changes ({', '.join(hit[:3])}) are not rendered: fleet renders Git")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def render(
+        cluster: str | None = typer.Argument(None, help="The cluster to render (or --all)."),
+        all_: bool = typer.Option(
+            False, "--all", "-A", help="Render every cluster (or those --selector picks)."
+        ),
+        selector: str | None = typer.Option(None, "--selector", "-l", help="With --all: a label selector."),
+        rev: str | None = typer.Option(None, "--rev", help="The revision to render (default HEAD)."),
+        output: str = typer.Option(
+            "yaml",
+            "-o",
+            "--output",
+            help="yaml (manifests), json, table (objects), or a DIRECTORY to write CLUSTER.yaml files to.",
+        ),
+        repo: Path | None = RepoOpt,
+    ) -> None:
+        """Render what a cluster should run at a revision: its overlay built by kustomize from Git (never
+        the working tree), with its variables substituted as Flux postBuild does."""
+        from fleet.registry import load_registry, open_repo
+        from fleet.render import render_all, render_cluster
+
+        if all_ == (cluster is not None):
+            raise InputError(
+                "name one cluster, or pass --all", hint="fleet render eu-1  |  fleet render --all -o out/"
+            )
+        if selector and not all_:
+            raise InputError("--selector goes with --all")
+        g = open_repo(repo_path(repo))
+        if cluster is not None:
+            rendered = [render_cluster(g, cluster, rev)]
+        else:
+            names = None
+            if selector:
+                names = [c.name for c in load_registry(g, rev or "HEAD").select(selector)]
+            rendered = render_all(g, rev, names)
+        if rev is None and rendered:
+            _warn_uncommitted(g, rendered)
+
+        if output.lower() not in _FORMATS:
+            out = Path(output).expanduser()
+            _write_dir(out, rendered)
+            reporter().ok(
+                f"rendered {len(rendered)} cluster(s) at {rendered[0].short if rendered else '-'} to {out}/"
+            )
+            return
+        fmt = OutputFormat(output.lower())
+        if fmt is OutputFormat.yaml:
+            typer.echo("---\n".join(r.text for r in rendered), nl=False)
+            return
+        data = [_plain(r) for r in rendered] if all_ else _plain(rendered[0])
+        emit(
+            data,
+            fmt,
+            columns=["cluster", "kind", "namespace", "name"],
+            rows=lambda _: [row for r in rendered for row in _objects_row(r)],
+        )
