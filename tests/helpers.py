@@ -1,0 +1,50 @@
+"""Helpers shared by the test suites."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+__all__ = ["git", "git_state", "need_tool", "run_cli"]
+
+
+def need_tool(name: str) -> Path:
+    """The path of a toolchain binary; skips the test when it is absent, except in CI (CI=true), where
+    a missing binary fails the test: `make test` builds the toolchain first."""
+    from fleet import toolchain
+    from fleet.errors import ToolMissing
+
+    try:
+        return toolchain.find(name)
+    except ToolMissing as e:
+        if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
+            pytest.fail(f"{name} is required in CI but missing: {e.message}")
+        pytest.skip(f"{name} is not built yet ({e.message}); run `make toolchain`")
+
+
+def git(repo: Path, *args: str) -> str:
+    """Run git in ``repo`` (tests only: fleet itself goes through its adapter)."""
+    done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True)
+    return done.stdout
+
+
+def git_state(repo: Path) -> tuple[str, str, str]:
+    """HEAD, ``git status --porcelain`` and every ref: what "nothing changed" compares."""
+    return (
+        git(repo, "rev-parse", "HEAD").strip(),
+        git(repo, "status", "--porcelain", "--untracked-files=all"),
+        git(repo, "for-each-ref", "--format=%(refname) %(objectname)"),
+    )
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """Run ``fleet ARGS`` in-process: (exit code, stdout, stderr)."""
+    from fleet.cli import main
+
+    capsys.readouterr()
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
