@@ -51,7 +51,7 @@ class GoodRecord:
             {
                 "cluster": self.cluster,
                 "revision": self.revision,
-                "recorded_at": self.recorded_at.isoformat(timespec="seconds"),
+                "recorded_at": self.recorded_at.isoformat(timespec="microseconds"),
                 "recorded_by": self.recorded_by,
                 "reason": self.reason,
                 "gates": list(self.gates),
@@ -141,7 +141,7 @@ def record_good(
         record = GoodRecord(
             cluster,
             sha,
-            datetime.now(UTC).replace(microsecond=0),
+            datetime.now(UTC),
             f"{name} <{email}>",
             reason,
             gate_list,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["git", "git_state", "need_tool", "run_cli"]
+__all__ = ["commit_file", "git", "git_state", "need_tool", "new_fleet_repo", "run_cli"]
 
 
 def need_tool(name: str) -> Path:
@@ -48,3 +48,23 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, s
     code = main(list(args))
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def new_fleet_repo(parent: Path, name: str = "fleet", clusters: dict[str, str] | None = None) -> Path:
+    """``fleet init`` a repo under ``parent``, then add ``clusters`` (name -> environment)."""
+    from fleet.registry import ClusterSpec, add_cluster, init_repo
+
+    root = init_repo(parent / name).root
+    for cname, env in (clusters or {}).items():
+        add_cluster(root, ClusterSpec(name=cname, environment=env))
+    return root
+
+
+def commit_file(repo: Path, path: str, text: str, message: str = "edit") -> str:
+    """Write and commit one file with plain git (a user's own commit)."""
+    target = repo / path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text)
+    git(repo, "add", path)
+    git(repo, "commit", "-q", "-m", message, "--", path)
+    return git(repo, "rev-parse", "HEAD").strip()

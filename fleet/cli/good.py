@@ -58,7 +58,15 @@ def register(app: typer.Typer) -> None:
             current,
             output,
             columns=["cluster", "revision", "recorded", "by", "reason"],
-            rows=lambda r: [(r.cluster, r.revision[:12], r.recorded_at.isoformat(), r.recorded_by, r.reason)],
+            rows=lambda r: [
+                (
+                    r.cluster,
+                    r.revision[:12],
+                    r.recorded_at.isoformat(timespec="seconds"),
+                    r.recorded_by,
+                    r.reason,
+                )
+            ],
         )
 
     @app.command()
