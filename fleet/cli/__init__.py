@@ -39,6 +39,7 @@ COMMAND_MODULES = (
     "good",
     "remote",
     "schema",
+    "provision",
 )
 
 _debug = False

@@ -1,0 +1,206 @@
+"""Flux's objects for one cluster, as plain dicts and YAML: the install set (CRDs and controllers), the
+fleet repo's GitRepository (and its credentials Secret), and the Kustomization of the cluster's overlay.
+
+Where the install set comes from (``operator.source`` in fleet.yaml):
+
+- ``toolchain`` (the default): for ``local`` clusters, the CRDs and controller Deployments of
+  source-controller and kustomize-controller that ``make toolchain`` extracted from the controllers'
+  Go modules (``$FLEET_TOOLCHAIN_DIR/share/flux``), made into an install set here; for every other
+  provider, the official release's ``install.yaml`` of ``operator.version`` (a toolchain is a local thing);
+- a URL or a path to an ``install.yaml``: used as it is, for every provider.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fleet import toolchain
+from fleet.errors import ConfigError, InputError
+from fleet.render import cluster_vars, overlay_dir
+from fleet.stackconfig import StackConfig, flux_git_url
+
+__all__ = [
+    "AUTH_SECRET",
+    "CONTROLLERS",
+    "NAMESPACE",
+    "SOURCE_NAME",
+    "git_auth_secret",
+    "git_repository",
+    "install_objects",
+    "install_source",
+    "kustomization",
+    "release_url",
+]
+
+NAMESPACE = "flux-system"
+SOURCE_NAME = "fleet"  # the GitRepository and the Kustomization
+AUTH_SECRET = "fleet-git-auth"
+CONTROLLERS = ("source-controller", "kustomize-controller")
+RELEASES = "https://github.com/fluxcd/flux2/releases/download"
+_LABELS = {"app.kubernetes.io/part-of": "flux", "app.kubernetes.io/managed-by": "fleet"}
+
+
+def release_url(version: str) -> str:
+    """The official install.yaml of a Flux release (``v2.7`` means ``v2.7.0``)."""
+    v = version if version.startswith("v") else f"v{version}"
+    if re.fullmatch(r"v\d+\.\d+", v):
+        v += ".0"
+    if not re.fullmatch(r"v\d+\.\d+\.\d+(-[\w.]+)?", v):
+        raise ConfigError(
+            f'"{version}" is not a Flux version (like v2.7.0)', file="fleet.yaml", key="operator.version"
+        )
+    return f"{RELEASES}/{v}/install.yaml"
+
+
+def install_source(cfg: StackConfig) -> str:
+    """``toolchain``, or the URL/path of the install.yaml this cluster gets."""
+    src = cfg.settings.operator.source
+    if src == "toolchain":
+        return "toolchain" if cfg.cluster.provider == "local" else release_url(cfg.settings.operator.version)
+    return src
+
+
+def _toolchain_objects() -> list[dict[str, Any]]:
+    root = toolchain.flux_manifests_dir()
+    objs: list[dict[str, Any]] = [
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": NAMESPACE, "labels": {**_LABELS, "app.kubernetes.io/instance": NAMESPACE}},
+        }
+    ]
+    for ctl in CONTROLLERS:
+        for f in sorted((root / ctl / "crds").glob("*.yaml")):
+            objs.extend(d for d in yaml.safe_load_all(f.read_text()) if d)
+    for ctl in CONTROLLERS:
+        manager = root / ctl / "manager"
+        kust = yaml.safe_load((manager / "kustomization.yaml").read_text()) or {}
+        images = {i["name"]: f"{i.get('newName', i['name'])}:{i['newTag']}" for i in kust.get("images", [])}
+        objs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "ServiceAccount",
+                "metadata": {"name": ctl, "namespace": NAMESPACE, "labels": dict(_LABELS)},
+            }
+        )
+        for res in kust.get("resources", []):
+            for d in yaml.safe_load_all((manager / res).read_text()):
+                if not d:
+                    continue
+                d.setdefault("metadata", {})["namespace"] = NAMESPACE
+                d["metadata"].setdefault("labels", {}).update(_LABELS)
+                if d["kind"] == "Deployment":
+                    pod = d["spec"]["template"]["spec"]
+                    pod["serviceAccountName"] = ctl
+                    for c in pod.get("containers", []):
+                        c["image"] = images.get(c["image"], c["image"])
+                objs.append(d)
+    objs.append(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": f"cluster-reconciler-{NAMESPACE}", "labels": dict(_LABELS)},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "cluster-admin",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": c, "namespace": NAMESPACE} for c in CONTROLLERS],
+        }
+    )
+    return objs
+
+
+def _read_source(src: str) -> str:
+    if src.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(src, timeout=60) as resp:  # a URL the user configured
+                body: bytes = resp.read()
+                return body.decode()
+        except OSError as e:
+            raise InputError(
+                f'cannot download the Flux install manifests from "{src}": {e}',
+                hint="set operator.source in fleet.yaml to a reachable URL or a local path",
+            ) from e
+    path = Path(src.removeprefix("file://")).expanduser()
+    if not path.is_file():
+        raise ConfigError(
+            f'Flux install manifests "{src}" not found', file="fleet.yaml", key="operator.source"
+        )
+    return path.read_text()
+
+
+def install_objects(cfg: StackConfig) -> list[dict[str, Any]]:
+    """Flux's CRDs, namespace and controllers for this cluster."""
+    src = install_source(cfg)
+    if src == "toolchain":
+        return _toolchain_objects()
+    return [d for d in yaml.safe_load_all(_read_source(src)) if d]
+
+
+def git_repository(cfg: StackConfig, *, with_auth: bool) -> dict[str, Any]:
+    """The fleet repo as a GitRepository: pinned to ``cfg.revision`` (``ref.commit``), else following
+    the branch."""
+    ref: dict[str, str] = {"branch": cfg.branch}
+    if cfg.revision:
+        ref["commit"] = cfg.revision
+    spec: dict[str, Any] = {
+        "interval": cfg.settings.operator.interval,
+        "url": flux_git_url(cfg.repo_url),
+        "ref": ref,
+        "timeout": "60s",
+    }
+    if with_auth:
+        spec["secretRef"] = {"name": AUTH_SECRET}
+    return {
+        "apiVersion": "source.toolkit.fluxcd.io/v1",
+        "kind": "GitRepository",
+        "metadata": {"name": SOURCE_NAME, "namespace": NAMESPACE, "labels": _cluster_labels(cfg)},
+        "spec": spec,
+    }
+
+
+def kustomization(cfg: StackConfig) -> dict[str, Any]:
+    """The cluster's environment overlay with its variables, pruned, health-checked, with a timeout."""
+    gates = cfg.cluster.gates or cfg.settings.gates
+    spec: dict[str, Any] = {
+        "interval": cfg.settings.operator.interval,
+        "retryInterval": cfg.settings.operator.interval,
+        "path": f"./{overlay_dir(cfg.cluster.environment)}",
+        "prune": True,
+        "wait": True,  # health checks: every object it applies must become Ready
+        "timeout": f"{gates.timeout}s",
+        "sourceRef": {"kind": "GitRepository", "name": SOURCE_NAME},
+        "postBuild": {"substitute": cluster_vars(cfg.cluster)},
+    }
+    return {
+        "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+        "kind": "Kustomization",
+        "metadata": {"name": SOURCE_NAME, "namespace": NAMESPACE, "labels": _cluster_labels(cfg)},
+        "spec": spec,
+    }
+
+
+def git_auth_secret(auth: dict[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {"name": AUTH_SECRET, "namespace": NAMESPACE, "labels": dict(_LABELS)},
+        # data, not stringData: server-side apply tracks data's fields
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in sorted(auth.items())},
+    }
+
+
+def _cluster_labels(cfg: StackConfig) -> dict[str, str]:
+    return {
+        **_LABELS,
+        "fleet.dev/cluster": cfg.cluster.name,
+        "fleet.dev/environment": cfg.cluster.environment,
+    }

@@ -1,0 +1,64 @@
+"""The Pulumi program of one cluster's stack: the cluster, then its operator.
+
+Reads the stack config fleet sets from the registry (:class:`fleet.stackconfig.StackConfig`) and
+exports ``kubeconfig`` (secret), ``cluster``, ``provider``, ``environment``, ``branch``, ``revision``,
+``repoUrl``, ``operator`` and ``kustomizationPath``.
+"""
+
+from __future__ import annotations
+
+import pulumi
+
+from clusters import providers
+from clusters.operator import FluxOperator, choose_backend
+from fleet.stackconfig import GIT_AUTH_KEY, PROJECT, StackConfig, flux_git_url
+
+__all__ = ["FleetProgram", "program", "run"]
+
+
+def run() -> None:
+    """The program body (inside the engine)."""
+    cfg = pulumi.Config(PROJECT)
+    sc = StackConfig.parse(cfg.get)
+    cluster = providers.create(sc.cluster)
+    pulumi.export("kubeconfig", cluster.kubeconfig)
+    pulumi.export("cluster", sc.cluster.name)
+    pulumi.export("provider", sc.cluster.provider)
+    pulumi.export("environment", sc.cluster.environment)
+    pulumi.export("branch", sc.branch)
+    pulumi.export("revision", sc.revision or "")
+    pulumi.export("operator", sc.settings.operator.kind)
+    if sc.settings.operator.kind == "flux":
+        op = FluxOperator(
+            "flux",
+            kubeconfig=cluster.kubeconfig,
+            config=sc,
+            git_auth=cfg.get_secret(GIT_AUTH_KEY),
+            backend=choose_backend(cfg.get("operatorBackend")),
+            opts=pulumi.ResourceOptions(depends_on=[cluster]),
+        )
+        pulumi.export("repoUrl", flux_git_url(sc.repo_url))
+        pulumi.export("kustomizationPath", op.path)
+        pulumi.export("operatorBackend", op.backend)
+
+
+class FleetProgram:
+    """``clusters.program``: call it inside the engine; ``check`` validates before the engine runs."""
+
+    __name__ = "fleet_program"  # the Automation API prints the program's name
+
+    def __call__(self) -> None:
+        run()
+
+    def check(self, config: StackConfig) -> None:
+        """Bad input (provider settings, a missing SDK, the repo URL, the operator source) raises an
+        InputError/ConfigError/ToolMissing (exit 2) here, before anything changes."""
+        providers.check(config.cluster)
+        if config.settings.operator.kind == "flux":
+            from clusters import flux
+
+            flux.git_repository(config, with_auth=False)  # the URL Flux accepts
+            flux.install_source(config)  # a well-formed version
+
+
+program = FleetProgram()

@@ -1,0 +1,201 @@
+"""``fleet provision`` and ``fleet destroy``: one Pulumi stack per cluster, through the Automation API.
+
+The composition root: wires the Pulumi program of ``clusters/`` into :mod:`fleet.provision`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from fleet.cli.common import OutputOpt, RepoOpt, repo_path, reporter
+from fleet.errors import InputError
+from fleet.output import OutputFormat, emit
+from fleet.provision import (
+    DestroyResult,
+    Program,
+    ProvisionOutcome,
+    ProvisionResult,
+    destroy,
+    provision,
+    provision_many,
+)
+from fleet.provision import unlock as unlock_stack
+from fleet.registry.load import load_registry
+from fleet.stackconfig import parse_git_auth
+
+
+def _program() -> Program:
+    from clusters import program  # the composition root is the only importer of clusters/
+
+    return program
+
+
+def _changes(changes: dict[str, int]) -> str:
+    parts = [f"{n} {op}" for op, n in sorted(changes.items()) if n and op != "same"]
+    return ", ".join(parts) or "no changes"
+
+
+def _rows(results: list[ProvisionResult]) -> list[tuple[object, ...]]:
+    return [
+        (
+            r.cluster,
+            "preview" if r.preview else "up",
+            _changes(r.changes),
+            r.revision[:12] if r.revision else "branch",
+            r.kubeconfig_path or "",
+            f"{r.duration_s:.1f}s",
+        )
+        for r in results
+    ]
+
+
+_COLUMNS = ["cluster", "operation", "changes", "revision", "kubeconfig", "duration"]
+
+
+def _git_auth(path: Path | None) -> dict[str, str] | None:
+    if path is None:
+        return None
+    try:
+        text = path.expanduser().read_text()
+    except OSError as e:
+        raise InputError(f"--git-auth: cannot read {path}: {e.strerror}") from e
+    return parse_git_auth(text, source=str(path))
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("provision")
+    def provision_cmd(
+        cluster: str = typer.Argument(
+            None, help="The cluster to provision (its registry entry).", show_default=False
+        ),
+        all_: bool = typer.Option(False, "--all", help="Provision every cluster (or those -l selects)."),
+        selector: str = typer.Option(
+            None, "-l", "--selector", help="With --all: a label selector.", show_default=False
+        ),
+        max_parallel: int = typer.Option(4, "--max-parallel", min=1, help="With --all: clusters at once."),
+        preview: bool = typer.Option(False, "--preview", help="Show what would change; change nothing."),
+        pin: str = typer.Option(
+            None,
+            "--pin",
+            metavar="REV",
+            help="Pin the operator to this commit (and read the registry there).",
+            show_default=False,
+        ),
+        refresh: bool = typer.Option(
+            False, "--refresh", help="Refresh the stack's state from the cluster first."
+        ),
+        git_auth: Path = typer.Option(
+            None,
+            "--git-auth",
+            metavar="FILE",
+            show_default=False,
+            help="YAML/JSON with the operator's Git credentials (username/password, "
+            "bearerToken or identity/known_hosts); stored as a stack secret.",
+        ),
+        force_unlock: bool = typer.Option(
+            False, "--force-unlock", help="Remove the stack's lock left by an update that died, first."
+        ),
+        repo: Path = RepoOpt,
+        output: OutputFormat = OutputOpt,
+    ) -> None:
+        """Create or update clusters and their GitOps operator (pulumi up), or --preview the changes."""
+        if all_ == (cluster is not None):
+            raise InputError(
+                "give a CLUSTER or --all", hint="fleet provision eu-1, or fleet provision --all -l env=prod"
+            )
+        if selector and not all_:
+            raise InputError("-l/--selector goes with --all")
+        auth = _git_auth(git_auth)
+        root = repo_path(repo)
+        program = _program()
+        r = reporter()
+        if not all_:
+            if force_unlock:
+                for lock in unlock_stack(cluster):
+                    r.warn(f'removed lock {lock.name} of stack "{cluster}"')
+            res = provision(
+                root,
+                cluster,
+                program=program,
+                reporter=r,
+                preview=preview,
+                pin_revision=pin,
+                refresh=refresh,
+                git_auth=auth,
+            )
+            emit(res, output, columns=_COLUMNS, rows=lambda d: _rows([d]))
+            return
+        if auth is not None or force_unlock or refresh:
+            raise InputError("--git-auth, --force-unlock and --refresh go with one CLUSTER")
+        names = [c.name for c in load_registry(root).select(selector)]
+        if not names:
+            raise InputError(
+                f'no cluster matches "{selector}"' if selector else "the registry has no clusters"
+            )
+        r.step(f"provisioning {len(names)} clusters, {min(max_parallel, len(names))} at a time")
+        outcomes = provision_many(
+            root,
+            names,
+            program=program,
+            max_parallel=max_parallel,
+            preview=preview,
+            pin_revision=pin,
+            reporter_for=lambda n: r.child(f"{n}: "),
+        )
+        _emit_many(outcomes, output)
+        failed = [o for o in outcomes if o.error]
+        if failed:
+            r.fail(
+                f"{len(failed)} of {len(outcomes)} clusters failed: {', '.join(o.cluster for o in failed)}"
+            )
+            raise typer.Exit(max(o.exit_code for o in failed))
+        r.ok(f"{len(outcomes)} clusters provisioned")
+
+    @app.command("destroy")
+    def destroy_cmd(
+        cluster: str = typer.Argument(..., help="The cluster to destroy (its stack)."),
+        yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask."),
+        output: OutputFormat = OutputOpt,
+    ) -> None:
+        """Destroy a cluster and everything its stack created, then remove the stack."""
+        if not yes:
+            if sys.stdin is None or not sys.stdin.isatty():
+                raise InputError(
+                    f'refusing to destroy cluster "{cluster}" without --yes (no terminal to ask)'
+                )
+            if not typer.confirm(
+                f'Destroy cluster "{cluster}" and everything its stack created?', default=False
+            ):
+                raise typer.Abort()
+        res = destroy(cluster, program=_program(), reporter=reporter())
+        emit(
+            res,
+            output,
+            columns=["cluster", "existed", "changes", "duration"],
+            rows=lambda d: [_destroy_row(d)],
+        )
+
+
+def _destroy_row(d: DestroyResult) -> tuple[object, ...]:
+    return (
+        d.cluster,
+        d.existed,
+        _changes(d.changes) if d.existed else "nothing to destroy",
+        f"{d.duration_s:.1f}s",
+    )
+
+
+def _emit_many(outcomes: list[ProvisionOutcome], output: OutputFormat) -> None:
+    if output is not OutputFormat.table:
+        emit(outcomes, output)
+        return
+    rows: list[tuple[object, ...]] = []
+    for o in outcomes:
+        if o.result is not None:
+            rows.extend(_rows([o.result]))
+        else:
+            rows.append((o.cluster, "failed", o.error or "", "", "", ""))
+    emit(rows, output, columns=_COLUMNS, rows=lambda d: d)

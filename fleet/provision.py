@@ -1,0 +1,275 @@
+"""Provisioning: one Pulumi stack per cluster, configured from its registry entry.
+
+The program (``clusters.program``) is passed in by the composition root (``fleet.cli``) or the DR
+pipeline, so fleet's core never imports ``clusters/``. This module does not import
+``pulumi.automation`` either: :mod:`fleet.adapters.pulumi_auto` does.
+
+    provision(repo, name, program=..., reporter=...)  -> ProvisionResult   (pulumi up / preview)
+    destroy(name, program=..., reporter=...)           -> DestroyResult     (pulumi destroy, stack rm)
+    stack_outputs(name)                                -> dict              (outputs of the last up)
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from fleet.access import kubeconfig_cache_path
+from fleet.adapters.git import GitRepo
+from fleet.adapters.pulumi_auto import Engine, EngineSettings, OpResult, StackRequest
+from fleet.errors import FleetError, InputError
+from fleet.output import Reporter
+from fleet.registry.load import Registry, load_registry, open_repo
+from fleet.stackconfig import GIT_AUTH_KEY, StackConfig
+
+__all__ = [
+    "DestroyResult",
+    "Program",
+    "ProvisionOutcome",
+    "ProvisionResult",
+    "destroy",
+    "provision",
+    "provision_many",
+    "refresh",
+    "stack_config",
+    "stack_outputs",
+]
+
+SECRET = "[secret]"
+
+
+class Program(Protocol):
+    """The Pulumi program for one cluster's stack (``clusters.program``)."""
+
+    def __call__(self) -> None: ...  # runs inside the engine; reads the stack config
+
+    def check(self, config: StackConfig) -> None: ...  # bad input -> InputError, before the engine runs
+
+
+@dataclass(frozen=True)
+class ProvisionResult:
+    cluster: str
+    stack: str
+    preview: bool
+    revision: str | None  # the commit the operator is pinned to, None when it follows the branch
+    changes: dict[str, int]  # op -> resources ("same", "create", "update", "delete", "replace", ...)
+    kubeconfig_path: Path | None  # where the kubeconfig was written (not on preview)
+    duration_s: float
+    outputs: dict[str, Any] = field(default_factory=dict)  # secrets shown as "[secret]"
+
+    @property
+    def unchanged(self) -> bool:
+        return all(op == "same" for op, n in self.changes.items() if n)
+
+
+@dataclass(frozen=True)
+class DestroyResult:
+    cluster: str
+    stack: str
+    existed: bool
+    changes: dict[str, int]
+    duration_s: float
+
+
+@dataclass(frozen=True)
+class ProvisionOutcome:
+    """One cluster of :func:`provision_many`: its result, or the error that stopped it."""
+
+    cluster: str
+    result: ProvisionResult | None
+    error: str | None
+    exit_code: int = 0
+
+
+def _repo_url(g: GitRepo, reg: Registry) -> str:
+    git = reg.settings.git
+    if git.url:
+        return git.url
+    url = g.remote_url(git.remote)
+    if url is None:
+        raise InputError(
+            f'no git URL for the operator: fleet.yaml has no git.url and no remote "{git.remote}"',
+            hint="set git.url in fleet.yaml, or `git remote add origin URL`",
+        )
+    return url
+
+
+def _absolute_source(reg: Registry) -> Registry:
+    """A relative operator.source path is relative to the fleet repo's root."""
+    op = reg.settings.operator
+    src = op.source
+    if src == "toolchain" or "://" in src or os.path.isabs(src):
+        return reg
+    path = (reg.root / src).resolve()
+    settings = reg.settings.model_copy(update={"operator": op.model_copy(update={"source": str(path)})})
+    return Registry(reg.root, reg.revision, settings, reg.clusters, reg.environments)
+
+
+def stack_config(repo: GitRepo | str | Path, name: str, *, pin_revision: str | None = None) -> StackConfig:
+    """The stack config of cluster ``name``: its registry entry (at ``pin_revision`` when pinned, else
+    the working tree), fleet.yaml, the repo's URL and branch, and the pinned commit."""
+    g = open_repo(repo)
+    revision = g.resolve(pin_revision) if pin_revision else None
+    reg = _absolute_source(load_registry(g, revision))
+    spec = reg.get(name)
+    needs_url = reg.settings.operator.kind != "none"
+    return StackConfig(
+        cluster=spec,
+        settings=reg.settings,
+        repo_url=_repo_url(g, reg) if needs_url else "",
+        branch=reg.settings.git.branch,
+        revision=revision,
+    )
+
+
+def _plain_outputs(op: OpResult) -> dict[str, Any]:
+    return {k: (SECRET if v.secret else v.value) for k, v in op.outputs.items()}
+
+
+def _write_kubeconfig(name: str, text: str) -> Path:
+    path = kubeconfig_cache_path(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+    return path
+
+
+def provision(
+    repo: GitRepo | str | Path,
+    name: str,
+    *,
+    program: Program,
+    reporter: Reporter,
+    preview: bool = False,
+    pin_revision: str | None = None,
+    refresh: bool = False,
+    git_auth: Mapping[str, str] | None = None,
+    engine: EngineSettings | None = None,
+) -> ProvisionResult:
+    """Create or update cluster ``name`` and its operator (``pulumi up``), or show what would change
+    (``preview``). After an up, the kubeconfig output is written to ``$FLEET_HOME/kubeconfigs/<name>.yaml``
+    (mode 0600) for fleet's live commands. Bad input raises before the engine runs."""
+    started = time.monotonic()
+    cfg = stack_config(repo, name, pin_revision=pin_revision)
+    check = getattr(program, "check", None)
+    if check is not None:
+        check(cfg)
+    secrets: dict[str, str] = {}
+    if git_auth:
+        import json
+
+        secrets[GIT_AUTH_KEY] = json.dumps(dict(git_auth), sort_keys=True)
+    pinned = f" pinned to {cfg.revision[:12]}" if cfg.revision else f' following "{cfg.branch}"'
+    reporter.step(
+        f'{"previewing" if preview else "provisioning"} cluster "{name}" '
+        f"({cfg.cluster.provider}, {cfg.cluster.environment}){pinned}"
+    )
+    eng = Engine(engine, reporter)
+    op = eng.up(StackRequest(cfg.stack, program, cfg.values(), secrets), preview=preview, refresh=refresh)
+    kubeconfig_path = None
+    if not preview:
+        kc = op.outputs.get("kubeconfig")
+        if kc is not None and isinstance(kc.value, str) and kc.value:
+            kubeconfig_path = _write_kubeconfig(name, kc.value)
+    result = ProvisionResult(
+        cluster=name,
+        stack=cfg.stack,
+        preview=preview,
+        revision=cfg.revision,
+        changes=op.changes,
+        kubeconfig_path=kubeconfig_path,
+        duration_s=round(time.monotonic() - started, 3),
+        outputs=_plain_outputs(op),
+    )
+    if result.unchanged:
+        reporter.ok(f'cluster "{name}" is up to date')
+    else:
+        summary = ", ".join(f"{n} {k}" for k, n in sorted(op.changes.items()) if n and k != "same")
+        reporter.ok(f'cluster "{name}" {"would change" if preview else "provisioned"}: {summary}')
+    return result
+
+
+def refresh(
+    name: str, *, program: Program, reporter: Reporter, engine: EngineSettings | None = None
+) -> OpResult:
+    """Read the live state of every resource of the stack into its state (``pulumi refresh``)."""
+    reporter.step(f'refreshing stack "{name}"')
+    return Engine(engine, reporter).refresh(StackRequest(name, program))
+
+
+def destroy(
+    name: str, *, program: Program, reporter: Reporter, engine: EngineSettings | None = None
+) -> DestroyResult:
+    """Destroy cluster ``name`` (every resource of its stack), remove the stack and the cached
+    kubeconfig. A cluster without a stack has nothing to destroy (``existed`` is False)."""
+    started = time.monotonic()
+    eng = Engine(engine, reporter)
+    if not eng.exists(name):
+        kubeconfig_cache_path(name).unlink(missing_ok=True)
+        reporter.ok(f'cluster "{name}" has no stack; nothing to destroy')
+        return DestroyResult(name, name, False, {}, round(time.monotonic() - started, 3))
+    reporter.step(f'destroying cluster "{name}"')
+    op = eng.destroy(StackRequest(name, program), remove=True)
+    kubeconfig_cache_path(name).unlink(missing_ok=True)
+    reporter.ok(f'destroyed cluster "{name}" and removed its stack')
+    return DestroyResult(name, name, True, op.changes, round(time.monotonic() - started, 3))
+
+
+def stack_outputs(
+    name: str, *, engine: EngineSettings | None = None, show_secrets: bool = True
+) -> dict[str, Any]:
+    """The outputs of cluster ``name``'s stack (``kubeconfig``, ``cluster``, ``revision``, ...)."""
+    outs = Engine(engine).outputs(name)
+    return {k: (v.value if show_secrets or not v.secret else SECRET) for k, v in outs.items()}
+
+
+def unlock(name: str, *, engine: EngineSettings | None = None) -> list[Path]:
+    """Remove every lock of the stack (file backend): for a lock left by an update that died."""
+    return Engine(engine).unlock(name, force=True)
+
+
+def provision_many(
+    repo: GitRepo | str | Path,
+    names: Sequence[str],
+    *,
+    program: Program,
+    reporter_for: Callable[[str], Reporter],
+    max_parallel: int = 4,
+    preview: bool = False,
+    pin_revision: str | None = None,
+    engine: EngineSettings | None = None,
+) -> list[ProvisionOutcome]:
+    """Provision several clusters in parallel (threads: the Automation API keeps its per-run state in
+    context variables). One failure does not stop the others; outcomes come back in ``names`` order."""
+    if max_parallel < 1:
+        raise InputError("--max-parallel must be at least 1")
+    root = open_repo(repo).root
+
+    def one(name: str) -> ProvisionOutcome:
+        r = reporter_for(name)
+        try:
+            res = provision(
+                root,
+                name,
+                program=program,
+                reporter=r,
+                preview=preview,
+                pin_revision=pin_revision,
+                engine=engine,
+            )
+            return ProvisionOutcome(name, res, None, 0)
+        except FleetError as e:
+            r.fail(e.message)
+            return ProvisionOutcome(name, None, e.message, e.exit_code)
+
+    with ThreadPoolExecutor(max_workers=min(max_parallel, max(len(names), 1))) as pool:
+        return list(pool.map(one, names))
