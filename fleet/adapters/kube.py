@@ -63,8 +63,9 @@ class KubeTarget:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    attempts: int = 6
+    attempts: int = 8
     budget_s: float = 90.0  # total time one call may spend retrying
+    connect_attempts: int = 3  # a server that refuses connections is down, not flaky: give up sooner
     connect_timeout: float = 5.0
     read_timeout: float = 60.0
 
@@ -130,10 +131,22 @@ class ApiRefused(KubeError):
 
 
 class _Transient(Exception):
-    def __init__(self, error: KubeError, retry_after: float | None = None) -> None:
+    def __init__(self, error: KubeError, retry_after: float | None = None, *, connect: bool = False) -> None:
         super().__init__(error.message)
         self.error = error
         self.retry_after = retry_after
+        self.connect = connect  # the connection could not even be made
+
+
+class _StopConnecting(tenacity.stop.stop_base):
+    """Stop after ``attempts`` failures to even connect (NewConnectionError is a ConnectTimeoutError)."""
+
+    def __init__(self, attempts: int) -> None:
+        self.attempts = attempts
+
+    def __call__(self, state: tenacity.RetryCallState) -> bool:
+        exc = state.outcome.exception() if state.outcome else None
+        return isinstance(exc, _Transient) and exc.connect and state.attempt_number >= self.attempts
 
 
 def _split_api_version(api_version: str) -> tuple[str, str]:
@@ -244,7 +257,8 @@ class Kube:
             err = Unreachable(
                 f'cluster "{self.target.cluster}": {what}: API server {self.host} unreachable: {_reason(e)}'
             )
-            raise _Transient(err) from e
+            inner = e.reason if isinstance(e, urllib3.exceptions.MaxRetryError) else e
+            raise _Transient(err, connect=isinstance(inner, urllib3.exceptions.ConnectTimeoutError)) from e
         if resp.status >= 400:
             raise self._status_error(resp.status, data, resp.headers, what)
         return resp.status, data, None
@@ -296,6 +310,7 @@ class Kube:
             stop=(
                 tenacity.stop_after_attempt(self.policy.attempts)
                 | tenacity.stop_after_delay(self.policy.budget_s)
+                | _StopConnecting(self.policy.connect_attempts)
             ),
             wait=self._wait,
             reraise=True,
@@ -443,6 +458,15 @@ class Kube:
                 return False
             raise
         return True
+
+    def request_token(self, namespace: str, service_account: str, *, seconds: int = 3600) -> str:
+        """A bound token of a ServiceAccount (TokenRequest API), for kubeconfigs with limited rights."""
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                "spec": {"expirationSeconds": seconds}}
+        doc = self._json("POST", f"/api/v1/namespaces/{namespace}/serviceaccounts/{service_account}/token",
+                         body=body, content_type="application/json",
+                         what=f"token of ServiceAccount {namespace}/{service_account}")
+        return str((doc.get("status") or {}).get("token") or "")
 
     def events_for(self, kind: str, name: str, namespace: str | None, *, limit: int = 5) -> list[str]:
         """The most recent Events about an object, as 'Type Reason: message' lines."""

@@ -39,6 +39,10 @@ COMMAND_MODULES = (
     "good",
     "remote",
     "schema",
+    "sync",
+    "diff",
+    "gate",
+    "status",
     "provision",
 )
 

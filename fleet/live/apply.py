@@ -180,13 +180,13 @@ def _raise_failures(cluster: str, failures: list[tuple[ObjectRef, FleetError]], 
         reporter.fail(f"... and {len(failures) - 20} more")
     errors = [e for _, e in failures]
     first = errors[0]
-    if len(errors) == 1:
-        raise type(first)(f"{first.message}{note}", hint=first.hint) from first
     cls: type[KubeError] = KubeError
     if any(isinstance(e, Unreachable) for e in errors):
         cls = Unreachable
     elif all(isinstance(e, Forbidden) for e in errors):
         cls = Forbidden
+    if len(errors) == 1:
+        raise cls(f"{first.message}{note}", hint=first.hint) from first
     raise cls(
         f'cluster "{cluster}": {len(errors)} of {total} objects failed; first: {first.message}{note}',
         hint=first.hint,

@@ -1,0 +1,57 @@
+"""``fleet diff CLUSTER``: what a sync would change (server-side dry run against the live objects).
+
+Exit codes: 0 no drift, 1 drift, 2 an error (bad input, unreachable cluster, refused request).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from fleet.access import kubeconfig_for
+from fleet.cli.common import OutputOpt, RepoOpt, repo_path, reporter
+from fleet.errors import FleetError
+from fleet.live.diff import DiffResult, diff
+from fleet.output import OutputFormat, emit
+from fleet.registry.load import load_registry
+from fleet.render import render_cluster
+
+
+def _text(d: DiffResult) -> str:
+    if not d.drift:
+        return f"no drift: cluster {d.cluster} matches {d.revision[:12]} ({d.unchanged} objects)\n"
+    out = []
+    for o in d.objects:
+        out.append(f"{o.action} {o.object}\n")
+        if o.action == "update":
+            out.append(o.diff if o.diff.endswith("\n") else o.diff + "\n")
+    out.append(f"{d.create} to create, {d.update} to update, {d.prune} to prune, {d.unchanged} unchanged\n")
+    return "".join(out)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("diff")
+    def diff_cmd(
+        name: str = typer.Argument(..., help="The cluster to compare."),
+        rev: str = typer.Option(None, "--rev", help="Revision to compare with (default: HEAD)."),
+        repo: Path = RepoOpt,
+        output: OutputFormat = OutputOpt,
+    ) -> None:
+        """Show drift between a revision and the live cluster. Exit 0 none, 1 drift, 2 error."""
+        r = reporter()
+        try:
+            path = repo_path(repo)
+            spec = load_registry(path).get(name)
+            rendered = render_cluster(path, name, rev)
+            result = diff(kubeconfig_for(spec), rendered.objects, rendered.revision, reporter=r)
+        except FleetError as e:
+            e.exit_code = max(e.exit_code, 2)  # 1 means drift here
+            raise
+        if output is OutputFormat.table:
+            sys.stdout.write(_text(result))
+        else:
+            emit(result, output)
+        if result.drift:
+            raise typer.Exit(1)

@@ -1,0 +1,37 @@
+"""``fleet status``: every cluster in one table (desired, applied, last good, health, drift, reachable)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from fleet.cli.common import OutputOpt, RepoOpt, repo_path, reporter
+from fleet.output import OutputFormat, emit
+from fleet.status import FleetStatus, fleet_status
+
+COLUMNS = ["name", "env", "region", "wave", "desired", "applied", "good", "health", "drift", "reachable",
+           "message"]
+
+
+def _rows(s: FleetStatus) -> list[tuple[object, ...]]:
+    rows: list[tuple[object, ...]] = []
+    for c in s.clusters:
+        applied = (c.applied or "-") + (" (applying)" if c.applied_state == "applying" else "")
+        msg = c.message if len(c.message) <= 80 else c.message[:77] + "..."
+        rows.append((c.name, c.environment, c.region, c.wave, c.desired, applied, c.last_good or "-",
+                     c.health, c.drift, c.reachable, msg))
+    return rows
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("status")
+    def status_cmd(
+        selector: str = typer.Option(None, "-l", "--selector", help="Only clusters matching this selector."),
+        drift: bool = typer.Option(False, "--drift", help="Also compute drift (a dry run per cluster)."),
+        repo: Path = RepoOpt,
+        output: OutputFormat = OutputOpt,
+    ) -> None:
+        """Show every cluster of the fleet: revisions, health, drift and reachability."""
+        result = fleet_status(repo_path(repo), selector=selector, drift=drift, reporter=reporter(quiet=True))
+        emit(result, output, columns=COLUMNS, rows=_rows)

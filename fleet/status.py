@@ -1,0 +1,173 @@
+"""``fleet status``: where every cluster of the fleet stands, in one table.
+
+Per cluster: desired revision (HEAD), applied revision (the cluster's inventory), last good revision
+(Git), health (the gates of what the inventory lists, evaluated once, never waited for), drift (only
+with ``drift=True``: a server-side dry run is expensive), and whether the API server answered.
+Clusters are asked in parallel with a short connect timeout, so one that is down shows as
+unreachable within seconds and never holds up the rest.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fleet.access import kubeconfig_for
+from fleet.adapters.kube import FAST, Kube
+from fleet.errors import FleetError, InputError, Unreachable
+from fleet.good import get_good
+from fleet.live.diff import diff
+from fleet.live.gates import GateConfig, gate_config, run_gates
+from fleet.live.inventory import Inventory, read_inventory
+from fleet.output import Reporter, SilentReporter
+from fleet.registry.load import load_registry, open_repo
+from fleet.registry.model import ClusterSpec, FleetSettings
+from fleet.render import Rendered, render_all
+
+__all__ = ["ClusterStatus", "FleetStatus", "cluster_status", "fleet_status"]
+
+
+@dataclass(frozen=True)
+class ClusterStatus:
+    name: str
+    environment: str
+    region: str
+    wave: int
+    desired: str  # short sha of HEAD
+    applied: str | None  # short sha the inventory records
+    applied_state: str | None  # applied | applying
+    last_good: str | None
+    health: str  # healthy | progressing | unhealthy | unknown
+    drift: str  # yes | no | unknown | - (not computed)
+    reachable: str  # yes | no | no access
+    message: str  # what is wrong, in a few words
+    seconds: float
+
+
+@dataclass(frozen=True)
+class FleetStatus:
+    revision: str
+    clusters: tuple[ClusterStatus, ...]
+    duration_s: float
+
+
+def _objects_of(inv: Inventory) -> list[dict[str, Any]]:
+    return [
+        {"apiVersion": e.api_version, "kind": e.kind,
+         "metadata": {"name": e.name, **({"namespace": e.namespace} if e.namespace else {})}}
+        for e in inv.entries
+    ]
+
+
+def cluster_status(
+    spec: ClusterSpec,
+    settings: FleetSettings,
+    head: str,
+    *,
+    last_good: str | None = None,
+    rendered: Rendered | None = None,
+    drift: bool = False,
+) -> ClusterStatus:
+    """One cluster's row. Never raises for the cluster's own trouble: it goes into ``message``."""
+    t0 = time.monotonic()
+
+    def row(**kw: Any) -> ClusterStatus:
+        base: dict[str, Any] = dict(
+            name=spec.name, environment=spec.environment, region=spec.region, wave=spec.wave,
+            desired=head[:12], applied=None, applied_state=None,
+            last_good=last_good[:12] if last_good else None,
+            health="unknown", drift="-" if not drift else "unknown", reachable="yes", message="",
+        )
+        base.update(kw)
+        return ClusterStatus(**base, seconds=round(time.monotonic() - t0, 3))
+
+    try:
+        target = kubeconfig_for(spec)
+    except InputError as e:
+        return row(reachable="no access", message=e.message)
+    try:
+        kube = Kube.connect(target, policy=FAST, pool_size=4)
+        inv = read_inventory(kube)
+    except Unreachable as e:
+        return row(reachable="no", message=e.message.split(": ")[-1])
+    except FleetError as e:
+        return row(message=e.message)
+    if inv is None:
+        return row(message="never synced by fleet", drift=_drift(target, rendered, drift))
+    applied, state = inv.revision[:12], inv.state
+    cfg: GateConfig = gate_config(settings, spec)
+    cfg = GateConfig(operator=cfg.operator, operator_gate=cfg.operator_gate, custom=cfg.custom,
+                     check_inventory=False)
+    try:
+        report = run_gates(target, _objects_of(inv), inv.revision, cfg, timeout=0,
+                           reporter=SilentReporter(), kube=kube)
+    except FleetError as e:
+        return row(applied=applied, applied_state=state, message=e.message)
+    if report.passed:
+        health, message = "healthy", ""
+    else:
+        bad = report.failures
+        health = "unhealthy" if any(r.status == "failed" for r in bad) else "progressing"
+        message = f"{bad[0].object}: {bad[0].message}" + (f" (+{len(bad) - 1} more)" if len(bad) > 1 else "")
+    if state != "applied":
+        unfinished = f"sync of {applied} did not finish"
+        message = f"{unfinished}; {message}" if message else unfinished
+    return row(applied=applied, applied_state=state, health=health, message=message,
+               drift=_drift(target, rendered, drift))
+
+
+def _drift(target: Any, rendered: Rendered | None, wanted: bool) -> str:
+    if not wanted:
+        return "-"
+    if rendered is None:
+        return "unknown"
+    try:
+        result = diff(target, rendered.objects, rendered.revision, reporter=SilentReporter())
+        return "yes" if result.drift else "no"
+    except FleetError:
+        return "unknown"
+
+
+def fleet_status(
+    repo: str | Path,
+    *,
+    selector: str | None = None,
+    drift: bool = False,
+    workers: int = 16,
+    reporter: Reporter | None = None,
+) -> FleetStatus:
+    """Every (selected) cluster's status at HEAD of the fleet repo, asked in parallel."""
+    t0 = time.monotonic()
+    g = open_repo(repo)
+    head = g.resolve("HEAD")
+    registry = load_registry(g, head)
+    specs: Sequence[ClusterSpec] = sorted(registry.select(selector), key=lambda c: (c.wave, c.name))
+    goods = {}
+    for s in specs:
+        rec = get_good(g, s.name)
+        goods[s.name] = rec.revision if rec else None
+    rendered: dict[str, Rendered] = {}
+    if drift and specs:
+        try:
+            rendered = {r.cluster: r for r in render_all(g, head, names=[s.name for s in specs])}
+        except FleetError as e:
+            if reporter is not None:
+                reporter.warn(f"drift unknown: {e.message}")
+    if reporter is not None:
+        reporter.step(f"asking {len(specs)} clusters")
+
+    def one(spec: ClusterSpec) -> ClusterStatus:
+        return cluster_status(spec, registry.settings, head, last_good=goods.get(spec.name),
+                              rendered=rendered.get(spec.name), drift=drift)
+
+    if len(specs) > 1:
+        size = max(1, min(workers, len(specs)))
+        with ThreadPoolExecutor(max_workers=size, thread_name_prefix="status") as pool:
+            rows = list(pool.map(one, specs))
+    else:
+        rows = [one(s) for s in specs]
+    return FleetStatus(revision=head, clusters=tuple(rows), duration_s=round(time.monotonic() - t0, 3))

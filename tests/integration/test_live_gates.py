@@ -1,0 +1,137 @@
+"""fleet gate against a real local cluster: healthy revisions pass and are recorded, broken ones fail
+with a message that says why."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from conftest import configmap, deployment, live_repo, namespace
+from helpers import run_cli
+
+from fleet.adapters.kube import Kube, KubeTarget
+from fleet.good import get_good
+from fleet.live.apply import sync
+from fleet.live.gates import GateConfig, run_gates
+from fleet.output import SilentReporter
+from fleet.registry.model import CustomGate
+
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("live")]
+
+
+def job(ns: str, name: str) -> dict:  # type: ignore[type-arg]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "j", "image": "registry.fleet.local/job:1"}],
+                }
+            }
+        },
+    }
+
+
+def test_healthy_revision_passes_and_records_last_good(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], live_target: KubeTarget, ns: str
+) -> None:
+    objects = [namespace(ns), configmap(ns, "settings"), deployment(ns, "web", replicas=2)]
+    repo = live_repo(tmp_path, "it-good", live_target.kubeconfig, objects)  # type: ignore[arg-type]
+    code, out, err = run_cli(capsys, "sync", "it-good", "--repo", str(repo), "-o", "json")
+    assert code == 0, err
+    revision = json.loads(out)["revision"]
+    assert get_good(repo, "it-good") is None
+
+    code, out, err = run_cli(
+        capsys, "gate", "it-good", "--repo", str(repo), "--timeout", "60s", "--mark-good", "-o", "json"
+    )
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["passed"] is True and report["revision"] == revision
+    by_gate = {(r["gate"], r["object"]): r["status"] for r in report["results"]}
+    assert by_gate[("rollout", f"Deployment/{ns}/web")] == "passed"
+    assert by_gate[("inventory", "ConfigMap/fleet-system/fleet-inventory")] == "passed"
+    assert by_gate[("operator", "Kustomization/flux-system/*")] == "skipped"  # kwok: Flux never runs
+    good = get_good(repo, "it-good")
+    assert good is not None and good.revision == revision
+    assert good.duration_s is not None and any(g.get("gate") == "rollout" for g in good.gates)
+    assert "recorded" in err
+
+
+def test_broken_deployment_fails_the_gate_with_the_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], live_target: KubeTarget, ns: str
+) -> None:
+    objects = [namespace(ns), deployment(ns, "stuck", node_selector={"disktype": "unobtainium"})]
+    repo = live_repo(tmp_path, "it-broken", live_target.kubeconfig, objects)  # type: ignore[arg-type]
+    assert run_cli(capsys, "sync", "it-broken", "--repo", str(repo))[0] == 0
+
+    t0 = time.monotonic()
+    code, out, err = run_cli(
+        capsys, "gate", "it-broken", "--repo", str(repo), "--timeout", "6s", "--mark-good"
+    )
+    took = time.monotonic() - t0
+    assert code == 1
+    assert took < 30
+    assert f"Deployment/{ns}/stuck" in out and "failed" in out
+    assert "did not pass within 6s: 0 of 1 replicas" in out
+    # the reason, from the pod's conditions and events
+    assert "didn't match Pod's node affinity/selector" in out
+    assert "gates timed out" in err
+    assert get_good(repo, "it-broken") is None  # nothing recorded
+
+
+def test_jobs_crds_and_custom_gates(kube: Kube, live_target: KubeTarget, ns: str) -> None:
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"gadgets.{ns}.example.com"},
+        "spec": {
+            "group": f"{ns}.example.com",
+            "scope": "Namespaced",
+            "names": {"kind": "Gadget", "plural": "gadgets", "singular": "gadget"},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "schema": {
+                        "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+                    },
+                }
+            ],
+        },
+    }
+    gadget = {
+        "apiVersion": f"{ns}.example.com/v1",
+        "kind": "Gadget",
+        "metadata": {"name": "g1", "namespace": ns},
+        "spec": {"size": 1},
+    }
+    objects = [namespace(ns), crd, gadget, job(ns, "migrate")]
+    sync(live_target, objects, "4" * 40, reporter=SilentReporter())
+    custom = CustomGate(
+        apiVersion=f"{ns}.example.com/v1", kind="Gadget", name="g1", namespace=ns, condition="Ready"
+    )
+    cfg = GateConfig(custom=(custom,))
+    report = run_gates(live_target, objects, "4" * 40, cfg, timeout=3, reporter=SilentReporter())
+    status = {r.object: r.status for r in report.results}
+    assert status[f"CustomResourceDefinition/gadgets.{ns}.example.com"] == "passed"
+    assert status[f"Gadget/{ns}/g1 Ready=True"] == "failed"  # nobody set the condition
+    assert not report.passed and report.timed_out
+
+    # kwok's fake kubelet runs the Job's pod to completion; a controller reports the gadget Ready
+    kube._call(
+        "PATCH",
+        f"/apis/{ns}.example.com/v1/namespaces/{ns}/gadgets/g1/status",
+        body={"status": {"conditions": [{"type": "Ready", "status": "True", "reason": "Done"}]}},
+        content_type="application/merge-patch+json",
+    )
+    report = run_gates(live_target, objects, "4" * 40, cfg, timeout=60, reporter=SilentReporter())
+    assert report.passed, [r for r in report.results if r.status != "passed"]
+    assert {r.gate for r in report.results} >= {"job", "crd", "custom", "inventory"}

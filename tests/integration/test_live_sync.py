@@ -1,0 +1,180 @@
+"""fleet sync / diff against a real local cluster: apply, change in Git, apply again, drift."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import commit_objects, configmap, deployment, live_repo, namespace
+from helpers import run_cli
+
+from fleet.adapters.kube import Kube, KubeTarget
+from fleet.live.apply import sync
+from fleet.live.inventory import read_inventory
+from fleet.live.objects import ANN_CLUSTER, ANN_REVISION, LABEL_MANAGED
+from fleet.output import SilentReporter
+
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("live")]
+
+
+def test_sync_change_sync_again_updates_and_prunes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kube: Kube, live_target: KubeTarget, ns: str
+) -> None:
+    v1 = [
+        namespace(ns),
+        configmap(ns, "settings", LEVEL="debug"),
+        configmap(ns, "old", X="1"),
+        deployment(ns, "web", replicas=1),
+    ]
+    repo = live_repo(tmp_path, "it-sync", live_target.kubeconfig, v1)  # type: ignore[arg-type]
+
+    code, out, err = run_cli(capsys, "sync", "it-sync", "--repo", str(repo), "-o", "json")
+    assert code == 0, err
+    first = json.loads(out)
+    assert first["objects"] == 4 and len(first["created"]) == 4 and first["pruned"] == []
+    web = kube.get("apps/v1", "Deployment", "web", ns)
+    assert web is not None
+    meta = web["metadata"]
+    assert meta["labels"][LABEL_MANAGED] == "fleet"
+    assert meta["annotations"][ANN_REVISION] == first["revision"]
+    assert meta["annotations"][ANN_CLUSTER] == "it-sync"
+    assert any(m["manager"] == "fleet" and m["operation"] == "Apply" for m in meta["managedFields"])
+    inv = read_inventory(kube)
+    assert inv is not None and inv.state == "applied" and inv.revision == first["revision"]
+    assert {str(e) for e in inv.entries} == {
+        f"Namespace/{ns}",
+        f"ConfigMap/{ns}/settings",
+        f"ConfigMap/{ns}/old",
+        f"Deployment/{ns}/web",
+    }
+
+    # change in Git: edit one object, drop one, add one
+    v2 = [
+        namespace(ns),
+        configmap(ns, "settings", LEVEL="info"),
+        configmap(ns, "new", Y="2"),
+        deployment(ns, "web", replicas=2),
+    ]
+    rev2 = commit_objects(repo, v2, message="v2")
+    code, out, err = run_cli(capsys, "diff", "it-sync", "--repo", str(repo))
+    assert code == 1, err
+    assert f"update ConfigMap/{ns}/settings" in out and "-  LEVEL: debug" in out and "+  LEVEL: info" in out
+    assert f"create ConfigMap/{ns}/new" in out and f"prune ConfigMap/{ns}/old" in out
+
+    code, out, err = run_cli(capsys, "sync", "it-sync", "--repo", str(repo), "-o", "json")
+    assert code == 0, err
+    second = json.loads(out)
+    assert second["revision"] == rev2 and second["previous_revision"] == first["revision"]
+    assert second["pruned"] == [f"ConfigMap/{ns}/old"] and second["created"] == [f"ConfigMap/{ns}/new"]
+    assert "pruned" in err
+    assert kube.get("v1", "ConfigMap", "old", ns) is None
+    assert kube.get("v1", "ConfigMap", "settings", ns)["data"] == {"LEVEL": "info"}  # type: ignore[index]
+    assert kube.get("apps/v1", "Deployment", "web", ns)["spec"]["replicas"] == 2  # type: ignore[index]
+    inv = read_inventory(kube)
+    assert inv is not None and inv.state == "applied" and inv.revision == rev2
+    assert f"ConfigMap/{ns}/old" not in {str(e) for e in inv.entries}
+
+    code, out, err = run_cli(capsys, "diff", "it-sync", "--repo", str(repo))
+    assert code == 0, err
+    assert "no drift" in out
+
+
+def test_drift_by_hand_is_reported_with_exit_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kube: Kube, live_target: KubeTarget, ns: str
+) -> None:
+    objects = [namespace(ns), configmap(ns, "settings", LEVEL="debug"), deployment(ns, "web", replicas=1)]
+    repo = live_repo(tmp_path, "it-drift", live_target.kubeconfig, objects)  # type: ignore[arg-type]
+    assert run_cli(capsys, "sync", "it-drift", "--repo", str(repo))[0] == 0
+    assert run_cli(capsys, "diff", "it-drift", "--repo", str(repo))[0] == 0
+
+    # someone edits the cluster by hand (another field manager), and deletes an object
+    kube._call(
+        "PATCH",
+        f"/api/v1/namespaces/{ns}/configmaps/settings",
+        body={"data": {"LEVEL": "trace"}},
+        content_type="application/merge-patch+json",
+        query=[("fieldManager", "kubectl-edit")],
+    )
+    kube._call(
+        "PATCH",
+        f"/apis/apps/v1/namespaces/{ns}/deployments/web",
+        body={"spec": {"replicas": 3}},
+        content_type="application/merge-patch+json",
+        query=[("fieldManager", "kubectl-scale")],
+    )
+
+    code, out, err = run_cli(capsys, "diff", "it-drift", "--repo", str(repo))
+    assert code == 1, err
+    assert f"update ConfigMap/{ns}/settings" in out
+    assert "-  LEVEL: trace" in out and "+  LEVEL: debug" in out
+    assert "-  replicas: 3" in out and "+  replicas: 1" in out
+    code, out, _ = run_cli(capsys, "diff", "it-drift", "--repo", str(repo), "-o", "json")
+    data = json.loads(out)
+    assert code == 1
+    assert list(data) == [
+        "cluster",
+        "revision",
+        "drift",
+        "create",
+        "update",
+        "prune",
+        "unchanged",
+        "objects",
+        "duration_s",
+    ]
+    assert data["drift"] is True and data["update"] == 2 and data["unchanged"] == 1
+    assert {o["object"] for o in data["objects"]} == {f"ConfigMap/{ns}/settings", f"Deployment/{ns}/web"}
+    # the dry run changed nothing
+    assert kube.get("v1", "ConfigMap", "settings", ns)["data"] == {"LEVEL": "trace"}  # type: ignore[index]
+
+    kube.delete("v1", "ConfigMap", "settings", ns)
+    code, out, _ = run_cli(capsys, "diff", "it-drift", "--repo", str(repo))
+    assert code == 1 and f"create ConfigMap/{ns}/settings" in out
+    assert run_cli(capsys, "sync", "it-drift", "--repo", str(repo))[0] == 0
+    assert run_cli(capsys, "diff", "it-drift", "--repo", str(repo))[0] == 0
+
+
+def test_dry_run_and_no_prune_change_nothing_they_should_not(
+    kube: Kube, live_target: KubeTarget, ns: str
+) -> None:
+    r = SilentReporter()
+    sync(live_target, [namespace(ns), configmap(ns, "a"), configmap(ns, "b")], "1" * 40, reporter=r)
+    dry = sync(
+        live_target,
+        [namespace(ns), configmap(ns, "a"), configmap(ns, "c")],
+        "2" * 40,
+        dry_run=True,
+        reporter=r,
+    )
+    assert dry.dry_run and dry.pruned == (f"ConfigMap/{ns}/b",) and dry.created == (f"ConfigMap/{ns}/c",)
+    assert kube.get("v1", "ConfigMap", "b", ns) is not None and kube.get("v1", "ConfigMap", "c", ns) is None
+    inv = read_inventory(kube)
+    assert inv is not None and inv.revision == "1" * 40
+
+    kept = sync(live_target, [namespace(ns), configmap(ns, "a")], "3" * 40, prune=False, reporter=r)
+    assert kept.kept == (f"ConfigMap/{ns}/b",) and kept.pruned == ()
+    assert kube.get("v1", "ConfigMap", "b", ns) is not None
+    inv = read_inventory(kube)
+    assert inv is not None and f"ConfigMap/{ns}/b" in {str(e) for e in inv.entries}  # still tracked
+    pruned = sync(live_target, [namespace(ns), configmap(ns, "a")], "3" * 40, reporter=r)
+    assert pruned.pruned == (f"ConfigMap/{ns}/b",)
+
+
+def test_never_deletes_what_fleet_did_not_apply(kube: Kube, live_target: KubeTarget, ns: str) -> None:
+    r = SilentReporter()
+    sync(live_target, [namespace(ns), configmap(ns, "mine"), configmap(ns, "taken")], "1" * 40, reporter=r)
+    # someone else takes "taken" over: recreated without fleet's marks
+    kube.delete("v1", "ConfigMap", "taken", ns)
+    kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "taken", "namespace": ns},
+            "data": {"owner": "someone"},
+        }
+    )
+    result = sync(live_target, [namespace(ns)], "2" * 40, reporter=r)
+    assert result.pruned == (f"ConfigMap/{ns}/mine",)
+    assert result.kept == (f"ConfigMap/{ns}/taken",)
+    assert kube.get("v1", "ConfigMap", "taken", ns) is not None
