@@ -267,6 +267,8 @@ class Kube:
         message, reason = "", ""
         try:
             st = json.loads(data)
+            if not isinstance(st, dict):
+                raise ValueError("not a Status")
             message, reason = str(st.get("message") or ""), str(st.get("reason") or "")
         except ValueError:
             message = data.decode(errors="replace").strip()[:300]
@@ -325,7 +327,16 @@ class Kube:
 
     def _json(self, method: str, path: str, **kw: Any) -> Obj:
         _, data, _ = self._call(method, path, **kw)
-        out: Obj = json.loads(data) if data else {}
+        return self._decode(data, kw.get("what", "request"))
+
+    def _decode(self, data: bytes, what: str) -> Obj:
+        where = f'cluster "{self.target.cluster}": {what}'
+        try:
+            out = json.loads(data) if data else {}
+        except ValueError as e:
+            raise KubeError(f"{where}: the answer is not JSON: {data[:80]!r}") from e
+        if not isinstance(out, dict):
+            raise KubeError(f"{where}: the answer is not a JSON object: {data[:80]!r}")
         return out
 
     # ------------------------------------------------------------------ discovery
@@ -438,7 +449,7 @@ class Kube:
             content_type="application/apply-patch+yaml",
             what=f"apply {_show(res.kind, ns, meta['name'])}",
         )
-        return Applied(json.loads(data), created=status == 201)
+        return Applied(self._decode(data, "apply"), created=status == 201)
 
     def delete(
         self, api_version: str, kind: str, name: str, namespace: str | None = None, *, uid: str | None = None
