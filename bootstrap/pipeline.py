@@ -1,0 +1,234 @@
+"""``fleet bootstrap``: rebuild a lost cluster from the repo, at its last good commit.
+
+    resolve -> plan -> provision -> operator -> sync -> gates -> record -> report
+
+Every step is idempotent and journaled (bootstrap.journal): a run killed at any point, SIGKILL
+included, is resumed by running the same command again, and skips the steps that are done. The
+pipeline talks to the world only through :class:`Services` (bootstrap.services wires the real ones).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from bootstrap import journal as journal_mod
+from bootstrap.journal import Journal, journal_dir, locked_journal, now_iso
+from bootstrap.report import RecoveryReport, build_report, write_report
+from bootstrap.steps import Budget, StepFailed, run_step
+from fleet.errors import FleetError
+from fleet.output import Reporter
+
+__all__ = [
+    "STEPS",
+    "BootstrapRequest",
+    "BootstrapResult",
+    "Plan",
+    "Resolved",
+    "Services",
+    "run_bootstrap",
+]
+
+STEPS = ["resolve", "plan", "provision", "operator", "sync", "gates", "record", "report"]
+SyncMode = Literal["auto", "operator", "direct"]
+
+DEFAULT_BUDGETS: dict[str, Budget] = {
+    "resolve": Budget(1, 60),
+    "plan": Budget(1, 120),
+    "provision": Budget(3, 900),
+    "operator": Budget(3, 600),
+    "sync": Budget(3, 600),
+    "gates": Budget(1, 900),
+    "record": Budget(3, 60),
+    "report": Budget(1, 60),
+}
+
+
+@dataclass(frozen=True)
+class BootstrapRequest:
+    repo: Path
+    cluster: str
+    to: str | None = None
+    dry_run: bool = False
+    sync: SyncMode = "auto"
+    gate_timeout: float | None = None
+    report_dir: Path | None = None
+    budgets: dict[str, Budget] = field(default_factory=lambda: dict(DEFAULT_BUDGETS))
+
+
+@dataclass(frozen=True)
+class Resolved:
+    revision: str  # full sha
+    source: str  # "--to" | "last good"
+    subject: str  # the commit's first line
+
+
+@dataclass(frozen=True)
+class Plan:
+    cluster: str
+    provider: str
+    region: str
+    environment: str
+    revision: str
+    revision_source: str
+    revision_subject: str
+    sync_mode: str
+    stack: str
+    creates: tuple[str, ...]
+    objects: int
+    gates: tuple[str, ...]
+    gate_timeout_s: float
+    budgets: dict[str, dict[str, float]]
+    notes: tuple[str, ...] = ()
+    steps: tuple[str, ...] = tuple(STEPS)
+
+
+class Services(Protocol):
+    """What the pipeline needs from fleet and from the Pulumi program; each call is idempotent."""
+
+    def resolve(self, cluster: str, to: str | None) -> Resolved: ...
+    def plan(self, cluster: str, resolved: Resolved, sync_mode: SyncMode, gate_timeout: float | None) -> Plan: ...
+    def already_recovered(self, cluster: str, revision: str) -> bool: ...
+    def provision(self, cluster: str, revision: str, reporter: Reporter) -> str: ...
+    def install_operator(self, cluster: str, revision: str, reporter: Reporter) -> str: ...
+    def sync(self, cluster: str, revision: str, mode: str, reporter: Reporter) -> str: ...
+    def gates(self, cluster: str, revision: str, timeout: float, reporter: Reporter) -> tuple[dict[str, Any], ...]: ...
+    def record(self, cluster: str, revision: str, run_id: str, gates: tuple[dict[str, Any], ...], duration_s: float) -> str: ...
+
+
+@dataclass(frozen=True)
+class BootstrapResult:
+    outcome: Literal["recovered", "already-recovered", "planned", "failed"]
+    plan: Plan
+    report: RecoveryReport | None
+    error: FleetError | None = None
+
+
+_NEXT = {
+    "provision": "check the provider's credentials and quota, then run the same command again to resume",
+    "operator": "check the operator's manifest source (fleet.yaml operator.source), then run the same command again",
+    "sync": "look at the rejected objects above (`fleet diff CLUSTER --rev REV`), fix the repo or the cluster, "
+    "then run the same command again",
+    "gates": "inspect the failing objects (`fleet gate CLUSTER`), or rebuild at another revision with --to REV",
+    "record": "run `fleet good CLUSTER --set REV` once the cause is fixed",
+}
+
+
+def _plan_budgets(b: dict[str, Budget]) -> dict[str, dict[str, float]]:
+    return {k: {"attempts": v.attempts, "seconds": v.seconds} for k, v in b.items()}
+
+
+def run_bootstrap(req: BootstrapRequest, services: Services, reporter: Reporter) -> BootstrapResult:
+    """Run (or resume) the DR pipeline for one cluster."""
+    # 1. resolve and 2. plan happen before anything is created or journaled, so bad input
+    # (an unknown revision, a cluster with no last good) is refused with nothing changed.
+    reporter.step(f'resolving the target revision of cluster "{req.cluster}"')
+    with locked_journal(req.cluster) as jpath:
+        existing = journal_mod.load(req.cluster)
+        to = req.to
+        if to is None and existing is not None and existing.state != "recovered":
+            to = existing.revision  # resume what the interrupted run was rebuilding
+        resolved = services.resolve(req.cluster, to)
+        reporter.ok(f"target revision {resolved.revision[:12]} ({resolved.source}): {resolved.subject}")
+        plan = services.plan(req.cluster, resolved, req.sync, req.gate_timeout)
+        plan = replace(plan, budgets=_plan_budgets(req.budgets))
+        if req.dry_run:
+            return BootstrapResult("planned", plan, None)
+
+        if existing is not None and existing.state == "recovered" and existing.revision == resolved.revision:
+            if services.already_recovered(req.cluster, resolved.revision):
+                reporter.ok(f'cluster "{req.cluster}" is already recovered at {resolved.revision[:12]}; nothing to do')
+                return BootstrapResult("already-recovered", plan, None)
+
+        j = _open_journal(existing, jpath, req, plan, reporter)
+        return _execute(j, req, plan, services, reporter)
+
+
+def _open_journal(existing: Journal | None, jpath: Path, req: BootstrapRequest, plan: Plan, r: Reporter) -> Journal:
+    if existing is not None and existing.state != "recovered" and existing.revision == plan.revision:
+        existing.resumed += 1
+        existing.state = "running"
+        existing.path = jpath
+        done = [s.name for s in existing.steps if s.state == "done"]
+        r.step(f"resuming run {existing.run_id}" + (f" (done: {', '.join(done)})" if done else ""))
+        existing.save()
+        return existing
+    if existing is not None:
+        existing.path = jpath
+        existing.archive()
+    j = Journal.new(req.cluster, plan.revision, plan.sync_mode, STEPS)
+    j.path = jpath
+    j.save()
+    r.step(f"run {j.run_id}: rebuilding cluster \"{req.cluster}\" at {plan.revision[:12]}")
+    return j
+
+
+def _execute(j: Journal, req: BootstrapRequest, plan: Plan, services: Services, r: Reporter) -> BootstrapResult:
+    rev = plan.revision
+    gate_results: tuple[dict[str, Any], ...] = tuple(j.step("gates").data.get("results", ()))
+
+    def step(name: str, fn: Callable[[], Any], describe: Callable[[Any], str] = str) -> Any:
+        rec = j.step(name)
+        if rec.state == "done":
+            r.ok(f"{name}: done in an earlier attempt ({rec.detail})")
+            return None
+        r.step(name)
+        out = run_step(j, name, fn, budget=req.budgets[name], reporter=r,
+                       next_action=_NEXT.get(name, "run the same command again to resume"), describe=describe)
+        r.ok(f"{name}: {j.step(name).detail}" if j.step(name).detail else name)
+        return out
+
+    try:
+        step("resolve", lambda: f"{rev[:12]} ({plan.revision_source})")
+        step("plan", lambda: f"{len(plan.creates)} to create, {plan.objects} objects, sync {plan.sync_mode}")
+        step("provision", lambda: services.provision(req.cluster, rev, r))
+        step("operator", lambda: services.install_operator(req.cluster, rev, r))
+        step("sync", lambda: services.sync(req.cluster, rev, plan.sync_mode, r))
+
+        def gates() -> str:
+            nonlocal gate_results
+            try:
+                gate_results = services.gates(req.cluster, rev, plan.gate_timeout_s, r)
+            except FleetError as e:
+                gate_results = tuple(getattr(e, "results", ()))
+                raise
+            finally:
+                j.step("gates").data["results"] = list(gate_results)
+            return f"{sum(1 for g in gate_results if g.get('passed'))}/{len(gate_results)} passed"
+
+        step("gates", gates)
+        work = sum(s.duration_s or 0.0 for s in j.steps)
+        step("record", lambda: services.record(req.cluster, rev, j.run_id, gate_results, work))
+    except (StepFailed, FleetError) as e:
+        j.state = "failed"
+        j.ended = now_iso()
+        failed = next((s.name for s in j.steps if s.state == "failed"), "?")
+        fail = {"step": failed, "cause": e.message,
+                "next": e.hint or _NEXT.get(failed, "run the same command again to resume")}
+        report = _finish(j, req, plan, "failed", gate_results, fail)
+        r.fail(f"recovery of \"{req.cluster}\" failed at step {failed}: {e.message}")
+        return BootstrapResult("failed", plan, report, e)
+
+    j.state = "recovered"
+    j.ended = now_iso()
+    report = _finish(j, req, plan, "recovered", gate_results, None)
+    r.ok(f'cluster "{req.cluster}" recovered at {rev[:12]} in {report.recovery_time_s:.1f}s')
+    return BootstrapResult("recovered", plan, report)
+
+
+def _finish(
+    j: Journal, req: BootstrapRequest, plan: Plan, outcome: str,
+    gates: tuple[dict[str, Any], ...], failure: dict[str, str] | None,
+) -> RecoveryReport:
+    rec = j.step("report")
+    rec.state, rec.started, rec.attempts = "done", now_iso(), rec.attempts + 1
+    rec.ended, rec.duration_s, rec.detail = rec.started, 0.0, "report written"
+    j.save()
+    report = build_report(j, outcome=outcome, gates=gates, notes=plan.notes, failure=failure)
+    out_dir = req.report_dir or (journal_dir(req.cluster) / "runs" / j.run_id)
+    report = write_report(report, out_dir)
+    j.save()
+    j.archive()
+    return report

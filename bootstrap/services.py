@@ -1,0 +1,190 @@
+"""The real services of the DR pipeline: the registry, the Pulumi program, the live layer.
+
+This is the only place the pipeline meets the world; each method is idempotent, so a step that
+is run again after a crash does no harm.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from bootstrap.pipeline import Plan, Resolved, SyncMode
+from clusters import program as cluster_program
+from fleet import provision as prov
+from fleet.access import kubeconfig_for
+from fleet.errors import FleetError, GateFailed, InputError
+from fleet.good import get_good, history, record_good
+from fleet.live.apply import sync as live_sync
+from fleet.live.gates import gate_config, gate_timeout, run_gates
+from fleet.live.inventory import read_inventory
+from fleet.output import Reporter, SilentReporter
+from fleet.registry.load import Registry, load_registry, open_repo
+from fleet.render import Rendered, render_cluster
+
+__all__ = ["RealServices"]
+
+_LOCAL_NOTE = (
+    "local clusters run on kwok, which fakes nodes and kubelets but cannot run the Flux controllers' "
+    "processes: Flux is installed and configured (pinned to the revision), and fleet applies the rendered "
+    "revision itself (direct sync) until the operator runs there for real"
+)
+
+_WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CustomResourceDefinition")
+
+
+class RealServices:
+    def __init__(self, repo: Path) -> None:
+        self.repo = repo
+        self.git = open_repo(repo)
+
+    # -- helpers --------------------------------------------------------------------------
+    def registry(self) -> Registry:
+        return load_registry(self.git)
+
+    def select(self, selector: str | None) -> list[str]:
+        return [c.name for c in self.registry().select(selector)]
+
+    def resolve_rev(self, rev: str) -> str:
+        return self.git.resolve(rev)
+
+    def _rendered(self, cluster: str, revision: str) -> Rendered:
+        return render_cluster(self.git, cluster, revision)
+
+    # -- the steps --------------------------------------------------------------------------
+    def resolve(self, cluster: str, to: str | None) -> Resolved:
+        self.registry().get(cluster)  # NotFound with a hint, before anything else
+        if to is not None:
+            sha = self.git.resolve(to)  # NotFound: revision "x" not found
+            source = "--to"
+        else:
+            good = get_good(self.git, cluster)
+            if good is None:
+                candidates = [f"{h.revision[:12]} {h.subject}" for h in history(self.git, cluster, limit=3)]
+                raise InputError(
+                    f'cluster "{cluster}" has no last good revision to rebuild at',
+                    hint="name one with --to REV"
+                    + (f"; recent changes: {'; '.join(candidates)}" if candidates else "")
+                    + f" (see `fleet history {cluster}`)",
+                )
+            sha, source = good.revision, "last good"
+        entry = self.git.log(rev=sha, max_count=1)
+        return Resolved(sha, source, entry[0].subject if entry else "")
+
+    def plan(self, cluster: str, resolved: Resolved, sync_mode: SyncMode, gate_timeout_s: float | None) -> Plan:
+        reg = self.registry()
+        spec = reg.get(cluster)
+        rendered = self._rendered(cluster, resolved.revision)  # an overlay kustomize rejects fails here
+        mode = sync_mode
+        notes: list[str] = []
+        if mode == "auto":
+            mode = "direct" if spec.provider == "local" else "operator"
+        if spec.provider == "local" and reg.settings.operator.kind == "flux":
+            notes.append(_LOCAL_NOTE)
+        if reg.settings.operator.kind == "none" and mode == "operator":
+            raise InputError('--sync operator needs an operator, but fleet.yaml says operator.kind "none"')
+        kinds = Counter(o.get("kind", "?") for o in rendered.objects)
+        gates = [f"{n} {k} rollout" if k != "CustomResourceDefinition" else f"{n} CRD established"
+                 for k, n in sorted(kinds.items()) if k in _WORKLOADS]
+        gates.append(f"inventory at {resolved.revision[:12]}")
+        cfg = gate_config(reg.settings, spec)
+        gates += [f"custom: {g.kind}/{g.name} {g.condition}={g.status}" for g in cfg.custom]
+        if mode == "operator":
+            gates.append("operator: Kustomization Ready at the revision")
+        creates = [f"Pulumi stack \"{cluster}\" ({spec.provider} cluster in {spec.region}, refreshed first)"]
+        if reg.settings.operator.kind == "flux":
+            creates += [
+                f"Flux ({reg.settings.operator.source}) in flux-system",
+                f"GitRepository flux-system/fleet pinned to commit {resolved.revision[:12]}",
+                f"Kustomization flux-system/{cluster} for ./environments/{spec.environment} "
+                f"({len(spec.vars)} variables)",
+            ]
+        if mode == "direct":
+            creates.append(f"{len(rendered.objects)} objects applied by fleet (server-side apply, inventory, prune)")
+        return Plan(
+            cluster=cluster, provider=spec.provider, region=spec.region, environment=spec.environment,
+            revision=resolved.revision, revision_source=resolved.source, revision_subject=resolved.subject,
+            sync_mode=mode, stack=cluster, creates=tuple(creates), objects=len(rendered.objects),
+            gates=tuple(gates),
+            gate_timeout_s=float(gate_timeout_s if gate_timeout_s is not None else gate_timeout(reg.settings, spec)),
+            budgets={}, notes=tuple(notes),
+        )
+
+    def already_recovered(self, cluster: str, revision: str) -> bool:
+        """Reachable, inventory applied at ``revision``, and every gate passing right now."""
+        from fleet.adapters.kube import Kube
+
+        try:
+            spec = self.registry().get(cluster)
+            target = kubeconfig_for(spec)
+            kube = Kube.connect(target)
+            inv = read_inventory(kube)
+            if inv is None or inv.revision != revision or inv.state != "applied":
+                return False
+            reg = self.registry()
+            report = run_gates(target, self._rendered(cluster, revision).objects, revision,
+                               gate_config(reg.settings, spec), timeout=0, reporter=SilentReporter())
+            return report.passed
+        except FleetError:
+            return False
+
+    def provision(self, cluster: str, revision: str, reporter: Reporter) -> str:
+        res = prov.provision(self.git, cluster, program=cluster_program, reporter=reporter,
+                             pin_revision=revision, refresh=True, phase="cluster")
+        return _changes("cluster", res.changes, res.duration_s)
+
+    def install_operator(self, cluster: str, revision: str, reporter: Reporter) -> str:
+        if self.registry().settings.operator.kind == "none":
+            return "no operator (fleet.yaml operator.kind none)"
+        res = prov.provision(self.git, cluster, program=cluster_program, reporter=reporter, pin_revision=revision)
+        return _changes(f"operator pinned to {revision[:12]}", res.changes, res.duration_s)
+
+    def sync(self, cluster: str, revision: str, mode: str, reporter: Reporter) -> str:
+        spec = self.registry().get(cluster)
+        target = kubeconfig_for(spec)
+        if mode == "operator":
+            reg = self.registry()
+            cfg = gate_config(reg.settings, spec, operator_gate="on")
+            report = run_gates(target, (), revision, cfg, timeout=gate_timeout(reg.settings, spec),
+                               reporter=reporter)
+            report.raise_for_failure()
+            return f"operator reports {revision[:12]} applied and Ready"
+        rendered = self._rendered(cluster, revision)
+        res = live_sync(target, rendered.objects, revision, prune=True, reporter=reporter)
+        return f"{len(rendered.objects)} objects applied at {revision[:12]}" + (
+            f", {len(res.pruned)} pruned" if getattr(res, "pruned", ()) else "")
+
+    def gates(self, cluster: str, revision: str, timeout: float, reporter: Reporter) -> tuple[dict[str, Any], ...]:
+        reg = self.registry()
+        spec = reg.get(cluster)
+        target = kubeconfig_for(spec)
+        report = run_gates(target, self._rendered(cluster, revision).objects, revision,
+                           gate_config(reg.settings, spec), timeout=timeout, reporter=reporter)
+        results = tuple(
+            {"name": f"{r.gate} {r.object}", "passed": r.status in ("passed", "skipped"), "status": r.status,
+             "detail": r.message + ("; " + "; ".join(r.details) if r.details else "")}
+            for r in report.results
+        )
+        if not report.passed:
+            bad = [r for r in report.results if r.status in ("failed", "waiting")]
+            err = GateFailed(
+                f"{len(bad)} of {len(report.results)} gates failed: "
+                + "; ".join(f"{r.object}: {r.message}" for r in bad[:3]),
+                hint=f"inspect with `fleet gate {cluster}`; rebuild at another revision with --to REV",
+            )
+            err.results = results  # type: ignore[attr-defined]  # the report shows every gate
+            raise err
+        return results
+
+    def record(self, cluster: str, revision: str, run_id: str, gates: tuple[dict[str, Any], ...],
+               duration_s: float) -> str:
+        rec = record_good(self.git, cluster, revision, reason=f"fleet bootstrap (run {run_id})",
+                          gates=list(gates), duration_s=round(duration_s, 3))
+        return f"last good of \"{cluster}\" is {rec.revision[:12]}"
+
+
+def _changes(what: str, changes: dict[str, int], seconds: float) -> str:
+    parts = ", ".join(f"{n} {k}" for k, n in sorted(changes.items()) if n and k != "same") or "no changes"
+    return f"{what}: {parts} ({seconds:.1f}s)"
+

@@ -1,0 +1,104 @@
+"""Running one step of a pipeline: journaled, timed, retried within its budget.
+
+The step runner is where the DR pipeline's retries live: a step is retried only for errors that
+are transient by nature (the API server or the engine not answering yet, a lock held by a
+finishing update); everything else fails the step at once with its cause.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from tenacity import (
+    RetryError,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential,
+)
+
+from bootstrap.journal import Journal, now_iso
+from fleet.errors import ConcurrentUpdate, FleetError, InputError, LocalClusterError, Unreachable
+from fleet.output import Reporter
+
+__all__ = ["Budget", "StepFailed", "is_transient", "run_step"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Budget:
+    attempts: int = 3
+    seconds: float = 600.0  # wall-clock budget for all attempts of the step together
+
+
+class StepFailed(FleetError):
+    def __init__(self, step: str, cause: BaseException, next_action: str) -> None:
+        msg = f'step "{step}" failed: {getattr(cause, "message", None) or cause}'
+        super().__init__(msg, hint=next_action)
+        self.step = step
+        self.cause = cause
+        self.next_action = next_action
+
+
+def is_transient(e: BaseException) -> bool:
+    """Transient: worth another attempt of the whole step."""
+    if isinstance(e, InputError):
+        return False
+    return isinstance(e, (Unreachable, ConcurrentUpdate, LocalClusterError, TimeoutError, ConnectionError))
+
+
+def run_step(
+    journal: Journal,
+    name: str,
+    fn: Callable[[], T],
+    *,
+    budget: Budget,
+    reporter: Reporter,
+    next_action: str,
+    describe: Callable[[T], str] = lambda _r: "",
+) -> T:
+    """Run ``fn`` as step ``name``: mark it running, retry within ``budget``, record the outcome."""
+    rec = journal.step(name)
+    rec.state = "running"
+    rec.started = rec.started or now_iso()
+    rec.ended = None
+    journal.save()
+    t0 = time.monotonic()
+    prior = rec.duration_s or 0.0  # time spent in this step by a run that was killed
+
+    def attempt() -> T:
+        rec.attempts += 1
+        journal.save()
+        return fn()
+
+    retrying = Retrying(
+        stop=stop_after_attempt(budget.attempts) | stop_after_delay(budget.seconds),
+        wait=wait_exponential(multiplier=1, min=1, max=15),
+        retry=retry_if_exception(is_transient),
+        reraise=True,
+        before_sleep=lambda rs: reporter.warn(
+            f"{name}: attempt {rs.attempt_number} failed ({rs.outcome.exception() if rs.outcome else ''}); retrying"
+        ),
+    )
+    try:
+        result = retrying(attempt)
+    except (RetryError, Exception) as e:
+        rec.state = "failed"
+        rec.ended = now_iso()
+        rec.duration_s = prior + time.monotonic() - t0
+        rec.detail = str(getattr(e, "message", None) or e)[:500]
+        journal.save()
+        if isinstance(e, InputError):
+            raise
+        raise StepFailed(name, e, next_action) from e
+    rec.state = "done"
+    rec.ended = now_iso()
+    rec.duration_s = prior + time.monotonic() - t0
+    rec.detail = describe(result)
+    journal.save()
+    return result
