@@ -90,6 +90,7 @@ class _Build:
 
 _memo: OrderedDict[str, _Build] = OrderedDict()
 _inputs_memo: dict[tuple[str, str, str], tuple[bool, tuple[str, ...]]] = {}
+_key_memo: dict[tuple[str, str, str], tuple[str, tuple[str, ...]]] = {}
 _lock = threading.Lock()
 _stats = {"kustomize_runs": 0, "memo_hits": 0, "disk_hits": 0}
 
@@ -104,6 +105,7 @@ def clear_cache(*, disk: bool = False) -> None:
     with _lock:
         _memo.clear()
         _inputs_memo.clear()
+        _key_memo.clear()
         for k in _stats:
             _stats[k] = 0
     if disk:
@@ -216,13 +218,17 @@ def _input_paths(g: GitRepo, sha: str, environment: str) -> tuple[bool, tuple[st
 
 def _cache_key(g: GitRepo, sha: str, environment: str) -> tuple[str, tuple[str, ...]]:
     """The content key of a build: kustomize's identity and the object id of every input path."""
+    memo_key = (str(g.git_dir), sha, environment)
+    if memo_key in _key_memo:
+        return _key_memo[memo_key]
     exact, paths = _input_paths(g, sha, environment)
     h = hashlib.sha256(
         f"{_CACHE_VERSION}\n{_kustomize_identity()}\n{overlay_dir(environment)}\n{exact}\n".encode()
     )
     for p in paths:
         h.update(f"{p} {g.tree_id(sha, p)}\n".encode())
-    return h.hexdigest(), paths
+    _key_memo[memo_key] = (h.hexdigest(), paths)
+    return _key_memo[memo_key]
 
 
 def _kustomize_identity() -> str:

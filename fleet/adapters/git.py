@@ -24,7 +24,7 @@ from typing import Any
 import git
 from git.index import IndexFile
 from git.index.typ import BaseIndexEntry, IndexEntry
-from git.objects import Blob, Commit, Tree
+from git.objects import Commit
 from gitdb import IStream
 
 from fleet.adapters import proc
@@ -35,6 +35,13 @@ __all__ = ["NOTES_REF", "Entry", "GitRepo", "LogEntry"]
 NOTES_REF = "refs/notes/fleet"
 LOCK_TIMEOUT_S = 60.0
 _NO_PROMPT = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "LC_ALL": "C"}
+
+
+_DIR = 0o040000
+
+
+def _kind(mode: int) -> str:
+    return {0o040000: "dir", 0o160000: "submodule", 0o120000: "link"}.get(mode, "file")
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,8 @@ class GitRepo:
             raise InputError(f"{repo.git_dir} is a bare repository; fleet needs a working tree")
         self.root = Path(wt).resolve()
         self.git_dir = Path(repo.common_dir).resolve()
+        self._roots: dict[str, bytes] = {}
+        self._trees: dict[bytes, dict[str, tuple[int, bytes]]] = {}
 
     @classmethod
     def open(cls, path: str | Path) -> GitRepo:
@@ -153,23 +162,57 @@ class GitRepo:
         out = self._git(*args)
         return [line[3:] for line in out.splitlines() if line.strip()]
 
-    def _node(self, rev: str, path: str) -> Tree | Blob | None:
-        tree = self._commit(rev).tree
+    # Trees are read with a cache of parsed tree objects (immutable by id): GitPython re-parses a tree on
+    # every path lookup, which makes reading a thousand files of one directory quadratic.
+
+    def _root(self, rev: str) -> bytes:
+        if rev in self._roots:
+            return self._roots[rev]
+        commit = self._commit(rev)
+        root: bytes = commit.tree.binsha
+        if len(rev) == 40 and rev == commit.hexsha:  # only immutable names are cached
+            self._roots[rev] = root
+        return root
+
+    def _entries(self, binsha: bytes) -> dict[str, tuple[int, bytes]]:
+        cached = self._trees.get(binsha)
+        if cached is not None:
+            return cached
+        data: bytes = self._repo.odb.stream(binsha).read()
+        entries: dict[str, tuple[int, bytes]] = {}
+        i = 0
+        while i < len(data):
+            sp = data.index(b" ", i)
+            nul = data.index(b"\0", sp)
+            name = data[sp + 1 : nul].decode("utf-8", "surrogateescape")
+            if name in (".", "..", "") or "/" in name:
+                raise GitError(f"tree {binsha.hex()[:12]} holds an unsafe entry name {name!r}")
+            entries[name] = (int(data[i:sp], 8), data[nul + 1 : nul + 21])
+            i = nul + 21
+        if len(self._trees) > 4096:
+            self._trees.clear()
+        self._trees[binsha] = entries
+        return entries
+
+    def _lookup(self, rev: str, path: str) -> tuple[int, bytes] | None:
+        """(mode, object id) of ``path`` at ``rev``, or None."""
+        mode, sha = _DIR, self._root(rev)
         rel = _clean_rel(path)
-        if not rel:
-            return tree
-        try:
-            node = tree / rel
-        except KeyError:
-            return None
-        return node if isinstance(node, (Tree, Blob)) else None
+        for part in rel.split("/") if rel else ():
+            if mode != _DIR:
+                return None
+            found = self._entries(sha).get(part)
+            if found is None:
+                return None
+            mode, sha = found
+        return mode, sha
 
     def read_file(self, rev: str, path: str) -> str | None:
         """The text of ``path`` at ``rev``, or None when it is not a file there."""
-        node = self._node(rev, path)
-        if not isinstance(node, Blob):
+        found = self._lookup(rev, path)
+        if found is None or _kind(found[0]) != "file":
             return None
-        data: bytes = node.data_stream.read()
+        data: bytes = self._repo.odb.stream(found[1]).read()
         try:
             return data.decode("utf-8")
         except UnicodeDecodeError as e:
@@ -177,21 +220,15 @@ class GitRepo:
 
     def list_dir(self, rev: str, path: str) -> list[Entry]:
         """The entries of directory ``path`` at ``rev`` (empty when it does not exist)."""
-        node = self._node(rev, path)
-        if not isinstance(node, Tree):
+        found = self._lookup(rev, path)
+        if found is None or found[0] != _DIR:
             return []
-        out = []
-        for item in node:
-            kind = {"tree": "dir", "submodule": "submodule"}.get(item.type, "file")
-            if item.type == "blob" and item.mode == 0o120000:
-                kind = "link"
-            out.append(Entry(item.name, kind, item.hexsha))
-        return sorted(out, key=lambda e: e.name)
+        return [Entry(n, _kind(m), b.hex()) for n, (m, b) in sorted(self._entries(found[1]).items())]
 
     def tree_id(self, rev: str, path: str = "") -> str | None:
         """The object id of ``path`` (a tree or a blob) at ``rev``; None when absent."""
-        node = self._node(rev, path)
-        return node.hexsha if node is not None else None
+        found = self._lookup(rev, path)
+        return found[1].hex() if found is not None else None
 
     def extract(self, rev: str, dest: Path, paths: Sequence[str] = ("",)) -> None:
         """Write the files under ``paths`` at ``rev`` into ``dest``, leaving the working tree alone.
@@ -199,26 +236,32 @@ class GitRepo:
         Symlinks are kept only when they point inside ``dest``; submodules are skipped.
         """
         dest = dest.resolve()
+
+        def write(rel: str, mode: int, sha: bytes) -> None:
+            kind = _kind(mode)
+            if kind == "dir":
+                for name, (m, b) in self._entries(sha).items():
+                    write(f"{rel}/{name}" if rel else name, m, b)
+                return
+            if kind == "submodule":
+                return
+            target = dest / rel
+            if not target.resolve().is_relative_to(dest):
+                raise GitError(f"refusing to extract {rel}: it leaves the destination")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            data: bytes = self._repo.odb.stream(sha).read()
+            if kind == "link":
+                if (target.parent / data.decode()).resolve().is_relative_to(dest) and not target.exists():
+                    target.symlink_to(data.decode())
+                return
+            target.write_bytes(data)
+            if mode & 0o111:
+                target.chmod(0o755)
+
         for path in paths:
-            node = self._node(rev, path)
-            if node is None:
-                continue
-            items = [node] if isinstance(node, Blob) else [i for i in node.traverse() if isinstance(i, Blob)]
-            for blob in items:
-                assert isinstance(blob, Blob)
-                target = (dest / blob.path).resolve()
-                if not target.is_relative_to(dest):
-                    raise GitError(f"refusing to extract {blob.path}: it leaves the destination")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                data = blob.data_stream.read()
-                if blob.mode == 0o120000:
-                    link = (target.parent / data.decode()).resolve()
-                    if link.is_relative_to(dest) and not target.exists():
-                        target.symlink_to(data.decode())
-                    continue
-                target.write_bytes(data)
-                if blob.mode & 0o111:
-                    target.chmod(0o755)
+            found = self._lookup(rev, path)
+            if found is not None:
+                write(_clean_rel(path), *found)
 
     def log(self, paths: Sequence[str] = (), rev: str = "HEAD", max_count: int = 50) -> list[LogEntry]:
         """Commits reachable from ``rev`` that touch ``paths`` (all commits when empty), newest first."""

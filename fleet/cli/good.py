@@ -77,9 +77,18 @@ def register(app: typer.Typer) -> None:
         repo: Path | None = RepoOpt,
     ) -> None:
         """Commits that changed what a cluster renders (its overlay, base, its file), newest first."""
+        from fleet.good import get_good
         from fleet.good import history as history_of
+        from fleet.registry import open_repo
 
-        entries = history_of(repo_path(repo), cluster, limit)
+        g = open_repo(repo_path(repo))
+        entries = history_of(g, cluster, limit)
+        good = get_good(g, cluster)
+        same = next((e for e in entries if e.good), None)
+        if good is not None and same is not None and same.revision != good.revision:
+            reporter().ok(
+                f"last good is {good.revision[:12]}, which renders what {same.revision[:12]} renders"
+            )
 
         def mark(e: object) -> str:
             good, recorded = getattr(e, "good", False), getattr(e, "recorded", False)
