@@ -435,8 +435,11 @@ class Kube:
             if not cont:
                 return ObjectList(tuple(items), rv)
 
-    def apply(self, obj: Mapping[str, Any], *, dry_run: bool = False, force: bool = True) -> Applied:
-        """Server-side apply of ``obj`` with field manager ``fleet``."""
+    def apply(
+        self, obj: Mapping[str, Any], *, dry_run: bool = False, force: bool = True, decode: bool = True
+    ) -> Applied:
+        """Server-side apply of ``obj`` with field manager ``fleet`` (``decode`` False: skip parsing
+        the answer, whose object is then empty: sync only needs to know it was created)."""
         meta = obj.get("metadata") or {}
         res = self.resource(str(obj.get("apiVersion")), str(obj.get("kind")))
         ns = meta.get("namespace") if res.namespaced else None
@@ -449,7 +452,7 @@ class Kube:
             content_type="application/apply-patch+yaml",
             what=f"apply {_show(res.kind, ns, meta['name'])}",
         )
-        return Applied(self._decode(data, "apply"), created=status == 201)
+        return Applied(self._decode(data, "apply") if decode else {}, created=status == 201)
 
     def delete(
         self, api_version: str, kind: str, name: str, namespace: str | None = None, *, uid: str | None = None

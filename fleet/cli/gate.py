@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
 import typer
@@ -57,11 +56,8 @@ def register(app: typer.Typer) -> None:
         cfg = gate_config(registry.settings, spec, operator_gate=operator_gate)
         report = run_gates(kubeconfig_for(spec), rendered.objects, rendered.revision, cfg, timeout=seconds,
                            reporter=r)
+        # the failures' conditions and events went to stderr as they were found; -o json/yaml has them too
         emit(report, output, columns=["gate", "object", "status", "message"], rows=_rows)
-        if output is OutputFormat.table:
-            for res in report.failures:
-                for d in res.details:
-                    sys.stdout.write(f"  {res.object}: {d}\n")
         if report.passed and mark_good:
             rec = record_good(path, name, rendered.revision, reason="fleet gate: all gates passed",
                               gates=[to_plain(x) for x in report.results], duration_s=report.duration_s)

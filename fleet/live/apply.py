@@ -148,7 +148,7 @@ def _apply_all(kube: Kube, items: list[PlannedObject], *, dry_run: bool, workers
                 out.created.append(str(it.ref))
             return
         try:
-            applied = kube.apply(it.obj, dry_run=dry_run)
+            applied = kube.apply(it.obj, dry_run=dry_run, decode=False)
         except ApiRefused as e:
             if dry_run and e.status == 404:  # its namespace is created by this sync
                 with lock:

@@ -93,9 +93,8 @@ class GateReport:
         first = "; ".join(f"{r.object}: {r.message}" for r in bad[:3])
         more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
         why = "timed out" if self.timed_out else "failed"
-        raise GateFailed(
-            f'cluster "{self.cluster}": {len(bad)} gates {why} at {self.revision[:12]}: {first}{more}'
-        )
+        gates = f"{len(bad)} gate{'s' if len(bad) != 1 else ''}"
+        raise GateFailed(f'cluster "{self.cluster}": {gates} {why} at {self.revision[:12]}: {first}{more}')
 
 
 @dataclass(frozen=True)

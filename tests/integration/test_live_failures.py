@@ -229,5 +229,5 @@ def test_gate_that_times_out_says_so(kube: Kube, live_target: KubeTarget, ns: st
     assert [r.object for r in failed] == [f"Deployment/{ns}/never"]
     assert "did not pass within 3s" in failed[0].message
     assert any("node affinity/selector" in d for d in failed[0].details)
-    with pytest.raises(Exception, match="gates timed out"):
+    with pytest.raises(Exception, match="1 gate timed out"):
         report.raise_for_failure()

@@ -80,8 +80,8 @@ def test_broken_deployment_fails_the_gate_with_the_reason(
     assert f"Deployment/{ns}/stuck" in out and "failed" in out
     assert "did not pass within 6s: 0 of 1 replicas" in out
     # the reason, from the pod's conditions and events
-    assert "didn't match Pod's node affinity/selector" in out
-    assert "gates timed out" in err
+    assert "didn't match Pod's node affinity/selector" in err
+    assert "1 gate timed out" in err
     assert get_good(repo, "it-broken") is None  # nothing recorded
 
 

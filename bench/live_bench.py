@@ -1,0 +1,341 @@
+"""The live engine on real local clusters:
+
+1. ``fleet sync`` of 1,000 ConfigMaps across a few namespaces against ``kubectl apply --server-side``
+   of the same rendered file (both end to end, as a user runs them; first apply and re-apply).
+   Goal: fleet >= 3x faster.
+2. Gate detection latency: from the moment the last Deployment becomes Available (seen by an
+   independent watch) to ``run_gates`` returning. Goal: < 1 s.
+3. ``fleet status`` over N local clusters (default 20; clusters named ``bench-NN`` are reused when
+   present and kept with ``--keep``). Goal: < 3 s.
+
+    python -m bench.live_bench [--objects 1000] [--namespaces 5] [--clusters 20] [--keep]
+
+Prints a table and writes JSON to ``bench/results/live_bench.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fleet import toolchain
+from fleet.adapters import proc
+from fleet.adapters.git import GitRepo
+from fleet.adapters.kube import Kube, KubeTarget
+from fleet.live.apply import sync
+from fleet.live.gates import GateConfig, run_gates
+from fleet.live.health import condition
+from fleet.local import LocalClusters
+from fleet.output import SilentReporter
+from fleet.registry import init_repo
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def configmaps(count: int, namespaces: int, prefix: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": f"{prefix}-{n}"}}
+        for n in range(namespaces)
+    ]
+    for i in range(count):
+        out.append(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {
+                    "name": f"cm-{i:04d}",
+                    "namespace": f"{prefix}-{i % namespaces}",
+                    "labels": {"app": "bench"},
+                },
+                "data": {"index": str(i), "payload": "x" * 200},
+            }
+        )
+    return out
+
+
+def deployment(ns: str, name: str, replicas: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "app", "image": "registry.fleet.local/a:1"}]},
+            },
+        },
+    }
+
+
+def make_repo(
+    root: Path, clusters: dict[str, Path], objects: list[dict[str, Any]], env: str = "bench"
+) -> Path:
+    init_repo(root, name="bench")
+    files: dict[str, str | None] = {
+        f"environments/{env}/objects.yaml": yaml.safe_dump_all(objects, sort_keys=False),
+        f"environments/{env}/kustomization.yaml": yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": ["objects.yaml"],
+            }
+        ),
+    }
+    for i, (name, kubeconfig) in enumerate(sorted(clusters.items())):
+        spec = {
+            "apiVersion": "fleet.dev/v1",
+            "kind": "Cluster",
+            "name": name,
+            "environment": env,
+            "region": f"region-{i % 4}",
+            "wave": i % 3,
+            "access": {"kubeconfig": str(kubeconfig)},
+        }
+        files[f"clusters/{name}.yaml"] = yaml.safe_dump(spec, sort_keys=False)
+    with GitRepo.open(root) as g, g.lock():
+        g.commit(files, "bench fleet")
+    return root
+
+
+def run(args: list[str], env: dict[str, str] | None = None, timeout: float = 900) -> float:
+    start = time.perf_counter()
+    proc.run(args, env=env, timeout=timeout, check=True)
+    return time.perf_counter() - start
+
+
+def delete_namespaces(kube: Kube, names: list[str]) -> None:
+    for n in names:
+        kube.delete("v1", "Namespace", n)
+    deadline = time.monotonic() + 300
+    while any(kube.get("v1", "Namespace", n) is not None for n in names):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"namespaces {names} were not deleted within 300s")
+        time.sleep(0.5)
+
+
+def bench_sync(workdir: Path, lc: LocalClusters, objects: int, namespaces: int) -> dict[str, Any]:
+    c = lc.create("bench-sync", nodes=1)
+    kube = Kube.connect(KubeTarget(c.name, c.kubeconfig))
+    manifests = configmaps(objects, namespaces, "bench")
+    ns_names = [f"bench-{n}" for n in range(namespaces)]
+    rendered = workdir / "rendered.yaml"
+    rendered.write_text(yaml.safe_dump_all(manifests, sort_keys=False))
+    repo = make_repo(workdir / "sync-repo", {c.name: c.kubeconfig}, manifests)
+    kubectl = str(toolchain.find("kubectl"))
+    fleet = str(Path(sys.executable).with_name("fleet"))
+    env = {"FLEET_HOME": str(workdir / "home")}
+    kubectl_apply = [
+        kubectl,
+        "--kubeconfig",
+        str(c.kubeconfig),
+        "apply",
+        "--server-side",
+        "--field-manager",
+        "bench-kubectl",
+        "-f",
+        str(rendered),
+    ]
+    fleet_sync = [fleet, "sync", c.name, "--repo", str(repo)]
+
+    delete_namespaces(kube, ns_names)
+    k_first = run(kubectl_apply)
+    k_again = run(kubectl_apply)
+    delete_namespaces(kube, ns_names)
+    f_first = run(fleet_sync, env=env)
+    f_again = run(fleet_sync, env=env)
+    # in-process, without interpreter start and rendering: the engine alone
+    t0 = time.perf_counter()
+    sync(KubeTarget(c.name, c.kubeconfig), manifests, "f" * 40, reporter=SilentReporter())
+    f_engine = time.perf_counter() - t0
+    return {
+        "objects": len(manifests),
+        "namespaces": namespaces,
+        "kubectl_first_s": round(k_first, 2),
+        "kubectl_again_s": round(k_again, 2),
+        "fleet_first_s": round(f_first, 2),
+        "fleet_again_s": round(f_again, 2),
+        "fleet_engine_s": round(f_engine, 2),
+        "speedup_first": round(k_first / f_first, 1),
+        "speedup_again": round(k_again / f_again, 1),
+    }
+
+
+def bench_gate_latency(lc: LocalClusters, rounds: int, deployments: int) -> dict[str, Any]:
+    c = lc.create("bench-sync", nodes=1)
+    target = KubeTarget(c.name, c.kubeconfig)
+    kube = Kube.connect(target)
+    latencies = []
+    for r in range(rounds):
+        ns = f"gate-{r}-{os.getpid()}"
+        objects = [
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
+            *[deployment(ns, f"d{i}", 2) for i in range(deployments)],
+        ]
+        available: dict[str, float] = {}
+        stop = threading.Event()
+        ready = threading.Event()
+
+        def observe(
+            ns: str = ns,
+            available: dict[str, float] = available,
+            ready: threading.Event = ready,
+            stop: threading.Event = stop,
+        ) -> None:
+            inf = kube.informer("apps/v1", "Deployment", namespace=ns, deadline=time.monotonic() + 120)
+            for ev in inf.events():
+                ready.set()
+                if stop.is_set():
+                    inf.close()
+                    return
+                for obj in ev.items or ((ev.object,) if ev.object else ()):
+                    cond = condition(obj, "Available")
+                    st = obj.get("status") or {}
+                    if (
+                        cond
+                        and cond.get("status") == "True"
+                        and st.get("availableReplicas") == 2
+                        and st.get("updatedReplicas") == 2
+                    ):
+                        available.setdefault(obj["metadata"]["name"], time.perf_counter())
+
+        sync(target, objects, f"{r:040d}", reporter=SilentReporter())
+        watcher = threading.Thread(target=observe, daemon=True)
+        watcher.start()
+        ready.wait(10)
+        report = run_gates(target, objects, f"{r:040d}", GateConfig(), timeout=120, reporter=SilentReporter())
+        returned = time.perf_counter()
+        stop.set()
+        assert report.passed, report.results
+        time.sleep(0.2)
+        if len(available) == deployments:
+            latencies.append(returned - max(available.values()))
+        kube.delete("v1", "Namespace", ns)
+    return {
+        "rounds": len(latencies),
+        "deployments": deployments,
+        "latency_median_s": round(statistics.median(latencies), 3) if latencies else None,
+        "latency_max_s": round(max(latencies), 3) if latencies else None,
+    }
+
+
+def bench_status(workdir: Path, lc: LocalClusters, count: int) -> dict[str, Any]:
+    names = [f"bench-{i:02d}" for i in range(count)]
+    t0 = time.perf_counter()
+    reused = sum(1 for n in names if lc.exists(n) and lc.healthy(n))
+    clusters = {n: lc.create(n, nodes=1).kubeconfig for n in names}
+    create_s = time.perf_counter() - t0
+    app = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "app"}},
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "settings", "namespace": "app"},
+            "data": {"LEVEL": "info"},
+        },
+        deployment("app", "web", 1),
+    ]
+    repo = make_repo(workdir / "status-repo", clusters, app)
+    head = GitRepo.open(repo).resolve("HEAD")
+    for n, kc in clusters.items():
+        sync(KubeTarget(n, kc), app, head, reporter=SilentReporter())
+    fleet = str(Path(sys.executable).with_name("fleet"))
+    env = {"FLEET_HOME": str(workdir / "home")}
+    times = [run([fleet, "status", "--repo", str(repo)], env=env) for _ in range(3)]
+    out = proc.run(
+        [fleet, "status", "--repo", str(repo), "-o", "json"], env=env, timeout=120, check=True
+    ).stdout
+    rows = json.loads(out)["clusters"]
+    return {
+        "clusters": count,
+        "reused": reused,
+        "create_s": round(create_s, 1),
+        "status_median_s": round(statistics.median(times), 2),
+        "status_max_s": round(max(times), 2),
+        "healthy": sum(1 for r in rows if r["health"] == "healthy"),
+        "reachable": sum(1 for r in rows if r["reachable"] == "yes"),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.live_bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--objects", type=int, default=1000)
+    p.add_argument("--namespaces", type=int, default=5)
+    p.add_argument("--clusters", type=int, default=20, help="local clusters for the status benchmark")
+    p.add_argument("--gate-rounds", type=int, default=5)
+    p.add_argument("--keep", action="store_true", help="keep the local clusters for the next run")
+    p.add_argument("--only", choices=("sync", "gate", "status"), action="append")
+    a = p.parse_args(sys.argv[1:] if argv is None else argv)
+    only = set(a.only or ("sync", "gate", "status"))
+    lc = LocalClusters()
+    results: dict[str, Any] = {"machine": {"cpus": os.cpu_count()}}
+    created = [n for n in ["bench-sync", *[f"bench-{i:02d}" for i in range(a.clusters)]] if not lc.exists(n)]
+    try:
+        with tempfile.TemporaryDirectory(prefix="fleet-live-bench-") as tmp:
+            work = Path(tmp)
+            if "sync" in only:
+                results["sync"] = bench_sync(work, lc, a.objects, a.namespaces)
+            if "gate" in only:
+                results["gate"] = bench_gate_latency(lc, a.gate_rounds, deployments=5)
+            if "status" in only and a.clusters > 0:
+                results["status"] = bench_status(work, lc, a.clusters)
+    finally:
+        if not a.keep:
+            for n in created:
+                if lc.exists(n):
+                    lc.delete(n)
+    rows = []
+    if "sync" in results:
+        s = results["sync"]
+        rows += [
+            (
+                f"kubectl apply --server-side, {s['objects']} objects (first / again)",
+                f"{s['kubectl_first_s']} s / {s['kubectl_again_s']} s",
+                "",
+            ),
+            (
+                f"fleet sync, {s['objects']} objects (first / again)",
+                f"{s['fleet_first_s']} s / {s['fleet_again_s']} s",
+                f"{s['speedup_first']}x / {s['speedup_again']}x faster (goal >= 3x)",
+            ),
+            ("fleet sync engine alone (in-process, no render)", f"{s['fleet_engine_s']} s", ""),
+        ]
+    if "gate" in results:
+        g = results["gate"]
+        rows.append(
+            (
+                f"gate detection latency ({g['deployments']} Deployments, {g['rounds']} rounds)",
+                f"median {g['latency_median_s']} s, max {g['latency_max_s']} s",
+                "goal < 1 s",
+            )
+        )
+    if "status" in results:
+        st = results["status"]
+        rows.append(
+            (
+                f"fleet status, {st['clusters']} clusters ({st['healthy']} healthy)",
+                f"median {st['status_median_s']} s, max {st['status_max_s']} s",
+                "goal < 3 s",
+            )
+        )
+    width = max((len(r[0]) for r in rows), default=10)
+    for r in rows:
+        print(f"{r[0]:<{width}}  {r[1]:<28}  {r[2]}")
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "live_bench.json").write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
