@@ -162,7 +162,9 @@ def delete(kubeconfig: str, text: str, *, timeout: float = 180, gone_ok: bool = 
                 continue
             done = _kubectl(
                 kc,
-                ["delete", "--ignore-not-found", f"--timeout={int(timeout)}s", "-f", "-"],
+                # --wait=false: deletion is requested, not waited for (a Namespace finalizes on its own;
+                # when the whole cluster goes, nothing is left to wait for)
+                ["delete", "--ignore-not-found", "--wait=false", f"--timeout={int(timeout)}s", "-f", "-"],
                 to_yaml(batch),
                 timeout + 30,
             )

@@ -11,8 +11,8 @@ Defaults, all overridable from the environment (read here, nowhere else):
 
 - backend ``file://$FLEET_HOME/pulumi`` (no account), or ``PULUMI_BACKEND_URL``;
 - secrets: ``PULUMI_CONFIG_PASSPHRASE`` / ``PULUMI_CONFIG_PASSPHRASE_FILE``, or a secrets provider
-  in ``FLEET_PULUMI_SECRETS_PROVIDER`` (e.g. ``awskms://...``); with neither, a fixed local passphrase
-  (:data:`LOCAL_PASSPHRASE`) for the file backend;
+  in ``PULUMI_SECRETS_PROVIDER`` (read by fleet; e.g. ``awskms://...``); with neither, a fixed
+  local passphrase (:data:`LOCAL_PASSPHRASE`) for the file backend;
 - ``PULUMI_HOME`` private under ``$FLEET_HOME/pulumi-home``; update checks and plugin downloads off.
 
 Errors become fleet's: :class:`StackNotFound`, :class:`ConcurrentUpdate` (another update holds the
@@ -125,7 +125,7 @@ def default_settings() -> EngineSettings:
     """The engine settings from the environment (see the module docstring)."""
     home = fleet_home()
     backend = os.environ.get("PULUMI_BACKEND_URL") or f"file://{home / 'pulumi'}"
-    secrets_provider = os.environ.get("FLEET_PULUMI_SECRETS_PROVIDER") or None
+    secrets_provider = os.environ.get("PULUMI_SECRETS_PROVIDER") or None
     passphrase: str | None = os.environ.get("PULUMI_CONFIG_PASSPHRASE")
     if passphrase is None and not os.environ.get("PULUMI_CONFIG_PASSPHRASE_FILE"):
         passphrase = LOCAL_PASSPHRASE if backend.startswith("file://") and not secrets_provider else None
@@ -454,7 +454,13 @@ class Engine:
 
         def before_sleep(rs: RetryCallState) -> None:
             exc = rs.outcome.exception() if rs.outcome else None
-            self.reporter.warn(f'{op} of stack "{req.stack}": {exc}; trying again')
+            why = (
+                "is locked by another update"
+                if isinstance(exc, ConcurrentUpdate)
+                else "hit a transient failure"
+            )
+            wait = rs.next_action.sleep if rs.next_action else 0
+            self.reporter.warn(f'stack "{req.stack}" {why}; trying again in {wait:.0f}s')
 
         started = time.monotonic()
         for lock in self.unlock(req.stack, project=req.project):
