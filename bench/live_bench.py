@@ -250,6 +250,8 @@ def bench_status(workdir: Path, lc: LocalClusters, count: int) -> dict[str, Any]
     head = GitRepo.open(repo).resolve("HEAD")
     for n, kc in clusters.items():
         sync(KubeTarget(n, kc), app, head, reporter=SilentReporter())
+    for n, kc in clusters.items():  # time status on a settled fleet
+        run_gates(KubeTarget(n, kc), app, head, GateConfig(), timeout=120, reporter=SilentReporter())
     fleet = str(Path(sys.executable).with_name("fleet"))
     env = {"FLEET_HOME": str(workdir / "home")}
     times = [run([fleet, "status", "--repo", str(repo)], env=env) for _ in range(3)]
@@ -257,6 +259,9 @@ def bench_status(workdir: Path, lc: LocalClusters, count: int) -> dict[str, Any]
         [fleet, "status", "--repo", str(repo), "-o", "json"], env=env, timeout=120, check=True
     ).stdout
     rows = json.loads(out)["clusters"]
+    for r in rows:
+        if r["health"] != "healthy":
+            print(f"⚠ {r['name']}: {r['health']}: {r['message']}", file=sys.stderr)
     return {
         "clusters": count,
         "reused": reused,

@@ -8,8 +8,10 @@ fleet owns (``$FLEET_HOME/local`` by default), so nothing touches ``~/.kwok``.
 from __future__ import annotations
 
 import os
+import random
 import re
 import shutil
+import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +27,28 @@ __all__ = ["LocalCluster", "LocalClusters", "local_cluster"]
 
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$")
 KUBE_VERSION = "v1.36.3"
+# kwokctl picks ports by scanning down from 32767, separately per work directory: two work
+# directories (tests, e2e drills, benchmarks running at once) then pick the same ports and a
+# component dies with "address already in use". fleet picks random free ports instead.
+_PORT_OPTIONS = ("etcdPort", "etcdPeerPort", "kubeApiserverPort", "kubeControllerManagerPort",
+                 "kubeSchedulerPort", "kwokControllerPort")
+_PORT_RANGE = (20000, 32000)  # below Linux's ephemeral range (32768-60999)
+
+
+def _free_ports(count: int) -> list[int]:
+    rng = random.SystemRandom()
+    out: list[int] = []
+    while len(out) < count:
+        port = rng.randrange(*_PORT_RANGE)
+        if port in out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+        out.append(port)
+    return out
 
 
 @dataclass(frozen=True)
@@ -82,8 +106,15 @@ class LocalClusters:
             self._kwokctl("start", "cluster", "--name", name, "--wait", f"{int(wait)}s", timeout=wait + 60)
         else:
             tc = toolchain.find
+            ports = self.workdir / "kwok" / f"{name}.ports.yaml"
+            ports.parent.mkdir(parents=True, exist_ok=True)
+            chosen = zip(_PORT_OPTIONS, _free_ports(len(_PORT_OPTIONS)), strict=True)
+            ports.write_text(
+                "apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokctlConfiguration\noptions:\n"
+                + "".join(f"  {k}: {p}\n" for k, p in chosen)
+            )
             args = [
-                "create", "cluster", "--name", name, "--runtime", "binary",
+                "create", "cluster", "--name", name, "--runtime", "binary", "--config", str(ports),
                 "--etcd-binary", str(tc("etcd")),
                 "--kube-apiserver-binary", str(tc("kube-apiserver")),
                 "--kube-controller-manager-binary", str(tc("kube-controller-manager")),
@@ -101,7 +132,22 @@ class LocalClusters:
         os.chmod(kubeconfig, 0o600)
         if nodes > 0:
             self.scale_nodes(name, nodes)
+            self._wait_nodes_ready(name, timeout=90)
         return LocalCluster(name, kubeconfig, self.workdir)
+
+    def _wait_nodes_ready(self, name: str, timeout: float) -> None:
+        """kwok marks its fake nodes Ready at once; if it does not, its controller died."""
+        done = proc.run(
+            [toolchain.find("kubectl"), "--kubeconfig", self.kubeconfig_path(name), "wait", "nodes", "--all",
+             "--for=condition=Ready", f"--timeout={int(timeout)}s"],
+            timeout=timeout + 30,
+        )
+        if not done.ok:
+            log = self.workdir / "kwok" / "clusters" / name / "logs" / "kwok-controller.log"
+            raise LocalClusterError(
+                f'the nodes of local cluster "{name}" did not become Ready within {timeout:.0f}s',
+                hint=f"see {log}",
+            )
 
     def healthy(self, name: str) -> bool:
         """True when the API server answers /readyz."""
@@ -109,7 +155,8 @@ class LocalClusters:
         if not kubeconfig.is_file():
             return False
         done = proc.run(
-            [toolchain.find("kubectl"), "--kubeconfig", kubeconfig, "get", "--raw", "/readyz", "--request-timeout=5s"],
+            [toolchain.find("kubectl"), "--kubeconfig", kubeconfig, "get", "--raw", "/readyz",
+             "--request-timeout=5s"],
             timeout=15,
         )
         return done.ok
