@@ -212,6 +212,9 @@ def _input_paths(g: GitRepo, sha: str, environment: str) -> tuple[bool, tuple[st
         raise NotFound(f'environment "{environment}" not found: {start}/ does not exist at {sha[:12]}')
     paths = _walk_inputs(g, sha, start)
     result = (True, paths) if paths is not None else (False, _whole_tree(g, sha))
+    if len(_inputs_memo) > 4096:  # a long-lived process renders many revisions
+        _inputs_memo.clear()
+        _key_memo.clear()
     _inputs_memo[memo_key] = result
     return result
 

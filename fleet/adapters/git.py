@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import io
 import os
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, TypeVar
 
 import git
 from git.index import IndexFile
@@ -71,6 +73,20 @@ def _clean_rel(path: str) -> str:
     return "" if s == "." else s
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _serialized(method: _F) -> _F:
+    """GitPython talks to one ``git cat-file --batch`` process per repo: one caller at a time."""
+
+    @functools.wraps(method)
+    def wrapper(self: GitRepo, *args: Any, **kwargs: Any) -> Any:
+        with self._io:
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
 class GitRepo:
     """A fleet repo on disk. Open with :meth:`open`; close (or use ``with``) to stop git helpers."""
 
@@ -82,6 +98,7 @@ class GitRepo:
         self.root = Path(wt).resolve()
         self.git_dir = Path(repo.common_dir).resolve()
         self._roots: dict[str, bytes] = {}
+        self._io = threading.RLock()
         self._trees: dict[bytes, dict[str, tuple[int, bytes]]] = {}
 
     @classmethod
@@ -116,6 +133,7 @@ class GitRepo:
 
     # ---- reading ---------------------------------------------------------------------------
 
+    @_serialized
     def _commit(self, rev: str) -> Commit:
         if not rev or rev.startswith("-"):
             raise NotFound(f'revision "{rev}" not found')
@@ -165,6 +183,12 @@ class GitRepo:
     # Trees are read with a cache of parsed tree objects (immutable by id): GitPython re-parses a tree on
     # every path lookup, which makes reading a thousand files of one directory quadratic.
 
+    @_serialized
+    def _read_object(self, binsha: bytes) -> bytes:
+        data: bytes = self._repo.odb.stream(binsha).read()
+        return data
+
+    @_serialized
     def _root(self, rev: str) -> bytes:
         if rev in self._roots:
             return self._roots[rev]
@@ -178,7 +202,7 @@ class GitRepo:
         cached = self._trees.get(binsha)
         if cached is not None:
             return cached
-        data: bytes = self._repo.odb.stream(binsha).read()
+        data: bytes = self._read_object(binsha)
         entries: dict[str, tuple[int, bytes]] = {}
         i = 0
         while i < len(data):
@@ -212,7 +236,7 @@ class GitRepo:
         found = self._lookup(rev, path)
         if found is None or _kind(found[0]) != "file":
             return None
-        data: bytes = self._repo.odb.stream(found[1]).read()
+        data: bytes = self._read_object(found[1])
         try:
             return data.decode("utf-8")
         except UnicodeDecodeError as e:
@@ -249,7 +273,7 @@ class GitRepo:
             if not target.resolve().is_relative_to(dest):
                 raise GitError(f"refusing to extract {rel}: it leaves the destination")
             target.parent.mkdir(parents=True, exist_ok=True)
-            data: bytes = self._repo.odb.stream(sha).read()
+            data: bytes = self._read_object(sha)
             if kind == "link":
                 if (target.parent / data.decode()).resolve().is_relative_to(dest) and not target.exists():
                     target.symlink_to(data.decode())
@@ -263,6 +287,7 @@ class GitRepo:
             if found is not None:
                 write(_clean_rel(path), *found)
 
+    @_serialized
     def log(self, paths: Sequence[str] = (), rev: str = "HEAD", max_count: int = 50) -> list[LogEntry]:
         """Commits reachable from ``rev`` that touch ``paths`` (all commits when empty), newest first."""
         sha = self.resolve(rev)
@@ -316,6 +341,7 @@ class GitRepo:
         finally:
             os.close(fd)  # closing releases the flock
 
+    @_serialized
     def commit(self, changes: dict[str, str | None], message: str, *, update_worktree: bool = True) -> str:
         """Commit ``changes`` (path -> new text, or None to delete) on top of HEAD; returns the commit.
 
@@ -362,7 +388,15 @@ class GitRepo:
                 tmp = target.with_name(f".{target.name}.fleet-tmp")
                 tmp.write_text(text)
                 tmp.replace(target)
-        self._git("reset", "-q", "HEAD", "--", *[_clean_rel(p) for p in changes])
+        # the index catches up; another git process may hold index.lock for a moment
+        for attempt in range(5):
+            try:
+                self._git("reset", "-q", "HEAD", "--", *[_clean_rel(p) for p in changes])
+                return
+            except GitError:
+                if attempt == 4:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
 
     def update_ref(self, ref: str, new: str | None, old: str | None, *, message: str = "fleet") -> None:
         """Compare-and-swap ``ref`` from ``old`` (None: must not exist) to ``new`` (None: delete)."""
@@ -408,7 +442,7 @@ class GitRepo:
         out: dict[str, str] = {}
         for line in done.stdout.splitlines():
             blob, commit = line.split()
-            out[commit] = self._repo.odb.stream(bytes.fromhex(blob)).read().decode()
+            out[commit] = self._read_object(bytes.fromhex(blob)).decode()
         return out
 
     def notes_merge(self, other_ref: str, ref: str = NOTES_REF) -> None:
