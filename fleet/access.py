@@ -8,13 +8,16 @@ kubeconfig path outside the repo: credentials never live in Git), else an error 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from fleet.adapters.kube import KubeTarget
 from fleet.errors import NotFound
 from fleet.paths import fleet_home
 from fleet.registry.model import ClusterSpec
 
-__all__ = ["KubeTarget", "kubeconfig_cache_path", "kubeconfig_for"]
+if TYPE_CHECKING:  # importing the kube adapter loads the kubernetes client: only when it is needed
+    from fleet.adapters.kube import KubeTarget
+
+__all__ = ["kubeconfig_cache_path", "kubeconfig_for"]
 
 
 def kubeconfig_cache_path(name: str) -> Path:
@@ -24,6 +27,8 @@ def kubeconfig_cache_path(name: str) -> Path:
 
 def kubeconfig_for(cluster: ClusterSpec) -> KubeTarget:
     """The kubeconfig and context fleet uses for ``cluster``."""
+    from fleet.adapters.kube import KubeTarget
+
     cached = kubeconfig_cache_path(cluster.name)
     if cached.is_file():
         return KubeTarget(cluster.name, cached, None, source=f"provisioned ({cached})")

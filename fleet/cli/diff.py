@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from fleet.access import kubeconfig_for
 from fleet.cli.common import OutputOpt, RepoOpt, repo_path, reporter
 from fleet.errors import FleetError
-from fleet.live.diff import DiffResult, diff
 from fleet.output import OutputFormat, emit
-from fleet.registry.load import load_registry
-from fleet.render import render_cluster
+
+if TYPE_CHECKING:  # the live layer (and the kubernetes client) load when a command runs
+    from fleet.live.diff import DiffResult
 
 
 def _text(d: DiffResult) -> str:
@@ -40,6 +40,11 @@ def register(app: typer.Typer) -> None:
         output: OutputFormat = OutputOpt,
     ) -> None:
         """Show drift between a revision and the live cluster. Exit 0 none, 1 drift, 2 error."""
+        from fleet.access import kubeconfig_for
+        from fleet.live.diff import diff
+        from fleet.registry.load import load_registry
+        from fleet.render import render_cluster
+
         r = reporter()
         try:
             path = repo_path(repo)

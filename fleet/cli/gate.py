@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from fleet.access import kubeconfig_for
 from fleet.cli.common import OutputOpt, RepoOpt, repo_path, reporter
 from fleet.errors import InputError
-from fleet.good import record_good
-from fleet.live.gates import GateReport, gate_config, gate_timeout, run_gates
 from fleet.output import OutputFormat, emit, to_plain
-from fleet.registry.load import load_registry
-from fleet.render import render_cluster
+
+if TYPE_CHECKING:  # the live layer (and the kubernetes client) load when a command runs
+    from fleet.live.gates import GateReport
 
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s?)?$")
 
@@ -45,6 +44,12 @@ def register(app: typer.Typer) -> None:
         output: OutputFormat = OutputOpt,
     ) -> None:
         """Run the health gates of a cluster (watch-driven, one timeout). Exit 0 passed, 1 failed."""
+        from fleet.access import kubeconfig_for
+        from fleet.good import record_good
+        from fleet.live.gates import gate_config, gate_timeout, run_gates
+        from fleet.registry.load import load_registry
+        from fleet.render import render_cluster
+
         if operator_gate not in ("auto", "on", "off"):
             raise InputError(f'--operator-gate must be auto, on or off (got "{operator_gate}")')
         r = reporter()

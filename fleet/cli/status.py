@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from fleet.cli.common import OutputOpt, RepoOpt, repo_path, reporter
 from fleet.output import OutputFormat, emit
-from fleet.status import FleetStatus, fleet_status
+
+if TYPE_CHECKING:  # the live layer (and the kubernetes client) load when a command runs
+    from fleet.status import FleetStatus
 
 COLUMNS = ["name", "env", "region", "wave", "desired", "applied", "good", "health", "drift", "reachable",
            "message"]
@@ -33,5 +36,7 @@ def register(app: typer.Typer) -> None:
         output: OutputFormat = OutputOpt,
     ) -> None:
         """Show every cluster of the fleet: revisions, health, drift and reachability."""
+        from fleet.status import fleet_status
+
         result = fleet_status(repo_path(repo), selector=selector, drift=drift, reporter=reporter(quiet=True))
         emit(result, output, columns=COLUMNS, rows=_rows)

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from fleet.access import kubeconfig_for
 from fleet.cli.common import OutputOpt, RepoOpt, repo_path, reporter
-from fleet.live.apply import SyncResult, sync
 from fleet.output import OutputFormat, emit
-from fleet.registry.load import load_registry
-from fleet.render import render_cluster
+
+if TYPE_CHECKING:  # the live layer (and the kubernetes client) load when a command runs
+    from fleet.live.apply import SyncResult
 
 
 def _rows(r: SyncResult) -> list[tuple[object, ...]]:
@@ -31,6 +31,11 @@ def register(app: typer.Typer) -> None:
         output: OutputFormat = OutputOpt,
     ) -> None:
         """Apply a cluster's manifests at a revision (server-side apply, field manager "fleet")."""
+        from fleet.access import kubeconfig_for
+        from fleet.live.apply import sync
+        from fleet.registry.load import load_registry
+        from fleet.render import render_cluster
+
         r = reporter()
         path = repo_path(repo)
         spec = load_registry(path).get(name)
