@@ -95,7 +95,9 @@ class Services(Protocol):
     def install_operator(self, cluster: str, revision: str, reporter: Reporter) -> str: ...
     def sync(self, cluster: str, revision: str, mode: str, reporter: Reporter) -> str: ...
     def gates(self, cluster: str, revision: str, timeout: float, reporter: Reporter) -> tuple[dict[str, Any], ...]: ...
-    def record(self, cluster: str, revision: str, run_id: str, gates: tuple[dict[str, Any], ...], duration_s: float) -> str: ...
+    def record(
+        self, cluster: str, revision: str, run_id: str, gates: tuple[dict[str, Any], ...], duration_s: float
+    ) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -137,10 +139,14 @@ def run_bootstrap(req: BootstrapRequest, services: Services, reporter: Reporter)
         if req.dry_run:
             return BootstrapResult("planned", plan, None)
 
-        if existing is not None and existing.state == "recovered" and existing.revision == resolved.revision:
-            if services.already_recovered(req.cluster, resolved.revision):
-                reporter.ok(f'cluster "{req.cluster}" is already recovered at {resolved.revision[:12]}; nothing to do')
-                return BootstrapResult("already-recovered", plan, None)
+        if (
+            existing is not None
+            and existing.state == "recovered"
+            and existing.revision == resolved.revision
+            and services.already_recovered(req.cluster, resolved.revision)
+        ):
+            reporter.ok(f'cluster "{req.cluster}" is already recovered at {resolved.revision[:12]}; nothing to do')
+            return BootstrapResult("already-recovered", plan, None)
 
         j = _open_journal(existing, jpath, req, plan, reporter)
         return _execute(j, req, plan, services, reporter)

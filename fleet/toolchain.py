@@ -90,7 +90,8 @@ def _version_of(tool: Tool, path: Path) -> str | None:
     text = done.stdout + " " + done.stderr
     # kustomize prints "v5.8.2"; kubectl "Client Version: v1.36.3"; etcd "etcd Version: 3.6.16".
     m = _VERSION_RE.search(text.split("\n", 1)[0]) or _VERSION_RE.search(text)
-    return m.group(0) if m else (text.strip().splitlines() or [None])[0]
+    lines = text.strip().splitlines()
+    return m.group(0) if m else (lines[0] if lines else None)
 
 
 def check_all() -> list[ToolStatus]:
@@ -104,7 +105,7 @@ def check_all() -> list[ToolStatus]:
             continue
         try:
             version = _version_of(tool, path)
-        except Exception as e:  # noqa: BLE001 - a broken binary is reported, not raised
+        except Exception as e:
             version = f"error: {e}"
         out.append(ToolStatus(tool.name, tool.purpose, True, str(path), version, None))
     flux = toolchain_dir() / "share" / "flux" / "VERSIONS"

@@ -82,7 +82,9 @@ def register(app: typer.Typer) -> None:
         services = RealServices(repo_path(repo))
         names = [cluster] if cluster else services.select(selector)
         if not names:
-            raise InputError(f'no cluster matches selector "{selector}"' if selector else "the registry has no clusters")
+            raise InputError(
+                f'no cluster matches selector "{selector}"' if selector else "the registry has no clusters"
+            )
         if to is not None and len(names) > 1:
             to_rev: str | None = services.resolve_rev(to)
         else:
@@ -91,7 +93,8 @@ def register(app: typer.Typer) -> None:
 
         def one(name: str) -> BootstrapResult:
             req = BootstrapRequest(
-                repo=repo_path(repo), cluster=name, to=to_rev, dry_run=dry_run, sync=sync,  # type: ignore[arg-type]
+                repo=repo_path(repo), cluster=name, to=to_rev, dry_run=dry_run,
+                sync=sync,  # type: ignore[arg-type]
                 gate_timeout=gate_timeout,
                 report_dir=(report_dir / name if report_dir and len(names) > 1 else report_dir),
             )
