@@ -156,9 +156,7 @@ def test_outputs_and_secrets_round_trip(engine: Engine) -> None:
         outs = engine.outputs("e2e-outputs")
         assert (outs["plain"].value, outs["plain"].secret) == ("p", False)
         assert (outs["token"].value, outs["token"].secret) == ("t0k", True)
-        state = (
-            (engine.settings.file_backend_dir or Path()) / ".pulumi" / "stacks" / "fleet" / "e2e-outputs.json"
-        )
+        state = (engine.settings.file_backend_dir or Path()) / ".pulumi" / "stacks" / "fleet" / "e2e-outputs.json"
         assert "t0k" not in state.read_text()  # encrypted in the state
     finally:
         engine.destroy(StackRequest("e2e-outputs", noop))

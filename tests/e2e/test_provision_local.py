@@ -62,16 +62,12 @@ def up(shared: Shared, **kw: Any) -> tuple[ProvisionResult, list[str]]:
 
 
 @pytest.fixture(scope="module")
-def shared(
-    tmp_path_factory: pytest.TempPathFactory, pulumi_env: EngineSettings, e2e_home: Path
-) -> Iterator[Shared]:
+def shared(tmp_path_factory: pytest.TempPathFactory, pulumi_env: EngineSettings, e2e_home: Path) -> Iterator[Shared]:
     need_local_clusters()
     mp = pytest.MonkeyPatch()
     mp.setenv("FLEET_HOME", str(e2e_home))  # module scope: before the per-test fixture sets it
     repo = make_fleet_repo(tmp_path_factory.mktemp("prov"))
-    add_cluster(
-        repo, ClusterSpec(name=NAME, environment="dev", vars={"GREETING": "hello"}, settings={"nodes": 2})
-    )
+    add_cluster(repo, ClusterSpec(name=NAME, environment="dev", vars={"GREETING": "hello"}, settings={"nodes": 2}))
     r = SilentReporter()
     try:
         first = provision(repo, NAME, program=program(), reporter=r, engine=pulumi_env)
@@ -90,18 +86,14 @@ def test_up_creates_the_cluster_and_flux_with_path_revision_and_variables(shared
     kc = res.kubeconfig_path
     assert kc is not None and kc.name == f"{NAME}.yaml" and kc.parent.name == "kubeconfigs"
     assert stat.S_IMODE(kc.stat().st_mode) == 0o600
-    assert (
-        res.outputs["kubeconfig"] == "[secret]" and res.outputs["kustomizationPath"] == "./environments/dev"
-    )
+    assert res.outputs["kubeconfig"] == "[secret]" and res.outputs["kustomizationPath"] == "./environments/dev"
     assert any(ln == f'✔ created LocalCluster "{NAME}-control-plane"' for ln in shared.first_lines)
 
     crds = {c["metadata"]["name"]: c for c in kubectl(kc, "get", "crd")["items"]}
     for crd in ("gitrepositories.source.toolkit.fluxcd.io", "kustomizations.kustomize.toolkit.fluxcd.io"):
         conds = {c["type"]: c["status"] for c in crds[crd]["status"]["conditions"]}
         assert conds["Established"] == "True"
-    deployments = {
-        d["metadata"]["name"] for d in kubectl(kc, "-n", "flux-system", "get", "deployments")["items"]
-    }
+    deployments = {d["metadata"]["name"] for d in kubectl(kc, "-n", "flux-system", "get", "deployments")["items"]}
     assert deployments == {"source-controller", "kustomize-controller"}
 
     repo = kubectl(kc, "-n", "flux-system", "get", "gitrepository", "fleet")
@@ -114,9 +106,9 @@ def test_up_creates_the_cluster_and_flux_with_path_revision_and_variables(shared
     assert ks["postBuild"]["substitute"]["FLEET_CLUSTER"] == NAME
     managers = {
         m["manager"]
-        for m in kubectl(kc, "-n", "flux-system", "get", "kustomization", "fleet", "--show-managed-fields")[
-            "metadata"
-        ]["managedFields"]
+        for m in kubectl(kc, "-n", "flux-system", "get", "kustomization", "fleet", "--show-managed-fields")["metadata"][
+            "managedFields"
+        ]
     }
     assert "fleet-pulumi" in managers  # server-side applied by fleet's dynamic provider
 
@@ -167,9 +159,7 @@ def test_pinning_a_revision_changes_only_the_git_repository(shared: Shared) -> N
     assert repo["spec"]["ref"] == {"branch": "main", "commit": head}
     assert res.outputs["revision"] == head
     res, _ = up(shared)  # following the branch again
-    assert kubectl(kc, "-n", "flux-system", "get", "gitrepository", "fleet")["spec"]["ref"] == {
-        "branch": "main"
-    }
+    assert kubectl(kc, "-n", "flux-system", "get", "gitrepository", "fleet")["spec"]["ref"] == {"branch": "main"}
 
 
 def test_refresh_notices_objects_deleted_by_hand_and_up_applies_them_again(shared: Shared) -> None:

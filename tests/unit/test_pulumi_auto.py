@@ -1,0 +1,127 @@
+"""The Automation API adapter's own logic, without the engine: settings from the environment, stale
+lock detection on a file backend's lock files, what a failure message keeps."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import pytest
+from pulumi.automation import errors as auto_errors
+from pulumi.automation._cmd import CommandResult
+
+from fleet.adapters import pulumi_auto as pa
+from fleet.adapters.pulumi_auto import LOCAL_PASSPHRASE, Engine, EngineSettings, default_settings
+
+PULUMI_ENV = (
+    "PULUMI_BACKEND_URL",
+    "PULUMI_CONFIG_PASSPHRASE",
+    "PULUMI_CONFIG_PASSPHRASE_FILE",
+    "PULUMI_SECRETS_PROVIDER",
+)
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for k in PULUMI_ENV:
+        monkeypatch.delenv(k, raising=False)
+
+
+def test_default_is_a_file_backend_under_fleet_home_with_the_local_passphrase(fleet_home: Path) -> None:
+    s = default_settings()
+    assert s.backend_url == f"file://{fleet_home / 'pulumi'}"
+    assert s.file_backend_dir == fleet_home / "pulumi"
+    assert s.pulumi_home == fleet_home / "pulumi-home"
+    assert s.passphrase == LOCAL_PASSPHRASE and s.secrets_provider is None
+
+
+def test_a_team_backend_and_secrets_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PULUMI_BACKEND_URL", "s3://team-state/fleet")
+    s = default_settings()
+    assert s.backend_url == "s3://team-state/fleet" and not s.is_file_backend
+    assert s.passphrase is None  # not the fixed local one on a shared backend
+    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", "team-secret")
+    assert default_settings().passphrase == "team-secret"
+    monkeypatch.delenv("PULUMI_CONFIG_PASSPHRASE")
+    monkeypatch.setenv("PULUMI_SECRETS_PROVIDER", "awskms://alias/fleet")
+    s = default_settings()
+    assert s.secrets_provider == "awskms://alias/fleet" and s.passphrase is None
+
+
+def test_engine_environment_puts_this_python_first_and_turns_off_downloads(tmp_path: Path) -> None:
+    import sys
+
+    s = EngineSettings(backend_url=f"file://{tmp_path}", pulumi_home=tmp_path / "h", work_root=tmp_path / "w")
+    env = Engine(s)._env()
+    path = env["PATH"].split(os.pathsep)
+    assert path[0] == str(Path(sys.executable).parent)  # the python3 that runs dynamic providers
+    assert path[1].endswith("/bin")  # then the toolchain
+    assert env["PULUMI_SKIP_UPDATE_CHECK"] == "true"
+    assert env["PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION"] == "true"
+    assert env["PULUMI_CONFIG_PASSPHRASE"] == LOCAL_PASSPHRASE
+
+
+def _lock(root: Path, stack: str, pid: int, host: str) -> Path:
+    d = root / ".pulumi" / "locks" / "organization" / "fleet" / stack
+    d.mkdir(parents=True, exist_ok=True)
+    f = d / f"{pid}.json"
+    f.write_text(
+        json.dumps({"pid": pid, "username": "u", "hostname": host, "timestamp": "2026-01-01T00:00:00Z"})
+    )
+    (d / f"{pid}.json.attrs").write_text("{}")
+    return f
+
+
+def test_only_locks_of_dead_processes_of_this_host_are_stale(tmp_path: Path) -> None:
+    s = EngineSettings(backend_url=f"file://{tmp_path}", pulumi_home=tmp_path / "h", work_root=tmp_path / "w")
+    engine = Engine(s)
+    dead = _lock(tmp_path, "a", 2**22 + 4242, socket.gethostname())
+    alive = _lock(tmp_path, "a", os.getpid(), socket.gethostname())
+    elsewhere = _lock(tmp_path, "a", 2**22 + 4243, "another-host")
+    assert engine.locks("a") == sorted([dead, alive, elsewhere])
+    assert engine.unlock("a") == [dead]
+    assert not dead.exists() and not dead.with_name(dead.name + ".attrs").exists()
+    assert alive.exists() and elsewhere.exists()
+    assert "pulumi pid" in engine._holders("a") and "another-host" in engine._holders("a")
+    assert sorted(engine.unlock("a", force=True)) == sorted([alive, elsewhere])
+    assert engine.locks("a") == []
+
+
+def test_no_locks_are_read_on_other_backends(tmp_path: Path) -> None:
+    s = EngineSettings(backend_url="https://api.pulumi.com", pulumi_home=tmp_path, work_root=tmp_path)
+    assert Engine(s).locks("a") == [] and Engine(s).unlock("a", force=True) == []
+
+
+def test_a_failure_keeps_the_error_diagnostics_not_the_log() -> None:
+    progress = pa._Progress(pa.SilentReporter(), preview=False)
+    progress.errors.append(
+        'Exception calling application: applying 3 objects failed: error: no matches for kind "Bogus"\n'
+        'Traceback (most recent call last):\n  File "x.py", line 1\n'
+    )
+    progress.errors.append("update failed")
+    err = auto_errors.CommandError(CommandResult("lots of\nprogress output\n", "stderr noise\n", 255))
+    msg = pa._useful(progress, err)
+    assert (
+        msg == 'Exception calling application: applying 3 objects failed: error: no matches for kind "Bogus"'
+    )
+
+
+def test_without_diagnostics_the_error_lines_of_the_output_are_kept() -> None:
+    progress = pa._Progress(pa.SilentReporter(), preview=False)
+    out = "Updating (s1):\n  pulumi:pulumi:Stack s1 running\nerror: failed to load plugin foo\n"
+    err = auto_errors.CommandError(CommandResult(out, "", 255))
+    assert pa._useful(progress, err) == "error: failed to load plugin foo"
+
+
+def test_transient_failures_are_told_from_the_others() -> None:
+    assert pa._is_transient(pa.ProgramError("pulumi up failed: read tcp: connection reset by peer"))
+    assert pa._is_transient(pa.ProgramError("the server is currently unable to handle the request"))
+    assert not pa._is_transient(pa.ProgramError('no matches for kind "Bogus"'))
+    assert not pa._is_transient(pa.ConcurrentUpdate("locked"))
+
+
+def test_resources_are_named_by_type_and_name() -> None:
+    urn = "urn:pulumi:c1::fleet::fleet:operator:Flux$pulumi-python:dynamic/fleet:Manifests::flux-sync"
+    assert pa._describe(urn) == 'Manifests "flux-sync"'
