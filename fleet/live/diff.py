@@ -65,6 +65,10 @@ def normalize(obj: Mapping[str, Any]) -> Obj:
     return out
 
 
+def _rv(obj: Mapping[str, Any] | None) -> str:
+    return str(((obj or {}).get("metadata") or {}).get("resourceVersion") or "")
+
+
 def _yaml(obj: Mapping[str, Any]) -> list[str]:
     return yaml.safe_dump(dict(obj), sort_keys=True, default_flow_style=False).splitlines(keepends=True)
 
@@ -104,12 +108,25 @@ def diff(
         if live is None:
             d = ObjectDiff(ref, "create", _unified(ref, None, normalize(it.obj)))
         else:
-            try:
-                would = kube.apply(it.obj, dry_run=True).object
-            except ApiRefused as e:
-                if e.status != 404:
-                    raise
-                would = it.obj
+            would: Obj = it.obj
+            for _ in range(5):  # compare the dry run with the very version it was computed on
+                try:
+                    would = kube.apply(it.obj, dry_run=True).object
+                except ApiRefused as e:
+                    if e.status != 404:
+                        raise
+                    live = None
+                    break
+                if _rv(would) == _rv(live):
+                    break
+                live = kube.get(it.ref.api_version, it.ref.kind, it.ref.name, it.ref.namespace or None)
+                if live is None:
+                    break
+            if live is None:  # deleted meanwhile
+                d = ObjectDiff(ref, "create", _unified(ref, None, normalize(it.obj)))
+                with lock:
+                    found.append(d)
+                return
             a, b = normalize(live), normalize(would)
             if a == b:
                 with lock:
