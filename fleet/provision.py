@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from fleet.access import kubeconfig_cache_path
 from fleet.adapters.git import GitRepo
@@ -29,6 +29,7 @@ from fleet.stackconfig import GIT_AUTH_KEY, StackConfig
 
 __all__ = [
     "DestroyResult",
+    "Phase",
     "Program",
     "ProvisionOutcome",
     "ProvisionResult",
@@ -41,6 +42,10 @@ __all__ = [
 ]
 
 SECRET = "[secret]"
+Phase = Literal["all", "cluster"]
+PHASES: tuple[str, ...] = ("all", "cluster")
+# The cluster component (type fleet:cluster:<Provider>) and everything under it, in any stack.
+CLUSTER_TARGETS = ("urn:pulumi:{stack}::{project}::fleet:cluster:**",)
 
 
 class Program(Protocol):
@@ -152,12 +157,16 @@ def provision(
     preview: bool = False,
     pin_revision: str | None = None,
     refresh: bool = False,
+    phase: Phase = "all",
     git_auth: Mapping[str, str] | None = None,
     engine: EngineSettings | None = None,
 ) -> ProvisionResult:
     """Create or update cluster ``name`` and its operator (``pulumi up``), or show what would change
     (``preview``). After an up, the kubeconfig output is written to ``$FLEET_HOME/kubeconfigs/<name>.yaml``
-    (mode 0600) for fleet's live commands. Bad input raises before the engine runs."""
+    (mode 0600) for fleet's live commands. Bad input raises before the engine runs.
+
+    ``phase="cluster"`` updates only the cluster's resources (Pulumi targets), leaving the operator's
+    as they are: the DR pipeline's provision step, before its operator step (``phase="all"``)."""
     started = time.monotonic()
     cfg = stack_config(repo, name, pin_revision=pin_revision)
     check = getattr(program, "check", None)
@@ -174,7 +183,14 @@ def provision(
         f"({cfg.cluster.provider}, {cfg.cluster.environment}){pinned}"
     )
     eng = Engine(engine, reporter)
-    op = eng.up(StackRequest(cfg.stack, program, cfg.values(), secrets), preview=preview, refresh=refresh)
+    if phase not in PHASES:
+        raise InputError(f'unknown provisioning phase "{phase}"; use {" or ".join(PHASES)}')
+    op = eng.up(
+        StackRequest(cfg.stack, program, cfg.values(), secrets),
+        preview=preview,
+        refresh=refresh,
+        targets=CLUSTER_TARGETS if phase == "cluster" else None,
+    )
     kubeconfig_path = None
     if not preview:
         kc = op.outputs.get("kubeconfig")
@@ -198,17 +214,13 @@ def provision(
     return result
 
 
-def refresh(
-    name: str, *, program: Program, reporter: Reporter, engine: EngineSettings | None = None
-) -> OpResult:
+def refresh(name: str, *, program: Program, reporter: Reporter, engine: EngineSettings | None = None) -> OpResult:
     """Read the live state of every resource of the stack into its state (``pulumi refresh``)."""
     reporter.step(f'refreshing stack "{name}"')
     return Engine(engine, reporter).refresh(StackRequest(name, program))
 
 
-def destroy(
-    name: str, *, program: Program, reporter: Reporter, engine: EngineSettings | None = None
-) -> DestroyResult:
+def destroy(name: str, *, program: Program, reporter: Reporter, engine: EngineSettings | None = None) -> DestroyResult:
     """Destroy cluster ``name`` (every resource of its stack), remove the stack and the cached
     kubeconfig. A cluster without a stack has nothing to destroy (``existed`` is False)."""
     started = time.monotonic()
@@ -224,9 +236,7 @@ def destroy(
     return DestroyResult(name, name, True, op.changes, round(time.monotonic() - started, 3))
 
 
-def stack_outputs(
-    name: str, *, engine: EngineSettings | None = None, show_secrets: bool = True
-) -> dict[str, Any]:
+def stack_outputs(name: str, *, engine: EngineSettings | None = None, show_secrets: bool = True) -> dict[str, Any]:
     """The outputs of cluster ``name``'s stack (``kubeconfig``, ``cluster``, ``revision``, ...)."""
     outs = Engine(engine).outputs(name)
     return {k: (v.value if show_secrets or not v.secret else SECRET) for k, v in outs.items()}

@@ -32,7 +32,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -113,12 +113,8 @@ class EngineSettings:
     def file_backend_dir(self) -> Path | None:
         return Path(urlparse(self.backend_url).path) if self.is_file_backend else None
 
-    def with_retries(
-        self, *, lock_attempts: int, transient_attempts: int = 1, wait_s: float = 0.1
-    ) -> EngineSettings:
-        return replace(
-            self, lock_attempts=lock_attempts, transient_attempts=transient_attempts, retry_wait_s=wait_s
-        )
+    def with_retries(self, *, lock_attempts: int, transient_attempts: int = 1, wait_s: float = 0.1) -> EngineSettings:
+        return replace(self, lock_attempts=lock_attempts, transient_attempts=transient_attempts, retry_wait_s=wait_s)
 
 
 def default_settings() -> EngineSettings:
@@ -270,9 +266,7 @@ def _pulumi_command(root: str) -> auto.PulumiCommand:
     try:
         return auto.PulumiCommand(root=root)
     except FileNotFoundError as e:
-        raise ToolMissing(
-            f"pulumi not found in {root}/bin", hint="run `make toolchain`, then `fleet doctor`"
-        ) from e
+        raise ToolMissing(f"pulumi not found in {root}/bin", hint="run `make toolchain`, then `fleet doctor`") from e
     except auto_errors.InvalidVersionError as e:
         raise ToolMissing(f"the pulumi CLI in {root}/bin is not usable: {e}") from e
     except Exception as e:  # `pulumi version` failing: a broken binary
@@ -337,9 +331,7 @@ class Engine:
                 return auto.create_or_select_stack(
                     stack_name=req.stack, project_name=req.project, program=req.program, opts=opts
                 )
-            return auto.select_stack(
-                stack_name=req.stack, project_name=req.project, program=req.program, opts=opts
-            )
+            return auto.select_stack(stack_name=req.stack, project_name=req.project, program=req.program, opts=opts)
         except auto_errors.StackNotFoundError as e:
             raise StackNotFound(
                 f'stack "{req.stack}" not found in {self._where()}',
@@ -353,9 +345,7 @@ class Engine:
 
     def _set_config(self, stack: auto.Stack, req: StackRequest) -> None:
         values = {f"{req.project}:{k}": auto.ConfigValue(v) for k, v in req.config.items()}
-        values.update(
-            {f"{req.project}:{k}": auto.ConfigValue(v, secret=True) for k, v in req.secrets.items()}
-        )
+        values.update({f"{req.project}:{k}": auto.ConfigValue(v, secret=True) for k, v in req.secrets.items()})
         if values:
             try:
                 stack.set_all_config(values)
@@ -364,15 +354,23 @@ class Engine:
 
     # -- operations --
 
-    def up(self, req: StackRequest, *, preview: bool = False, refresh: bool = False) -> OpResult:
+    def up(
+        self,
+        req: StackRequest,
+        *,
+        preview: bool = False,
+        refresh: bool = False,
+        targets: Sequence[str] | None = None,
+    ) -> OpResult:
         """``pulumi up`` (or ``preview``) after setting the stack's config; creates the stack if needed."""
         op: Operation = "preview" if preview else "up"
+        target = [t.replace("{stack}", req.stack).replace("{project}", req.project) for t in targets or ()] or None
 
         def run(stack: auto.Stack, progress: _Progress) -> _Ran:
             if preview:
-                pres = stack.preview(on_event=progress, refresh=refresh or None, color="never")
+                pres = stack.preview(on_event=progress, refresh=refresh or None, color="never", target=target)
                 return _changes(pres.change_summary), {}
-            ures = stack.up(on_event=progress, refresh=refresh or None, color="never")
+            ures = stack.up(on_event=progress, refresh=refresh or None, color="never", target=target)
             return _changes(ures.summary.resource_changes), ures.outputs
 
         return self._run(req, op, run, create=True)
@@ -454,19 +452,13 @@ class Engine:
 
         def before_sleep(rs: RetryCallState) -> None:
             exc = rs.outcome.exception() if rs.outcome else None
-            why = (
-                "is locked by another update"
-                if isinstance(exc, ConcurrentUpdate)
-                else "hit a transient failure"
-            )
+            why = "is locked by another update" if isinstance(exc, ConcurrentUpdate) else "hit a transient failure"
             wait = rs.next_action.sleep if rs.next_action else 0
             self.reporter.warn(f'stack "{req.stack}" {why}; trying again in {wait:.0f}s')
 
         started = time.monotonic()
         for lock in self.unlock(req.stack, project=req.project):
-            self.reporter.warn(
-                f'removed a stale lock of stack "{req.stack}" ({lock.name}): its process has exited'
-            )
+            self.reporter.warn(f'removed a stale lock of stack "{req.stack}" ({lock.name}): its process has exited')
         new_stack = create and op == "preview" and not self.exists(req.stack, project=req.project)
         for attempt in Retrying(
             retry=retry_if_exception(retryable),
@@ -498,9 +490,7 @@ class Engine:
             duration_s=round(time.monotonic() - started, 3),
         )
 
-    def _error(
-        self, e: auto_errors.CommandError, progress: _Progress | None, stack: str, op: str
-    ) -> PulumiError:
+    def _error(self, e: auto_errors.CommandError, progress: _Progress | None, stack: str, op: str) -> PulumiError:
         if isinstance(e, auto_errors.StackNotFoundError):
             return StackNotFound(
                 f'stack "{stack}" not found in {self._where()}', hint=f"run `fleet provision {stack}` first"
@@ -515,9 +505,7 @@ class Engine:
                 f'stack "{stack}" is locked by another update ({self._holders(stack)})',
                 hint=f"wait for it to finish; if no update is running, the lock is stale: {how}",
             )
-        detail = (
-            _useful(progress, e) if progress is not None else _useful(_Progress(SilentReporter(), False), e)
-        )
+        detail = _useful(progress, e) if progress is not None else _useful(_Progress(SilentReporter(), False), e)
         return ProgramError(f'pulumi {op} of stack "{stack}" failed: {detail}')
 
     # -- stale locks of the file backend --

@@ -146,6 +146,18 @@ def test_preview_shows_the_change_and_changes_nothing(shared: Shared) -> None:
     up(shared)  # apply it for the tests that follow
 
 
+def test_the_cluster_phase_leaves_the_operator_as_it_is(shared: Shared) -> None:
+    set_cluster(shared.repo, NAME, ClusterUpdate(vars={"GREETING": "ciao"}))
+    res, lines = up(shared, phase="cluster")
+    assert set(res.changes) == {"same"} and not [ln for ln in lines if ln.startswith("✔ updated")]
+    kc = shared.first.kubeconfig_path
+    assert kc is not None
+    ks = kubectl(kc, "-n", "flux-system", "get", "kustomization", "fleet")
+    assert ks["spec"]["postBuild"]["substitute"]["GREETING"] == "hola"  # the operator's step does it
+    res, lines = up(shared)
+    assert [ln for ln in lines if ln.startswith("✔ updated")] == ['✔ updated Manifests "flux-sync"']
+
+
 def test_pinning_a_revision_changes_only_the_git_repository(shared: Shared) -> None:
     head = subprocess.run(
         ["git", "-C", str(shared.repo), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
