@@ -125,13 +125,22 @@ def delete_namespaces(kube: Kube, names: list[str]) -> None:
         time.sleep(0.5)
 
 
-def bench_sync(workdir: Path, lc: LocalClusters, objects: int, namespaces: int) -> dict[str, Any]:
+def _stamped(manifests: list[dict[str, Any]], value: str) -> list[dict[str, Any]]:
+    """The same objects with one annotation changed: a new revision, as kubectl sees it."""
+    return [{**o, "metadata": {**o["metadata"], "annotations": {"bench/revision": value}}} for o in manifests]
+
+
+def bench_sync(
+    workdir: Path, lc: LocalClusters, objects: int, namespaces: int, rounds: int
+) -> dict[str, Any]:
+    """Three cases, kubectl and fleet taking turns so that the machine's load hits both alike:
+    create (empty namespaces), update (a new revision: every object changes), and no change."""
     c = lc.create("bench-sync", nodes=1)
-    kube = Kube.connect(KubeTarget(c.name, c.kubeconfig))
+    target = KubeTarget(c.name, c.kubeconfig)
+    kube = Kube.connect(target)
     manifests = configmaps(objects, namespaces, "bench")
     ns_names = [f"bench-{n}" for n in range(namespaces)]
     rendered = workdir / "rendered.yaml"
-    rendered.write_text(yaml.safe_dump_all(manifests, sort_keys=False))
     repo = make_repo(workdir / "sync-repo", {c.name: c.kubeconfig}, manifests)
     kubectl = str(toolchain.find("kubectl"))
     fleet = str(Path(sys.executable).with_name("fleet"))
@@ -149,27 +158,43 @@ def bench_sync(workdir: Path, lc: LocalClusters, objects: int, namespaces: int) 
     ]
     fleet_sync = [fleet, "sync", c.name, "--repo", str(repo)]
 
+    def kubectl_run(value: str) -> float:
+        rendered.write_text(yaml.safe_dump_all(_stamped(manifests, value), sort_keys=False))
+        return run(kubectl_apply)
+
+    def new_commit(n: int) -> None:
+        with GitRepo.open(repo) as g, g.lock():
+            g.commit({"NOTES.md": f"bench round {n}\n"}, f"round {n}")
+
+    out: dict[str, Any] = {"objects": len(manifests), "namespaces": namespaces, "rounds": rounds}
     delete_namespaces(kube, ns_names)
-    k_first = run(kubectl_apply)
-    k_again = run(kubectl_apply)
+    out["kubectl_create_s"] = kubectl_run("0")
     delete_namespaces(kube, ns_names)
-    f_first = run(fleet_sync, env=env)
-    f_again = run(fleet_sync, env=env)
-    # in-process, without interpreter start and rendering: the engine alone
-    t0 = time.perf_counter()
-    sync(KubeTarget(c.name, c.kubeconfig), manifests, "f" * 40, reporter=SilentReporter())
-    f_engine = time.perf_counter() - t0
-    return {
-        "objects": len(manifests),
-        "namespaces": namespaces,
-        "kubectl_first_s": round(k_first, 2),
-        "kubectl_again_s": round(k_again, 2),
-        "fleet_first_s": round(f_first, 2),
-        "fleet_again_s": round(f_again, 2),
-        "fleet_engine_s": round(f_engine, 2),
-        "speedup_first": round(k_first / f_first, 1),
-        "speedup_again": round(k_again / f_again, 1),
-    }
+    out["fleet_create_s"] = run(fleet_sync, env=env)
+    k_upd, f_upd, k_same, f_same, engine = [], [], [], [], []
+    for n in range(1, rounds + 1):
+        k_upd.append(kubectl_run(str(n)))
+        k_same.append(run(kubectl_apply))
+        new_commit(n)
+        f_upd.append(run(fleet_sync, env=env))
+        f_same.append(run(fleet_sync, env=env))
+        t0 = time.perf_counter()  # the engine alone: no interpreter start, no rendering
+        sync(target, manifests, f"{n:040d}", reporter=SilentReporter())
+        engine.append(time.perf_counter() - t0)
+    med = statistics.median
+    out.update(
+        kubectl_update_s=med(k_upd),
+        fleet_update_s=med(f_upd),
+        kubectl_same_s=med(k_same),
+        fleet_same_s=med(f_same),
+        fleet_engine_update_s=med(engine),
+    )
+    out = {k: round(v, 2) if isinstance(v, float) else v for k, v in out.items()}
+    for case in ("create", "update", "same"):
+        out[f"speedup_{case}"] = round(out[f"kubectl_{case}_s"] / out[f"fleet_{case}_s"], 1)
+    out["speedup_engine_update"] = round(out["kubectl_update_s"] / out["fleet_engine_update_s"], 1)
+    out["load_average"] = round(os.getloadavg()[0], 1)
+    return out
 
 
 def bench_gate_latency(lc: LocalClusters, rounds: int, deployments: int) -> dict[str, Any]:
@@ -278,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--objects", type=int, default=1000)
     p.add_argument("--namespaces", type=int, default=5)
     p.add_argument("--clusters", type=int, default=20, help="local clusters for the status benchmark")
+    p.add_argument("--rounds", type=int, default=3, help="repeats of the sync update/no-change cases")
     p.add_argument("--gate-rounds", type=int, default=5)
     p.add_argument("--keep", action="store_true", help="keep the local clusters for the next run")
     p.add_argument("--only", choices=("sync", "gate", "status"), action="append")
@@ -290,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="fleet-live-bench-") as tmp:
             work = Path(tmp)
             if "sync" in only:
-                results["sync"] = bench_sync(work, lc, a.objects, a.namespaces)
+                results["sync"] = bench_sync(work, lc, a.objects, a.namespaces, a.rounds)
             if "gate" in only:
                 results["gate"] = bench_gate_latency(lc, a.gate_rounds, deployments=5)
             if "status" in only and a.clusters > 0:
@@ -303,19 +329,25 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     if "sync" in results:
         s = results["sync"]
-        rows += [
+        for case, what in (
+            ("create", "into empty namespaces"),
+            ("update", "a new revision"),
+            ("same", "nothing changed"),
+        ):
+            rows.append(
+                (
+                    f"{s['objects']} objects, {what}: kubectl apply --server-side / fleet sync",
+                    f"{s[f'kubectl_{case}_s']} s / {s[f'fleet_{case}_s']} s",
+                    f"{s[f'speedup_{case}']}x (goal >= 3x)",
+                )
+            )
+        rows.append(
             (
-                f"kubectl apply --server-side, {s['objects']} objects (first / again)",
-                f"{s['kubectl_first_s']} s / {s['kubectl_again_s']} s",
-                "",
-            ),
-            (
-                f"fleet sync, {s['objects']} objects (first / again)",
-                f"{s['fleet_first_s']} s / {s['fleet_again_s']} s",
-                f"{s['speedup_first']}x / {s['speedup_again']}x faster (goal >= 3x)",
-            ),
-            ("fleet sync engine alone (in-process, no render)", f"{s['fleet_engine_s']} s", ""),
-        ]
+                "fleet sync engine alone (in-process, no render), a new revision",
+                f"{s['fleet_engine_update_s']} s",
+                f"{s['speedup_engine_update']}x vs kubectl",
+            )
+        )
     if "gate" in results:
         g = results["gate"]
         rows.append(

@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # the live layer (and the kubernetes client) load when a comm
 
 def _rows(r: SyncResult) -> list[tuple[object, ...]]:
     return [(r.cluster, r.revision[:12], r.previous_revision[:12] if r.previous_revision else "-", r.objects,
-             len(r.created), r.configured, len(r.pruned), len(r.kept), "yes" if r.dry_run else "no",
+             len(r.created), r.configured, r.unchanged, len(r.pruned), len(r.kept), "yes" if r.dry_run else "no",
              f"{r.duration_s:.1f}s")]
 
 
@@ -42,5 +42,5 @@ def register(app: typer.Typer) -> None:
         target = kubeconfig_for(spec)
         rendered = render_cluster(path, name, rev)
         result = sync(target, rendered.objects, rendered.revision, prune=prune, dry_run=dry_run, reporter=r)
-        emit(result, output, columns=["cluster", "revision", "previous", "objects", "created", "configured",
+        emit(result, output, columns=["cluster", "revision", "previous", "objects", "created", "updated", "unchanged",
                                       "pruned", "kept", "dry-run", "time"], rows=_rows)

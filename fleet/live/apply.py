@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from fleet.adapters.kube import ApiRefused, Kube, KubeTarget
+from fleet.adapters.kube import FIELD_MANAGER, ApiRefused, Kube, KubeTarget
 from fleet.errors import FleetError, Forbidden, KubeError, Unreachable
 from fleet.live.health import condition_lines
 from fleet.live.health import crd as crd_health
@@ -36,10 +36,13 @@ from fleet.live.inventory import (
     write_inventory,
 )
 from fleet.live.objects import (
+    ANN_DIGEST,
+    LABEL_MANAGED,
     ObjectRef,
     is_crd,
     is_namespace,
     owned_by_fleet,
+    seal,
     split_api_version,
     stamp,
     validate,
@@ -70,6 +73,7 @@ class SyncResult:
     objects: int
     created: tuple[str, ...]
     configured: int
+    unchanged: int  # already applied as they are (same digest, no other field manager): not sent
     pruned: tuple[str, ...]  # deleted (with dry_run: would be deleted)
     kept: tuple[str, ...]  # removed from Git but left in place (--no-prune, or not fleet's)
     duration_s: float
@@ -90,6 +94,7 @@ class PlannedObject:
 class _Outcome:
     created: list[str] = field(default_factory=list)
     configured: int = 0
+    unchanged: int = 0
     failures: list[tuple[ObjectRef, FleetError]] = field(default_factory=list)
 
 
@@ -125,6 +130,7 @@ def plan_objects(kube: Kube, manifests: list[Obj], cluster: str, revision: str) 
             meta["namespace"] = meta.get("namespace") or "default"
         else:
             meta.pop("namespace", None)
+        seal(obj)
         items.append(PlannedObject(ObjectRef.of(obj, namespaced=namespaced), obj, served))
     return items
 
@@ -136,7 +142,42 @@ def parallel(fn: Callable[[T], R], items: Sequence[T], workers: int) -> list[R]:
         return list(pool.map(fn, items))
 
 
+def _fleet_alone(live: Mapping[str, Any]) -> bool:
+    """No one but fleet wrote the object (status subresources aside)."""
+    for mf in (live.get("metadata") or {}).get("managedFields") or []:
+        if not mf.get("subresource") and mf.get("manager") != FIELD_MANAGER:
+            return False
+    return True
+
+
+def _already_applied(kube: Kube, items: list[PlannedObject]) -> set[tuple[str, str, str, str]]:
+    """Objects live exactly as fleet would apply them: one list per kind (and namespace, for a few)."""
+    groups: dict[tuple[str, str], list[PlannedObject]] = {}
+    for it in items:
+        if it.served:
+            groups.setdefault((str(it.obj["apiVersion"]), str(it.obj["kind"])), []).append(it)
+    same: set[tuple[str, str, str, str]] = set()
+    for (api_version, kind), its in groups.items():
+        want = {it.ref.key: it.obj["metadata"]["annotations"][ANN_DIGEST] for it in its}
+        namespaces = sorted({it.ref.namespace for it in its})
+        scopes: list[str | None] = list(namespaces) if len(namespaces) <= 5 and all(namespaces) else [None]
+        for ns in scopes:
+            try:
+                live = kube.list_objects(api_version, kind, namespace=ns, label_selector=f"{LABEL_MANAGED}=fleet")
+            except FleetError:
+                continue  # e.g. no right to list cluster-wide: apply them all
+            for obj in live.items:
+                ref = ObjectRef.of(obj, namespaced=bool((obj.get("metadata") or {}).get("namespace")))
+                digest = ((obj.get("metadata") or {}).get("annotations") or {}).get(ANN_DIGEST)
+                if digest is not None and want.get(ref.key) == digest and _fleet_alone(obj):
+                    same.add(ref.key)
+    return same
+
+
 def _apply_all(kube: Kube, items: list[PlannedObject], *, dry_run: bool, workers: int, out: _Outcome) -> None:
+    skip = _already_applied(kube, items)
+    out.unchanged += sum(1 for it in items if it.ref.key in skip)
+    items = [it for it in items if it.ref.key not in skip]
     stop = threading.Event()  # an unreachable API server: the rest would fail the same way
     lock = threading.Lock()
 
@@ -332,12 +373,14 @@ def sync(
     result = SyncResult(
         cluster=cluster, revision=revision, previous_revision=old.revision if old else None, dry_run=dry_run,
         prune=prune, objects=len(items), created=tuple(sorted(out.created)), configured=out.configured,
+        unchanged=out.unchanged,
         pruned=tuple(pruned), kept=tuple(kept), duration_s=round(time.monotonic() - t0, 3),
     )
     verb = "would apply" if dry_run else "applied"
     reporter.ok(
         f'{verb} {len(items)} objects to "{cluster}" at {short} ({len(result.created)} new, '
-        f"{result.configured} existing{', ' + str(len(pruned)) + ' pruned' if pruned else ''}) "
+        f"{result.configured} updated, {result.unchanged} unchanged"
+        f"{', ' + str(len(pruned)) + ' pruned' if pruned else ''}) "
         f"in {result.duration_s:.1f}s"
     )
     return result

@@ -22,7 +22,7 @@ import yaml
 from fleet.adapters.kube import ApiRefused, Kube, KubeTarget
 from fleet.live.apply import PlannedObject, parallel, plan_objects
 from fleet.live.inventory import read_inventory
-from fleet.live.objects import ANN_REVISION, ObjectRef, owned_by_fleet, validate
+from fleet.live.objects import ANN_DIGEST, ANN_REVISION, ObjectRef, owned_by_fleet, validate
 from fleet.output import Reporter
 
 __all__ = ["DiffResult", "ObjectDiff", "diff", "normalize"]
@@ -60,6 +60,7 @@ def normalize(obj: Mapping[str, Any]) -> Obj:
         meta.pop(k, None)
     ann = meta.get("annotations") or {}
     ann.pop(ANN_REVISION, None)
+    ann.pop(ANN_DIGEST, None)
     if "annotations" in meta and not ann:
         del meta["annotations"]
     return out

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +13,7 @@ from fleet.errors import InputError
 
 __all__ = [
     "ANN_CLUSTER",
+    "ANN_DIGEST",
     "ANN_REVISION",
     "LABEL_MANAGED",
     "ObjectRef",
@@ -18,6 +21,7 @@ __all__ = [
     "is_namespace",
     "owned_by_fleet",
     "refs_of",
+    "seal",
     "stamp",
     "validate",
 ]
@@ -25,6 +29,7 @@ __all__ = [
 LABEL_MANAGED = "fleet.dev/managed-by"
 ANN_REVISION = "fleet.dev/revision"
 ANN_CLUSTER = "fleet.dev/cluster"
+ANN_DIGEST = "fleet.dev/digest"  # of the applied manifest (marks included): lets a sync skip what is there
 
 Obj = dict[str, Any]
 
@@ -132,6 +137,15 @@ def stamp(obj: Mapping[str, Any], *, cluster: str, revision: str) -> Obj:
     ann[ANN_REVISION] = revision
     ann[ANN_CLUSTER] = cluster
     return out
+
+
+def seal(obj: Obj) -> Obj:
+    """Set the digest annotation of a stamped manifest (in place) to the hash of everything else."""
+    ann = obj.setdefault("metadata", {}).setdefault("annotations", {})
+    ann.pop(ANN_DIGEST, None)
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    ann[ANN_DIGEST] = hashlib.sha256(text.encode()).hexdigest()[:20]
+    return obj
 
 
 def owned_by_fleet(live: Mapping[str, Any], cluster: str) -> bool:

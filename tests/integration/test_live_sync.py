@@ -178,3 +178,27 @@ def test_never_deletes_what_fleet_did_not_apply(kube: Kube, live_target: KubeTar
     assert result.pruned == (f"ConfigMap/{ns}/mine",)
     assert result.kept == (f"ConfigMap/{ns}/taken",)
     assert kube.get("v1", "ConfigMap", "taken", ns) is not None
+
+
+def test_resync_skips_what_is_already_applied_but_not_what_someone_touched(
+    kube: Kube, live_target: KubeTarget, ns: str
+) -> None:
+    r = SilentReporter()
+    objects = [namespace(ns), *[configmap(ns, f"c{i}", i=str(i)) for i in range(10)], deployment(ns, "web")]
+    first = sync(live_target, objects, "1" * 40, reporter=r)
+    assert len(first.created) == 12 and first.unchanged == 0
+    again = sync(live_target, objects, "1" * 40, reporter=r)
+    # nothing is sent again (the Deployment's controller only wrote its status subresource)
+    assert again.unchanged == 12 and again.configured == 0 and again.created == ()
+    kube._call(
+        "PATCH",
+        f"/api/v1/namespaces/{ns}/configmaps/c3",
+        body={"data": {"i": "tampered"}},
+        content_type="application/merge-patch+json",
+        query=[("fieldManager", "kubectl-edit")],
+    )
+    healed = sync(live_target, objects, "1" * 40, reporter=r)
+    assert healed.unchanged == 11 and healed.configured == 1
+    assert kube.get("v1", "ConfigMap", "c3", ns)["data"] == {"i": "3"}  # type: ignore[index]
+    new_rev = sync(live_target, objects, "2" * 40, reporter=r)  # a new revision: every object changes
+    assert new_rev.unchanged == 0 and new_rev.configured == 12
