@@ -44,6 +44,8 @@ COMMAND_MODULES = (
     "gate",
     "status",
     "provision",
+    "region",
+    "rollout",
 )
 
 _debug = False

@@ -18,10 +18,12 @@ from fleet.registry.model import (
     OperatorSettings,
 )
 from fleet.registry.store import (
+    BatchWriteResult,
     ClusterUpdate,
     InitResult,
     WriteResult,
     add_cluster,
+    add_clusters,
     dump_cluster,
     init_repo,
     remove_cluster,
@@ -29,6 +31,7 @@ from fleet.registry.store import (
 )
 
 __all__ = [
+    "BatchWriteResult",
     "ClusterSpec",
     "ClusterUpdate",
     "CustomGate",
@@ -40,6 +43,7 @@ __all__ = [
     "Registry",
     "WriteResult",
     "add_cluster",
+    "add_clusters",
     "cluster_file",
     "dump_cluster",
     "init_repo",

@@ -30,10 +30,12 @@ from fleet.registry.load import (
 from fleet.registry.model import DNS_LABEL, ClusterSpec
 
 __all__ = [
+    "BatchWriteResult",
     "ClusterUpdate",
     "InitResult",
     "WriteResult",
     "add_cluster",
+    "add_clusters",
     "dump_cluster",
     "init_repo",
     "remove_cluster",
@@ -75,6 +77,17 @@ class WriteResult:
     file: str
     message: str
     spec: ClusterSpec | None  # None after remove
+
+
+@dataclass(frozen=True)
+class BatchWriteResult:
+    """Several clusters written in one commit (:func:`add_clusters`)."""
+
+    clusters: tuple[str, ...]
+    revision: str  # the new commit
+    files: tuple[str, ...]
+    message: str
+    specs: tuple[ClusterSpec, ...]
 
 
 @dataclass(frozen=True)
@@ -190,6 +203,37 @@ def add_cluster(repo: GitRepo | str | Path, spec: ClusterSpec) -> WriteResult:
         return {file: dump_cluster(spec)}, f"Add cluster {spec.name} ({_summary(spec)})", spec, spec.name
 
     return _write(g, mutate)
+
+
+def add_clusters(repo: GitRepo | str | Path, specs: Sequence[ClusterSpec], message: str) -> BatchWriteResult:
+    """Add several ``clusters/<name>.yaml`` in ONE commit (``fleet region add``), under the same lock and
+    compare-and-swap as :func:`add_cluster`. Refuses, writing nothing, when any name already exists, is
+    given twice, or names an unknown environment."""
+    g = open_repo(repo)
+    if not specs:
+        raise InputError("no clusters to add")
+    seen: set[str] = set()
+    for spec in specs:
+        if spec.name in seen:
+            raise InputError(f'cluster "{spec.name}" is given twice')
+        seen.add(spec.name)
+    files = tuple(cluster_file(s.name) for s in specs)
+
+    def mutate(reg: Registry) -> tuple[dict[str, str | None], str, ClusterSpec | None, str]:
+        taken = [s.name for s in specs if s.name in reg.clusters]
+        if taken:
+            raise InputError(
+                f'cluster "{taken[0]}" already exists ({cluster_file(taken[0])})'
+                + (f" (and {len(taken) - 1} more: {', '.join(taken[1:4])})" if len(taken) > 1 else ""),
+                hint="pick another region name, or remove the existing clusters first",
+            )
+        for env in dict.fromkeys(s.environment for s in specs):
+            _check_environment(reg, g, env)
+        changes: dict[str, str | None] = {f: dump_cluster(s) for f, s in zip(files, specs, strict=True)}
+        return changes, message, specs[0], specs[0].name
+
+    done = _write(g, mutate)
+    return BatchWriteResult(tuple(s.name for s in specs), done.revision, files, done.message, tuple(specs))
 
 
 def _apply(old: ClusterSpec, up: ClusterUpdate) -> tuple[ClusterSpec, list[str]]:

@@ -1,0 +1,208 @@
+"""The journal of a rollout: which waves and clusters are done, so a killed rollout continues where it stopped.
+
+One JSON file, ``$FLEET_HOME/rollouts/current.json``, replaced atomically (write, fsync, rename) after
+every change, guarded by an exclusive lock (``rollouts/lock``) so two rollouts never interleave. It is
+keyed by (selector, revision): running the same rollout again resumes it; another one sets the old
+journal aside. A rollout that succeeded is moved to ``rollouts/<id>/journal.json`` beside its report.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import secrets
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from bootstrap.journal import StepRecord, now_iso
+from fleet.errors import InputError
+from fleet.paths import fleet_home
+
+__all__ = [
+    "ClusterRun",
+    "RolloutJournal",
+    "WaveRun",
+    "load_current",
+    "locked_rollouts",
+    "rollout_dir",
+    "rollouts_dir",
+]
+
+# rolled-back: it had passed, and was returned to its last good with its stopping wave
+ClusterState = Literal["pending", "running", "passed", "failed", "not-started", "rolled-back"]
+WaveState = Literal["pending", "running", "passed", "tolerated", "failed"]
+RolloutState = Literal["running", "succeeded", "degraded", "stopped"]
+
+
+def rollouts_dir() -> Path:
+    return fleet_home() / "rollouts"
+
+
+def rollout_dir(rollout_id: str) -> Path:
+    """Where a rollout's report (and, once finished, its journal) lives."""
+    return rollouts_dir() / rollout_id
+
+
+@dataclass
+class ClusterRun:
+    name: str
+    wave: int
+    state: ClusterState = "pending"
+    action: str = ""  # "bootstrap" (it did not exist) | "update" (sync, gates, record)
+    why: str = ""  # why that action
+    sync_mode: str = ""
+    step: str = ""  # the step it is in (for the live view)
+    message: str = ""  # its last progress line
+    started: str | None = None
+    ended: str | None = None
+    duration_s: float | None = None  # of the last attempt
+    attempts: int = 0  # resumed or re-run clusters count more than one
+    previous_good: str | None = None  # its last good revision before this rollout touched it
+    steps: list[StepRecord] = field(default_factory=list)
+    error: str | None = None
+    failed_step: str | None = None
+    report: str | None = None  # the bootstrap report of a cluster brought up from nothing
+    rollback: dict[str, Any] | None = None  # target, state, detail, duration_s
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dict(vars(self))
+        d["steps"] = [dict(vars(s)) for s in self.steps]
+        d["rollback"] = dict(self.rollback) if self.rollback is not None else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ClusterRun:
+        d = dict(d)
+        d["steps"] = [StepRecord(**s) for s in d.get("steps", [])]
+        return cls(**d)
+
+
+@dataclass
+class WaveRun:
+    wave: int
+    clusters: list[str]
+    state: WaveState = "pending"
+    started: str | None = None
+    ended: str | None = None
+    failures: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**vars(self), "clusters": list(self.clusters)}
+
+
+@dataclass
+class RolloutJournal:
+    id: str
+    selector: str  # "" selects every cluster
+    revision: str  # full sha
+    asked: str  # the revision as given (--rev)
+    started: str
+    waves: list[WaveRun]
+    clusters: dict[str, ClusterRun]
+    options: dict[str, Any] = field(default_factory=dict)
+    state: RolloutState = "running"
+    ended: str | None = None
+    resumed: int = 0
+    stopped_at: int | None = None  # the wave whose failures stopped the rollout
+    path: Path | None = None
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
+
+    @classmethod
+    def new(cls, selector: str, revision: str, asked: str, waves: dict[int, list[str]],
+            options: dict[str, Any]) -> RolloutJournal:
+        rid = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+        clusters = {n: ClusterRun(n, w) for w, names in sorted(waves.items()) for n in names}
+        wave_runs = [WaveRun(w, list(names)) for w, names in sorted(waves.items())]
+        return cls(rid, selector, revision, asked, now_iso(), wave_runs, clusters, dict(options))
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.selector, self.revision)
+
+    @property
+    def lock(self) -> threading.RLock:
+        return self._lock
+
+    def wave_of(self, cluster: str) -> WaveRun:
+        n = self.clusters[cluster].wave
+        return next(w for w in self.waves if w.wave == n)
+
+    def to_dict(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "id": self.id, "selector": self.selector, "revision": self.revision, "asked": self.asked,
+                "started": self.started, "ended": self.ended, "state": self.state, "resumed": self.resumed,
+                "stopped_at": self.stopped_at, "options": dict(self.options),
+                "waves": [w.to_dict() for w in self.waves],
+                "clusters": {n: c.to_dict() for n, c in self.clusters.items()},
+            }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], path: Path | None) -> RolloutJournal:
+        return cls(
+            d["id"], d["selector"], d["revision"], d.get("asked", d["revision"]), d["started"],
+            [WaveRun(**w) for w in d["waves"]],
+            {n: ClusterRun.from_dict(c) for n, c in d["clusters"].items()},
+            dict(d.get("options", {})), d.get("state", "running"), d.get("ended"),
+            int(d.get("resumed", 0)), d.get("stopped_at"), path,
+        )
+
+    def save(self) -> None:
+        """Replace the journal file atomically (no reader ever sees half a journal)."""
+        assert self.path is not None
+        with self._lock:
+            text = json.dumps(self.to_dict(), indent=2)
+            tmp = self.path.with_suffix(".tmp")
+            with open(tmp, "w") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+
+    def archive(self) -> Path:
+        """Move the journal beside its report (``rollouts/<id>/journal.json``); current.json goes away."""
+        dest = rollout_dir(self.id) / "journal.json"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            dest.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+            if self.path is not None:
+                self.path.unlink(missing_ok=True)
+            self.path = None
+        return dest
+
+
+def load_current() -> RolloutJournal | None:
+    """The unfinished rollout's journal, if any. One that no longer parses is set aside, not trusted."""
+    p = rollouts_dir() / "current.json"
+    if not p.is_file():
+        return None
+    try:
+        return RolloutJournal.from_dict(json.loads(p.read_text()), p)
+    except (ValueError, KeyError, TypeError):
+        p.rename(p.with_suffix(".corrupt"))
+        return None
+
+
+@contextmanager
+def locked_rollouts() -> Iterator[Path]:
+    """Hold the rollout lock; a second rollout in the same fleet home is refused at once."""
+    d = rollouts_dir()
+    d.mkdir(parents=True, exist_ok=True)
+    with open(d / "lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as e:
+            raise InputError(
+                f"another rollout is running (lock {d / 'lock'})",
+                hint="wait for it to finish; a killed rollout releases the lock and is resumed by running it again",
+            ) from e
+        try:
+            yield d / "current.json"
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

@@ -1,0 +1,117 @@
+"""The real services of a rollout: the registry, the live layer and the DR pipeline (bootstrap.services).
+
+A cluster "does not exist yet" when fleet cannot reach it: no kubeconfig (not provisioned, no
+``access`` in the registry), its API server does not answer, or the Pulumi stack that provisioned it
+is gone or has no resources. Such a cluster is brought up by :func:`bootstrap.pipeline.run_bootstrap`
+at the rollout's revision; any other is synced, gated and recorded in place.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bootstrap.journal import StepRecord
+from bootstrap.pipeline import BootstrapRequest, run_bootstrap
+from bootstrap.rollout import BringUp, Probe, SyncMode
+from bootstrap.services import RealServices
+from fleet.access import kubeconfig_for
+from fleet.errors import FleetError, InputError, PulumiError, StackNotFound, Unreachable
+from fleet.good import get_good, record_good
+from fleet.live.gates import gate_timeout
+from fleet.output import Reporter
+from fleet.provision import stack_outputs
+from fleet.registry.load import load_registry
+
+__all__ = ["RealRolloutServices"]
+
+
+class RealRolloutServices:
+    def __init__(self, repo: Path, services: RealServices | None = None) -> None:
+        self.repo = repo
+        self.real = services or RealServices(repo)
+        self.git = self.real.git
+
+    def resolve(self, rev: str) -> tuple[str, str]:
+        sha = self.git.resolve(rev)
+        entry = self.git.log(rev=sha, max_count=1)
+        return sha, entry[0].subject if entry else ""
+
+    def select(self, selector: str | None, revision: str) -> list[tuple[str, int]]:
+        return [(c.name, c.wave) for c in load_registry(self.git, revision).select(selector)]
+
+    def last_good(self, cluster: str) -> str | None:
+        rec = get_good(self.git, cluster)
+        return rec.revision if rec else None
+
+    def probe(self, cluster: str) -> Probe:
+        from fleet.adapters.kube import FAST, Kube
+
+        spec = self.real.registry().get(cluster)
+        try:
+            target = kubeconfig_for(spec)
+        except InputError:
+            return Probe(False, "no kubeconfig: not provisioned by fleet, no access in the registry")
+        try:
+            Kube.connect(target, policy=FAST, pool_size=4).server_version()
+        except Unreachable as e:
+            return Probe(False, f"its API server does not answer ({e.message.split(': ')[-1]})")
+        except FleetError as e:
+            return Probe(True, f"reachable ({e.message})")
+        if target.source.startswith("provisioned"):
+            try:
+                outputs = stack_outputs(cluster, show_secrets=False)
+            except StackNotFound:
+                return Probe(False, "its Pulumi stack does not exist")
+            except PulumiError as e:
+                return Probe(True, f"reachable; its Pulumi stack could not be read ({e.message})")
+            if not outputs:
+                return Probe(False, "its Pulumi stack has no resources")
+        return Probe(True, f"reachable ({target.source.split(' (')[0]})")
+
+    def bring_up(self, cluster: str, revision: str, *, sync: SyncMode, gate_timeout: float | None,
+                 report_dir: Path, reporter: Reporter) -> BringUp:
+        req = BootstrapRequest(repo=self.repo, cluster=cluster, to=revision, sync=sync, gate_timeout=gate_timeout,
+                               report_dir=report_dir)
+        res = run_bootstrap(req, self.real, reporter)
+        if res.outcome == "already-recovered":
+            return BringUp(True, f"already up at {revision[:12]}")
+        report = res.report
+        steps = tuple(
+            StepRecord(s.name, s.state, None, None, s.duration_s, s.attempts, s.detail)  # type: ignore[arg-type]
+            for s in (report.steps if report else ())
+        )
+        md = report.files.get("markdown") if report else None
+        if res.outcome == "recovered":
+            took = report.recovery_time_s if report else None
+            return BringUp(True, f"brought up in {took or 0:.1f}s", steps, report=md)
+        failure = (report.failure if report else None) or {}
+        return BringUp(False, "the DR pipeline failed", steps, failure.get("step"),
+                       res.error.message if res.error else failure.get("cause"), md)
+
+    def sync_mode(self, cluster: str, requested: SyncMode) -> str:
+        reg = self.real.registry()
+        spec = reg.get(cluster)
+        if requested == "auto":
+            return "direct" if spec.provider == "local" else "operator"
+        if requested == "operator" and reg.settings.operator.kind == "none":
+            raise InputError('--sync operator needs an operator, but fleet.yaml says operator.kind "none"')
+        return requested
+
+    def gate_timeout(self, cluster: str) -> float:
+        reg = self.real.registry()
+        return float(gate_timeout(reg.settings, reg.get(cluster)))
+
+    def pin_operator(self, cluster: str, revision: str, reporter: Reporter) -> str:
+        return self.real.install_operator(cluster, revision, reporter)
+
+    def sync(self, cluster: str, revision: str, mode: str, reporter: Reporter) -> str:
+        return self.real.sync(cluster, revision, mode, reporter)
+
+    def gates(self, cluster: str, revision: str, timeout: float, reporter: Reporter) -> tuple[dict[str, Any], ...]:
+        return self.real.gates(cluster, revision, timeout, reporter)
+
+    def record(self, cluster: str, revision: str, reason: str, gates: tuple[dict[str, Any], ...],
+               duration_s: float) -> str:
+        rec = record_good(self.git, cluster, revision, reason=reason, gates=list(gates), duration_s=duration_s)
+        return f'last good of "{cluster}" is {rec.revision[:12]}'
