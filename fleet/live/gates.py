@@ -182,7 +182,8 @@ def operator_runs(kube: Kube, namespace: str = "flux-system") -> tuple[bool, str
         if "kustomize-controller" in name and _recent((lease.get("spec") or {}).get("renewTime"), 120):
             return True, f"lease {name} is held"
     for k in kube.list_objects(FLUX_API, "Kustomization", namespace=namespace).items:
-        if (k.get("status") or {}).get("observedGeneration") is not None:
+        seen = (k.get("status") or {}).get("observedGeneration")
+        if isinstance(seen, int) and seen >= 1:  # the CRD defaults it to -1
             return True, "Kustomizations carry controller status"
     return False, "the Flux controllers are not running (no fresh leader lease, no Kustomization status)"
 
@@ -223,27 +224,33 @@ def _gates(objects: Iterable[Mapping[str, Any]], revision: str, cfg: GateConfig,
             seen.add(ref.key)
             refs.append(ref)
             gates.append(_workload_gate(ref))
-    if cfg.check_inventory:
+    label = f"Kustomization/{cfg.flux_namespace}/*"
+    operator = False
+    if cfg.operator != "flux" or cfg.operator_gate == "off":
+        why = "turned off" if cfg.operator == "flux" else f'the fleet\'s operator is "{cfg.operator}"'
+        skipped.append(GateResult("operator", label, "skipped", why))
+    else:
+        operator, why = (True, "required") if cfg.operator_gate == "on" \
+            else operator_runs(kube, cfg.flux_namespace)
+        if operator:
+            gates.append(_operator_gate(revision, cfg.flux_namespace))
+        else:
+            skipped.append(GateResult("operator", label, "skipped", why))
+            reporter.warn(f"operator gate skipped: {why}")
+    inventory_label = f"ConfigMap/{INVENTORY_NAMESPACE}/{INVENTORY_NAME}"
+    if cfg.check_inventory and not operator:
         gates.append(_inventory_gate(revision))
         refs.append(ObjectRef("", "v1", "ConfigMap", INVENTORY_NAMESPACE, INVENTORY_NAME))
+    elif cfg.check_inventory:  # the operator applies: its Kustomizations say which revision is applied
+        skipped.append(GateResult("inventory", inventory_label, "skipped",
+                                  "the operator applies this cluster: the operator gate checks the revision"))
     for g in cfg.custom:
         gate = _custom_gate(g)
         gates.append(gate)
         refs.append(_custom_ref(g))
     queries = queries_for(refs)
-    label = f"Kustomization/{cfg.flux_namespace}/*"
-    if cfg.operator != "flux" or cfg.operator_gate == "off":
-        why = "turned off" if cfg.operator == "flux" else f'the fleet\'s operator is "{cfg.operator}"'
-        skipped.append(GateResult("operator", label, "skipped", why))
-    else:
-        runs, why = (True, "required") if cfg.operator_gate == "on" \
-            else operator_runs(kube, cfg.flux_namespace)
-        if runs:
-            gates.append(_operator_gate(revision, cfg.flux_namespace))
-            queries.append(Query(FLUX_API, "Kustomization", cfg.flux_namespace))
-        else:
-            skipped.append(GateResult("operator", label, "skipped", why))
-            reporter.warn(f"operator gate skipped: {why}")
+    if operator:
+        queries.append(Query(FLUX_API, "Kustomization", cfg.flux_namespace))
     return gates, queries, skipped
 
 

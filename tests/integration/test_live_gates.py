@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import configmap, deployment, live_repo, namespace
 from helpers import run_cli
 
@@ -135,3 +136,87 @@ def test_jobs_crds_and_custom_gates(kube: Kube, live_target: KubeTarget, ns: str
     report = run_gates(live_target, objects, "4" * 40, cfg, timeout=60, reporter=SilentReporter())
     assert report.passed, [r for r in report.results if r.status != "passed"]
     assert {r.gate for r in report.results} >= {"job", "crd", "custom", "inventory"}
+
+
+def test_operator_gate_auto_on_and_off(kube: Kube, live_target: KubeTarget, ns: str) -> None:
+    from fleet import toolchain
+
+    crd_file = toolchain.flux_manifests_dir() / "kustomize-controller" / "crds"
+    crd = next(d for f in sorted(crd_file.glob("*.yaml")) for d in yaml.safe_load_all(f.read_text()) if d)
+    revision = "5" * 40
+    apps = [namespace(ns), configmap(ns, "settings")]
+    ks = {
+        "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+        "kind": "Kustomization",
+        "metadata": {"name": f"fleet-{ns}", "namespace": "flux-system"},
+        "spec": {
+            "interval": "1m",
+            "path": "./environments/it",
+            "prune": True,
+            "sourceRef": {"kind": "GitRepository", "name": "fleet"},
+        },
+    }
+    try:
+        sync(live_target, [crd, namespace("flux-system"), ks, *apps], revision, reporter=SilentReporter())
+        r = SilentReporter()
+        # auto: the CRD is there, but no controller ever wrote status nor holds a lease -> skipped
+        report = run_gates(live_target, apps, revision, GateConfig(operator="flux"), timeout=10, reporter=r)
+        status = {r.gate: (r.status, r.message) for r in report.results}
+        assert report.passed
+        assert status["operator"][0] == "skipped" and "not running" in status["operator"][1]
+        assert status["inventory"][0] == "passed"
+        # on: required; the Kustomization is not Ready -> fails, saying so; the inventory gate steps aside
+        report = run_gates(
+            live_target,
+            apps,
+            revision,
+            GateConfig(operator="flux", operator_gate="on"),
+            timeout=2,
+            reporter=r,
+        )
+        status = {r.gate: (r.status, r.message) for r in report.results}
+        assert not report.passed
+        assert (
+            status["operator"][0] == "failed"
+            and f"Kustomization fleet-{ns} not ready" in status["operator"][1]
+        )
+        assert status["inventory"][0] == "skipped"
+        # a controller reports the revision applied: auto now sees a running operator and requires it
+        kube._call(
+            "PATCH",
+            f"/apis/kustomize.toolkit.fluxcd.io/v1/namespaces/flux-system/kustomizations/fleet-{ns}/status",
+            body={
+                "status": {
+                    "observedGeneration": 1,
+                    "lastAppliedRevision": f"main@sha1:{revision}",
+                    "conditions": [
+                        {
+                            "type": "Ready",
+                            "status": "True",
+                            "reason": "ReconciliationSucceeded",
+                            "message": "Applied revision",
+                            "lastTransitionTime": "2026-01-01T00:00:00Z",
+                        }
+                    ],
+                }
+            },
+            content_type="application/merge-patch+json",
+        )
+        report = run_gates(live_target, apps, revision, GateConfig(operator="flux"), timeout=10, reporter=r)
+        status = {r.gate: (r.status, r.message) for r in report.results}
+        assert report.passed and status["operator"][0] == "passed", status
+        other = run_gates(live_target, apps, "6" * 40, GateConfig(operator="flux"), timeout=1, reporter=r)
+        assert not other.passed
+        assert any("expected 666666666666" in x.message for x in other.results if x.gate == "operator")
+        off = run_gates(
+            live_target,
+            apps,
+            "6" * 40,
+            GateConfig(operator="flux", operator_gate="off"),
+            timeout=1,
+            reporter=r,
+        )
+        assert [x.status for x in off.results if x.gate == "operator"] == ["skipped"]
+    finally:
+        kube.delete("kustomize.toolkit.fluxcd.io/v1", "Kustomization", f"fleet-{ns}", "flux-system")
+        kube.delete("apiextensions.k8s.io/v1", "CustomResourceDefinition", crd["metadata"]["name"])
