@@ -56,6 +56,48 @@ CLUSTERS = (
 )
 
 
+class GitHTTP:
+    """The bare remote served over smart HTTP (`git http-backend`) on loopback: Flux's GitRepository
+    accepts only http(s) and ssh URLs, so this is the URL the operator is configured with."""
+
+    def __init__(self, root: Path) -> None:
+        import threading
+        from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+        class Quiet(WSGIRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.root = root
+        self.server = make_server("127.0.0.1", 0, self.app, handler_class=Quiet)
+        self.url_base = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def app(self, environ: dict, start_response):  # type: ignore[no-untyped-def,type-arg]
+        env = {
+            "GIT_PROJECT_ROOT": str(self.root), "GIT_HTTP_EXPORT_ALL": "1", "PATH": os.environ["PATH"],
+            "REQUEST_METHOD": environ["REQUEST_METHOD"], "PATH_INFO": environ.get("PATH_INFO", ""),
+            "QUERY_STRING": environ.get("QUERY_STRING", ""), "CONTENT_TYPE": environ.get("CONTENT_TYPE", ""),
+            "REMOTE_ADDR": "127.0.0.1", "REMOTE_USER": "",
+        }
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        out = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True).stdout
+        head, _, payload = out.partition(b"\r\n\r\n")
+        status, headers = "200 OK", []
+        for line in head.decode("latin-1").split("\r\n"):
+            k, _, v = line.partition(":")
+            if k.lower() == "status":
+                status = v.strip()
+            elif k:
+                headers.append((k, v.strip()))
+        start_response(status, headers)
+        return [payload]
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
 class Drill:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
@@ -96,6 +138,13 @@ class Drill:
         self.run("init", str(self.repo))
         subprocess.run(["git", "init", "-q", "--bare", str(self.remote)], check=True)
         self.git("remote", "add", "origin", str(self.remote))
+        self.http = GitHTTP(self.workdir)
+        url = f"{self.http.url_base}/{self.remote.name}"
+        settings = (self.repo / "fleet.yaml").read_text()
+        (self.repo / "fleet.yaml").write_text(settings.replace(
+            "  # url: https://git.example.com/platform/fleet.git", f"  url: {url}", 1))
+        self.git("commit", "-qam", "fleet.yaml: the operator clones the fleet repo over HTTP")
+        print(f"(the bare remote is served at {url} for the operator)")
         for name, env, region, wave in CLUSTERS:
             self.run("cluster", "add", name, "--env", env, "--region", region, "--wave", str(wave))
         self.run("cluster", "list")

@@ -9,6 +9,7 @@ pipeline talks to the world only through :class:`Services` (bootstrap.services w
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -202,7 +203,8 @@ def _execute(j: Journal, req: BootstrapRequest, plan: Plan, services: Services, 
                 raise
             finally:
                 j.step("gates").data["results"] = list(gate_results)
-            return f"{sum(1 for g in gate_results if g.get('passed'))}/{len(gate_results)} passed"
+            counts = Counter(str(g.get("status", "passed")) for g in gate_results)
+            return ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "no gates"
 
         step("gates", gates)
         work = sum(s.duration_s or 0.0 for s in j.steps)

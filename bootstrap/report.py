@@ -99,7 +99,8 @@ def to_markdown(r: RecoveryReport) -> str:
     if r.gates:
         lines += ["", "## Gates", "", "| gate | result | detail |", "|---|---|---|"]
         for g in r.gates:
-            res = "pass" if g.get("passed") else "FAIL"
+            res = str(g.get("status") or ("passed" if g.get("passed") else "failed"))
+            res = "FAILED" if res in ("failed", "waiting") else res
             lines.append(f"| {g.get('name', '')} | {res} | {str(g.get('detail', '')).replace('|', '/')} |")
     if r.failure:
         lines += ["", "## Failure", "", f"- step: {r.failure.get('step')}", f"- cause: {r.failure.get('cause')}",

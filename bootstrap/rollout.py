@@ -17,17 +17,18 @@ says what it does through a :class:`RolloutView` (plain lines, or the CLI's live
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from bootstrap.journal import Journal, StepRecord, now_iso
-from bootstrap.pipeline import DEFAULT_BUDGETS, STEPS
+from bootstrap.pipeline import DEFAULT_BUDGETS
 from bootstrap.rollout_journal import (
     ClusterRun,
     RolloutJournal,
@@ -35,6 +36,7 @@ from bootstrap.rollout_journal import (
     locked_rollouts,
     rollout_dir,
 )
+from bootstrap.rollout_progress import PlainView, RolloutView, Tracking
 from bootstrap.rollout_report import RolloutReport, build_report, write_report
 from bootstrap.steps import Budget, StepFailed, run_step
 from fleet.errors import FleetError, InputError
@@ -57,7 +59,6 @@ __all__ = [
 
 SyncMode = Literal["auto", "operator", "direct"]
 Outcome = Literal["succeeded", "degraded", "stopped", "planned"]
-_STEP_NAMES = frozenset(STEPS) | {"probe", "rollback"}
 
 
 @dataclass(frozen=True)
@@ -108,85 +109,6 @@ class RolloutServices(Protocol):
     def gates(self, cluster: str, revision: str, timeout: float, reporter: Reporter) -> tuple[dict[str, Any], ...]: ...
     def record(self, cluster: str, revision: str, reason: str, gates: tuple[dict[str, Any], ...],
                duration_s: float) -> str: ...
-
-
-class RolloutView(Protocol):
-    """Where a rollout's progress goes: ``reporter`` for the rollout's own lines, ``cluster(name)`` for a
-    cluster's; ``attach`` hands over the journal (a live view renders it)."""
-
-    @property
-    def reporter(self) -> Reporter: ...
-    def cluster(self, name: str) -> Reporter: ...
-    def attach(self, journal: RolloutJournal) -> None: ...
-
-
-class _Prefixed:
-    def __init__(self, inner: Reporter, prefix: str) -> None:
-        self.inner, self.prefix = inner, prefix
-
-    def step(self, msg: str) -> None:
-        self.inner.step(self.prefix + msg)
-
-    def ok(self, msg: str) -> None:
-        self.inner.ok(self.prefix + msg)
-
-    def wait(self, msg: str) -> None:
-        self.inner.wait(self.prefix + msg)
-
-    def warn(self, msg: str) -> None:
-        self.inner.warn(self.prefix + msg)
-
-    def fail(self, msg: str) -> None:
-        self.inner.fail(self.prefix + msg)
-
-
-class PlainView:
-    """flux-style lines (► ✔ ◎ ⚠ ✗), a cluster's prefixed with its name: for logs and pipelines."""
-
-    def __init__(self, reporter: Reporter) -> None:
-        self._reporter = reporter
-
-    @property
-    def reporter(self) -> Reporter:
-        return self._reporter
-
-    def cluster(self, name: str) -> Reporter:
-        return _Prefixed(self._reporter, f"{name}: ")
-
-    def attach(self, journal: RolloutJournal) -> None:
-        pass
-
-
-class _Tracking:
-    """A cluster's reporter that also keeps its current step and last line in the journal (live view)."""
-
-    def __init__(self, run: ClusterRun, inner: Reporter) -> None:
-        self.run, self.inner = run, inner
-
-    def _note(self, msg: str) -> None:
-        self.run.message = msg
-
-    def step(self, msg: str) -> None:
-        if msg in _STEP_NAMES:
-            self.run.step = msg
-        self._note(msg)
-        self.inner.step(msg)
-
-    def ok(self, msg: str) -> None:
-        self._note(msg)
-        self.inner.ok(msg)
-
-    def wait(self, msg: str) -> None:
-        self._note(msg)
-        self.inner.wait(msg)
-
-    def warn(self, msg: str) -> None:
-        self._note(msg)
-        self.inner.warn(msg)
-
-    def fail(self, msg: str) -> None:
-        self._note(msg)
-        self.inner.fail(msg)
 
 
 class _StepJournal(Journal):
@@ -327,6 +249,7 @@ class _Rollout:
                  plan: RolloutPlan) -> None:
         self.j, self.req, self.s, self.view, self.plan = j, req, services, view, plan
         self.r = view.reporter
+        self.cancel = threading.Event()
 
     def run(self) -> RolloutResult:
         j, r = self.j, self.r
@@ -357,8 +280,13 @@ class _Rollout:
         else:
             later = [w.wave for w in j.waves if j.stopped_at is not None and w.wave > j.stopped_at]
             r.fail(f"rollout {j.id} stopped at wave {j.stopped_at}: {', '.join(failed)} failed"
-                   + (f"; waves {', '.join(map(str, later))} not started" if later else ""))
-        return RolloutResult(outcome, self.plan, report, j.id)
+                   + (f"; {_plural(len(later), 'wave')} {', '.join(map(str, later))} not started" if later else ""))
+        waves = tuple(
+            PlannedWave(w.wave, tuple(PlannedCluster(n, w.wave, j.clusters[n].action, j.clusters[n].why)
+                                      for n in w.clusters))
+            for w in j.waves
+        )
+        return RolloutResult(outcome, replace(self.plan, waves=waves), report, j.id)
 
     # -- a wave ---------------------------------------------------------------------------------
     def _wave(self, n: int) -> bool:
@@ -375,7 +303,7 @@ class _Rollout:
             wave.ended = None
         j.save()
         width = min(self.req.max_parallel, max(len(todo), 1))
-        r.step(f"wave {n}: {len(todo)} clusters ({', '.join(todo)}), {width} at a time")
+        r.step(f"wave {n}: {_plural(len(todo), 'cluster', count=True)} ({', '.join(todo)}), {width} at a time")
         failures = 0
         queue = deque(todo)
         pool = ThreadPoolExecutor(max_workers=width, thread_name_prefix=f"wave{n}")
@@ -396,8 +324,15 @@ class _Rollout:
                         if failures > limit and queue:
                             r.warn(f"wave {n}: {failures} failed (--max-failures {limit}); not starting "
                                    f"{', '.join(queue)}")
+        except BaseException:
+            # interrupted (Ctrl-C): the clusters in flight stop at their next step, journals left to resume
+            self.cancel.set()
+            r.warn(f"interrupted: {', '.join(running.values())} stop at their next step; "
+                   "run the same command again to continue")
+            wait(running)
+            raise
         finally:
-            pool.shutdown(wait=not running, cancel_futures=True)
+            pool.shutdown(wait=True, cancel_futures=True)
         with j.lock:
             for name in queue:
                 j.clusters[name].state = "not-started"
@@ -420,7 +355,7 @@ class _Rollout:
     def _cluster(self, name: str) -> None:
         j = self.j
         run = j.clusters[name]
-        rep = _Tracking(run, self.view.cluster(name))
+        rep = Tracking(run, self.view.cluster(name), self.cancel)
         with j.lock:
             first = run.attempts == 0
             run.state, run.step, run.message = "running", "probe", ""
@@ -536,7 +471,7 @@ class _Rollout:
                 f.result()
 
     def _rollback_one(self, run: ClusterRun) -> None:
-        rep = _Tracking(run, self.view.cluster(run.name))
+        rep = Tracking(run, self.view.cluster(run.name), self.cancel)
         target = run.previous_good if run.attempts else self.s.last_good(run.name)
         t0 = time.monotonic()
         info: dict[str, Any] = {"target": target, "state": "", "detail": "", "duration_s": 0.0, "steps": []}
@@ -565,6 +500,11 @@ class _Rollout:
         with self.j.lock:
             run.rollback = info
         self.j.save()
+
+
+def _plural(n: int, word: str, *, count: bool = False) -> str:
+    w = word if n == 1 else word + "s"
+    return f"{n} {w}" if count else w
 
 
 def _seconds(start: str | None, end: str | None) -> float:

@@ -76,6 +76,8 @@ class RealServices:
         reg = self.registry()
         spec = reg.get(cluster)
         rendered = self._rendered(cluster, resolved.revision)  # an overlay kustomize rejects fails here
+        # Provider settings, the operator's git URL and manifest source: refused now, not mid-run.
+        cluster_program.check(prov.stack_config(self.git, cluster, pin_revision=resolved.revision))
         mode = sync_mode
         notes: list[str] = []
         if mode == "auto":

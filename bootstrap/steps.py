@@ -65,7 +65,7 @@ def run_step(
     """Run ``fn`` as step ``name``: mark it running, retry within ``budget``, record the outcome."""
     rec = journal.step(name)
     rec.state = "running"
-    rec.started = rec.started or now_iso()
+    rec.started = now_iso()  # a resumed step starts again now; its earlier time stays in duration_s
     rec.ended = None
     journal.save()
     t0 = time.monotonic()

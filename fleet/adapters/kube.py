@@ -61,6 +61,16 @@ class KubeTarget:
     source: str = ""  # how fleet found it, for messages ("provisioned", "registry access", ...)
 
 
+def _file_identity(path: Path | None) -> tuple[int, ...]:
+    if path is None:
+        return ()
+    try:
+        st = path.stat()
+    except OSError:
+        return ()
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     attempts: int = 8
@@ -175,7 +185,7 @@ def _reason(e: BaseException) -> str:
 class Kube:
     """A client for one cluster. Thread-safe; get one with :meth:`connect`."""
 
-    _cache: ClassVar[dict[tuple[KubeTarget, RetryPolicy, int], Kube]] = {}
+    _cache: ClassVar[dict[tuple[KubeTarget, RetryPolicy, int, tuple[int, ...]], Kube]] = {}
     _cache_lock = threading.Lock()
 
     def __init__(
@@ -212,7 +222,9 @@ class Kube:
     @classmethod
     def connect(cls, target: KubeTarget, *, policy: RetryPolicy = RetryPolicy(), pool_size: int = 16) -> Kube:
         """The shared client of ``target`` (one connection pool per cluster and policy)."""
-        key = (target, policy, pool_size)
+        # A rebuilt cluster gets a new kubeconfig at the same path (new port, new CA): the file's
+        # identity is part of the key, so a client of the lost cluster is never reused.
+        key = (target, policy, pool_size, _file_identity(target.kubeconfig))
         with cls._cache_lock:
             kube = cls._cache.get(key)
             if kube is None:

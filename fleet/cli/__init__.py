@@ -44,6 +44,7 @@ COMMAND_MODULES = (
     "gate",
     "status",
     "provision",
+    "bootstrap",
     "region",
     "rollout",
 )
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("✗ interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # noqa: BLE001 - the last resort: one line unless --debug
+    except Exception as e:
         if debug:
             traceback.print_exc()
         else:

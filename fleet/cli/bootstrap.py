@@ -10,7 +10,6 @@ import typer
 
 from bootstrap.pipeline import BootstrapRequest, BootstrapResult, run_bootstrap
 from bootstrap.report import to_markdown
-from bootstrap.services import RealServices
 from fleet.cli.common import OutputOpt, RepoOpt, repo_path, reporter
 from fleet.errors import InputError
 from fleet.output import OutputFormat, emit
@@ -50,7 +49,9 @@ def _render(results: list[BootstrapResult], output: OutputFormat, dry_run: bool)
         emit(data[0] if len(data) == 1 else data, output)
         return
     for r in results:
-        if dry_run or r.report is None:
+        if r.outcome == "already-recovered":
+            sys.stdout.write(f"cluster {r.plan.cluster} is already recovered at {r.plan.revision}\n")
+        elif dry_run or r.report is None:
             sys.stdout.write(_plan_text(r))
         else:
             sys.stdout.write(to_markdown(r.report))
@@ -79,6 +80,8 @@ def register(app: typer.Typer) -> None:
             raise InputError(f'--sync must be one of auto, operator, direct (got "{sync}")')
         if sum((cluster is not None, selector is not None, all_)) != 1:
             raise InputError("name one CLUSTER, or give -l SELECTOR, or --all")
+        from bootstrap.services import RealServices  # the Pulumi program and the live layer: loaded when used
+
         services = RealServices(repo_path(repo))
         names = [cluster] if cluster else services.select(selector)
         if not names:
