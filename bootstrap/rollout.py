@@ -426,8 +426,7 @@ class _Rollout:
         results: tuple[dict[str, Any], ...] = ()
 
         def step(label: str, fn: Callable[[], str]) -> None:
-            run.step = label
-            rep.step(label)
+            rep.step(label)  # the step boundary: an interrupted rollout stops here
             try:
                 detail = run_step(sj, label, fn, budget=self.req.budgets[label], reporter=rep,
                                   next_action="run the same command again to resume", describe=str)

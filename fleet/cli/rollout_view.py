@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from types import TracebackType
 
+from rich import box
 from rich.console import Console, RenderableType
 from rich.live import Live
 from rich.table import Table
@@ -96,7 +97,8 @@ class LiveView:
             return Text("◎ preparing the rollout ...", style="dim")
         current = next((w.wave for w in j.waves if w.state == "running"), None)
         title = f"rollout {j.id} → {j.revision[:12]}" + (f"   wave {current}" if current is not None else "")
-        table = Table(title=title, title_justify="left", expand=False, pad_edge=False, show_edge=False)
+        table = Table(title=title, title_justify="left", expand=False, box=box.SIMPLE_HEAD, pad_edge=False,
+                      show_edge=False)
         for col, kw in (("wave", {"justify": "right"}), ("cluster", {}), ("action", {}), ("step", {}),
                         ("state", {}), ("elapsed", {"justify": "right"}), ("last", {"overflow": "ellipsis"})):
             table.add_column(col.upper(), no_wrap=True, **kw)  # type: ignore[arg-type]

@@ -438,3 +438,40 @@ def _no_leftover_threads() -> Iterator[None]:
     deadline = time.monotonic() + 5
     while threading.active_count() > before and time.monotonic() < deadline:
         time.sleep(0.01)
+
+
+def test_an_interrupt_stops_the_clusters_in_flight_at_their_next_step(running: FakeFleet) -> None:
+    running.interrupt = ("eu-1", "sync")  # Ctrl-C arrives while eu-1 and eu-2 sync
+    running.delay = 0.3
+    with pytest.raises(Interrupted):
+        roll(running, rev="B", max_parallel=2)
+    assert ("sync", "eu-2", B) in running.calls
+    assert not [c for c in running.calls if c[0] == "gates"]  # eu-2 stopped before its gates
+    j = load_current()
+    assert j is not None and j.clusters["eu-2"].state == "running" and j.clusters["eu-2"].step == "sync"
+    running.interrupt, running.delay = None, 0.0
+    assert roll(running, rev="B").outcome == "succeeded"
+
+
+def test_the_live_view_draws_a_line_per_cluster(region: FakeFleet) -> None:
+    import io
+
+    from rich.console import Console
+
+    from fleet.cli.rollout_view import LiveView
+
+    region.fail[("us-2", A)] = "gates"
+    buf = io.StringIO()
+    view = LiveView(Console(file=buf, force_terminal=True, width=160, color_system=None))
+    with view:
+        res = roll(region, view, rev="A")  # type: ignore[arg-type]
+    assert res.outcome == "stopped"
+    final = io.StringIO()
+    Console(file=final, width=160, color_system=None).print(view._render())
+    rows = {ln.split()[1]: ln for ln in final.getvalue().splitlines() if ln.strip().split()[:1] in (["1"], ["2"])}
+    assert set(rows) == {"us-1", "us-2", "us-3", "us-4"}
+    assert "✔ passed" in rows["us-1"] and "bootstrap" in rows["us-1"]
+    assert "✗ failed" in rows["us-2"] and "gates of us-2 failed" in rows["us-2"]
+    assert "· pending" in rows["us-3"]
+    out = buf.getvalue()
+    assert "✗ us-2: failed at gates" in out and "► wave 1: 2 clusters (us-1, us-2), 2 at a time" in out
