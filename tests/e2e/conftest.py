@@ -1,8 +1,7 @@
 """e2e fixtures: the real Pulumi engine (file backend in tmp, private PULUMI_HOME) and local clusters.
 
-FLEET_HOME is one directory per worker for the whole e2e session (not one per test, as elsewhere):
-a stack records where its local cluster lives, so the tests that share a cluster must share it too.
-Tests sharing a cluster or a stack carry ``pytest.mark.xdist_group`` so one worker runs them in order.
+Tests sharing a cluster or a stack carry ``pytest.mark.xdist_group`` so one worker runs them in order,
+and use one FLEET_HOME (``shared_fleet_home``) instead of one per test.
 """
 
 from __future__ import annotations
@@ -21,9 +20,10 @@ def e2e_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("e2e-fleet-home")
 
 
-@pytest.fixture(autouse=True)
-def fleet_home(e2e_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Overrides the per-test FLEET_HOME of tests/conftest.py with the session's."""
+@pytest.fixture
+def shared_fleet_home(e2e_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The session's FLEET_HOME, for a module whose tests share a cluster: such a module overrides the
+    per-test ``fleet_home`` of tests/conftest.py with it (a stack records where its local cluster lives)."""
     monkeypatch.setenv("FLEET_HOME", str(e2e_home))
     monkeypatch.delenv("FLEET_REPO", raising=False)
     return e2e_home

@@ -1,7 +1,12 @@
 """Provisioning a `local` cluster through the real Pulumi engine, start to end, on ONE cluster:
 up installs Flux as asked; a second up changes nothing; a variable changes only the Kustomization;
 pinning changes only the GitRepository; refresh notices objects removed by hand; a stopped cluster
-is started by the next up; destroy removes the cluster and its stack. The tests run in order.
+is started by the next up; destroy removes the cluster and its stack.
+
+Each test brings the stack up to date first instead of relying on the test before it: under
+pytest 9.2, xdist's ``--dist loadgroup`` no longer keeps a group on one worker (pytest-xdist issue
+1386), and then each worker builds its own shared cluster. Destroy is collected last, so it runs
+last on whichever worker gets it.
 """
 
 from __future__ import annotations
@@ -34,6 +39,12 @@ def program() -> Any:
     from clusters import program
 
     return program
+
+
+@pytest.fixture(autouse=True)
+def fleet_home(shared_fleet_home: Path) -> Path:
+    """This module's tests share one cluster, so one FLEET_HOME (where its kwokctl data lives)."""
+    return shared_fleet_home
 
 
 @dataclass
@@ -117,7 +128,13 @@ def test_up_creates_the_cluster_and_flux_with_path_revision_and_variables(shared
     assert stack_outputs(NAME, engine=shared.settings, show_secrets=False)["kubeconfig"] == "[secret]"
 
 
+def greeting(kc: Path) -> str:
+    ks = kubectl(kc, "-n", "flux-system", "get", "kustomization", "fleet")
+    return str(ks["spec"]["postBuild"]["substitute"]["GREETING"])
+
+
 def test_a_second_up_changes_nothing(shared: Shared) -> None:
+    up(shared)  # whatever the tests before left to apply
     res, lines = up(shared)
     assert set(res.changes) == {"same"}, res.changes
     assert res.unchanged
@@ -125,48 +142,50 @@ def test_a_second_up_changes_nothing(shared: Shared) -> None:
 
 
 def test_changing_a_variable_updates_only_the_kustomization(shared: Shared) -> None:
+    up(shared)
     set_cluster(shared.repo, NAME, ClusterUpdate(vars={"GREETING": "bonjour"}))
     res, lines = up(shared)
     assert res.changes.get("update") == 1 and set(res.changes) == {"same", "update"}, res.changes
     assert [ln for ln in lines if ln.startswith("✔ updated")] == ['✔ updated Manifests "flux-sync"']
     assert res.kubeconfig_path is not None
-    ks = kubectl(res.kubeconfig_path, "-n", "flux-system", "get", "kustomization", "fleet")
-    assert ks["spec"]["postBuild"]["substitute"]["GREETING"] == "bonjour"
+    assert greeting(res.kubeconfig_path) == "bonjour"
 
 
 def test_preview_shows_the_change_and_changes_nothing(shared: Shared) -> None:
-    set_cluster(shared.repo, NAME, ClusterUpdate(vars={"GREETING": "hola"}))
+    kc = up(shared)[0].kubeconfig_path
+    assert kc is not None
+    before = greeting(kc)
+    set_cluster(shared.repo, NAME, ClusterUpdate(vars={"GREETING": before + "-hola"}))
     res, lines = up(shared, preview=True)
     assert res.preview and res.changes.get("update") == 1 and res.kubeconfig_path is None
     assert '► would update Manifests "flux-sync"' in lines
-    kc = shared.first.kubeconfig_path
-    assert kc is not None
-    ks = kubectl(kc, "-n", "flux-system", "get", "kustomization", "fleet")
-    assert ks["spec"]["postBuild"]["substitute"]["GREETING"] == "bonjour"  # unchanged
-    up(shared)  # apply it for the tests that follow
+    assert greeting(kc) == before  # unchanged
+    up(shared)
+    assert greeting(kc) == before + "-hola"
 
 
 def test_the_cluster_phase_leaves_the_operator_as_it_is(shared: Shared) -> None:
-    set_cluster(shared.repo, NAME, ClusterUpdate(vars={"GREETING": "ciao"}))
+    kc = up(shared)[0].kubeconfig_path
+    assert kc is not None
+    before = greeting(kc)
+    set_cluster(shared.repo, NAME, ClusterUpdate(vars={"GREETING": before + "-ciao"}))
     res, lines = up(shared, phase="cluster")
     assert set(res.changes) == {"same"} and not [ln for ln in lines if ln.startswith("✔ updated")]
-    kc = shared.first.kubeconfig_path
-    assert kc is not None
-    ks = kubectl(kc, "-n", "flux-system", "get", "kustomization", "fleet")
-    assert ks["spec"]["postBuild"]["substitute"]["GREETING"] == "hola"  # the operator's step does it
+    assert greeting(kc) == before  # the operator's step does it
     res, lines = up(shared)
     assert [ln for ln in lines if ln.startswith("✔ updated")] == ['✔ updated Manifests "flux-sync"']
+    assert greeting(kc) == before + "-ciao"
 
 
 def test_pinning_a_revision_changes_only_the_git_repository(shared: Shared) -> None:
+    kc = up(shared)[0].kubeconfig_path
+    assert kc is not None
     head = subprocess.run(
         ["git", "-C", str(shared.repo), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
     ).stdout.strip()
     res, lines = up(shared, pin_revision="HEAD")
     assert res.revision == head
     assert [ln for ln in lines if ln.startswith("✔ updated")] == ['✔ updated Manifests "flux-source"']
-    kc = shared.first.kubeconfig_path
-    assert kc is not None
     repo = kubectl(kc, "-n", "flux-system", "get", "gitrepository", "fleet")
     assert repo["spec"]["ref"] == {"branch": "main", "commit": head}
     assert res.outputs["revision"] == head
@@ -175,7 +194,7 @@ def test_pinning_a_revision_changes_only_the_git_repository(shared: Shared) -> N
 
 
 def test_refresh_notices_objects_deleted_by_hand_and_up_applies_them_again(shared: Shared) -> None:
-    kc = shared.first.kubeconfig_path
+    kc = up(shared)[0].kubeconfig_path
     assert kc is not None
     subprocess.run(
         [
@@ -212,6 +231,7 @@ def test_a_stopped_cluster_is_started_again_by_the_next_up(shared: Shared) -> No
 def test_provision_through_the_cli_prints_json(shared: Shared, capsys: pytest.CaptureFixture[str]) -> None:
     from helpers import run_cli
 
+    up(shared)
     code, out, err = run_cli(capsys, "provision", NAME, "--repo", str(shared.repo), "-o", "json")
     assert code == 0, err
     data = json.loads(out)
