@@ -202,3 +202,24 @@ def test_resync_skips_what_is_already_applied_but_not_what_someone_touched(
     assert kube.get("v1", "ConfigMap", "c3", ns)["data"] == {"i": "3"}  # type: ignore[index]
     new_rev = sync(live_target, objects, "2" * 40, reporter=r)  # a new revision: every object changes
     assert new_rev.unchanged == 0 and new_rev.configured == 12
+
+
+def test_a_large_inventory_spills_into_chunks_and_reads_back(kube: Kube, ns: str) -> None:
+    from fleet.live.inventory import INVENTORY_NAMESPACE, Inventory, ensure_namespace, write_inventory
+    from fleet.live.objects import ObjectRef
+
+    ensure_namespace(kube)
+    big = frozenset(ObjectRef("", "v1", "ConfigMap", ns, f"object-{i:05d}-" + "x" * 30) for i in range(8000))
+    first = write_inventory(kube, Inventory("it", "a" * 40, "applying", "", big))
+    chunks = kube.list_objects("v1", "ConfigMap", namespace=INVENTORY_NAMESPACE,
+                               label_selector="fleet.dev/inventory=true").items
+    assert len(chunks) >= 3  # the head and at least two chunks of 256 KiB
+    back = read_inventory(kube)
+    assert back is not None and back.entries == big and back.state == "applying"
+    small = frozenset(list(big)[:10])
+    write_inventory(kube, Inventory("it", "b" * 40, "applied", "", small), old_generation=first.generation)
+    left = kube.list_objects("v1", "ConfigMap", namespace=INVENTORY_NAMESPACE,
+                             label_selector="fleet.dev/inventory=true").items
+    assert [c["metadata"]["name"] for c in left] == ["fleet-inventory"]  # old chunks removed
+    back = read_inventory(kube)
+    assert back is not None and back.entries == small and back.revision == "b" * 40
