@@ -13,7 +13,7 @@ all: check test
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,aws,gcp,azure]'
 	touch $@
 
 venv: $(VENV)/.installed

@@ -1,0 +1,40 @@
+"""e2e: the README's main job, the DR drill, end to end (three local clusters, the real engine)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from e2e_support import need_local_clusters
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.mark.xdist_group("drill")
+def test_the_drill_brings_the_lost_cluster_back_at_its_last_good_commit_not_the_bad_one(
+    tmp_path: Path, pulumi_env: object
+) -> None:
+    need_local_clusters()
+    p = subprocess.run([sys.executable, "-m", "bootstrap.drill", "--workdir", str(tmp_path / "drill")],
+                       capture_output=True, text=True, timeout=900, env=dict(os.environ))
+    out = p.stdout
+    assert p.returncode == 0, (out + p.stderr)[-4000:]
+    m = re.search(r"last good (\w{12}), bad commit (\w{12}), eu-1 now runs (\w{12})", out)
+    assert m, out[-2000:]
+    good, bad, runs = m.groups()
+    assert runs == good != bad
+    # the gate on the bad commit failed and left last good where it was
+    assert "$ fleet gate eu-1 --timeout 15s --mark-good" in out
+    # the report of the rebuild is printed: every step, the recovery time, the revision
+    assert "# Recovery of cluster `eu-1`: ✔ recovered" in out
+    for step in ("provision", "operator", "sync", "gates", "record"):
+        assert re.search(rf"\| {step} \| done \|", out), step
+    assert f"- revision: `{good}" in out
+    # the drill cleans up after itself
+    from fleet.local import LocalClusters
+
+    assert LocalClusters(tmp_path / "drill" / "home" / "local").list() == []
