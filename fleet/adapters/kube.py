@@ -141,10 +141,13 @@ class ApiRefused(KubeError):
 
 
 class _Transient(Exception):
-    def __init__(self, error: KubeError, retry_after: float | None = None, *, connect: bool = False) -> None:
+    def __init__(
+        self, error: KubeError, retry_after: float | None = None, *, connect: bool = False, conflict: bool = False
+    ) -> None:
         super().__init__(error.message)
         self.error = error
         self.retry_after = retry_after
+        self.conflict = conflict  # 409 Conflict: retried unless the caller's precondition is the point
         self.connect = connect  # the connection could not even be made
 
 
@@ -314,7 +317,7 @@ class Kube:
                 retry_after = float(headers.get("Retry-After", ""))
             return _Transient(error, retry_after)
         if status == 409 and reason == "Conflict":
-            return _Transient(error)  # optimistic-concurrency conflict: the next try re-reads
+            return _Transient(error, conflict=True)  # optimistic-concurrency conflict: the next try re-reads
         return error
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
@@ -335,10 +338,13 @@ class Kube:
         what: str = "request",
         timeout: tuple[float, float] | None = None,
         stream: bool = False,
+        retry_conflicts: bool = True,
     ) -> tuple[int, bytes, Any]:
         """Make one API call with the retry policy. Returns (status, body, stream response or None)."""
         retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(_Transient),
+            retry=tenacity.retry_if_exception(
+                lambda e: isinstance(e, _Transient) and (retry_conflicts or not e.conflict)
+            ),
             stop=(
                 tenacity.stop_after_attempt(self.policy.attempts)
                 | tenacity.stop_after_delay(self.policy.budget_s)
@@ -466,10 +472,13 @@ class Kube:
                 return ObjectList(tuple(items), rv)
 
     def apply(
-        self, obj: Mapping[str, Any], *, dry_run: bool = False, force: bool = True, decode: bool = True
+        self, obj: Mapping[str, Any], *, dry_run: bool = False, force: bool = True, decode: bool = True,
+        retry_conflicts: bool = True,
     ) -> Applied:
         """Server-side apply of ``obj`` with field manager ``fleet`` (``decode`` False: skip parsing
-        the answer, whose object is then empty: sync only needs to know it was created)."""
+        the answer, whose object is then empty: sync only needs to know it was created).
+        ``retry_conflicts`` False: a ``metadata.resourceVersion`` precondition that fails raises
+        :class:`ApiRefused` (409) at once."""
         meta = obj.get("metadata") or {}
         res = self.resource(str(obj.get("apiVersion")), str(obj.get("kind")))
         ns = meta.get("namespace") if res.namespaced else None
@@ -480,7 +489,7 @@ class Kube:
             "PATCH", res.path(ns or ("default" if res.namespaced else None), meta["name"]),
             query=query, body=json.dumps(obj, separators=(",", ":")),
             content_type="application/apply-patch+yaml",
-            what=f"apply {_show(res.kind, ns, meta['name'])}",
+            what=f"apply {_show(res.kind, ns, meta['name'])}", retry_conflicts=retry_conflicts,
         )
         return Applied(self._decode(data, "apply") if decode else {}, created=status == 201)
 

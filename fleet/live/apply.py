@@ -327,7 +327,7 @@ def sync(
         union = frozenset(it.ref for it in items) | frozenset(stale)
         inv = write_inventory(kube, Inventory(
             cluster, revision, "applying", now(), union, previous_revision=old.revision if old else "",
-        ), old_generation=old.generation if old else 0)
+        ), old_generation=old.generation if old else 0, expect_version=old.resource_version if old else None)
         note = f" (inventory kept at applying {short}; the next sync picks up from here)"
 
     out = _Outcome()
@@ -369,7 +369,7 @@ def sync(
     if inv is not None:
         final = Inventory(cluster, revision, "applied", now(), frozenset(remaining),
                           previous_revision=inv.previous_revision)
-        write_inventory(kube, final, old_generation=inv.generation)
+        write_inventory(kube, final, old_generation=inv.generation, expect_version=inv.resource_version)
     result = SyncResult(
         cluster=cluster, revision=revision, previous_revision=old.revision if old else None, dry_run=dry_run,
         prune=prune, objects=len(items), created=tuple(sorted(out.created)), configured=out.configured,

@@ -12,11 +12,12 @@ fails in between leaves the union behind, so the next one still knows what to pr
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from fleet.adapters.kube import Kube
+from fleet.adapters.kube import ApiRefused, Kube
 from fleet.errors import KubeError
 from fleet.live.objects import ObjectRef
 
@@ -44,6 +45,7 @@ class Inventory:
     entries: frozenset[ObjectRef]
     previous_revision: str = ""
     generation: int = 0
+    resource_version: str = ""  # of the head ConfigMap, for the next write's precondition
 
     def keys(self) -> set[tuple[str, str, str, str]]:
         return {e.key for e in self.entries}
@@ -85,8 +87,9 @@ def read_inventory(kube: Kube) -> Inventory | None:
     except ValueError as e:
         raise KubeError(f'cluster "{kube.target.cluster}": inventory {where} is damaged: {e}') from e
     entries = _parse_entries(data.get("entries", ""), where)
+    prefix = data.get("chunkPrefix") or f"{INVENTORY_NAME}-g{generation}"
     for i in range(1, chunks):
-        name = _chunk_name(generation, i)
+        name = f"{prefix}-{i}"
         cm = kube.get("v1", "ConfigMap", name, INVENTORY_NAMESPACE)
         if cm is None:
             raise KubeError(
@@ -101,11 +104,8 @@ def read_inventory(kube: Kube) -> Inventory | None:
         entries=frozenset(entries),
         previous_revision=data.get("previousRevision", ""),
         generation=generation,
+        resource_version=str(head["metadata"].get("resourceVersion", "")),
     )
-
-
-def _chunk_name(generation: int, i: int) -> str:
-    return f"{INVENTORY_NAME}-g{generation}-{i}"
 
 
 def _split(lines: list[str]) -> list[str]:
@@ -127,13 +127,21 @@ def _configmap(name: str, data: dict[str, str]) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data}
 
 
-def write_inventory(kube: Kube, inv: Inventory, *, old_generation: int | None = None) -> Inventory:
-    """Write ``inv`` (chunks first, then the head) and drop chunks of older generations."""
+def write_inventory(
+    kube: Kube, inv: Inventory, *, old_generation: int | None = None, expect_version: str | None = None
+) -> Inventory:
+    """Write ``inv`` (chunks first, then the head) and drop chunks no head names any more.
+
+    ``expect_version``: the head's resourceVersion this write follows (from :func:`read_inventory`
+    or the previous write). When another writer (a concurrent sync) changed the head since, nothing
+    is overwritten and a :class:`KubeError` says so.
+    """
     generation = (old_generation if old_generation is not None else inv.generation) + 1
+    prefix = f"{INVENTORY_NAME}-g{generation}-{secrets.token_hex(3)}"  # unique: writers never share chunks
     chunks = _split(sorted(e.to_line() for e in inv.entries))
     for i, text in enumerate(chunks[1:], 1):
-        kube.apply(_configmap(_chunk_name(generation, i), {"entries": text}))
-    kube.apply(_configmap(INVENTORY_NAME, {
+        kube.apply(_configmap(f"{prefix}-{i}", {"entries": text}))
+    head = _configmap(INVENTORY_NAME, {
         "cluster": inv.cluster,
         "revision": inv.revision,
         "previousRevision": inv.previous_revision,
@@ -142,12 +150,27 @@ def write_inventory(kube: Kube, inv: Inventory, *, old_generation: int | None = 
         "count": str(len(inv.entries)),
         "generation": str(generation),
         "chunks": str(len(chunks)),
+        "chunkPrefix": prefix,
         "entries": chunks[0],
-    }))
-    current = {_chunk_name(generation, i) for i in range(1, len(chunks))}
+    })
+    if expect_version:
+        head["metadata"]["resourceVersion"] = expect_version
+    try:
+        written = kube.apply(head, retry_conflicts=False).object
+    except ApiRefused as e:
+        if e.status != 409:
+            raise
+        for i in range(1, len(chunks)):
+            kube.delete("v1", "ConfigMap", f"{prefix}-{i}", INVENTORY_NAMESPACE)
+        raise KubeError(
+            f'cluster "{kube.target.cluster}": its inventory changed while this sync ran (another fleet sync?)',
+            hint="nothing was lost: run the sync again once the other one finished",
+        ) from e
+    current = {f"{prefix}-{i}" for i in range(1, len(chunks))}
     for cm in kube.list_objects("v1", "ConfigMap", namespace=INVENTORY_NAMESPACE,
                                 label_selector="fleet.dev/inventory=true").items:
         name = cm["metadata"]["name"]
         if name != INVENTORY_NAME and name not in current:
             kube.delete("v1", "ConfigMap", name, INVENTORY_NAMESPACE)
-    return replace(inv, generation=generation)
+    rv = str((written.get("metadata") or {}).get("resourceVersion", ""))
+    return replace(inv, generation=generation, resource_version=rv)

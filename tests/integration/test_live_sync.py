@@ -223,3 +223,20 @@ def test_a_large_inventory_spills_into_chunks_and_reads_back(kube: Kube, ns: str
     assert [c["metadata"]["name"] for c in left] == ["fleet-inventory"]  # old chunks removed
     back = read_inventory(kube)
     assert back is not None and back.entries == small and back.revision == "b" * 40
+
+
+def test_a_concurrent_writer_is_never_overwritten(kube: Kube, live_target: KubeTarget, ns: str) -> None:
+    from fleet.errors import KubeError
+    from fleet.live.inventory import Inventory, write_inventory
+
+    sync(live_target, [namespace(ns), configmap(ns, "a")], "1" * 40, reporter=SilentReporter())
+    ours = read_inventory(kube)  # what a sync read before applying
+    assert ours is not None and ours.resource_version
+    theirs = sync(live_target, [namespace(ns), configmap(ns, "a"), configmap(ns, "b")], "2" * 40,
+                  reporter=SilentReporter())  # another sync finishes meanwhile
+    assert theirs.revision == "2" * 40
+    with pytest.raises(KubeError, match="inventory changed while this sync ran"):
+        write_inventory(kube, Inventory("it", "3" * 40, "applying", "", ours.entries),
+                        old_generation=ours.generation, expect_version=ours.resource_version)
+    now = read_inventory(kube)
+    assert now is not None and now.revision == "2" * 40 and f"ConfigMap/{ns}/b" in {str(e) for e in now.entries}
