@@ -239,6 +239,31 @@ def test_provision_through_the_cli_prints_json(shared: Shared, capsys: pytest.Ca
     assert data["outputs"]["kubeconfig"] == "[secret]"  # never printed
 
 
+def test_git_credentials_become_a_secret_and_stay_encrypted(shared: Shared) -> None:
+    import base64
+
+    kc = up(shared)[0].kubeconfig_path
+    assert kc is not None
+    password = f"pa55-{os.getpid()}-e2e"
+    _res, lines = up(shared, git_auth={"username": "fleet-bot", "password": password})
+    assert '✔ created Manifests "flux-git-auth"' in lines
+    assert '✔ updated Manifests "flux-source"' in lines
+    secret = kubectl(kc, "-n", "flux-system", "get", "secret", "fleet-git-auth")
+    assert base64.b64decode(secret["data"]["password"]).decode() == password
+    repo = kubectl(kc, "-n", "flux-system", "get", "gitrepository", "fleet")
+    assert repo["spec"]["secretRef"] == {"name": "fleet-git-auth"}
+    again, _ = up(shared)  # kept as a stack secret: no --git-auth needed the next time
+    assert set(again.changes) == {"same"}, again.changes
+    encoded = base64.b64encode(password.encode()).decode()
+    places = [shared.settings.file_backend_dir, shared.settings.work_root, shared.repo]
+    for root in places:
+        assert root is not None
+        for f in root.rglob("*"):
+            if f.is_file() and ".git" not in f.parts:
+                text = f.read_bytes()
+                assert password.encode() not in text and encoded.encode() not in text, f
+
+
 SMOKE_YAML = """apiVersion: v1
 kind: Namespace
 metadata:
