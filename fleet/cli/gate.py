@@ -38,8 +38,8 @@ def register(app: typer.Typer) -> None:
         rev: str = typer.Option(None, "--rev", help="Expected revision (default: HEAD)."),
         timeout: str = typer.Option(None, "--timeout", help="Time all gates may take (e.g. 5m)."),
         mark_good: bool = typer.Option(False, "--mark-good", help="Record the revision as good if all pass."),
-        operator_gate: str = typer.Option("auto", "--operator-gate",
-                                          help="auto | on | off: the Flux Kustomization gate."),
+        operator_gate: str = typer.Option(None, "--operator-gate",
+                                          help="auto | on | off: the Flux gate (default: gates.operator)."),
         repo: Path = RepoOpt,
         output: OutputFormat = OutputOpt,
     ) -> None:
@@ -50,7 +50,7 @@ def register(app: typer.Typer) -> None:
         from fleet.registry.load import load_registry
         from fleet.render import render_cluster
 
-        if operator_gate not in ("auto", "on", "off"):
+        if operator_gate not in (None, "auto", "on", "off"):
             raise InputError(f'--operator-gate must be auto, on or off (got "{operator_gate}")')
         r = reporter()
         path = repo_path(repo)

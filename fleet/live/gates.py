@@ -43,17 +43,21 @@ class GateConfig:
 
 
 def gate_config(settings: FleetSettings, cluster: ClusterSpec | None = None, *,
-                operator_gate: str = "auto") -> GateConfig:
-    """The gates the registry declares for ``cluster`` (fleet-wide custom gates, then its own)."""
+                operator_gate: str | None = None) -> GateConfig:
+    """The gates the registry declares for ``cluster`` (fleet-wide custom gates, then its own); the
+    operator gate as ``operator_gate`` says, else the cluster's ``gates.operator``, else fleet.yaml's."""
     custom = tuple(settings.gates.custom)
+    mode: str = settings.gates.operator
     if cluster is not None and cluster.gates is not None:
         custom += tuple(cluster.gates.custom)
-    return GateConfig(operator=settings.operator.kind, operator_gate=operator_gate, custom=custom)
+        if "operator" in cluster.gates.model_fields_set:  # said in the cluster's file, not a default
+            mode = cluster.gates.operator
+    return GateConfig(operator=settings.operator.kind, operator_gate=operator_gate or mode, custom=custom)
 
 
 def gate_timeout(settings: FleetSettings, cluster: ClusterSpec | None = None) -> int:
     """Seconds all gates may take together, as the registry says."""
-    if cluster is not None and cluster.gates is not None:
+    if cluster is not None and cluster.gates is not None and "timeout" in cluster.gates.model_fields_set:
         return cluster.gates.timeout
     return settings.gates.timeout
 

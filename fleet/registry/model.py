@@ -47,6 +47,11 @@ class CustomGate(_Frozen):
 class GateSettings(_Frozen):
     timeout: Annotated[int, Field(ge=1, le=86400, description="Seconds all gates may take together.")] = 300
     custom: tuple[CustomGate, ...] = ()
+    operator: Annotated[
+        Literal["auto", "on", "off"],
+        Field(description="The operator gate (Flux Kustomizations Ready at the revision): auto = only when "
+                          "the operator's controllers run on the cluster; on = required; off = skipped."),
+    ] = "auto"
 
 
 class OperatorSettings(_Frozen):

@@ -242,3 +242,26 @@ def test_kubeconfig_for_prefers_the_provisioned_file_then_registry_access(
     cached.write_text("apiVersion: v1\nkind: Config\n")
     t = kubeconfig_for(spec)
     assert t.kubeconfig == cached and t.context is None and t.source.startswith("provisioned")
+
+
+def test_gate_config_layers_fleet_and_cluster_settings() -> None:
+    from fleet.live.gates import gate_config, gate_timeout
+    from fleet.registry.model import CustomGate, FleetSettings, GateSettings
+
+    ready = CustomGate(apiVersion="v1", kind="ConfigMap", name="x", namespace="y")
+    fleet = FleetSettings.model_validate(
+        {"gates": {"timeout": 120, "operator": "off", "custom": [ready.model_dump()]}}
+    )
+    plain = ClusterSpec(name="a", environment="dev")
+    assert gate_config(fleet, plain).operator_gate == "off" and gate_timeout(fleet, plain) == 120
+    own = ClusterSpec(
+        name="b", environment="dev", gates=GateSettings.model_validate({"custom": [ready.model_dump()]})
+    )
+    cfg = gate_config(fleet, own)
+    assert (
+        cfg.operator_gate == "off" and len(cfg.custom) == 2 and gate_timeout(fleet, own) == 120
+    )  # defaults don't win
+    strict = ClusterSpec(name="c", environment="dev", gates=GateSettings(operator="on", timeout=30))
+    assert gate_config(fleet, strict).operator_gate == "on" and gate_timeout(fleet, strict) == 30
+    assert gate_config(fleet, strict, operator_gate="auto").operator_gate == "auto"  # the CLI flag wins
+    assert gate_config(fleet, plain).operator == "flux"
