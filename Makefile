@@ -30,16 +30,16 @@ doctor: venv toolchain
 ## All test tiers: unit (no binaries), integration (real local clusters), e2e (real Pulumi engine).
 test: venv toolchain
 	$(PY) -m pytest tests/unit -q -p no:cacheprovider
-	$(PY) -m pytest tests/integration tests/e2e -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadgroup
+	$(PY) -m pytest tests/integration tests/e2e -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile
 
 test-unit: venv
 	$(PY) -m pytest tests/unit -q
 
 test-integration: venv toolchain
-	$(PY) -m pytest tests/integration -q -n $(PYTEST_WORKERS) --dist loadgroup
+	$(PY) -m pytest tests/integration -q -n $(PYTEST_WORKERS) --dist loadfile
 
 test-e2e: venv toolchain
-	$(PY) -m pytest tests/e2e -q -n $(PYTEST_WORKERS) --dist loadgroup
+	$(PY) -m pytest tests/e2e -q -n $(PYTEST_WORKERS) --dist loadfile
 
 check: venv
 	$(VENV)/bin/ruff check fleet bootstrap clusters tests bench
