@@ -1,13 +1,16 @@
 """The real services of a rollout: the registry, the live layer and the DR pipeline (bootstrap.services).
 
 A cluster "does not exist yet" when fleet cannot reach it: no kubeconfig (not provisioned, no
-``access`` in the registry), its API server does not answer, or the Pulumi stack that provisioned it
-is gone or has no resources. Such a cluster is brought up by :func:`bootstrap.pipeline.run_bootstrap`
-at the rollout's revision; any other is synced, gated and recorded in place.
+``access`` in the registry), the API server of a cluster fleet provisioned does not answer, or the
+Pulumi stack that provisioned it is gone or has no resources. A cluster reached through the registry's
+``access`` is never built by a rollout: when it does not answer, its update fails plainly.
+A cluster that does not exist is brought up by :func:`bootstrap.pipeline.run_bootstrap` at the
+rollout's revision; any other is synced, gated and recorded in place.
 """
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +19,11 @@ from bootstrap.pipeline import BootstrapRequest, run_bootstrap
 from bootstrap.rollout import BringUp, Probe, SyncMode
 from bootstrap.services import RealServices
 from fleet.access import kubeconfig_for
-from fleet.errors import FleetError, InputError, PulumiError, StackNotFound, Unreachable
+from fleet.adapters.pulumi_auto import Engine
+from fleet.errors import FleetError, InputError, PulumiError, Unreachable
 from fleet.good import get_good, record_good
 from fleet.live.gates import gate_timeout
 from fleet.output import Reporter
-from fleet.provision import stack_outputs
 from fleet.registry.load import load_registry
 
 __all__ = ["RealRolloutServices"]
@@ -31,6 +34,8 @@ class RealRolloutServices:
         self.repo = repo
         self.real = services or RealServices(repo)
         self.git = self.real.git
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] | None = None
 
     def resolve(self, rev: str) -> tuple[str, str]:
         sha = self.git.resolve(rev)
@@ -52,22 +57,34 @@ class RealRolloutServices:
             target = kubeconfig_for(spec)
         except InputError:
             return Probe(False, "no kubeconfig: not provisioned by fleet, no access in the registry")
+        provisioned = target.source.startswith("provisioned")
         try:
             Kube.connect(target, policy=FAST, pool_size=4).server_version()
         except Unreachable as e:
-            return Probe(False, f"its API server does not answer ({e.message.split(': ')[-1]})")
+            why = e.message.split(": ")[-1]
+            if not provisioned:  # not fleet's to build: updating it fails plainly instead
+                return Probe(True, f"registry access, but its API server does not answer ({why})")
+            return Probe(False, f"its API server does not answer ({why})")
         except FleetError as e:
             return Probe(True, f"reachable ({e.message})")
-        if target.source.startswith("provisioned"):
+        if provisioned:
             try:
-                outputs = stack_outputs(cluster, show_secrets=False)
-            except StackNotFound:
-                return Probe(False, "its Pulumi stack does not exist")
+                count = self._resource_counts().get(cluster)
             except PulumiError as e:
                 return Probe(True, f"reachable; its Pulumi stack could not be read ({e.message})")
-            if not outputs:
+            if count is None:
+                return Probe(False, "its Pulumi stack does not exist")
+            if count == 0:
                 return Probe(False, "its Pulumi stack has no resources")
         return Probe(True, f"reachable ({target.source.split(' (')[0]})")
+
+    def _resource_counts(self) -> dict[str, int]:
+        """The stacks and their resource counts, listed once for the whole rollout (one ``pulumi stack ls``;
+        a cluster's own bring-up is the only thing that changes its stack meanwhile)."""
+        with self._lock:
+            if self._counts is None:
+                self._counts = Engine().resource_counts()
+            return self._counts
 
     def bring_up(self, cluster: str, revision: str, *, sync: SyncMode, gate_timeout: float | None,
                  report_dir: Path, reporter: Reporter) -> BringUp:

@@ -413,6 +413,15 @@ class Engine:
         except auto_errors.CommandError as e:
             raise self._error(e, None, stack, "stack ls") from e
 
+    def resource_counts(self, *, project: str = PROJECT) -> dict[str, int]:
+        """Every stack of the project and how many resources it has (one ``pulumi stack ls``): what
+        ``fleet rollout`` asks to tell a cluster that exists from one to bring up."""
+        ws = auto.LocalWorkspace(**vars(self._options(project, "_", None)))
+        try:
+            return {s.name.rsplit("/", 1)[-1]: int(s.resource_count or 0) for s in ws.list_stacks()}
+        except auto_errors.CommandError as e:
+            raise self._error(e, None, "*", "stack ls") from e
+
     def outputs(self, stack: str, *, project: str = PROJECT) -> dict[str, StackOutput]:
         s = self._stack(StackRequest(stack, _no_program, project=project), create=False)
         try:

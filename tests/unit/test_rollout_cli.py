@@ -61,3 +61,49 @@ def test_bad_input_exits_2_and_starts_nothing(repo: Path, capsys: pytest.Capture
     assert code == 2, err
     assert message in err and "Traceback" not in err and out == ""
     assert git_state(repo) == state and not (rollouts_dir() / "current.json").exists()
+
+
+KUBECONFIG = """apiVersion: v1
+kind: Config
+clusters:
+- name: c
+  cluster: {{server: "https://127.0.0.1:{port}", insecure-skip-tls-verify: true}}
+contexts:
+- name: c
+  context: {{cluster: c, user: u}}
+current-context: c
+users:
+- name: u
+  user: {{token: t}}
+"""
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_probe_tells_clusters_to_bring_up_from_clusters_to_leave_alone(repo: Path, tmp_path: Path,
+                                                                         fleet_home: Path) -> None:
+    from bootstrap.rollout_services import RealRolloutServices
+    from fleet.access import kubeconfig_cache_path
+    from fleet.registry.model import KubeAccess
+
+    dead = tmp_path / "dead.kubeconfig"
+    dead.write_text(KUBECONFIG.format(port=_closed_port()))
+    add_cluster(repo, ClusterSpec(name="byo-1", environment="prod", region="eu",
+                                  access=KubeAccess(kubeconfig=str(dead))))
+    cached = kubeconfig_cache_path("eu-2")  # provisioned once; its control plane is gone now
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached.write_text(KUBECONFIG.format(port=_closed_port()))
+    services = RealRolloutServices(repo)
+
+    never = services.probe("eu-1")
+    assert not never.exists and never.why.startswith("no kubeconfig")
+    lost = services.probe("eu-2")
+    assert not lost.exists and lost.why.startswith("its API server does not answer")
+    byo = services.probe("byo-1")  # reached through access: not fleet's to build
+    assert byo.exists and byo.why.startswith("registry access, but its API server does not answer")
