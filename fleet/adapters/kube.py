@@ -162,11 +162,38 @@ class _StopConnecting(tenacity.stop.stop_base):
         return isinstance(exc, _Transient) and exc.connect and state.attempt_number >= self.attempts
 
 
+def _built_in() -> dict[tuple[str, str], Resource]:
+    """GA kinds every supported API server serves: no discovery round trip for them."""
+    table = {
+        "v1": [("ConfigMap", "configmaps", True), ("Secret", "secrets", True), ("Service", "services", True),
+               ("ServiceAccount", "serviceaccounts", True), ("Pod", "pods", True), ("Event", "events", True),
+               ("PersistentVolumeClaim", "persistentvolumeclaims", True), ("Namespace", "namespaces", False),
+               ("Node", "nodes", False), ("PersistentVolume", "persistentvolumes", False)],
+        "apps/v1": [("Deployment", "deployments", True), ("StatefulSet", "statefulsets", True),
+                    ("DaemonSet", "daemonsets", True), ("ReplicaSet", "replicasets", True)],
+        "batch/v1": [("Job", "jobs", True), ("CronJob", "cronjobs", True)],
+        "coordination.k8s.io/v1": [("Lease", "leases", True)],
+        "apiextensions.k8s.io/v1": [("CustomResourceDefinition", "customresourcedefinitions", False)],
+        "rbac.authorization.k8s.io/v1": [("Role", "roles", True), ("RoleBinding", "rolebindings", True),
+                                         ("ClusterRole", "clusterroles", False),
+                                         ("ClusterRoleBinding", "clusterrolebindings", False)],
+    }
+    out = {}
+    for api_version, kinds in table.items():
+        group, version = _split_api_version(api_version)
+        for kind, plural, namespaced in kinds:
+            out[(api_version, kind)] = Resource(group, version, kind, plural, namespaced)
+    return out
+
+
 def _split_api_version(api_version: str) -> tuple[str, str]:
     if "/" in api_version:
         g, v = api_version.split("/", 1)
         return g, v
     return "", api_version
+
+
+_BUILT_IN: dict[tuple[str, str], Resource] = {}
 
 
 def _reason(e: BaseException) -> str:
@@ -183,6 +210,9 @@ def _reason(e: BaseException) -> str:
     elif ": " in text:
         text = text.rsplit(": ", 1)[1]
     return text.strip().strip("()'\"") or type(inner).__name__
+
+
+_BUILT_IN.update(_built_in())
 
 
 class Kube:
@@ -401,6 +431,9 @@ class Kube:
 
     def find_resource(self, api_version: str, kind: str) -> Resource | None:
         """The kind as served, or None (looked up again when it was missing: CRDs appear)."""
+        known = _BUILT_IN.get((api_version, kind))
+        if known is not None:
+            return known
         res = self._group_resources(api_version, refresh=False).get(kind)
         if res is None:
             res = self._group_resources(api_version, refresh=True).get(kind)
