@@ -143,16 +143,25 @@ class Watcher:
             return done(self.snapshot)
         while True:
             left = self.deadline - time.monotonic()
+            if left <= 0:  # time is up: take what already arrived, then one last look
+                self._drain()
+                return self._synced_all() and done(self.snapshot)
             try:
-                i, item = self._events.get(timeout=max(left, 0.0)) if left > 0 else self._events.get_nowait()
+                i, item = self._events.get(timeout=left)
             except queue.Empty:
-                return len(self._synced) == len(self.queries) and done(self.snapshot)
+                continue
             self._absorb(i, item)
-            while True:  # take everything already queued before evaluating
-                try:
-                    i, item = self._events.get_nowait()
-                except queue.Empty:
-                    break
-                self._absorb(i, item)
-            if len(self._synced) == len(self.queries) and done(self.snapshot):
+            self._drain()  # everything already queued, before evaluating
+            if self._synced_all() and done(self.snapshot):
                 return True
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                i, item = self._events.get_nowait()
+            except queue.Empty:
+                return
+            self._absorb(i, item)
+
+    def _synced_all(self) -> bool:
+        return len(self._synced) == len(self.queries)
