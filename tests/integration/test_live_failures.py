@@ -223,7 +223,7 @@ def test_gate_that_times_out_says_so(kube: Kube, live_target: KubeTarget, ns: st
     sync(live_target, objects, "e" * 40, reporter=SilentReporter())
     t0 = time.monotonic()
     report = run_gates(live_target, objects, "e" * 40, GateConfig(), timeout=3, reporter=SilentReporter())
-    assert 3 <= time.monotonic() - t0 < 15
+    assert 3 <= time.monotonic() - t0 < 60  # one deadline (generous upper bound: CI machines are busy)
     assert not report.passed and report.timed_out
     failed = [r for r in report.results if r.status == "failed"]
     assert [r.object for r in failed] == [f"Deployment/{ns}/never"]

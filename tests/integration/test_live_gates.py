@@ -49,7 +49,7 @@ def test_healthy_revision_passes_and_records_last_good(
     assert get_good(repo, "it-good") is None
 
     code, out, err = run_cli(
-        capsys, "gate", "it-good", "--repo", str(repo), "--timeout", "60s", "--mark-good", "-o", "json"
+        capsys, "gate", "it-good", "--repo", str(repo), "--timeout", "120s", "--mark-good", "-o", "json"
     )
     assert code == 0, err
     report = json.loads(out)
@@ -77,7 +77,7 @@ def test_broken_deployment_fails_the_gate_with_the_reason(
     )
     took = time.monotonic() - t0
     assert code == 1
-    assert took < 30
+    assert took < 60  # the 6 s deadline, plus start-up on a busy machine
     assert f"Deployment/{ns}/stuck" in out and "failed" in out
     assert "did not pass within 6s: 0 of 1 replicas" in out
     # the reason, from the pod's conditions and events

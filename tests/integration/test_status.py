@@ -47,7 +47,7 @@ def test_status_of_a_small_fleet(
     assert before["it-up"]["health"] == "unknown" and before["it-up"]["message"] == "never synced by fleet"
 
     assert run_cli(capsys, "sync", "it-up", "--repo", str(repo))[0] == 0
-    assert run_cli(capsys, "gate", "it-up", "--repo", str(repo), "--timeout", "60s", "--mark-good")[0] == 0
+    assert run_cli(capsys, "gate", "it-up", "--repo", str(repo), "--timeout", "120s", "--mark-good")[0] == 0
 
     t0 = time.monotonic()
     code, out, err = run_cli(capsys, "status", "--repo", str(repo), "-o", "json")
@@ -69,10 +69,10 @@ def test_status_of_a_small_fleet(
     down = rows["it-down"]
     assert down["reachable"] == "no" and down["health"] == "unknown" and down["applied"] is None
     assert "refused" in down["message"].lower()
-    assert down["seconds"] < 5
+    assert down["seconds"] < 10  # refused at once; no retries in status
     nowhere = rows["it-nowhere"]
     assert nowhere["reachable"] == "no access" and "access.context" in nowhere["message"]
-    assert took < 10
+    assert took < 30
 
     # table output; drift computed on request
     code, out, _ = run_cli(capsys, "status", "--repo", str(repo), "--drift", "-l", "region=eu-1")
