@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
@@ -379,9 +379,10 @@ class _Rollout:
             else:
                 self._update(run, rep)
         except (StepFailed, FleetError) as e:
+            cause = e.cause if isinstance(e, StepFailed) else e  # the step is said apart: failed_step
             with j.lock:
                 run.state = "failed"
-                run.error = e.message
+                run.error = str(getattr(cause, "message", None) or cause)
                 run.failed_step = run.failed_step or getattr(e, "step", None) or run.step
         else:
             run.state = "passed"
@@ -443,7 +444,8 @@ class _Rollout:
             except FleetError as e:
                 results = tuple(getattr(e, "results", ()))
                 raise
-            return f"{sum(1 for g in results if g.get('passed'))}/{len(results)} passed"
+            counts = Counter(str(g.get("status") or ("passed" if g.get("passed") else "failed")) for g in results)
+            return ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "no gates"
 
         t0 = time.monotonic()
         if mode == "operator":
