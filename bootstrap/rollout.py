@@ -22,13 +22,12 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from bootstrap.journal import Journal, StepRecord, now_iso
-from bootstrap.pipeline import DEFAULT_BUDGETS
 from bootstrap.rollout_journal import (
     ClusterRun,
     RolloutJournal,
@@ -36,9 +35,20 @@ from bootstrap.rollout_journal import (
     locked_rollouts,
     rollout_dir,
 )
+from bootstrap.rollout_model import (
+    BringUp,
+    PlannedCluster,
+    PlannedWave,
+    Probe,
+    RolloutPlan,
+    RolloutRequest,
+    RolloutResult,
+    RolloutServices,
+    SyncMode,
+)
 from bootstrap.rollout_progress import PlainView, RolloutView, Tracking
-from bootstrap.rollout_report import RolloutReport, build_report, write_report
-from bootstrap.steps import Budget, StepFailed, run_step
+from bootstrap.rollout_report import build_report, write_report
+from bootstrap.steps import StepFailed, run_step
 from fleet.errors import FleetError, InputError
 from fleet.output import Reporter
 
@@ -53,62 +63,10 @@ __all__ = [
     "RolloutResult",
     "RolloutServices",
     "RolloutView",
+    "SyncMode",
     "order_waves",
     "run_rollout",
 ]
-
-SyncMode = Literal["auto", "operator", "direct"]
-Outcome = Literal["succeeded", "degraded", "stopped", "planned"]
-
-
-@dataclass(frozen=True)
-class RolloutRequest:
-    repo: Path
-    selector: str | None = None
-    rev: str = "HEAD"
-    max_parallel: int = 2
-    max_failures: int = 0
-    rollback: bool = False
-    gate_timeout: float | None = None
-    sync: SyncMode = "auto"
-    dry_run: bool = False
-    budgets: dict[str, Budget] = field(default_factory=lambda: dict(DEFAULT_BUDGETS))
-
-
-@dataclass(frozen=True)
-class Probe:
-    exists: bool
-    why: str  # "no kubeconfig: not provisioned by fleet", "reachable (provisioned ...)", ...
-
-
-@dataclass(frozen=True)
-class BringUp:
-    """What the DR pipeline did for a cluster that did not exist."""
-
-    ok: bool
-    detail: str
-    steps: tuple[StepRecord, ...] = ()
-    failed_step: str | None = None
-    error: str | None = None
-    report: str | None = None  # its recovery report (Markdown)
-
-
-class RolloutServices(Protocol):
-    """What a rollout needs from the registry, the live layer and the DR pipeline; each call idempotent."""
-
-    def resolve(self, rev: str) -> tuple[str, str]: ...  # (full sha, subject)
-    def select(self, selector: str | None, revision: str) -> list[tuple[str, int]]: ...  # (name, wave)
-    def last_good(self, cluster: str) -> str | None: ...
-    def probe(self, cluster: str) -> Probe: ...
-    def bring_up(self, cluster: str, revision: str, *, sync: SyncMode, gate_timeout: float | None,
-                 report_dir: Path, reporter: Reporter) -> BringUp: ...
-    def sync_mode(self, cluster: str, requested: SyncMode) -> str: ...  # "direct" | "operator"
-    def gate_timeout(self, cluster: str) -> float: ...
-    def pin_operator(self, cluster: str, revision: str, reporter: Reporter) -> str: ...
-    def sync(self, cluster: str, revision: str, mode: str, reporter: Reporter) -> str: ...
-    def gates(self, cluster: str, revision: str, timeout: float, reporter: Reporter) -> tuple[dict[str, Any], ...]: ...
-    def record(self, cluster: str, revision: str, reason: str, gates: tuple[dict[str, Any], ...],
-               duration_s: float) -> str: ...
 
 
 class _StepJournal(Journal):
@@ -120,40 +78,6 @@ class _StepJournal(Journal):
 
     def save(self) -> None:
         self._rollout.save()
-
-
-@dataclass(frozen=True)
-class PlannedCluster:
-    name: str
-    wave: int
-    action: str  # bootstrap | update | done (passed in an earlier attempt of this rollout)
-    why: str
-
-
-@dataclass(frozen=True)
-class PlannedWave:
-    wave: int
-    clusters: tuple[PlannedCluster, ...]
-
-
-@dataclass(frozen=True)
-class RolloutPlan:
-    selector: str
-    revision: str
-    subject: str
-    max_parallel: int
-    max_failures: int
-    rollback: bool
-    waves: tuple[PlannedWave, ...]
-    resumes: str | None = None  # the id of the rollout this run continues
-
-
-@dataclass(frozen=True)
-class RolloutResult:
-    outcome: Outcome
-    plan: RolloutPlan
-    report: RolloutReport | None
-    id: str | None = None
 
 
 def order_waves(selected: list[tuple[str, int]]) -> dict[int, list[str]]:

@@ -1,0 +1,115 @@
+"""The vocabulary of a rollout: what is asked (:class:`RolloutRequest`), what the world must offer
+(:class:`RolloutServices`), and what comes back (:class:`RolloutResult`, :class:`RolloutPlan`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from bootstrap.journal import StepRecord
+from bootstrap.pipeline import DEFAULT_BUDGETS
+from bootstrap.rollout_report import RolloutReport
+from bootstrap.steps import Budget
+from fleet.output import Reporter
+
+__all__ = [
+    "BringUp",
+    "Outcome",
+    "PlannedCluster",
+    "PlannedWave",
+    "Probe",
+    "RolloutPlan",
+    "RolloutRequest",
+    "RolloutResult",
+    "RolloutServices",
+    "SyncMode",
+]
+
+SyncMode = Literal["auto", "operator", "direct"]
+Outcome = Literal["succeeded", "degraded", "stopped", "planned"]
+
+
+@dataclass(frozen=True)
+class RolloutRequest:
+    repo: Path
+    selector: str | None = None
+    rev: str = "HEAD"
+    max_parallel: int = 2
+    max_failures: int = 0
+    rollback: bool = False
+    gate_timeout: float | None = None
+    sync: SyncMode = "auto"
+    dry_run: bool = False
+    budgets: dict[str, Budget] = field(default_factory=lambda: dict(DEFAULT_BUDGETS))
+
+
+@dataclass(frozen=True)
+class Probe:
+    exists: bool
+    why: str  # "no kubeconfig: not provisioned by fleet", "reachable (provisioned ...)", ...
+
+
+@dataclass(frozen=True)
+class BringUp:
+    """What the DR pipeline did for a cluster that did not exist."""
+
+    ok: bool
+    detail: str
+    steps: tuple[StepRecord, ...] = ()
+    failed_step: str | None = None
+    error: str | None = None
+    report: str | None = None  # its recovery report (Markdown)
+
+
+class RolloutServices(Protocol):
+    """What a rollout needs from the registry, the live layer and the DR pipeline; each call idempotent."""
+
+    def resolve(self, rev: str) -> tuple[str, str]: ...  # (full sha, subject)
+    def select(self, selector: str | None, revision: str) -> list[tuple[str, int]]: ...  # (name, wave)
+    def last_good(self, cluster: str) -> str | None: ...
+    def probe(self, cluster: str) -> Probe: ...
+    def bring_up(self, cluster: str, revision: str, *, sync: SyncMode, gate_timeout: float | None,
+                 report_dir: Path, reporter: Reporter) -> BringUp: ...
+    def sync_mode(self, cluster: str, requested: SyncMode) -> str: ...  # "direct" | "operator"
+    def gate_timeout(self, cluster: str) -> float: ...
+    def pin_operator(self, cluster: str, revision: str, reporter: Reporter) -> str: ...
+    def sync(self, cluster: str, revision: str, mode: str, reporter: Reporter) -> str: ...
+    def gates(self, cluster: str, revision: str, timeout: float, reporter: Reporter) -> tuple[dict[str, Any], ...]: ...
+    def record(self, cluster: str, revision: str, reason: str, gates: tuple[dict[str, Any], ...],
+               duration_s: float) -> str: ...
+
+
+
+@dataclass(frozen=True)
+class PlannedCluster:
+    name: str
+    wave: int
+    action: str  # bootstrap | update | done (passed in an earlier attempt of this rollout)
+    why: str
+
+
+@dataclass(frozen=True)
+class PlannedWave:
+    wave: int
+    clusters: tuple[PlannedCluster, ...]
+
+
+@dataclass(frozen=True)
+class RolloutPlan:
+    selector: str
+    revision: str
+    subject: str
+    max_parallel: int
+    max_failures: int
+    rollback: bool
+    waves: tuple[PlannedWave, ...]
+    resumes: str | None = None  # the id of the rollout this run continues
+
+
+@dataclass(frozen=True)
+class RolloutResult:
+    outcome: Outcome
+    plan: RolloutPlan
+    report: RolloutReport | None
+    id: str | None = None
