@@ -342,6 +342,7 @@ def bench_status(workdir: Path, lc: LocalClusters, count: int) -> dict[str, Any]
         "status_median_s": round(statistics.median(times), 2),
         "status_max_s": round(max(times), 2),
         "healthy": sum(1 for r in rows if r["health"] == "healthy"),
+        "load_average": round(os.getloadavg()[0], 1),
         "reachable": sum(1 for r in rows if r["reachable"] == "yes"),
     }
 
