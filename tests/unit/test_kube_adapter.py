@@ -41,8 +41,9 @@ class Script:
         self.answers[(method, path)] = list(answers)
 
     def answer(self, method: str, path: str) -> tuple[int, dict[str, str], Any]:
+        want = path.split("?")[0] + ("?watch" if "watch=1" in path else "")
         for (m, p), queue in self.answers.items():
-            if m == method and path.split("?")[0] == p:
+            if m == method and want == p:
                 return queue.pop(0) if len(queue) > 1 else queue[0]
         return 404, {}, {"kind": "Status", "code": 404, "reason": "NotFound", "message": f"{path} not found"}
 
@@ -66,7 +67,7 @@ def server() -> Iterator[tuple[Script, int]]:
                 self.close_connection = True
                 self.connection.close()
                 return
-            data = json.dumps(body).encode()
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
             self.send_response(status)
             for k, v in {"Content-Type": "application/json", **headers}.items():
                 self.send_header(k, v)
@@ -227,3 +228,54 @@ def test_no_library_exception_escapes(server: tuple[Script, int], tmp_path: Path
             continue
         except Exception as e:  # pragma: no cover - the failure this test exists for
             pytest.fail(f"{type(e).__module__}.{type(e).__name__} escaped the adapter: {e}")
+
+
+def test_informer_lists_watches_and_relists_after_410(server: tuple[Script, int], tmp_path: Path) -> None:
+    script, port = server
+    path = "/api/v1/namespaces/ns/configmaps"
+
+    def cm(name: str, rv: str) -> dict[str, Any]:
+        return {"metadata": {"name": name, "namespace": "ns", "resourceVersion": rv}}
+
+    script.on(
+        "GET",
+        path,
+        (200, {}, {"metadata": {"resourceVersion": "5"}, "items": [cm("a", "4")]}),
+        (200, {}, {"metadata": {"resourceVersion": "9"}, "items": [cm("a", "4"), cm("b", "8")]}),
+    )
+    stream = b"".join(
+        json.dumps(e).encode() + b"\n"
+        for e in (
+            {"type": "ADDED", "object": cm("b", "6")},
+            {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "7"}}},
+            {
+                "type": "ERROR",
+                "object": {"kind": "Status", "code": 410, "reason": "Expired", "message": "too old"},
+            },
+        )
+    )
+    script.on("GET", path + "?watch", (200, {}, stream))
+    kube = kube_for(tmp_path, port)
+    inf = kube.informer("v1", "ConfigMap", namespace="ns", deadline=time.monotonic() + 10)
+    seen = []
+    objects = []
+    for ev in inf.events():
+        objects += [ev.object] if ev.object else []
+        seen.append(
+            (
+                ev.type,
+                [o["metadata"]["name"] for o in ev.items]
+                if ev.type == "SYNC"
+                else ev.object["metadata"]["name"]
+                if ev.object
+                else None,
+            )
+        )
+        if len(seen) == 3:
+            inf.close()
+            break
+    assert seen == [("SYNC", ["a"]), ("ADDED", "b"), ("SYNC", ["a", "b"])]
+    watches = [s[1] for s in script.seen if "watch=1" in s[1]]
+    assert watches and "resourceVersion=5" in watches[0] and "allowWatchBookmarks=true" in watches[0]
+    added = [o for o in objects if o["metadata"]["name"] == "b"][0]
+    assert (added["apiVersion"], added["kind"]) == ("v1", "ConfigMap")  # filled in, as list items are
