@@ -277,5 +277,5 @@ def test_informer_lists_watches_and_relists_after_410(server: tuple[Script, int]
     assert seen == [("SYNC", ["a"]), ("ADDED", "b"), ("SYNC", ["a", "b"])]
     watches = [s[1] for s in script.seen if "watch=1" in s[1]]
     assert watches and "resourceVersion=5" in watches[0] and "allowWatchBookmarks=true" in watches[0]
-    added = [o for o in objects if o["metadata"]["name"] == "b"][0]
+    added = next(o for o in objects if o["metadata"]["name"] == "b")
     assert (added["apiVersion"], added["kind"]) == ("v1", "ConfigMap")  # filled in, as list items are
