@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import configmap, deployment, live_repo, namespace
 from faultproxy import FaultProxy, Faults
 from helpers import run_cli
+from live_support import configmap, deployment, live_repo, namespace
 
 from fleet.adapters.kube import Kube, KubeTarget
 from fleet.errors import Forbidden, KubeError, Unreachable

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import configmap, deployment, live_repo, namespace
 from helpers import run_cli
+from live_support import configmap, deployment, live_repo, namespace
 
 from fleet.adapters.kube import Kube, KubeTarget
 from fleet.good import get_good

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import deployment, make_namespace, wait_until
+from live_support import deployment, make_namespace, wait_until
 
 from fleet.adapters.kube import Kube, KubeTarget
 from fleet.live.gates import GateConfig, run_gates

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import commit_objects, configmap, deployment, live_repo, namespace
 from helpers import run_cli
+from live_support import commit_objects, configmap, deployment, live_repo, namespace
 
 from fleet.adapters.kube import Kube, KubeTarget
 from fleet.live.apply import sync

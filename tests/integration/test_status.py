@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import configmap, deployment, live_repo, namespace, write_env
 from helpers import run_cli
+from live_support import configmap, deployment, live_repo, namespace, write_env
 from test_live_failures import dead_kubeconfig
 
 from fleet.adapters.git import GitRepo
