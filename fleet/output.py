@@ -14,7 +14,7 @@ from typing import Any, Protocol, TextIO
 
 import yaml
 
-__all__ = ["OutputFormat", "Reporter", "StderrReporter", "SilentReporter", "emit", "to_plain"]
+__all__ = ["OutputFormat", "Reporter", "SilentReporter", "StderrReporter", "emit", "to_plain"]
 
 
 class OutputFormat(str, enum.Enum):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["fleet_home", "toolchain_dir", "repo_from_env"]
+__all__ = ["fleet_home", "repo_from_env", "toolchain_dir"]
 
 
 def fleet_home() -> Path:
