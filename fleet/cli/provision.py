@@ -7,24 +7,26 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from fleet.cli.common import OutputOpt, RepoOpt, repo_path, reporter
 from fleet.errors import InputError
 from fleet.output import OutputFormat, emit
-from fleet.provision import (
-    DestroyResult,
-    Program,
-    ProvisionOutcome,
-    ProvisionResult,
-    destroy,
-    provision,
-    provision_many,
-)
-from fleet.provision import unlock as unlock_stack
 from fleet.registry.load import load_registry
 from fleet.stackconfig import parse_git_auth
+
+if TYPE_CHECKING:  # the Pulumi SDK loads only when a provisioning command runs (CLI start-up time)
+    from types import ModuleType
+
+    from fleet.provision import DestroyResult, Program, ProvisionOutcome, ProvisionResult
+
+
+def _p() -> ModuleType:
+    import fleet.provision
+
+    return fleet.provision
 
 
 def _program() -> Program:
@@ -114,9 +116,9 @@ def register(app: typer.Typer) -> None:
         r = reporter()
         if not all_:
             if force_unlock:
-                for lock in unlock_stack(cluster):
+                for lock in _p().unlock(cluster):
                     r.warn(f'removed lock {lock.name} of stack "{cluster}"')
-            res = provision(
+            res = _p().provision(
                 root,
                 cluster,
                 program=program,
@@ -136,7 +138,7 @@ def register(app: typer.Typer) -> None:
                 f'no cluster matches "{selector}"' if selector else "the registry has no clusters"
             )
         r.step(f"provisioning {len(names)} clusters, {min(max_parallel, len(names))} at a time")
-        outcomes = provision_many(
+        outcomes = _p().provision_many(
             root,
             names,
             program=program,
@@ -170,7 +172,7 @@ def register(app: typer.Typer) -> None:
                 f'Destroy cluster "{cluster}" and everything its stack created?', default=False
             ):
                 raise typer.Abort()
-        res = destroy(cluster, program=_program(), reporter=reporter())
+        res = _p().destroy(cluster, program=_program(), reporter=reporter())
         emit(
             res,
             output,
