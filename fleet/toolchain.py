@@ -35,6 +35,10 @@ TOOLS: tuple[Tool, ...] = (
     Tool("pulumi", ("version",), "provisioning (Automation API engine)"),
     Tool("pulumi-resource-pulumi-python", (), "Pulumi dynamic providers (local clusters, manifests)"),
     Tool("git", ("--version",), "the fleet repo"),
+    # Optional: the Go module proxy here refuses both modules (docs/toolchain.md); fleet runs its
+    # program inline and applies Kubernetes objects through its own dynamic provider instead.
+    Tool("pulumi-language-python", (), "optional: `pulumi up` of Pulumi.yaml outside fleet", required=False),
+    Tool("pulumi-resource-kubernetes", (), "optional: the pulumi_kubernetes operator backend", required=False),
 )
 
 
@@ -78,6 +82,7 @@ class ToolStatus:
     path: str | None
     version: str | None
     hint: str | None
+    required: bool = True
 
 
 _VERSION_RE = re.compile(r"v?\d+\.\d+(\.\d+)?([-+][\w.]+)?")
@@ -101,13 +106,14 @@ def check_all() -> list[ToolStatus]:
         try:
             path = find(tool.name)
         except ToolMissing as e:
-            out.append(ToolStatus(tool.name, tool.purpose, False, None, None, e.hint))
+            hint = e.hint if tool.required else "not buildable here: the Go module proxy refuses it (docs/toolchain.md)"
+            out.append(ToolStatus(tool.name, tool.purpose, False, None, None, hint, tool.required))
             continue
         try:
             version = _version_of(tool, path)
         except Exception as e:
             version = f"error: {e}"
-        out.append(ToolStatus(tool.name, tool.purpose, True, str(path), version, None))
+        out.append(ToolStatus(tool.name, tool.purpose, True, str(path), version, None, tool.required))
     flux = toolchain_dir() / "share" / "flux" / "VERSIONS"
     out.append(
         ToolStatus(

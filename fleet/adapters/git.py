@@ -23,6 +23,10 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
+# GitPython refuses to import without a git binary; fleet must still start (`fleet doctor` reports git
+# missing, and git commands fail with ToolMissing when used).
+os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+
 import git
 from git.index import IndexFile
 from git.index.typ import BaseIndexEntry, IndexEntry

@@ -20,12 +20,13 @@ def register(app: typer.Typer) -> None:
             output,
             columns=["tool", "status", "version", "path"],
             rows=lambda d: [
-                (t.name, "ok" if t.found else "MISSING", t.version or "", t.path or (t.hint or ""))
+                (t.name, "ok" if t.found else ("MISSING" if t.required else "optional"), t.version or "",
+                 t.path or (t.hint or ""))
                 for t in d["tools"]
             ],
         )
-        missing = [t.name for t in found if not t.found]
+        missing = [t.name for t in found if not t.found and t.required]
         if missing:
             typer.echo(f"✗ missing: {', '.join(missing)}; run `make toolchain`", err=True)
             raise typer.Exit(1)
-        typer.echo("✔ every tool found", err=True)
+        typer.echo("✔ every required tool found", err=True)
