@@ -61,7 +61,7 @@ def test_doctor_passes_with_only_optional_tools_missing(
 def test_usage_errors_are_one_line_exit_2_without_traceback(
     args: tuple[str, ...], expected: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = run_cli(capsys, *args)
+    code, _out, err = run_cli(capsys, *args)
     assert code == 2
     assert expected in err
     assert "Traceback" not in err
