@@ -21,7 +21,7 @@ from typing import Any, Literal
 from fleet.errors import InputError
 from fleet.paths import fleet_home
 
-__all__ = ["Journal", "StepRecord", "journal_dir", "locked_journal", "now_iso"]
+__all__ = ["Journal", "StepRecord", "exclusive_lock", "journal_dir", "locked_journal", "now_iso", "write_json_atomic"]
 
 StepState = Literal["pending", "running", "done", "failed", "skipped"]
 
@@ -93,12 +93,7 @@ class Journal:
 
     def save(self) -> None:
         assert self.path is not None
-        tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w") as f:
-            json.dump(self.to_dict(), f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        write_json_atomic(self.path, self.to_dict())
 
     def archive(self) -> Path:
         assert self.path is not None
@@ -122,20 +117,39 @@ def load(cluster: str) -> Journal | None:
         return None
 
 
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Replace ``path`` with ``data`` as JSON: write, fsync, rename; no reader sees half a file."""
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w") as f:
+        f.write(json.dumps(data, indent=2))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+@contextmanager
+def exclusive_lock(lock_file: Path, busy: str, hint: str) -> Iterator[None]:
+    """Hold an exclusive flock on ``lock_file``; refuse at once (InputError ``busy``) when it is held.
+    The kernel releases it when the holder dies, SIGKILL included."""
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_file, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as e:
+            raise InputError(f"{busy} (lock {lock_file})", hint=hint) from e
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 @contextmanager
 def locked_journal(cluster: str) -> Iterator[Path]:
     """Hold the cluster's bootstrap lock; a second run for the same cluster is refused at once."""
     d = journal_dir(cluster)
-    d.mkdir(parents=True, exist_ok=True)
-    with open(d / "lock", "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as e:
-            raise InputError(
-                f'another bootstrap of cluster "{cluster}" is running (lock {d / "lock"})',
-                hint="wait for it to finish; a killed run releases the lock and is resumed by running again",
-            ) from e
-        try:
-            yield d / "journal.json"
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with exclusive_lock(
+        d / "lock",
+        f'another bootstrap of cluster "{cluster}" is running',
+        "wait for it to finish; a killed run releases the lock and is resumed by running again",
+    ):
+        yield d / "journal.json"

@@ -213,10 +213,12 @@ def _execute(j: Journal, req: BootstrapRequest, plan: Plan, services: Services, 
         j.state = "failed"
         j.ended = now_iso()
         failed = next((s.name for s in j.steps if s.state == "failed"), "?")
-        fail = {"step": failed, "cause": e.message,
-                "next": e.hint or _NEXT.get(failed, "run the same command again to resume")}
+        cause = e.cause if isinstance(e, StepFailed) else e
+        message = str(getattr(cause, "message", None) or cause)
+        fail = {"step": failed, "cause": message,
+                "next": getattr(cause, "hint", None) or e.hint or _NEXT.get(failed, "run the same command again")}
         report = _finish(j, req, plan, "failed", gate_results, fail)
-        r.fail(f"recovery of \"{req.cluster}\" failed at step {failed}: {e.message}")
+        r.fail(f"recovery of \"{req.cluster}\" failed at step {failed}: {message}")
         return BootstrapResult("failed", plan, report, e)
 
     j.state = "recovered"

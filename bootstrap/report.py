@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bootstrap.journal import Journal
 from fleet.output import to_plain
 
-__all__ = ["RecoveryReport", "StepTiming", "build_report", "write_report"]
+__all__ = ["RecoveryReport", "StepTiming", "build_report", "svg_axis", "write_files", "write_report"]
 
 
 @dataclass(frozen=True)
@@ -138,27 +140,41 @@ def to_svg(r: RecoveryReport) -> str:
         out.append(f'<rect x="{x:.1f}" y="{y + 4}" width="{w:.1f}" height="{row_h - 8}" '
                    f'fill="{_COLORS.get(s.state, "#1565c0")}"><title>{html.escape(s.detail)}</title></rect>')
         out.append(f'<text x="{x + w + 4:.1f}" y="{y + 16}">{_fmt(s.duration_s)}</text>')
-    axis_y = top + row_h * len(r.steps) + 10
-    out.append(f'<line x1="{left}" y1="{axis_y}" x2="{left + width}" y2="{axis_y}" stroke="#555"/>')
-    for k in range(6):
-        t = total * k / 5
-        x = left + t * scale
-        out.append(f'<line x1="{x:.1f}" y1="{axis_y}" x2="{x:.1f}" y2="{axis_y + 4}" stroke="#555"/>')
-        out.append(f'<text x="{x - 10:.1f}" y="{axis_y + 18}">{t:.0f}s</text>')
+    out += svg_axis(left, width, top + row_h * len(r.steps) + 10, total)
     out.append("</svg>")
     return "\n".join(out) + "\n"
 
 
-def write_report(r: RecoveryReport, directory: Path) -> RecoveryReport:
-    """Write report.json, report.md and timeline.svg; return the report with their paths."""
+def svg_axis(left: int, width: int, y: int, total: float) -> list[str]:
+    """The time axis under a timeline: a line and six ticks labelled in seconds."""
+    out = [f'<line x1="{left}" y1="{y}" x2="{left + width}" y2="{y}" stroke="#555"/>']
+    for k in range(6):
+        t = total * k / 5
+        x = left + t * width / total
+        out.append(f'<line x1="{x:.1f}" y1="{y}" x2="{x:.1f}" y2="{y + 4}" stroke="#555"/>')
+        out.append(f'<text x="{x - 10:.1f}" y="{y + 18}">{t:.0f}s</text>')
+    return out
+
+
+R = TypeVar("R", bound=Any)
+
+
+def write_files(r: R, directory: Path, markdown: Callable[[R], str], svg: Callable[[R], str]) -> R:
+    """Write report.json, report.md and timeline.svg of a report dataclass with a ``files`` field;
+    return it with their paths."""
     directory.mkdir(parents=True, exist_ok=True)
     files = {
         "json": str(directory / "report.json"),
         "markdown": str(directory / "report.md"),
         "timeline": str(directory / "timeline.svg"),
     }
-    full = RecoveryReport(**{**r.__dict__, "files": files})
+    full = dataclasses.replace(r, files=files)
     Path(files["json"]).write_text(json.dumps(to_plain(full), indent=2) + "\n")
-    Path(files["markdown"]).write_text(to_markdown(full))
-    Path(files["timeline"]).write_text(to_svg(full))
+    Path(files["markdown"]).write_text(markdown(full))
+    Path(files["timeline"]).write_text(svg(full))
     return full
+
+
+def write_report(r: RecoveryReport, directory: Path) -> RecoveryReport:
+    """Write report.json, report.md and timeline.svg; return the report with their paths."""
+    return write_files(r, directory, to_markdown, to_svg)

@@ -8,9 +8,7 @@ journal aside. A rollout that succeeded is moved to ``rollouts/<id>/journal.json
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import secrets
 import threading
 from collections.abc import Iterator
@@ -20,8 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from bootstrap.journal import StepRecord, now_iso
-from fleet.errors import InputError
+from bootstrap.journal import StepRecord, exclusive_lock, now_iso, write_json_atomic
 from fleet.paths import fleet_home
 
 __all__ = [
@@ -157,13 +154,7 @@ class RolloutJournal:
         """Replace the journal file atomically (no reader ever sees half a journal)."""
         assert self.path is not None
         with self._lock:
-            text = json.dumps(self.to_dict(), indent=2)
-            tmp = self.path.with_suffix(".tmp")
-            with open(tmp, "w") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
+            write_json_atomic(self.path, self.to_dict())
 
     def archive(self) -> Path:
         """Move the journal beside its report (``rollouts/<id>/journal.json``); current.json goes away."""
@@ -193,16 +184,9 @@ def load_current() -> RolloutJournal | None:
 def locked_rollouts() -> Iterator[Path]:
     """Hold the rollout lock; a second rollout in the same fleet home is refused at once."""
     d = rollouts_dir()
-    d.mkdir(parents=True, exist_ok=True)
-    with open(d / "lock", "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as e:
-            raise InputError(
-                f"another rollout is running (lock {d / 'lock'})",
-                hint="wait for it to finish; a killed rollout releases the lock and is resumed by running it again",
-            ) from e
-        try:
-            yield d / "current.json"
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with exclusive_lock(
+        d / "lock",
+        "another rollout is running",
+        "wait for it to finish; a killed rollout releases the lock and is resumed by running it again",
+    ):
+        yield d / "current.json"

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import html
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bootstrap.report import StepTiming
+from bootstrap.report import StepTiming, svg_axis, write_files
 from bootstrap.rollout_journal import RolloutJournal
-from fleet.output import to_plain
 
 __all__ = ["ClusterTiming", "RolloutReport", "WaveTiming", "build_report", "to_markdown", "to_svg",
            "write_report"]
@@ -202,27 +200,11 @@ def to_svg(r: RolloutReport) -> str:
         out.append(f'<rect x="{x:.1f}" y="{y + 4}" width="{bar:.1f}" height="{row_h - 8}" '
                    f'fill="{_COLORS.get(c.state, "#1565c0")}"><title>{tip}</title></rect>')
         out.append(f'<text x="{x + bar + 4:.1f}" y="{y + 15}">{_fmt(c.duration_s)}</text>')
-    axis_y = top + row_h * len(rows) + 10
-    out.append(f'<line x1="{left}" y1="{axis_y}" x2="{left + width}" y2="{axis_y}" stroke="#555"/>')
-    for k in range(6):
-        t = total * k / 5
-        x = left + t * scale
-        out.append(f'<line x1="{x:.1f}" y1="{axis_y}" x2="{x:.1f}" y2="{axis_y + 4}" stroke="#555"/>')
-        out.append(f'<text x="{x - 10:.1f}" y="{axis_y + 18}">{t:.0f}s</text>')
+    out += svg_axis(left, width, top + row_h * len(rows) + 10, total)
     out.append("</svg>")
     return "\n".join(out) + "\n"
 
 
 def write_report(r: RolloutReport, directory: Path) -> RolloutReport:
     """Write report.json, report.md and timeline.svg; return the report with their paths."""
-    directory.mkdir(parents=True, exist_ok=True)
-    files = {
-        "json": str(directory / "report.json"),
-        "markdown": str(directory / "report.md"),
-        "timeline": str(directory / "timeline.svg"),
-    }
-    full = RolloutReport(**{**r.__dict__, "files": files})
-    Path(files["json"]).write_text(json.dumps(to_plain(full), indent=2) + "\n")
-    Path(files["markdown"]).write_text(to_markdown(full))
-    Path(files["timeline"]).write_text(to_svg(full))
-    return full
+    return write_files(r, directory, to_markdown, to_svg)
