@@ -107,6 +107,12 @@ class Drill:
         self.env["FLEET_HOME"] = str(workdir / "home")
         self.env["FLEET_REPO"] = str(self.repo)
         self.fleet = [sys.executable, "-m", "fleet"]
+        identity = subprocess.run(["git", "config", "--get", "user.email"], capture_output=True, text=True)
+        if identity.returncode != 0 and "GIT_AUTHOR_EMAIL" not in os.environ:
+            # A fresh machine has no git identity; the drill's commits are signed as the drill's.
+            for who in ("AUTHOR", "COMMITTER"):
+                self.env.setdefault(f"GIT_{who}_NAME", "fleet drill")
+                self.env.setdefault(f"GIT_{who}_EMAIL", "drill@fleet.invalid")
         self.t0 = time.monotonic()
 
     def say(self, text: str) -> None:
@@ -122,7 +128,7 @@ class Drill:
 
     def git(self, *args: str) -> str:
         return subprocess.run(["git", "-C", str(self.repo), *args], check=True, text=True,
-                              capture_output=True).stdout.strip()
+                              capture_output=True, env=self.env).stdout.strip()
 
     def main(self, keep: bool) -> int:
         try:
