@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,13 @@ GIT_IDENTITY = {
     "GIT_COMMITTER_NAME": "Fleet Tester",
     "GIT_COMMITTER_EMAIL": "tester@fleet.test",
 }
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A git identity for the whole session, session- and module-scoped fixtures included: a fresh
+    machine has none, and commits must never depend on the machine's config."""
+    for key, value in GIT_IDENTITY.items():
+        os.environ.setdefault(key, value)
 
 
 @pytest.fixture(autouse=True)
