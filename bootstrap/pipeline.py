@@ -239,6 +239,5 @@ def _finish(
     report = build_report(j, outcome=outcome, gates=gates, notes=plan.notes, failure=failure)
     out_dir = req.report_dir or (journal_dir(req.cluster) / "runs" / j.run_id)
     report = write_report(report, out_dir)
-    j.save()
     j.archive()
     return report

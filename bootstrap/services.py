@@ -118,13 +118,13 @@ class RealServices:
         from fleet.adapters.kube import Kube
 
         try:
-            spec = self.registry().get(cluster)
+            reg = self.registry()
+            spec = reg.get(cluster)
             target = kubeconfig_for(spec)
             kube = Kube.connect(target)
             inv = read_inventory(kube)
             if inv is None or inv.revision != revision or inv.state != "applied":
                 return False
-            reg = self.registry()
             report = run_gates(target, self._rendered(cluster, revision).objects, revision,
                                gate_config(reg.settings, spec), timeout=0, reporter=SilentReporter())
             return report.passed
@@ -143,10 +143,10 @@ class RealServices:
         return _changes(f"operator pinned to {revision[:12]}", res.changes, res.duration_s)
 
     def sync(self, cluster: str, revision: str, mode: str, reporter: Reporter) -> str:
-        spec = self.registry().get(cluster)
+        reg = self.registry()
+        spec = reg.get(cluster)
         target = kubeconfig_for(spec)
         if mode == "operator":
-            reg = self.registry()
             cfg = gate_config(reg.settings, spec, operator_gate="on")
             report = run_gates(target, (), revision, cfg, timeout=gate_timeout(reg.settings, spec),
                                reporter=reporter)
@@ -155,7 +155,7 @@ class RealServices:
         rendered = self._rendered(cluster, revision)
         res = live_sync(target, rendered.objects, revision, prune=True, reporter=reporter)
         return f"{len(rendered.objects)} objects applied at {revision[:12]}" + (
-            f", {len(res.pruned)} pruned" if getattr(res, "pruned", ()) else "")
+            f", {len(res.pruned)} pruned" if res.pruned else "")
 
     def gates(self, cluster: str, revision: str, timeout: float, reporter: Reporter) -> tuple[dict[str, Any], ...]:
         reg = self.registry()

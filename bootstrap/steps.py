@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from tenacity import (
-    RetryError,
     Retrying,
     retry_if_exception,
     stop_after_attempt,
@@ -87,7 +86,7 @@ def run_step(
     )
     try:
         result = retrying(attempt)
-    except (RetryError, Exception) as e:
+    except Exception as e:  # reraise=True: the last attempt's own error, never a RetryError
         rec.state = "failed"
         rec.ended = now_iso()
         rec.duration_s = prior + time.monotonic() - t0

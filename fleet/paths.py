@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["fleet_home", "repo_from_env", "toolchain_dir"]
+__all__ = ["debug_from_env", "fleet_home", "repo_from_env", "toolchain_dir"]
 
 
 def fleet_home() -> Path:
@@ -28,3 +28,8 @@ def repo_from_env() -> Path | None:
     """``$FLEET_REPO`` when set."""
     env = os.environ.get("FLEET_REPO")
     return Path(env).expanduser() if env else None
+
+
+def debug_from_env() -> bool:
+    """``$FLEET_DEBUG`` set to anything but empty, 0 or false: the same as ``--debug``."""
+    return os.environ.get("FLEET_DEBUG", "").lower() not in ("", "0", "false", "no")

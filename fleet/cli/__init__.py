@@ -17,6 +17,7 @@ except ImportError:  # pragma: no cover
     from click import exceptions as _cx  # type: ignore[no-redef]
 
 from fleet.errors import FleetError
+from fleet.paths import debug_from_env
 
 __all__ = ["app", "main"]
 
@@ -49,15 +50,11 @@ COMMAND_MODULES = (
     "rollout",
 )
 
-_debug = False
-
-
 @app.callback()
 def _root(
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug detail.", envvar="FLEET_DEBUG"),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug detail (or FLEET_DEBUG=1)."),
 ) -> None:
-    global _debug
-    _debug = debug
+    """Declares ``--debug`` for the help text; :func:`main` reads it before any command runs."""
 
 
 for _name in COMMAND_MODULES:
@@ -67,7 +64,7 @@ for _name in COMMAND_MODULES:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``fleet`` console script."""
     args = sys.argv[1:] if argv is None else argv
-    debug = "--debug" in args
+    debug = "--debug" in args or debug_from_env()
     command = typer.main.get_command(app)
     try:
         rv = command.main(args=args, prog_name="fleet", standalone_mode=False)

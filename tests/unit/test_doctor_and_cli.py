@@ -66,3 +66,19 @@ def test_usage_errors_are_one_line_exit_2_without_traceback(
     assert expected in err
     assert "Traceback" not in err
     assert len([line for line in err.splitlines() if line.startswith("✗")]) == 1
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_debug_shows_the_traceback_by_flag_or_env(
+    how: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["cluster", "list", "--repo", str(tmp_path)]  # not a git repository: exit 2
+    code, _out, err = run_cli(capsys, *args)
+    assert code == 2 and "Traceback" not in err
+    if how == "flag":
+        args = ["--debug", *args]
+    else:
+        monkeypatch.setenv("FLEET_DEBUG", "1")
+    code, _out, err = run_cli(capsys, *args)
+    assert code == 2
+    assert "Traceback" in err and "not a git repository" in err
