@@ -466,8 +466,6 @@ class Engine:
             self.reporter.warn(f'stack "{req.stack}" {why}; trying again in {wait:.0f}s')
 
         started = time.monotonic()
-        for lock in self.unlock(req.stack, project=req.project):
-            self.reporter.warn(f'removed a stale lock of stack "{req.stack}" ({lock.name}): its process has exited')
         new_stack = create and op == "preview" and not self.exists(req.stack, project=req.project)
         for attempt in Retrying(
             retry=retry_if_exception(retryable),
@@ -478,6 +476,12 @@ class Engine:
         ):
             with attempt:
                 raised.clear()
+                # Every attempt: a holder still dying at the first one (SIGKILL is not instant) has
+                # exited by the next, and its lock is stale then.
+                for lock in self.unlock(req.stack, project=req.project):
+                    self.reporter.warn(
+                        f'removed a stale lock of stack "{req.stack}" ({lock.name}): its process has exited'
+                    )
                 stack = self._stack(wrapped, create=create)
                 if op in ("up", "preview"):
                     self._set_config(stack, req)

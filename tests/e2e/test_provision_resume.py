@@ -47,6 +47,27 @@ def _kill_orphan_providers(fleet_home: Path) -> None:
                 os.kill(int(d.name), signal.SIGKILL)
 
 
+def _wait_group_dead(pgid: int, timeout: float = 30) -> None:
+    """SIGKILL is delivered asynchronously: wait until no member of the group is still running
+    (exited members stay zombies here, since PID 1 does not reap them)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        running = []
+        for d in Path("/proc").iterdir():
+            if not d.name.isdigit():
+                continue
+            try:
+                fields = (d / "stat").read_text().rsplit(")", 1)[-1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                running.append(d.name)
+        if not running:
+            return
+        time.sleep(0.1)
+    pytest.fail(f"processes {running} of the killed group {pgid} still run after {timeout:.0f}s")
+
+
 def test_a_killed_provision_is_resumed_by_running_it_again(
     tmp_path: Path, pulumi_env: EngineSettings, fleet_home: Path
 ) -> None:
@@ -69,6 +90,7 @@ def test_a_killed_provision_is_resumed_by_running_it_again(
         time.sleep(1.0)  # kwokctl is at work
         os.killpg(first.pid, signal.SIGKILL)
         first.wait(30)
+        _wait_group_dead(first.pid)  # the crash is over: the engine too has exited, not just fleet
         _kill_orphan_providers(fleet_home)
 
         r = SilentReporter()
