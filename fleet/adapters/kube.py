@@ -448,6 +448,19 @@ class Kube:
             )
         return res
 
+    def wait_served(self, api_version: str, kind: str, timeout: float) -> Resource:
+        """The kind of a CRD that was just Established: the API server's discovery can lag behind that
+        condition for a moment, so look again (discovery refreshed each time) until it is served, or
+        raise NotServed after ``timeout`` seconds."""
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_delay(timeout),
+            wait=tenacity.wait_fixed(0.2),
+            retry=tenacity.retry_if_exception_type(NotServed),
+            reraise=True,
+        )
+        res: Resource = retrying(self.resource, api_version, kind)
+        return res
+
     def forget_discovery(self, api_version: str | None = None) -> None:
         with self._disc_lock:
             if api_version is None:

@@ -342,9 +342,8 @@ def sync(
             _wait_established(kube, [it.ref for it in first if is_crd(it.obj)], crd_timeout, reporter)
             for it in rest:
                 if not it.served:
-                    it.served = kube.find_resource(str(it.obj["apiVersion"]), str(it.obj["kind"])) is not None
-                    if not it.served:
-                        kube.resource(str(it.obj["apiVersion"]), str(it.obj["kind"]))
+                    kube.wait_served(str(it.obj["apiVersion"]), str(it.obj["kind"]), timeout=crd_timeout)
+                    it.served = True
     if rest:
         reporter.step(f"applying {len(rest)} objects ({min(workers, len(rest))} at a time)")
         _apply_all(kube, rest, dry_run=dry_run, workers=workers, out=out)
