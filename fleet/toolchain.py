@@ -8,11 +8,23 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from fleet.adapters import proc
-from fleet.errors import ToolMissing
+from fleet.errors import FleetError, ToolMissing
 from fleet.paths import toolchain_dir
 
-__all__ = ["TOOLS", "Tool", "ToolStatus", "check_all", "env_with_toolchain", "find", "flux_manifests_dir"]
+__all__ = [
+    "FLUX_CRDS",
+    "TOOLS",
+    "Tool",
+    "ToolStatus",
+    "check_all",
+    "env_with_toolchain",
+    "find",
+    "flux_manifest_problem",
+    "flux_manifests_dir",
+]
 
 
 @dataclass(frozen=True)
@@ -21,26 +33,44 @@ class Tool:
     version_args: tuple[str, ...]
     purpose: str
     required: bool = True
+    expect: str | None = None  # the version tools/build.sh pins; anything else is reported broken
 
+
+# The pins of tools/build.sh (a test keeps the two in step).
+K8S_VERSION = "v1.36.3"
+FLUX_VERSION = "v1.9.6"
+PULUMI_KUBERNETES_VERSION = "4.32.0"
 
 TOOLS: tuple[Tool, ...] = (
-    Tool("etcd", ("--version",), "local clusters: storage"),
-    Tool("kube-apiserver", ("--version",), "local clusters: API server"),
-    Tool("kube-controller-manager", ("--version",), "local clusters: controllers"),
-    Tool("kube-scheduler", ("--version",), "local clusters: scheduler"),
-    Tool("kubectl", ("version", "--client"), "local clusters, benchmarks"),
-    Tool("kwok", ("--version",), "local clusters: fake nodes and kubelets"),
-    Tool("kwokctl", ("--version",), "local clusters: runs the control plane"),
-    Tool("kustomize", ("version",), "rendering environment overlays"),
-    Tool("pulumi", ("version",), "provisioning (Automation API engine)"),
-    Tool("pulumi-resource-pulumi-python", (), "Pulumi dynamic providers (local clusters, manifests)"),
+    Tool("etcd", ("--version",), "local clusters: storage", expect="3.6.16"),
+    Tool("kube-apiserver", ("--version",), "local clusters: API server", expect=K8S_VERSION),
+    Tool("kube-controller-manager", ("--version",), "local clusters: controllers", expect=K8S_VERSION),
+    Tool("kube-scheduler", ("--version",), "local clusters: scheduler", expect=K8S_VERSION),
+    Tool("kubectl", ("version", "--client"), "local clusters, benchmarks", expect=K8S_VERSION),
+    Tool("kwok", ("--version",), "local clusters: fake nodes and kubelets", expect="v0.8.0"),
+    Tool("kwokctl", ("--version",), "local clusters: runs the control plane", expect="v0.8.0"),
+    Tool("kustomize", ("version",), "rendering environment overlays", expect="v5.8.2"),
+    Tool("pulumi", ("version",), "provisioning (Automation API engine)", expect="v3.259.0"),
+    Tool("pulumi-resource-pulumi-python", (), "Pulumi dynamic providers (local clusters)"),
+    Tool("pulumi-resource-kubernetes", (), "Pulumi's Kubernetes provider (every Kubernetes object from Pulumi)",
+         expect=PULUMI_KUBERNETES_VERSION),
+    # The Flux controllers have no version flag: `--help` proves they start; the version is the
+    # build's (share/flux/VERSIONS).
+    Tool("source-controller", ("--help",), "the operator on local clusters: fetches the fleet repo",
+         expect=FLUX_VERSION),
+    Tool("kustomize-controller", ("--help",), "the operator on local clusters: applies the overlay",
+         expect=FLUX_VERSION),
     Tool("git", ("--version",), "the fleet repo"),
-    # Optional: the Go module proxy here refuses both modules (docs/toolchain.md); fleet runs its
-    # program inline and applies Kubernetes objects through its own dynamic provider instead.
+    # Optional: the Go module proxy here refuses the module (docs/toolchain.md); fleet runs its
+    # program inline through the Automation API instead.
     Tool("pulumi-language-python", (), "optional: `pulumi up` of Pulumi.yaml outside fleet", required=False),
-    Tool("pulumi-resource-kubernetes", (), "optional: the pulumi_kubernetes operator backend", required=False),
 )
 
+# What fleet installs from the Flux manifests: a cache missing any of these is broken.
+FLUX_CRDS = {
+    "source-controller": ("GitRepository", "OCIRepository", "HelmRepository", "HelmChart", "Bucket"),
+    "kustomize-controller": ("Kustomization",),
+}
 
 def _search_path() -> list[Path]:
     return [toolchain_dir() / "bin", *(Path(p) for p in os.environ.get("PATH", "").split(os.pathsep) if p)]
@@ -69,8 +99,13 @@ def env_with_toolchain(extra: dict[str, str] | None = None) -> dict[str, str]:
 def flux_manifests_dir() -> Path:
     """The Flux CRDs and controller manifests the toolchain extracted from the controllers' modules."""
     d = toolchain_dir() / "share" / "flux"
-    if not (d / "source-controller" / "crds").is_dir():
+    if not d.is_dir():
         raise ToolMissing(f"Flux manifests not found in {d}", hint="run `make toolchain`")
+    for ctl in FLUX_CRDS:  # the cheap part of doctor's check, on every install
+        for sub in ("crds", "manager"):
+            if not any((d / ctl / sub).glob("*.yaml")):
+                raise ToolMissing(f"the Flux manifests in {d} are broken: {ctl}/{sub} holds no manifests",
+                                  hint=_REPAIR)
     return d.resolve()
 
 
@@ -83,48 +118,113 @@ class ToolStatus:
     version: str | None
     hint: str | None
     required: bool = True
+    problem: str | None = None  # found, but broken: does not run, wrong version, bad contents
+
+    @property
+    def ok(self) -> bool:
+        return self.found and self.problem is None
 
 
 _VERSION_RE = re.compile(r"v?\d+\.\d+(\.\d+)?([-+][\w.]+)?")
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_REPAIR = "run `make toolchain` (it rebuilds a family whose outputs differ from what was built)"
 
 
-def _version_of(tool: Tool, path: Path) -> str | None:
-    if not tool.version_args:
+def _flux_version() -> str | None:
+    f = toolchain_dir() / "share" / "flux" / "VERSIONS"
+    try:
+        words = f.read_text().split()
+    except OSError:
         return None
+    return words[1] if len(words) >= 2 else None
+
+
+def _version_of(tool: Tool, path: Path) -> tuple[str | None, str | None]:
+    """(version, problem): what the binary says of its version, or why it does not answer."""
+    if tool.name in ("source-controller", "kustomize-controller"):
+        done = proc.run([path, "--help"], timeout=20)
+        if "--metrics-addr" not in done.stdout + done.stderr:
+            return None, "does not start (`--help` lists no flags)"
+        return _flux_version(), None
+    if tool.name == "pulumi-resource-kubernetes":
+        stamp = path.resolve().parent / ".pulumi-resource-kubernetes.version"
+        try:
+            return stamp.read_text().strip(), None
+        except OSError:
+            return None, "has no version stamp (a build from before the toolchain checked its outputs)"
+    if not tool.version_args:
+        return None, None
     done = proc.run([path, *tool.version_args], timeout=20)
     text = done.stdout + " " + done.stderr
+    if not done.ok:
+        first = (text.strip().splitlines() or ["no output"])[0]
+        return None, f"`{path.name} {' '.join(tool.version_args)}` failed: {first[:120]}"
     # kustomize prints "v5.8.2"; kubectl "Client Version: v1.36.3"; etcd "etcd Version: 3.6.16".
     m = _VERSION_RE.search(text.split("\n", 1)[0]) or _VERSION_RE.search(text)
     lines = text.strip().splitlines()
-    return m.group(0) if m else (lines[0] if lines else None)
+    return (m.group(0) if m else (lines[0] if lines else None)), None
+
+
+def _check_tool(tool: Tool) -> ToolStatus:
+    try:
+        path = find(tool.name)
+    except ToolMissing as e:
+        hint = e.hint if tool.required else "not buildable here: the Go module proxy refuses it (docs/toolchain.md)"
+        return ToolStatus(tool.name, tool.purpose, False, None, None, hint, tool.required)
+    try:
+        version, problem = _version_of(tool, path)
+    except FleetError as e:
+        version, problem = None, f"does not run: {e.message}"
+    if problem is None and tool.expect and version != tool.expect:
+        problem = f"is {version or 'of no version'}, expected {tool.expect}"
+    return ToolStatus(tool.name, tool.purpose, True, str(path), version, _REPAIR if problem else None,
+                      tool.required, problem)
+
+
+def flux_manifest_problem(root: Path) -> str | None:
+    """Why the Flux manifests under ``root`` cannot be installed, or None: every file parses, the
+    CRDs fleet installs and each controller's Deployment are there."""
+    for ctl, kinds in FLUX_CRDS.items():
+        found: dict[str, set[str]] = {"CustomResourceDefinition": set(), "Deployment": set()}
+        for sub in ("crds", "manager"):
+            files = sorted((root / ctl / sub).glob("*.yaml"))
+            if not files:
+                return f"{ctl}/{sub} holds no manifests"
+            for f in files:
+                try:
+                    docs = [d for d in yaml.load_all(f.read_text(), Loader=_Loader) if d]
+                except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+                    return f"{ctl}/{sub}/{f.name} does not parse: {str(e).splitlines()[0]}"
+                for d in docs:
+                    if isinstance(d, dict) and d.get("kind") in found:
+                        name = d.get("spec", {}).get("names", {}).get("kind") if d["kind"] != "Deployment" \
+                            else d.get("metadata", {}).get("name")
+                        found[d["kind"]].add(str(name))
+        missing = [k for k in kinds if k not in found["CustomResourceDefinition"]]
+        if missing:
+            return f"{ctl} CRDs lack {', '.join(missing)}"
+        if ctl not in found["Deployment"]:
+            return f"{ctl}/manager has no Deployment {ctl}"
+    return None
+
+
+def _check_flux_manifests() -> ToolStatus:
+    root = toolchain_dir() / "share" / "flux"
+    purpose = "Flux CRDs and controllers for the operator install"
+    if not root.is_dir():
+        return ToolStatus("flux manifests", purpose, False, None, None, _REPAIR)
+    problem = flux_manifest_problem(root)
+    version = _flux_version()
+    if problem is None and version != FLUX_VERSION:
+        problem = f"are {version or 'of no version'}, expected {FLUX_VERSION}"
+    return ToolStatus("flux manifests", purpose, True, str(root.resolve()), version,
+                      _REPAIR if problem else None, True, problem)
 
 
 def check_all() -> list[ToolStatus]:
-    """Every tool fleet needs, found or not, with its version."""
-    out: list[ToolStatus] = []
-    for tool in TOOLS:
-        try:
-            path = find(tool.name)
-        except ToolMissing as e:
-            hint = e.hint if tool.required else "not buildable here: the Go module proxy refuses it (docs/toolchain.md)"
-            out.append(ToolStatus(tool.name, tool.purpose, False, None, None, hint, tool.required))
-            continue
-        try:
-            version = _version_of(tool, path)
-        except Exception as e:
-            version = f"error: {e}"
-        out.append(ToolStatus(tool.name, tool.purpose, True, str(path), version, None, tool.required))
-    flux = toolchain_dir() / "share" / "flux" / "VERSIONS"
-    out.append(
-        ToolStatus(
-            "flux manifests",
-            "Flux CRDs and controllers for the operator install",
-            flux.is_file(),
-            str(flux.parent.resolve()) if flux.is_file() else None,
-            " ".join(flux.read_text().split()) if flux.is_file() else None,
-            None if flux.is_file() else "run `make toolchain`",
-        )
-    )
+    """Every tool fleet needs, found or not, with its version, and what is wrong with it."""
+    out = [_check_tool(tool) for tool in TOOLS]
+    out.append(_check_flux_manifests())
     if shutil.which("python3") is None:  # the dynamic-provider plugin is a python script
         out.append(ToolStatus("python3", "Pulumi dynamic providers", False, None, None, "install Python 3.11+"))
     return out

@@ -21,4 +21,7 @@ def test_doctor_finds_every_required_tool_at_its_pinned_version(capsys: pytest.C
     assert tools["kwokctl"]["version"] == "v0.8.0"
     assert tools["kustomize"]["version"] == "v5.8.2"
     assert tools["pulumi"]["version"] == "v3.259.0"
-    assert "v1.9.6" in tools["flux manifests"]["version"]
+    assert tools["flux manifests"]["version"] == "v1.9.6"
+    assert tools["source-controller"]["version"] == tools["kustomize-controller"]["version"] == "v1.9.6"
+    assert tools["pulumi-resource-kubernetes"]["version"] == "4.32.0"
+    assert not [t["name"] for t in tools.values() if t["problem"]]

@@ -20,34 +20,115 @@ def test_doctor_names_every_missing_tool_and_how_to_get_it(
     data = json.loads(out)
     assert data["toolchain_dir"] == str(tmp_path / "toolchain")
     by_name = {t["name"]: t for t in data["tools"]}
-    for name in ("etcd", "kube-apiserver", "kwokctl", "kustomize", "pulumi", "flux manifests"):
+    for name in ("etcd", "kube-apiserver", "kwokctl", "kustomize", "pulumi", "flux manifests",
+                 "source-controller", "kustomize-controller", "pulumi-resource-kubernetes"):
         assert by_name[name]["found"] is False
+        assert by_name[name]["required"] is True
         assert "make toolchain" in by_name[name]["hint"]
-    assert by_name["pulumi-resource-kubernetes"]["required"] is False
+    assert by_name["pulumi-language-python"]["required"] is False
     assert "missing: etcd" in err and "run `make toolchain`" in err
+
+
+def _fake_toolchain(root: Path) -> Path:
+    """A toolchain of scripts that answer the pinned versions, and Flux manifests fleet can install."""
+    from fleet import toolchain
+
+    bin_dir = root / "bin"
+    bin_dir.mkdir(parents=True)
+    for t in toolchain.TOOLS:
+        if not t.required:
+            continue
+        p = bin_dir / t.name
+        if t.name in ("source-controller", "kustomize-controller"):
+            p.write_text("#!/bin/sh\necho '  --metrics-addr string'\n")
+        else:
+            p.write_text(f"#!/bin/sh\necho {t.expect or '1.2.3'}\n")
+        p.chmod(0o755)
+    (bin_dir / ".pulumi-resource-kubernetes.version").write_text(toolchain.PULUMI_KUBERNETES_VERSION)
+    (bin_dir / "python3").symlink_to(sys.executable)  # the dynamic-provider plugin runs python3
+    flux = root / "share" / "flux"
+    for ctl, kinds in toolchain.FLUX_CRDS.items():
+        (flux / ctl / "crds").mkdir(parents=True)
+        (flux / ctl / "manager").mkdir(parents=True)
+        for kind in kinds:
+            (flux / ctl / "crds" / f"{kind.lower()}.yaml").write_text(
+                "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\n"
+                f"spec:\n  names:\n    kind: {kind}\n")
+        (flux / ctl / "manager" / "deployment.yaml").write_text(
+            f"apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {ctl}\n")
+    (flux / "VERSIONS").write_text(f"source-controller {toolchain.FLUX_VERSION}\n")
+    return root
 
 
 def test_doctor_passes_with_only_optional_tools_missing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from fleet import toolchain
-
-    real = [t for t in toolchain.TOOLS if t.required]
-    bin_dir = tmp_path / "toolchain" / "bin"
-    bin_dir.mkdir(parents=True)
-    for t in real:  # executables that answer no version: found is what doctor checks first
-        p = bin_dir / t.name
-        p.write_text("#!/bin/sh\necho 1.2.3\n")
-        p.chmod(0o755)
-    (bin_dir / "python3").symlink_to(sys.executable)  # the dynamic-provider plugin runs python3
-    monkeypatch.setenv("PATH", str(bin_dir))
-    flux = tmp_path / "toolchain" / "share" / "flux"
-    (flux / "source-controller" / "crds").mkdir(parents=True)
-    (flux / "VERSIONS").write_text("source-controller v1.9.6\n")
-    monkeypatch.setenv("FLEET_TOOLCHAIN_DIR", str(tmp_path / "toolchain"))
+    root = _fake_toolchain(tmp_path / "toolchain")
+    monkeypatch.setenv("PATH", str(root / "bin"))
+    monkeypatch.setenv("FLEET_TOOLCHAIN_DIR", str(root))
     code, out, err = run_cli(capsys, "doctor")
     assert code == 0, err
     assert "optional" in out and "every required tool found" in err
+
+
+def _truncate(f: Path) -> None:
+    f.write_text("")
+
+
+def _garble(f: Path) -> None:
+    f.write_text("kind: [unclosed\n")
+
+
+@pytest.mark.parametrize(
+    "damage, tool, problem",
+    [
+        (lambda r: (r / "bin" / "kustomize").write_text("#!/bin/sh\nexit 3\n"), "kustomize", "failed"),
+        (lambda r: (r / "bin" / "etcd").write_text("#!/bin/sh\necho 3.5.1\n"), "etcd", "expected 3.6.16"),
+        (lambda r: (r / "bin" / "source-controller").write_text("#!/bin/sh\nexit 1\n"), "source-controller",
+         "does not start"),
+        (lambda r: (r / "bin" / ".pulumi-resource-kubernetes.version").unlink(), "pulumi-resource-kubernetes",
+         "no version stamp"),
+        (lambda r: [f.unlink() for f in (r / "share/flux/source-controller/crds").iterdir()], "flux manifests",
+         "holds no manifests"),
+        (lambda r: _garble(r / "share/flux/kustomize-controller/manager/deployment.yaml"), "flux manifests",
+         "does not parse"),
+        (lambda r: (r / "share/flux/source-controller/crds/gitrepository.yaml").unlink(), "flux manifests",
+         "lack GitRepository"),
+        (lambda r: _truncate(r / "share/flux/kustomize-controller/manager/deployment.yaml"), "flux manifests",
+         "no Deployment"),
+    ],
+)
+def test_doctor_reports_a_broken_toolchain_with_the_command_that_repairs_it(
+    damage: object, tool: str, problem: str,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    root = _fake_toolchain(tmp_path / "toolchain")
+    damage(root)  # type: ignore[operator]
+    monkeypatch.setenv("PATH", str(root / "bin"))
+    monkeypatch.setenv("FLEET_TOOLCHAIN_DIR", str(root))
+    code, out, err = run_cli(capsys, "doctor", "-o", "json")
+    assert code == 1
+    by_name = {t["name"]: t for t in json.loads(out)["tools"]}
+    assert problem in by_name[tool]["problem"]
+    assert "make toolchain" in by_name[tool]["hint"]
+    assert f"broken: {tool}" in err and "run `make toolchain`" in err
+
+
+def test_the_pins_fleet_checks_are_the_pins_the_toolchain_builds() -> None:
+    import re
+
+    from fleet import toolchain
+
+    script = (Path(__file__).resolve().parents[2] / "tools" / "build.sh").read_text()
+    pins = dict(re.findall(r"^([A-Z0-9_]+_VERSION)=(\S+)$", script, re.M))
+    assert pins["K8S_VERSION"] == toolchain.K8S_VERSION
+    assert pins["FLUX_SOURCE_VERSION"] == pins["FLUX_KUSTOMIZE_VERSION"] == toolchain.FLUX_VERSION
+    assert pins["PULUMI_KUBERNETES_VERSION"] == toolchain.PULUMI_KUBERNETES_VERSION
+    expects = {t.name: t.expect for t in toolchain.TOOLS}
+    assert expects["etcd"] == pins["ETCD_VERSION"].lstrip("v")
+    assert expects["kustomize"] == pins["KUSTOMIZE_VERSION"]
+    assert expects["pulumi"] == pins["PULUMI_VERSION"]
+    assert expects["kwokctl"] == pins["KWOK_VERSION"]
 
 
 @pytest.mark.parametrize(
