@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export FLEET_TOOLCHAIN_DIR ?= $(HOME)/.cache/fleet/toolchain
 PYTEST_WORKERS ?= 2
 
-.PHONY: all venv toolchain test test-unit test-integration test-e2e check drill bench clean doctor
+.PHONY: all venv toolchain test test-unit test-integration test-e2e check drill bench clean doctor fresh-check
 
 all: check test
 
@@ -49,6 +49,12 @@ check: venv
 ## The main job: a local DR drill on the embedded default (local clusters, real Pulumi engine).
 drill: venv toolchain
 	$(VENV)/bin/python -m bootstrap.drill
+
+## The fresh-machine check: a clean clone runs `make drill` and `make test` with empty Go, toolchain
+## and venv caches. COLD="etcd flux" builds only those families from nothing (default: all, ~45 min).
+COLD ?= all
+fresh-check:
+	tools/fresh-check.sh --cold "$(COLD)"
 
 bench: venv toolchain
 	$(PY) -m bench.run
