@@ -1,54 +1,152 @@
 """The composition root: wires the command modules to the services, and maps errors to exit codes.
 
-Exit codes: 0 ok; 1 failed (or, for ``fleet diff``, drift); 2 bad input or configuration.
+Exit codes (one handler, :func:`main`, maps every outcome to one of them):
+
+    0   ok
+    1   failed: a gate, a rebuild, a rollout, a provisioning run (for ``fleet diff``: drift found)
+    2   bad input or configuration (a flag, a file of the fleet repo, a name), or a missing tool;
+        one line naming file, line and key, and nothing changed
+    70  internal error: an unexpected exception, a bug in fleet (EX_SOFTWARE of sysexits.h); one line
+        ``✗ internal error: ...``, the traceback only with ``--debug`` (or ``FLEET_DEBUG=1``)
+    130 interrupted (Ctrl-C)
+
+Start-up: this module knows every command's name, module and help text (:data:`COMMANDS`), so
+``fleet --help`` lists them all without importing any of them; a command's module (and the
+libraries it needs: pydantic, GitPython, kubernetes, pulumi, rich) is imported only when that
+command runs or its own help is asked for.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import sys
 import traceback
+from typing import Any
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 try:  # typer >= 0.20 vendors click
+    from typer._click import Command, Context
     from typer._click import exceptions as _cx
 except ImportError:  # pragma: no cover
+    from click import Command, Context  # type: ignore[assignment]
     from click import exceptions as _cx  # type: ignore[no-redef]
 
 from fleet.errors import FleetError
 from fleet.paths import debug_from_env
 
-__all__ = ["app", "main"]
+__all__ = [
+    "COMMANDS",
+    "EXIT_FAILED",
+    "EXIT_INPUT",
+    "EXIT_INTERNAL",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "app",
+    "main",
+]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_INPUT = 2
+EXIT_INTERNAL = 70  # EX_SOFTWARE: never 1, which ``fleet diff`` uses for drift
+EXIT_INTERRUPTED = 130
+
+# Every command, in the order ``fleet --help`` lists them: name -> (module of fleet.cli whose
+# ``register(app)`` declares it, the help line shown in the list). A test checks each help line
+# against the command's own docstring, so the two cannot drift apart.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "doctor": ("doctor", "Check the local toolchain: each tool with the version found and where."),
+    "init": ("init", "Create a fleet repo: fleet.yaml, base/, environments/{dev,staging,prod}/, clusters/."),
+    "render": (
+        "render",
+        "Render what a cluster should run at a revision: its overlay built by kustomize from Git (never\n"
+        "the working tree), with its variables substituted as Flux postBuild does.",
+    ),
+    "good": ("good", "Show a cluster's last known good revision, or record one with --set REV."),
+    "history": ("good", "Commits that changed what a cluster renders (its overlay, base, its file), newest first."),
+    "push": ("remote", "Push the branch, refs/fleet/* (last good) and refs/notes/fleet (audit), atomically."),
+    "pull": (
+        "remote",
+        "Fetch last-good refs and audit notes from the remote and merge them (the branch is left alone).",
+    ),
+    "schema": ("schema", "Print the JSON Schema of cluster files and fleet.yaml (table: the top-level fields)."),
+    "sync": ("sync", 'Apply a cluster\'s manifests at a revision (server-side apply, field manager "fleet").'),
+    "diff": ("diff", "Show drift between a revision and the live cluster. Exit 0 none, 1 drift, 2 error."),
+    "gate": ("gate", "Run the health gates of a cluster (watch-driven, one timeout). Exit 0 passed, 1 failed."),
+    "status": ("status", "Show every cluster of the fleet: revisions, health, drift and reachability."),
+    "provision": (
+        "provision",
+        "Create or update clusters and their GitOps operator (pulumi up), or --preview the changes.",
+    ),
+    "destroy": ("provision", "Destroy a cluster and everything its stack created, then remove the stack."),
+    "bootstrap": (
+        "bootstrap",
+        "Rebuild a lost cluster from the repo at its last good commit: resumable, gated, reported.",
+    ),
+    "rollout": (
+        "rollout",
+        "Roll a revision across the fleet wave by wave: a wave starts when the previous one passed its gates.",
+    ),
+    "local": ("local", "Local clusters: real control planes run by kwokctl."),
+    "cluster": ("cluster", "The registry: which clusters exist and what they run."),
+    "region": ("region", "Regions: add a new one modelled on an existing one."),
+}
+
+_SETTINGS: dict[str, Any] = {
+    "no_args_is_help": True,
+    "add_completion": False,
+    "pretty_exceptions_enable": False,
+}
+
+
+@functools.cache
+def load_module(module: str) -> dict[str, Command]:
+    """The click commands that ``fleet.cli.<module>`` registers, by name (imports the module)."""
+    sub = typer.Typer(**_SETTINGS)
+    importlib.import_module(f"fleet.cli.{module}").register(sub)
+    return dict(typer.main.get_group(sub).commands)
+
+
+class LazyGroup(TyperGroup):
+    """The root group: lists every command from :data:`COMMANDS` and imports a command's module only
+    when the command is resolved to run (or to show its own help)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._listing = False
+        # placeholders that carry the name and help line: ``--help`` lists them, typo suggestions use them
+        for name, (_module, help_line) in COMMANDS.items():
+            self.commands[name] = TyperCommand(name=name, help=help_line, rich_help_panel=None)
+
+    def list_commands(self, ctx: Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        if self._listing:
+            return self.commands[cmd_name]
+        return load_module(COMMANDS[cmd_name][0])[cmd_name]
+
+    def format_help(self, ctx: Context, formatter: Any) -> None:
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
+
 
 app = typer.Typer(
     name="fleet",
     help="Multi-cluster fleet manager and disaster-recovery bootstrapper for Kubernetes.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+    cls=LazyGroup,
     context_settings={"help_option_names": ["-h", "--help"]},
+    **_SETTINGS,
 )
 
-# One small module per verb (or group of verbs); each has ``register(app)``.
-COMMAND_MODULES = (
-    "doctor",
-    "local",
-    "init",
-    "cluster",
-    "render",
-    "good",
-    "remote",
-    "schema",
-    "sync",
-    "diff",
-    "gate",
-    "status",
-    "provision",
-    "bootstrap",
-    "region",
-    "rollout",
-)
 
 @app.callback()
 def _root(
@@ -57,16 +155,21 @@ def _root(
     """Declares ``--debug`` for the help text; :func:`main` reads it before any command runs."""
 
 
-for _name in COMMAND_MODULES:
-    importlib.import_module(f"fleet.cli.{_name}").register(app)
+def _internal_error(e: BaseException, debug: bool) -> int:
+    if debug:
+        traceback.print_exc()
+    print(f"✗ internal error: {type(e).__name__}: {e}", file=sys.stderr)
+    if not debug:
+        print("  hint: this is a bug in fleet; rerun with --debug for the traceback and report it", file=sys.stderr)
+    return EXIT_INTERNAL
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``fleet`` console script."""
+    """Entry point of the ``fleet`` console script: runs one command, returns its exit code."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or debug_from_env()
-    command = typer.main.get_command(app)
     try:
+        command = typer.main.get_command(app)
         rv = command.main(args=args, prog_name="fleet", standalone_mode=False)
     except FleetError as e:
         if debug:
@@ -77,27 +180,23 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except typer.Abort:
         print("✗ aborted", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     except typer.Exit as e:
         return int(e.exit_code or 0)
     except _cx.NoArgsIsHelpError as e:
         print(e.format_message(), file=sys.stderr)
-        return 0 if not args or args == ["--debug"] else 2
+        return EXIT_OK if not args or args == ["--debug"] else EXIT_INPUT
     except _cx.ClickException as e:
         # Usage errors: one line, exit 2.
         ctx = getattr(e, "ctx", None)
         where = f"{ctx.command_path}: " if ctx is not None else ""
         print(f"✗ {where}{e.format_message()}", file=sys.stderr)
-        return 2
+        return EXIT_INPUT
     except KeyboardInterrupt:
         print("✗ interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as e:
-        if debug:
-            traceback.print_exc()
-        else:
-            print(f"✗ internal error: {type(e).__name__}: {e} (run with --debug for the traceback)", file=sys.stderr)
-        return 1
+        return _internal_error(e, debug)
     return int(rv or 0) if isinstance(rv, int) else 0
 
 

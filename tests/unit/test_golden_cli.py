@@ -1,0 +1,158 @@
+"""The CLI's own contracts: the command table that ``fleet --help`` lists without importing any command,
+the exit code of an internal error, and what start-up imports (no binaries needed)."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import new_fleet_repo, run_cli
+
+Capsys = pytest.CaptureFixture[str]
+CLI_DIR = Path(__file__).resolve().parents[2] / "fleet" / "cli"
+
+
+def test_every_command_is_in_the_table_with_its_own_first_help_paragraph() -> None:
+    from fleet.cli import COMMANDS, load_module
+
+    modules = {p.stem for p in CLI_DIR.glob("*.py") if re.search(r"^def register\(", p.read_text(), re.M)}
+    assert modules == {m for m, _ in COMMANDS.values()}
+    registered = {}
+    for module in modules:
+        for name, cmd in load_module(module).items():
+            registered[name] = module
+            first = inspect.cleandoc(cmd.help or "").split("\n\n")[0].strip()
+            assert COMMANDS[name][1] == first, f"fleet.cli.COMMANDS[{name!r}] differs from its docstring"
+    assert registered == {name: m for name, (m, _) in COMMANDS.items()}
+
+
+def test_help_lists_every_command_as_an_eagerly_built_cli_does(capsys: Capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    import typer
+
+    from fleet.cli import COMMANDS, app, load_module
+
+    monkeypatch.setenv("COLUMNS", "100")
+    monkeypatch.setenv("TERM", "dumb")
+    code, lazy, _ = run_cli(capsys, "--help")
+    assert code == 0
+    eager = typer.Typer(name="fleet", help=app.info.help, no_args_is_help=True, add_completion=False,
+                        context_settings={"help_option_names": ["-h", "--help"]})
+    eager.callback()(app.registered_callback.callback)  # type: ignore[union-attr]
+    group = typer.main.get_group(eager)
+    for name, (module, _) in COMMANDS.items():
+        group.add_command(load_module(module)[name], name)
+    with pytest.raises(SystemExit):
+        group.main(["--help"], prog_name="fleet")
+    assert lazy == capsys.readouterr().out
+    for name in COMMANDS:
+        assert re.search(rf"^│ {name} ", lazy, re.M), name
+
+
+def test_a_command_module_loads_only_when_it_runs(capsys: Capsys) -> None:
+    code, out, _ = run_cli(capsys, "schema", "--help")
+    assert code == 0 and "cluster, fleet, or all" in out
+    code, _, err = run_cli(capsys, "clustr", "list")
+    assert code == 2 and "Did you mean 'cluster'?" in err
+
+
+# ---- exit codes ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def broken_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``fleet cluster list`` with a bug inside: the registry loader raises a plain exception."""
+    import fleet.registry
+
+    def boom(*_a: object, **_k: object) -> None:
+        raise KeyError("environment")
+
+    root = new_fleet_repo(tmp_path)
+    monkeypatch.setattr(fleet.registry, "load_registry", boom)
+    monkeypatch.delenv("FLEET_DEBUG", raising=False)
+    return root
+
+
+def test_an_internal_error_exits_70_with_one_line_and_a_hint(broken_list: Path, capsys: Capsys) -> None:
+    from fleet.cli import EXIT_INTERNAL
+
+    code, out, err = run_cli(capsys, "cluster", "list", "--repo", str(broken_list))
+    assert code == EXIT_INTERNAL == 70
+    assert out == ""
+    assert err.splitlines() == [
+        "✗ internal error: KeyError: 'environment'",
+        "  hint: this is a bug in fleet; rerun with --debug for the traceback and report it",
+    ]
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_debug_shows_the_traceback_of_an_internal_error(
+    how: str, broken_list: Path, capsys: Capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    args = ["cluster", "list", "--repo", str(broken_list)]
+    if how == "flag":
+        args.insert(0, "--debug")
+    else:
+        monkeypatch.setenv("FLEET_DEBUG", "1")
+    code, _, err = run_cli(capsys, *args)
+    assert code == 70
+    assert err.startswith("Traceback (most recent call last):") and "in boom" in err
+    assert err.splitlines()[-1] == "✗ internal error: KeyError: 'environment'"
+
+
+def test_diff_keeps_1_for_drift_and_an_internal_error_is_never_1(
+    tmp_path: Path, capsys: Capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fleet.registry.load
+
+    def boom(*_a: object, **_k: object) -> None:
+        raise AttributeError("'NoneType' object has no attribute 'items'")
+
+    root = new_fleet_repo(tmp_path, clusters={"dev-1": "dev"})
+    monkeypatch.setattr(fleet.registry.load, "load_registry", boom)
+    code, _, err = run_cli(capsys, "diff", "dev-1", "--repo", str(root))
+    assert code == 70 and "✗ internal error: AttributeError" in err
+
+
+# ---- start-up: what each command imports --------------------------------------------------------------
+
+_PROBE = """
+import json, sys
+from fleet.cli import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as e:
+    code = e.code
+roots = sorted({m.split(".")[0] for m in sys.modules} & {"pydantic", "git", "kubernetes", "pulumi", "rich",
+               "yaml", "bootstrap", "clusters", "tenacity"})
+fleet = sorted(m for m in sys.modules if m.startswith("fleet.cli.") or m in ("fleet.registry", "fleet.render"))
+print(json.dumps({"code": code, "roots": roots, "fleet": fleet}), file=sys.stderr)
+"""
+
+
+def _imports(*args: str, cwd: Path | None = None) -> dict[str, object]:
+    env = {**os.environ, "COLUMNS": "100"}
+    done = subprocess.run([sys.executable, "-c", _PROBE, *args], capture_output=True, text=True, cwd=cwd,
+                          env=env, check=False)
+    return dict(json.loads(done.stderr.strip().splitlines()[-1]))
+
+
+def test_help_imports_no_command_module_and_no_heavy_library() -> None:
+    seen = _imports("--help")
+    assert seen["code"] == 0
+    assert seen["fleet"] == []
+    assert seen["roots"] == ["rich"]  # typer draws the help with rich; nothing else
+
+
+def test_cluster_list_imports_only_what_it_needs(tmp_path: Path) -> None:
+    root = new_fleet_repo(tmp_path, clusters={"dev-1": "dev"})
+    seen = _imports("cluster", "list", "--repo", str(root))
+    assert seen["code"] == 0
+    assert seen["fleet"] == ["fleet.cli.cluster", "fleet.cli.common", "fleet.registry"]
+    assert seen["roots"] == ["git", "pydantic", "yaml"]
