@@ -1,11 +1,31 @@
-"""Where fleet keeps its own files. The only module that reads fleet's environment variables."""
+"""Where fleet keeps its own files. The only module that reads fleet's environment variables.
+
+Everything fleet writes under :func:`fleet_home` is private whatever the umask: directories 0700
+(:func:`private_dir`), files 0600 (:func:`write_private`, :func:`open_private`).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
+import threading
 from pathlib import Path
+from typing import IO
 
-__all__ = ["debug_from_env", "fleet_home", "repo_from_env", "toolchain_dir"]
+__all__ = [
+    "debug_from_env",
+    "fleet_home",
+    "open_private",
+    "private_dir",
+    "private_secret",
+    "repo_from_env",
+    "toolchain_dir",
+    "write_private",
+]
+
+DIR_MODE = 0o700
+FILE_MODE = 0o600
 
 
 def fleet_home() -> Path:
@@ -33,3 +53,85 @@ def repo_from_env() -> Path | None:
 def debug_from_env() -> bool:
     """``$FLEET_DEBUG`` set to anything but empty, 0 or false: the same as ``--debug``."""
     return os.environ.get("FLEET_DEBUG", "").lower() not in ("", "0", "false", "no")
+
+
+# ---- private files -----------------------------------------------------------------------------
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` and its missing parents 0700 whatever the umask; an existing directory fleet owns
+    under :func:`fleet_home` is narrowed to 0700. Raises OSError as the file system does."""
+    home = fleet_home()
+    missing: list[Path] = []
+    p = path
+    while not p.exists():
+        missing.append(p)
+        if p.parent == p:
+            break
+        p = p.parent
+    for d in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(d, DIR_MODE)
+        os.chmod(d, DIR_MODE)  # mkdir applies the umask; chmod does not
+    if path.is_dir() and _under(path, home):
+        for d in (path, *path.parents):
+            if not _under(d, home):
+                break
+            if d.stat().st_mode & 0o077 and d.stat().st_uid == os.getuid():
+                os.chmod(d, DIR_MODE)
+    return path
+
+
+def _under(path: Path, home: Path) -> bool:
+    try:
+        return path.absolute().is_relative_to(home.absolute())
+    except (OSError, ValueError):
+        return False
+
+
+def write_private(path: Path, data: str | bytes) -> Path:
+    """Write ``path`` atomically, 0600 whatever the umask, its directory 0700 (the file is replaced, never
+    written through a symlink)."""
+    private_dir(path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, FILE_MODE)
+    try:
+        os.fchmod(fd, FILE_MODE)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def open_private(path: Path, mode: str = "a") -> IO[str]:
+    """Open a text file for writing or appending, created 0600 (its directory 0700) whatever the umask."""
+    private_dir(path.parent)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_APPEND if "a" in mode else os.O_TRUNC)
+    fd = os.open(path, flags, FILE_MODE)
+    os.fchmod(fd, FILE_MODE)
+    return os.fdopen(fd, mode, encoding="utf-8")
+
+
+def private_secret(name: str, nbytes: int = 32) -> str:
+    """A random secret kept in ``fleet_home()/secrets/<name>`` (0600), made on first use (hex text)."""
+    path = fleet_home() / "secrets" / name
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+        if text:
+            if path.stat().st_mode & 0o077:
+                os.chmod(path, FILE_MODE)
+            return text
+    except FileNotFoundError:
+        pass
+    value = secrets.token_hex(nbytes)
+    tmp = write_private(path.with_name(f".{name}.{secrets.token_hex(4)}.new"), value + "\n")
+    try:  # link: created with its content or not at all, so two processes on first use agree on one
+        os.link(tmp, path)
+    except FileExistsError:
+        value = path.read_text(encoding="utf-8").strip()
+    finally:
+        tmp.unlink(missing_ok=True)
+    return value

@@ -6,12 +6,18 @@ Builds are cached by the content of their inputs: the Git object ids of every fi
 overlay's kustomizations reference (found by following them), so a thousand clusters over five
 environments run kustomize five times, and a commit that touches only ``clusters/`` runs it not at all.
 The cache is in-process and on disk (``fleet_home()/cache/render``); substitution is per cluster on top.
+
+Rendering is confined to the repository (:mod:`fleet.confine`): before any build, every path the
+overlay's kustomizations name is checked to stay inside the tree at the revision. A disk cache entry
+carries an HMAC of its key and content under a private per-home secret; an entry that does not verify is
+ignored and rebuilt.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import os
+import hmac
 import posixpath
 import re
 import tempfile
@@ -27,8 +33,9 @@ import yaml
 from fleet import toolchain
 from fleet.adapters import proc
 from fleet.adapters.git import GitRepo
+from fleet.confine import check_overlay
 from fleet.errors import ConfigError, NotFound, RenderError
-from fleet.paths import fleet_home
+from fleet.paths import fleet_home, private_secret, write_private
 from fleet.registry.load import (
     CLUSTERS_DIR,
     ENVIRONMENTS_DIR,
@@ -55,7 +62,7 @@ __all__ = [
 ]
 
 BUILTIN_VARS = ("FLEET_CLUSTER", "FLEET_ENVIRONMENT", "FLEET_REGION", "FLEET_PROVIDER", "FLEET_WAVE")
-_CACHE_VERSION = "fleet-render-v1"
+_CACHE_VERSION = "fleet-render-v2"
 _DISABLED = "kustomize.toolkit.fluxcd.io/substitute"
 _DOC_SPLIT = re.compile(r"^---[ \t]*\n", re.MULTILINE)
 _YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -210,6 +217,7 @@ def _input_paths(g: GitRepo, sha: str, environment: str) -> tuple[bool, tuple[st
     start = overlay_dir(environment)
     if g.tree_id(sha, start) is None:
         raise NotFound(f'environment "{environment}" not found: {start}/ does not exist at {sha[:12]}')
+    check_overlay(g, sha, start)  # nothing outside the tree, nothing remote
     paths = _walk_inputs(g, sha, start)
     result = (True, paths) if paths is not None else (False, _whole_tree(g, sha))
     if len(_inputs_memo) > 4096:  # a long-lived process renders many revisions
@@ -245,6 +253,40 @@ def _kustomize_identity() -> str:
 
 def _cache_dir() -> Path:
     return fleet_home() / "cache" / "render"
+
+
+def _seal(key: str, text: str) -> str | None:
+    """The HMAC of a cache entry under the home's private render-cache secret (None: no secret)."""
+    try:
+        secret = private_secret("render-cache")
+    except OSError:
+        return None
+    return hmac.new(secret.encode(), f"{key}\n{text}".encode(), hashlib.sha256).hexdigest()
+
+
+def _read_cached(disk: Path, key: str) -> str | None:
+    """A disk cache entry's text when its seal verifies; a missing, unreadable, edited or foreign entry
+    is None (and a bad one is removed), so the build runs again."""
+    try:
+        raw = disk.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    header, sep, text = raw.partition("\n")
+    seal = _seal(key, text)
+    if sep and seal is not None and hmac.compare_digest(header, f"{_CACHE_VERSION} {seal}"):
+        return text
+    with contextlib.suppress(OSError):
+        disk.unlink(missing_ok=True)
+    return None
+
+
+def _write_cached(disk: Path, key: str, text: str) -> None:
+    """Store a build, sealed; a FLEET_HOME that cannot be written only means no disk cache."""
+    seal = _seal(key, text)
+    if seal is None:
+        return
+    with contextlib.suppress(OSError):
+        write_private(disk, f"{_CACHE_VERSION} {seal}\n{text}")
 
 
 def _split(text: str) -> tuple[_Doc, ...]:
@@ -310,8 +352,9 @@ def _build(g: GitRepo, sha: str, environment: str) -> _Build:
             return _memo[key]
     disk = _cache_dir() / key[:2] / f"{key}.yaml"
     cacheable = True
-    if disk.is_file():
-        text = disk.read_text(encoding="utf-8")
+    cached = _read_cached(disk, key)
+    if cached is not None:
+        text = cached
         with _lock:
             _stats["disk_hits"] += 1
     else:
@@ -326,10 +369,7 @@ def _build(g: GitRepo, sha: str, environment: str) -> _Build:
             text = _kustomize(g, sha, environment, whole)
             cacheable = False
         if cacheable:
-            disk.parent.mkdir(parents=True, exist_ok=True)
-            tmp = disk.with_name(f".{key}.{os.getpid()}.{threading.get_ident()}.tmp")
-            tmp.write_text(text, encoding="utf-8")
-            tmp.replace(disk)
+            _write_cached(disk, key, text)
     build = _Build(key, _split(text))
     if not cacheable:
         return build

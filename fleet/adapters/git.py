@@ -15,6 +15,7 @@ import fcntl
 import functools
 import io
 import os
+import posixpath
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -66,6 +67,20 @@ class LogEntry:
     email: str
     date: datetime
     subject: str
+
+
+def _stays_inside(stack: list[str], target: str) -> bool:
+    """Whether ``target`` (relative, as a symlink stores it) stays inside the tree from directory ``stack``,
+    counting ``..`` lexically (the walk then checks each symlink it meets on the way)."""
+    depth = len(stack)
+    for part in target.split("/"):
+        if part == "..":
+            depth -= 1
+            if depth < 0:
+                return False
+        elif part not in ("", "."):
+            depth += 1
+    return True
 
 
 def _clean_rel(path: str) -> str:
@@ -184,6 +199,17 @@ class GitRepo:
         out = self._git(*args)
         return [line[3:] for line in out.splitlines() if line.strip()]
 
+    def tracked(self, paths: Sequence[str]) -> list[str]:
+        """Which of ``paths`` (files or directories) hold content git tracks, in HEAD or in the index."""
+        head = self.head()
+        out: list[str] = []
+        for p in paths:
+            rel = _clean_rel(p)
+            in_head = head is not None and self._lookup(head, rel) is not None
+            if in_head or self._git("ls-files", "-z", "--", rel or "."):
+                out.append(rel or ".")
+        return out
+
     # Trees are read with a cache of parsed tree objects (immutable by id): GitPython re-parses a tree on
     # every path lookup, which makes reading a thousand files of one directory quadratic.
 
@@ -258,10 +284,69 @@ class GitRepo:
         found = self._lookup(rev, path)
         return found[1].hex() if found is not None else None
 
+    def entry(self, rev: str, path: str) -> Entry | None:
+        """The entry at ``path`` (symlinks not followed), or None; the root is a "dir" named ""."""
+        found = self._lookup(rev, path)
+        if found is None:
+            return None
+        return Entry(PurePosixPath(path).name if path else "", _kind(found[0]), found[1].hex())
+
+    def link_target(self, rev: str, path: str) -> str | None:
+        """What the symlink ``path`` points to (as stored), or None when it is not a symlink."""
+        found = self._lookup(rev, path)
+        if found is None or _kind(found[0]) != "link":
+            return None
+        return self._read_object(found[1]).decode("utf-8", "surrogateescape")
+
+    def resolve_path(self, rev: str, base: str, rel: str) -> tuple[str, str | None]:
+        """Where ``rel`` (relative to directory ``base``) leads in the tree at ``rev``, following symlinks
+        as the file system would: (repo path, kind or None when nothing is there).
+
+        Raises :class:`InputError` when it leaves the tree: an absolute path, ``..`` above the root (also
+        after following a symlink), a symlink to an absolute path, or a symlink loop.
+        """
+        if rel.startswith("/"):
+            raise InputError(f'"{rel}" is an absolute path')
+        lexical = posixpath.normpath(posixpath.join(base or ".", rel))
+        if lexical == ".." or lexical.startswith("../"):
+            raise InputError(f'"{rel}" leaves the repository')
+        stack = [p for p in _clean_rel(base).split("/") if p]
+        pending = [p for p in rel.split("/")]
+        hops = 0
+        kind: str | None = "dir"
+        while pending:
+            part = pending.pop(0)
+            if part in ("", "."):
+                continue
+            if part == "..":
+                if not stack:
+                    raise InputError(f'"{rel}" leaves the repository')
+                stack.pop()
+                kind = "dir"
+                continue
+            here = "/".join([*stack, part])
+            found = self._lookup(rev, here) if kind == "dir" else None
+            kind = _kind(found[0]) if found is not None else None
+            if kind == "link":
+                hops += 1
+                target = self.link_target(rev, here) or ""
+                if target.startswith("/") or hops > 40:
+                    why = "is a symlink loop" if hops > 40 else f'is a symlink to the absolute path "{target}"'
+                    raise InputError(f"{here} {why}")
+                if not _stays_inside(stack, target):
+                    raise InputError(f'{here} is a symlink leaving the repository (to "{target}")')
+                pending[:0] = target.split("/")
+                kind = "dir"
+                continue
+            stack.append(part)
+        return "/".join(stack), kind
+
     def extract(self, rev: str, dest: Path, paths: Sequence[str] = ("",)) -> None:
         """Write the files under ``paths`` at ``rev`` into ``dest``, leaving the working tree alone.
 
-        Symlinks are kept only when they point inside ``dest``; submodules are skipped.
+        Symlinks are kept when they resolve inside the tree (resolved in the tree at ``rev``, so the
+        order they are written in cannot matter); one that leaves it raises :class:`InputError` naming
+        it. Submodules are skipped.
         """
         dest = dest.resolve()
 
@@ -274,13 +359,23 @@ class GitRepo:
             if kind == "submodule":
                 return
             target = dest / rel
-            if not target.resolve().is_relative_to(dest):
+            if not target.parent.resolve().is_relative_to(dest) or target.is_symlink():
                 raise GitError(f"refusing to extract {rel}: it leaves the destination")
             target.parent.mkdir(parents=True, exist_ok=True)
             data: bytes = self._read_object(sha)
             if kind == "link":
-                if (target.parent / data.decode()).resolve().is_relative_to(dest) and not target.exists():
-                    target.symlink_to(data.decode())
+                parent = posixpath.dirname(rel)
+                link = data.decode("utf-8", "surrogateescape")
+                try:
+                    self.resolve_path(rev, parent, link)
+                except InputError as e:
+                    raise InputError(
+                        f'{rel} at {rev[:12]} is a symlink that leaves the repository (to "{link}"): '
+                        "refusing to extract it",
+                        hint="symlinks in the fleet repo must point inside it",
+                    ) from e
+                if not target.exists():
+                    target.symlink_to(data.decode("utf-8", "surrogateescape"))
                 return
             target.write_bytes(data)
             if mode & 0o111:

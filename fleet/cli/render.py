@@ -19,12 +19,46 @@ if TYPE_CHECKING:
 _FORMATS = {f.value for f in OutputFormat}
 
 
+def _check_out_dir(g: GitRepo, out: Path, clusters: list[str] | None) -> None:
+    """Refuse an output directory that is the repository's own content or inside any ``.git``: render
+    never changes the repository (a new, untracked directory inside the working tree is fine)."""
+    real = out.resolve()
+    names = [f"{c}.yaml" for c in clusters or ()] + ["index.json"]
+    if ".git" in real.parts or real.is_relative_to(g.git_dir):
+        raise InputError(f"-o {out}: refusing to write into a git directory")
+    if real.is_relative_to(g.root):
+        rel = real.relative_to(g.root).as_posix()
+        if rel == ".":
+            raise InputError(f"-o {out}: refusing to write into the repository's root", hint="use e.g. -o out/")
+        parts = rel.split("/")
+        tracked = g.tracked(["/".join(parts[: i + 1]) for i in range(len(parts))])
+        if tracked:
+            raise InputError(
+                f"-o {out}: refusing to write into the repository's own content ({tracked[0]} is tracked)",
+                hint="use a new directory, e.g. -o out/",
+            )
+    for n in names:
+        if (real / n).is_symlink():
+            raise InputError(f"-o {out}: {n} is a symlink; refusing to write through it")
+
+
 def _write_dir(out: Path, rendered: list[Rendered]) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    for r in rendered:
-        (out / f"{r.cluster}.yaml").write_text(r.text, encoding="utf-8")
-    index = [{"cluster": r.cluster, "revision": r.revision, "digest": r.digest} for r in rendered]
-    (out / "index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for r in rendered:
+            _replace(out / f"{r.cluster}.yaml", r.text)
+        index = [{"cluster": r.cluster, "revision": r.revision, "digest": r.digest} for r in rendered]
+        _replace(out / "index.json", json.dumps(index, indent=2) + "\n")
+    except OSError as e:
+        raise InputError(f"-o {out}: cannot write: {e.strerror or e}") from e
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write by rename, so a symlink put in the way is replaced, never written through."""
+    tmp = path.with_name(f".{path.name}.fleet-tmp")
+    tmp.unlink(missing_ok=True)
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
 
 
 def _plain(r: Rendered) -> dict[str, object]:
@@ -86,6 +120,9 @@ def register(app: typer.Typer) -> None:
         if selector and not all_:
             raise InputError("--selector goes with --all")
         g = open_repo(repo_path(repo))
+        out = Path(output).expanduser() if output.lower() not in _FORMATS else None
+        if out is not None:  # before anything runs: render never writes into the repository
+            _check_out_dir(g, out, [cluster] if cluster else None)
         if cluster is not None:
             rendered = [render_cluster(g, cluster, rev)]
         else:
@@ -96,8 +133,8 @@ def register(app: typer.Typer) -> None:
         if rev is None and rendered:
             _warn_uncommitted(g, rendered)
 
-        if output.lower() not in _FORMATS:
-            out = Path(output).expanduser()
+        if out is not None:
+            _check_out_dir(g, out, [r.cluster for r in rendered])
             _write_dir(out, rendered)
             reporter().ok(
                 f"rendered {len(rendered)} cluster(s) at {rendered[0].short if rendered else '-'} to {out}/"
