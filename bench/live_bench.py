@@ -331,7 +331,7 @@ def bench_status(workdir: Path, lc: LocalClusters, count: int) -> dict[str, Any]
     out = proc.run(
         [fleet, "status", "--repo", str(repo), "-o", "json"], env=env, timeout=120, check=True
     ).stdout
-    rows = json.loads(out)["clusters"]
+    rows = json.loads(out)["items"]
     for r in rows:
         if r["health"] != "healthy":
             print(f"⚠ {r['name']}: {r['health']}: {r['message']}", file=sys.stderr)

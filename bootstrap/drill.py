@@ -179,7 +179,7 @@ class Drill:
         self.run("bootstrap", "eu-1")
         recovery = time.monotonic() - t
         status = json.loads(self.run("status", "-o", "json", capture=True).stdout)
-        row = next(c for c in (status if isinstance(status, list) else status["clusters"]) if c["name"] == "eu-1")
+        row = next(c for c in status["items"] if c["name"] == "eu-1")
         applied = str(row.get("applied_revision") or row.get("applied") or "")
         self.say("result")
         print(f"last good {good[:12]}, bad commit {bad[:12]}, eu-1 now runs {applied[:12]}")

@@ -1,4 +1,17 @@
-"""Output conventions: progress on stderr (► ✔ ◎ ⚠ ✗), data on stdout as table, json or yaml."""
+"""Output conventions: progress on stderr (► ✔ ◎ ⚠ ✗), data on stdout as table, json or yaml.
+
+The JSON (and YAML) shape of every read command follows one rule (docs/output.md):
+
+- a command about one thing (``cluster show``, ``render CLUSTER``, ``good``, ``diff``, ``gate``, ...)
+  prints that one object;
+- a command about many (``cluster list``, ``history``, ``region list``, ``status``, ``render --all``,
+  ...) prints one envelope, whatever the number of items (none, one or many)::
+
+      {"apiVersion": "fleet.dev/v1", "kind": "ClusterList", "metadata": {...}, "items": [...]}
+
+  ``metadata`` holds facts about the whole list (``status``: the revision and the time taken), ``{}``
+  when there are none. :func:`emit` writes it when given ``list_kind``.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +20,25 @@ import enum
 import json
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 import yaml
 
-__all__ = ["OutputFormat", "Reporter", "SilentReporter", "StderrReporter", "emit", "to_plain"]
+__all__ = [
+    "API_VERSION",
+    "OutputFormat",
+    "Reporter",
+    "SilentReporter",
+    "StderrReporter",
+    "emit",
+    "envelope",
+    "to_plain",
+]
+
+API_VERSION = "fleet.dev/v1"  # the apiVersion of fleet's own files (fleet.yaml, clusters/*.yaml) and lists
 
 
 class OutputFormat(str, enum.Enum):
@@ -108,6 +132,16 @@ def to_plain(obj: Any) -> Any:
     return obj
 
 
+def envelope(kind: str, items: Iterable[Any], metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The one shape of every command about many things: ``{"apiVersion", "kind", "metadata", "items"}``."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": kind,
+        "metadata": to_plain(dict(metadata or {})),
+        "items": [to_plain(i) for i in items],
+    }
+
+
 def emit(
     data: Any,
     fmt: OutputFormat,
@@ -115,10 +149,16 @@ def emit(
     columns: Sequence[str] | None = None,
     rows: Callable[[Any], Sequence[Sequence[Any]]] | None = None,
     stream: TextIO | None = None,
+    list_kind: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
 ) -> None:
-    """Write ``data`` to stdout in the chosen format. Tables need ``columns`` and ``rows``."""
+    """Write ``data`` to stdout in the chosen format. Tables need ``columns`` and ``rows`` (given ``data``).
+
+    With ``list_kind`` (``"ClusterList"``), ``data`` is the items of a command about many things: json and
+    yaml get them in :func:`envelope`, with ``metadata``.
+    """
     out = stream or sys.stdout
-    plain = to_plain(data)
+    plain = envelope(list_kind, data, metadata) if list_kind is not None else to_plain(data)
     if fmt is OutputFormat.json:
         out.write(json.dumps(plain, indent=2, sort_keys=False) + "\n")
         return

@@ -55,8 +55,8 @@ EXIT_INTERNAL = 70  # EX_SOFTWARE: never 1, which ``fleet diff`` uses for drift
 EXIT_INTERRUPTED = 130
 
 # Every command, in the order ``fleet --help`` lists them: name -> (module of fleet.cli whose
-# ``register(app)`` declares it, the help line shown in the list). A test checks each help line
-# against the command's own docstring, so the two cannot drift apart.
+# ``register(app)`` declares it, the first paragraph of its docstring, which the list shows). A unit test
+# (tests/unit/test_golden_cli.py) fails when a docstring and its line here differ: change both.
 COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("doctor", "Check the local toolchain: each tool with the version found and where."),
     "init": ("init", "Create a fleet repo: fleet.yaml, base/, environments/{dev,staging,prod}/, clusters/."),
@@ -73,7 +73,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Fetch last-good refs and audit notes from the remote and merge them (the branch is left alone).",
     ),
     "schema": ("schema", "Print the JSON Schema of cluster files and fleet.yaml (table: the top-level fields)."),
-    "sync": ("sync", 'Apply a cluster\'s manifests at a revision (server-side apply, field manager "fleet").'),
+    "sync": (
+        "sync",
+        "Bring a cluster to a revision: through its operator (move the pin, reconcile, wait until\n"
+        'applied), or applied by fleet (server-side apply, field manager "fleet", prune).',
+    ),
     "diff": ("diff", "Show drift between a revision and the live cluster. Exit 0 none, 1 drift, 2 error."),
     "gate": ("gate", "Run the health gates of a cluster (watch-driven, one timeout). Exit 0 passed, 1 failed."),
     "status": ("status", "Show every cluster of the fleet: revisions, health, drift and reachability."),

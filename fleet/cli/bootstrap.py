@@ -39,14 +39,17 @@ def _plan_text(r: BootstrapResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _render(results: list[BootstrapResult], output: OutputFormat, dry_run: bool) -> None:
+def _render(results: list[BootstrapResult], output: OutputFormat, dry_run: bool, many: bool) -> None:
     if output is not OutputFormat.table:
         data = [
             {"cluster": r.plan.cluster, "outcome": r.outcome, "plan": r.plan, "report": r.report,
              "error": r.error.message if r.error else None}
             for r in results
         ]
-        emit(data[0] if len(data) == 1 else data, output)
+        if many:  # -l / --all: the list envelope, however many clusters matched
+            emit(data, output, list_kind="BootstrapResultList")
+        else:
+            emit(data[0], output)
         return
     for r in results:
         if r.outcome == "already-recovered":
@@ -108,7 +111,7 @@ def register(app: typer.Typer) -> None:
         else:
             with ThreadPoolExecutor(max_workers=max_parallel) as pool:
                 results = list(pool.map(one, names))
-        _render(results, output, dry_run)
+        _render(results, output, dry_run, many=cluster is None)
         code = max(_EXIT[r.outcome] for r in results)
         if code:
             raise typer.Exit(code)

@@ -96,6 +96,7 @@ def register(app: typer.Typer) -> None:
             output,
             columns=["name", "env", "provider", "region", "wave", "labels"],
             rows=lambda d: [_row(c) for c in d],
+            list_kind="ClusterList",
         )
         if not found and output is OutputFormat.table:
             reporter().warn(

@@ -101,4 +101,6 @@ def register(app: typer.Typer) -> None:
             rows=lambda d: [
                 (e.revision[:12], e.date.strftime("%Y-%m-%d %H:%M"), e.author, mark(e), e.subject) for e in d
             ],
+            list_kind="CommitList",
+            metadata={"cluster": cluster},
         )

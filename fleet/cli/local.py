@@ -36,5 +36,5 @@ def register(app: typer.Typer) -> None:
         """List local clusters."""
         lc = LocalClusters()
         data = [{"name": n, "kubeconfig": str(lc.kubeconfig_path(n)), "ready": lc.healthy(n)} for n in lc.list()]
-        emit(data, output, columns=["name", "ready", "kubeconfig"],
+        emit(data, output, list_kind="LocalClusterList", columns=["name", "ready", "kubeconfig"],
              rows=lambda d: [(x["name"], x["ready"], x["kubeconfig"]) for x in d])

@@ -192,7 +192,7 @@ def _destroy_row(d: DestroyResult) -> tuple[object, ...]:
 
 def _emit_many(outcomes: list[ProvisionOutcome], output: OutputFormat) -> None:
     if output is not OutputFormat.table:
-        emit(outcomes, output)
+        emit(outcomes, output, list_kind="ProvisionOutcomeList")
         return
     rows: list[tuple[object, ...]] = []
     for o in outcomes:

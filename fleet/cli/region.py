@@ -76,6 +76,6 @@ def register(app: typer.Typer) -> None:
             }
             for name, names in sorted(regions.items())
         ]
-        emit(data, output, columns=["region", "clusters", "environments", "waves"],
+        emit(data, output, list_kind="RegionList", columns=["region", "clusters", "environments", "waves"],
              rows=lambda d: [(x["region"], ",".join(x["clusters"]), ",".join(x["environments"]),
                               ",".join(map(str, x["waves"]))) for x in d])

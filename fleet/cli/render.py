@@ -148,6 +148,7 @@ def register(app: typer.Typer) -> None:
         emit(
             data,
             fmt,
+            list_kind="RenderList" if all_ else None,
             columns=["cluster", "kind", "namespace", "name"],
             rows=lambda _: [row for r in rendered for row in _objects_row(r)],
         )

@@ -39,4 +39,5 @@ def register(app: typer.Typer) -> None:
         from fleet.status import fleet_status
 
         result = fleet_status(repo_path(repo), selector=selector, drift=drift, reporter=reporter(quiet=True))
-        emit(result, output, columns=COLUMNS, rows=_rows)
+        emit(result.clusters, output, list_kind="ClusterStatusList", columns=COLUMNS, rows=lambda _: _rows(result),
+             metadata={"revision": result.revision, "duration_s": result.duration_s})

@@ -137,7 +137,7 @@ def test_killed_at_any_step_resumes_without_duplicates(
     assert sum(":LocalCluster::" in u for u in urns) == 1
     p = fleet(repo, "status", "-o", "json")
     rows = json.loads(p.stdout)
-    row = next(r for r in (rows if isinstance(rows, list) else rows["clusters"]) if r["name"] == "kill-1")
+    row = next(r for r in rows["items"] if r["name"] == "kill-1")
     assert row["applied"] == head[:12] and row["applied_state"] == "applied"
     p = fleet(repo, "good", "kill-1", "-o", "json")
     assert json.loads(p.stdout)["revision"] == head

@@ -65,7 +65,7 @@ def test_provision_all_in_parallel_then_destroy(
     )
     elapsed = time.monotonic() - started
     assert code == 0, err
-    results = json.loads(out)
+    results = json.loads(out)["items"]
     assert [r["cluster"] for r in results] == LOCAL  # registry order, only the selected ones
     for r in results:
         assert r["error"] is None and r["result"]["changes"].get("create", 0) >= 6
@@ -100,7 +100,7 @@ def test_one_clusters_bad_input_does_not_stop_the_others(
         "json",
     )
     assert code == 2, err  # the worst exit code of the failures: bad input
-    by_name = {r["cluster"]: r for r in json.loads(out)}
+    by_name = {r["cluster"]: r for r in json.loads(out)["items"]}
     assert set(by_name) == {*LOCAL, BROKEN}
     assert "settings.region: the eks provider needs this setting" in by_name[BROKEN]["error"]
     for name in LOCAL:

@@ -43,7 +43,7 @@ def test_status_of_a_small_fleet(
 
     code, out, err = run_cli(capsys, "status", "--repo", str(repo), "-o", "json")
     assert code == 0, err
-    before = {c["name"]: c for c in json.loads(out)["clusters"]}
+    before = {c["name"]: c for c in json.loads(out)["items"]}
     assert before["it-up"]["health"] == "unknown" and before["it-up"]["message"] == "never synced by fleet"
 
     assert run_cli(capsys, "sync", "it-up", "--repo", str(repo))[0] == 0
@@ -54,9 +54,9 @@ def test_status_of_a_small_fleet(
     took = time.monotonic() - t0
     assert code == 0, err
     data = json.loads(out)
-    assert data["revision"] == head
-    rows = {c["name"]: c for c in data["clusters"]}
-    assert [c["name"] for c in data["clusters"]] == ["it-up", "it-down", "it-nowhere"]  # by wave
+    assert data["kind"] == "ClusterStatusList" and data["metadata"]["revision"] == head
+    rows = {c["name"]: c for c in data["items"]}
+    assert [c["name"] for c in data["items"]] == ["it-up", "it-down", "it-nowhere"]  # by wave
     up = rows["it-up"]
     assert (up["desired"], up["applied"], up["last_good"]) == (head[:12], head[:12], head[:12])
     assert (up["health"], up["reachable"], up["drift"], up["applied_state"]) == (
@@ -120,6 +120,6 @@ def test_status_of_a_small_fleet(
     assert run_cli(capsys, "diff", "it-up", "--repo", str(repo))[0] == 1
     assert run_cli(capsys, "sync", "it-up", "--repo", str(repo))[0] == 0
     code, out, _ = run_cli(capsys, "status", "--repo", str(repo), "-o", "json", "-l", "name=it-up", "--drift")
-    up = json.loads(out)["clusters"][0]
+    up = json.loads(out)["items"][0]
     assert up["health"] in ("progressing", "unhealthy") and f"Deployment/{ns}/web" in up["message"]
     assert up["last_good"] == head[:12] and up["applied"] != head[:12] and up["drift"] == "no"

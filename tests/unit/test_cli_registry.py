@@ -54,10 +54,10 @@ def test_from_init_to_list(tmp_path: Path, capsys: Capsys, monkeypatch: pytest.M
     table = ok(capsys, "cluster", "list").splitlines()
     assert table[0].split() == ["NAME", "ENV", "PROVIDER", "REGION", "WAVE", "LABELS"]
     assert table[1].split() == ["eu-1", "prod", "local", "eu-west-1", "1", "team=web"]
-    data = json.loads(ok(capsys, "cluster", "list", "-o", "json", "-l", "env=prod"))
+    data = json.loads(ok(capsys, "cluster", "list", "-o", "json", "-l", "env=prod"))["items"]
     assert [c["name"] for c in data] == ["eu-1"]
     assert data[0]["settings"] == {"nodes": 3} and data[0]["vars"] == {"REPLICAS": "4"}
-    assert yaml.safe_load(ok(capsys, "cluster", "list", "-o", "yaml"))[1]["provider"] == "kind"
+    assert yaml.safe_load(ok(capsys, "cluster", "list", "-o", "yaml"))["items"][1]["provider"] == "kind"
     shown = json.loads(ok(capsys, "cluster", "show", "eu-1", "-o", "json"))
     assert shown["overlay"] == "environments/prod" and shown["good"] is None
     assert shown["substituted"]["FLEET_REGION"] == "eu-west-1"
@@ -93,7 +93,7 @@ def test_good_and_history(repo: Path, capsys: Capsys) -> None:
     assert rec["reason"] == "drill passed" and rec["gates"] == [{"gate": "rollout", "passed": True}]
     assert rec["duration_s"] == 4.0 and rec["revision"] == git(repo, "rev-parse", "HEAD").strip()
     assert "drill passed" in ok(capsys, "good", "eu-1")
-    hist = json.loads(ok(capsys, "history", "eu-1", "-o", "json"))
+    hist = json.loads(ok(capsys, "history", "eu-1", "-o", "json"))["items"]
     assert [h["good"] for h in hist] == [True, False] and hist[0]["recorded"] is True
     table = ok(capsys, "history", "eu-1").splitlines()
     assert table[0].split() == ["REVISION", "DATE", "AUTHOR", "GOOD", "SUBJECT"]

@@ -155,7 +155,7 @@ def test_add_clusters_is_one_commit_and_refuses_all_when_one_exists(tmp_path: Pa
 def test_region_list(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(capsys, "region", "list", "-o", "json", "--repo", str(repo))
     assert code == 0
-    assert json.loads(out) == [
+    assert json.loads(out)["items"] == [
         {"region": "ap", "clusters": ["ap-1"], "environments": ["prod"], "waves": [0]},
         {"region": "eu", "clusters": ["canary", "eu-1", "eu-2"], "environments": ["dev", "prod", "staging"],
          "waves": [0, 1, 2]},
