@@ -29,7 +29,10 @@ def test_every_command_is_in_the_table_with_its_own_first_help_paragraph() -> No
         for name, cmd in load_module(module).items():
             registered[name] = module
             first = inspect.cleandoc(cmd.help or "").split("\n\n")[0].strip()
-            assert COMMANDS[name][1] == first, f"fleet.cli.COMMANDS[{name!r}] differs from its docstring"
+            assert COMMANDS[name][1] == first, (
+                f"`fleet --help` shows fleet.cli.COMMANDS[{name!r}] without importing fleet.cli.{module}: "
+                "copy the first paragraph of the command's docstring there"
+            )
     assert registered == {name: m for name, (m, _) in COMMANDS.items()}
 
 
