@@ -26,9 +26,9 @@ from fleet.render import Rendered, render_cluster
 __all__ = ["RealServices"]
 
 _LOCAL_NOTE = (
-    "local clusters run on kwok, which fakes nodes and kubelets but cannot run the Flux controllers' "
-    "processes: Flux is installed and configured (pinned to the revision), and fleet applies the rendered "
-    "revision itself (direct sync) until the operator runs there for real"
+    "on local clusters Flux's source-controller and kustomize-controller run as processes beside the "
+    "control plane (kwok cannot run pods); the fleet repo is served to them on loopback when it has no "
+    "http(s)/ssh remote. HelmReleases are not reconciled locally: helm-controller is not buildable here"
 )
 
 _WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CustomResourceDefinition")
@@ -80,8 +80,8 @@ class RealServices:
         cluster_program.check(prov.stack_config(self.git, cluster, pin_revision=resolved.revision))
         mode = sync_mode
         notes: list[str] = []
-        if mode == "auto":
-            mode = "direct" if spec.provider == "local" else "operator"
+        if mode == "auto":  # the operator applies wherever there is one; direct sync is break-glass
+            mode = "operator" if reg.settings.operator.kind == "flux" else "direct"
         if spec.provider == "local" and reg.settings.operator.kind == "flux":
             notes.append(_LOCAL_NOTE)
         if reg.settings.operator.kind == "none" and mode == "operator":
@@ -122,9 +122,15 @@ class RealServices:
             spec = reg.get(cluster)
             target = kubeconfig_for(spec)
             kube = Kube.connect(target)
-            inv = read_inventory(kube)
-            if inv is None or inv.revision != revision or inv.state != "applied":
-                return False
+            if reg.settings.operator.kind == "flux":
+                from fleet.live.flux import read_status
+
+                if not read_status(kube).applied_at(revision):
+                    return False
+            else:
+                inv = read_inventory(kube)
+                if inv is None or inv.revision != revision or inv.state != "applied":
+                    return False
             report = run_gates(target, self._rendered(cluster, revision).objects, revision,
                                gate_config(reg.settings, spec), timeout=0, reporter=SilentReporter())
             return report.passed
@@ -147,11 +153,8 @@ class RealServices:
         spec = reg.get(cluster)
         target = kubeconfig_for(spec)
         if mode == "operator":
-            cfg = gate_config(reg.settings, spec, operator_gate="on")
-            report = run_gates(target, (), revision, cfg, timeout=gate_timeout(reg.settings, spec),
-                               reporter=reporter)
-            report.raise_for_failure()
-            return f"operator reports {revision[:12]} applied and Ready"
+            return operator_sync(target, revision, gate_config(reg.settings, spec, operator_gate="on"),
+                                 timeout=gate_timeout(reg.settings, spec), reporter=reporter)
         rendered = self._rendered(cluster, revision)
         res = live_sync(target, rendered.objects, revision, prune=True, reporter=reporter)
         return f"{len(rendered.objects)} objects applied at {revision[:12]}" + (
@@ -184,6 +187,14 @@ class RealServices:
         rec = record_good(self.git, cluster, revision, reason=f"fleet bootstrap (run {run_id})",
                           gates=list(gates), duration_s=round(duration_s, 3))
         return f"last good of \"{cluster}\" is {rec.revision[:12]}"
+
+
+def operator_sync(target: Any, revision: str, cfg: Any, *, timeout: float, reporter: Reporter) -> str:
+    """Wait until Flux applied ``revision`` (pinned by the operator step) and say when it did."""
+    from fleet.live.flux import wait_applied
+
+    st = wait_applied(target, revision, cfg, timeout=timeout, reporter=reporter)
+    return f"Flux applied {revision[:12]}: fetched at {st.fetched_at or '?'}, Ready at {st.ready_since or '?'}"
 
 
 def _changes(what: str, changes: dict[str, int], seconds: float) -> str:

@@ -3,9 +3,10 @@ fleet repo's GitRepository (and its credentials Secret), and the Kustomization o
 
 Where the install set comes from (``operator.source`` in fleet.yaml):
 
-- ``toolchain`` (the default): for ``local`` clusters, the CRDs and controller Deployments of
-  source-controller and kustomize-controller that ``make toolchain`` extracted from the controllers'
-  Go modules (``$FLEET_TOOLCHAIN_DIR/share/flux``), made into an install set here; for every other
+- ``toolchain`` (the default): for ``local`` clusters, the CRDs (and RBAC) of source-controller and
+  kustomize-controller that ``make toolchain`` extracted from the controllers' Go modules
+  (``$FLEET_TOOLCHAIN_DIR/share/flux``), made into an install set here, without the controller
+  Deployments: the controllers themselves run as processes beside the cluster; for every other
   provider, the official release's ``install.yaml`` of ``operator.version`` (a toolchain is a local thing);
 - a URL or a path to an ``install.yaml``: used as it is, for every provider.
 """
@@ -81,7 +82,6 @@ def _toolchain_objects() -> list[dict[str, Any]]:
     for ctl in CONTROLLERS:
         manager = root / ctl / "manager"
         kust = yaml.safe_load((manager / "kustomization.yaml").read_text()) or {}
-        images = {i["name"]: f"{i.get('newName', i['name'])}:{i['newTag']}" for i in kust.get("images", [])}
         objs.append(
             {
                 "apiVersion": "v1",
@@ -93,13 +93,12 @@ def _toolchain_objects() -> list[dict[str, Any]]:
             for d in yaml.safe_load_all((manager / res).read_text()):
                 if not d:
                     continue
+                if d["kind"] in ("Deployment", "Service"):
+                    # A local cluster's controllers run as processes beside it (fleet.localflux): on kwok a
+                    # controller Deployment would only get fake pods that look healthy and do nothing.
+                    continue
                 d.setdefault("metadata", {})["namespace"] = NAMESPACE
                 d["metadata"].setdefault("labels", {}).update(_LABELS)
-                if d["kind"] == "Deployment":
-                    pod = d["spec"]["template"]["spec"]
-                    pod["serviceAccountName"] = ctl
-                    for c in pod.get("containers", []):
-                        c["image"] = images.get(c["image"], c["image"])
                 objs.append(d)
     objs.append(
         {

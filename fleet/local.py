@@ -8,10 +8,8 @@ fleet owns (``$FLEET_HOME/local`` by default), so nothing touches ``~/.kwok``.
 from __future__ import annotations
 
 import os
-import random
 import re
 import shutil
-import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +19,7 @@ from pathlib import Path
 from fleet import toolchain
 from fleet.adapters import proc
 from fleet.errors import InputError, LocalClusterError
+from fleet.localflux import LocalOperator, free_ports
 from fleet.paths import fleet_home
 
 __all__ = ["LocalCluster", "LocalClusters", "local_cluster"]
@@ -32,23 +31,6 @@ KUBE_VERSION = "v1.36.3"
 # component dies with "address already in use". fleet picks random free ports instead.
 _PORT_OPTIONS = ("etcdPort", "etcdPeerPort", "kubeApiserverPort", "kubeControllerManagerPort",
                  "kubeSchedulerPort", "kwokControllerPort")
-_PORT_RANGE = (20000, 32000)  # below Linux's ephemeral range (32768-60999)
-
-
-def _free_ports(count: int) -> list[int]:
-    rng = random.SystemRandom()
-    out: list[int] = []
-    while len(out) < count:
-        port = rng.randrange(*_PORT_RANGE)
-        if port in out:
-            continue
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind(("0.0.0.0", port))
-            except OSError:
-                continue
-        out.append(port)
-    return out
 
 
 @dataclass(frozen=True)
@@ -66,6 +48,7 @@ class LocalClusters:
 
     def __init__(self, workdir: Path | None = None) -> None:
         self.workdir = (workdir or fleet_home() / "local").resolve()
+        self.operator = LocalOperator(self.workdir)  # Flux's controllers and git endpoint beside each
 
     # kwokctl reads KWOK_WORKDIR for where it keeps clusters; one per LocalClusters.
     def _env(self) -> dict[str, str]:
@@ -102,13 +85,18 @@ class LocalClusters:
         kubeconfig.parent.mkdir(parents=True, exist_ok=True)
         if self.exists(name):
             if self.healthy(name):
+                self.operator.restart(name, kubeconfig)  # what ran beside it before, if it stopped
                 return LocalCluster(name, kubeconfig, self.workdir)
             self._kwokctl("start", "cluster", "--name", name, "--wait", f"{int(wait)}s", timeout=wait + 60)
+            restart = True
         else:
+            restart = False
+            # Controllers left from an earlier cluster of this name would talk to a dead API server.
+            self.operator.stop(name, controllers_only=True)
             tc = toolchain.find
             ports = self.workdir / "kwok" / f"{name}.ports.yaml"
             ports.parent.mkdir(parents=True, exist_ok=True)
-            chosen = zip(_PORT_OPTIONS, _free_ports(len(_PORT_OPTIONS)), strict=True)
+            chosen = zip(_PORT_OPTIONS, free_ports(len(_PORT_OPTIONS)), strict=True)
             ports.write_text(
                 "apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokctlConfiguration\noptions:\n"
                 + "".join(f"  {k}: {p}\n" for k, p in chosen)
@@ -133,6 +121,8 @@ class LocalClusters:
         if nodes > 0:
             self.scale_nodes(name, nodes)
             self._wait_nodes_ready(name, timeout=90)
+        if restart:
+            self.operator.restart(name, kubeconfig)
         return LocalCluster(name, kubeconfig, self.workdir)
 
     def _wait_nodes_ready(self, name: str, timeout: float) -> None:
@@ -166,11 +156,15 @@ class LocalClusters:
         self._kwokctl("scale", "node", "--replicas", str(count), "--name", name, timeout=120)
 
     def stop(self, name: str) -> None:
-        """Stop the control plane's processes (the data stays); used to simulate a lost cluster."""
+        """Stop the control plane's processes and the operator's beside it (the data stays); used to
+        simulate a lost cluster. ``create`` starts them all again."""
+        self.operator.stop(name)
         self._kwokctl("stop", "cluster", "--name", name, timeout=120)
 
     def delete(self, name: str) -> bool:
-        """Delete the cluster and its data. Returns False when there was nothing to delete."""
+        """Delete the cluster, its data and the operator's processes beside it. Returns False when there
+        was nothing to delete."""
+        self.operator.remove(name)
         if not self.exists(name):
             self.kubeconfig_path(name).unlink(missing_ok=True)
             return False
@@ -180,6 +174,7 @@ class LocalClusters:
 
     def _delete_quietly(self, name: str) -> None:
         try:
+            self.operator.remove(name)
             self._kwokctl("delete", "cluster", "--name", name, timeout=180, check=False)
         finally:
             shutil.rmtree(self.workdir / "kwok" / "clusters" / name, ignore_errors=True)

@@ -12,6 +12,7 @@ pipeline, so fleet's core never imports ``clusters/``. This module does not impo
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -91,17 +92,36 @@ class ProvisionOutcome:
     exit_code: int = 0
 
 
-def _repo_url(g: GitRepo, reg: Registry) -> str:
+def _cloneable(url: str) -> bool:
+    """An URL an operator in the cluster can clone: http(s), ssh, or scp-like ``user@host:path``."""
+    return bool(re.match(r"^(https?|ssh)://", url) or re.match(r"^[\w.-]+@[\w.-]+:[^/]", url))
+
+
+def _repo_url(g: GitRepo, reg: Registry, cluster: str, provider: str, *, serve: bool) -> str:
+    """What the operator clones: fleet.yaml's git.url, else the remote's URL. A local cluster whose
+    repo has no http(s)/ssh remote gets the remote (a local path), or else the repo itself, served on
+    loopback beside it (:mod:`fleet.localflux`); ``serve=False`` (plans, previews) only reads the URL
+    a server was given before, and starts nothing."""
     git = reg.settings.git
-    if git.url:
-        return git.url
-    url = g.remote_url(git.remote)
-    if url is None:
-        raise InputError(
-            f'no git URL for the operator: fleet.yaml has no git.url and no remote "{git.remote}"',
-            hint="set git.url in fleet.yaml, or `git remote add origin URL`",
-        )
-    return url
+    url = git.url or g.remote_url(git.remote)
+    if url is not None and _cloneable(url):
+        return url
+    if provider != "local":
+        if url is None:
+            raise InputError(
+                f'no git URL for the operator: fleet.yaml has no git.url and no remote "{git.remote}"',
+                hint="set git.url in fleet.yaml, or `git remote add origin URL`",
+            )
+        return url  # the program refuses it, naming it (flux_git_url)
+    local = Path(url.removeprefix("file://")) if url else g.root
+    if not local.is_absolute():
+        local = (g.root / local).resolve()
+    from fleet.local import LocalClusters
+
+    op = LocalClusters().operator
+    if serve:
+        return op.serve_repo(cluster, local)
+    return op.git_url(cluster) or "http://127.0.0.1/fleet.git"  # what a server will serve it at
 
 
 def _absolute_source(reg: Registry) -> Registry:
@@ -115,9 +135,11 @@ def _absolute_source(reg: Registry) -> Registry:
     return Registry(reg.root, reg.revision, settings, reg.clusters, reg.environments)
 
 
-def stack_config(repo: GitRepo | str | Path, name: str, *, pin_revision: str | None = None) -> StackConfig:
+def stack_config(repo: GitRepo | str | Path, name: str, *, pin_revision: str | None = None,
+                 serve: bool = False) -> StackConfig:
     """The stack config of cluster ``name``: its registry entry (at ``pin_revision`` when pinned, else
-    the working tree), fleet.yaml, the repo's URL and branch, and the pinned commit."""
+    the working tree), fleet.yaml, the repo's URL and branch, and the pinned commit. ``serve``: start
+    the git endpoint a local cluster's operator clones from, if it needs one (see _repo_url)."""
     g = open_repo(repo)
     revision = g.resolve(pin_revision) if pin_revision else None
     reg = _absolute_source(load_registry(g, revision))
@@ -126,7 +148,7 @@ def stack_config(repo: GitRepo | str | Path, name: str, *, pin_revision: str | N
     return StackConfig(
         cluster=spec,
         settings=reg.settings,
-        repo_url=_repo_url(g, reg) if needs_url else "",
+        repo_url=_repo_url(g, reg, name, spec.provider, serve=serve) if needs_url else "",
         branch=reg.settings.git.branch,
         revision=revision,
     )
@@ -168,7 +190,7 @@ def provision(
     ``phase="cluster"`` updates only the cluster's resources (Pulumi targets), leaving the operator's
     as they are: the DR pipeline's provision step, before its operator step (``phase="all"``)."""
     started = time.monotonic()
-    cfg = stack_config(repo, name, pin_revision=pin_revision)
+    cfg = stack_config(repo, name, pin_revision=pin_revision, serve=not preview)
     check = getattr(program, "check", None)
     if check is not None:
         check(cfg)
@@ -196,6 +218,8 @@ def provision(
         kc = op.outputs.get("kubeconfig")
         if kc is not None and isinstance(kc.value, str) and kc.value:
             kubeconfig_path = _write_kubeconfig(name, kc.value)
+        if phase == "all" and cfg.cluster.provider == "local" and cfg.settings.operator.kind == "flux":
+            _start_local_controllers(name, reporter)
     result = ProvisionResult(
         cluster=name,
         stack=cfg.stack,
@@ -212,6 +236,19 @@ def provision(
         summary = ", ".join(f"{n} {k}" for k, n in sorted(op.changes.items()) if n and k != "same")
         reporter.ok(f'cluster "{name}" {"would change" if preview else "provisioned"}: {summary}')
     return result
+
+
+def _start_local_controllers(name: str, reporter: Reporter) -> None:
+    """On a local cluster Flux's controllers run as processes beside it, once its CRDs are installed."""
+    from fleet.local import LocalClusters
+
+    lc = LocalClusters()
+    if lc.operator.running(name):
+        return
+    reporter.step(f'starting Flux\'s controllers beside local cluster "{name}"')
+    lc.operator.start_controllers(name, lc.kubeconfig_path(name))
+    reporter.ok(f'source-controller and kustomize-controller run beside "{name}" '
+                f"(logs in {lc.operator.dir(name) / 'logs'})")
 
 
 def refresh(name: str, *, program: Program, reporter: Reporter, engine: EngineSettings | None = None) -> OpResult:

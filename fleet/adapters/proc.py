@@ -10,7 +10,7 @@ from pathlib import Path
 
 from fleet.errors import FleetError, ToolMissing
 
-__all__ = ["Completed", "run", "spawn"]
+__all__ = ["Completed", "run", "run_bytes", "spawn"]
 
 
 @dataclass(frozen=True)
@@ -80,3 +80,19 @@ def spawn(
         return subprocess.Popen(argv, env=_env(env), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     except FileNotFoundError as e:
         raise ToolMissing(f"program {argv[0]!r} not found", hint="run `make toolchain`") from e
+
+
+def run_bytes(
+    args: Sequence[str | Path], *, env: Mapping[str, str] | None = None, input: bytes = b"",
+    timeout: float | None = None,
+) -> tuple[int, bytes]:
+    """Run a program on binary input and return its exit code and binary output (CGI programs)."""
+    argv = [str(a) for a in args]
+    try:
+        proc = subprocess.run(argv, env=dict(env) if env is not None else None, input=input,
+                              capture_output=True, timeout=timeout, check=False)
+    except FileNotFoundError as e:
+        raise ToolMissing(f"program {argv[0]!r} not found") from e
+    except subprocess.TimeoutExpired as e:
+        raise FleetError(f"{Path(argv[0]).name} did not finish within {timeout:.0f}s") from e
+    return proc.returncode, proc.stdout

@@ -27,20 +27,50 @@ def register(app: typer.Typer) -> None:
         rev: str = typer.Option(None, "--rev", help="Revision to apply (default: HEAD)."),
         prune: bool = typer.Option(True, "--prune/--no-prune", help="Delete what left the revision."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Server-side dry run: change nothing."),
+        mode: str = typer.Option("auto", "--sync", help="operator: move the operator's pin and wait for it; "
+                                 "direct: apply it here (break-glass); auto: operator where it runs."),
         repo: Path = RepoOpt,
         output: OutputFormat = OutputOpt,
     ) -> None:
-        """Apply a cluster's manifests at a revision (server-side apply, field manager "fleet")."""
+        """Bring a cluster to a revision: through its operator (move the pin, reconcile, wait until
+        applied), or applied by fleet (server-side apply, field manager "fleet", prune)."""
         from fleet.access import kubeconfig_for
+        from fleet.errors import InputError
         from fleet.live.apply import sync
         from fleet.registry.load import load_registry
         from fleet.render import render_cluster
 
+        if mode not in ("auto", "operator", "direct"):
+            raise InputError(f'--sync must be auto, operator or direct, not "{mode}"')
         r = reporter()
         path = repo_path(repo)
-        spec = load_registry(path).get(name)
+        reg = load_registry(path)
+        spec = reg.get(name)
         target = kubeconfig_for(spec)
-        rendered = render_cluster(path, name, rev)
+        rendered = render_cluster(path, name, rev)  # bad input fails here, before anything moves
+        if mode != "direct" and not dry_run and reg.settings.operator.kind == "flux":
+            from fleet.adapters.kube import Kube
+            from fleet.live import flux
+            from fleet.live.gates import gate_config, gate_timeout
+
+            kube = Kube.connect(target)
+            try:
+                runs = flux.operator_applies(kube)
+            finally:
+                kube.close()
+            if runs or mode == "operator":
+                if not runs:
+                    raise InputError(f'--sync operator: the operator does not run on "{name}"',
+                                     hint="provision it with `fleet provision`, or use --sync direct")
+                promoted = flux.promote(target, rendered.revision, reg.settings.git.branch,
+                                        gate_config(reg.settings, spec, operator_gate="on"),
+                                        timeout=gate_timeout(reg.settings, spec), reporter=r)
+                emit(promoted, output, columns=["cluster", "revision", "previous", "mode", "fetched", "ready", "time"],
+                     rows=lambda p: [(p.cluster, p.revision[:12], p.previous[:12] or "-", p.mode, p.fetched_at,
+                                      p.ready_at, f"{p.duration_s:.1f}s")])
+                return
+        elif mode == "operator" and not dry_run:
+            raise InputError('--sync operator needs an operator, but fleet.yaml says operator.kind "none"')
         result = sync(target, rendered.objects, rendered.revision, prune=prune, dry_run=dry_run, reporter=r)
         emit(result, output, columns=["cluster", "revision", "previous", "objects", "created", "updated", "unchanged",
                                       "pruned", "kept", "dry-run", "time"], rows=_rows)

@@ -170,7 +170,7 @@ def test_install_objects_from_a_path(tmp_path: Path) -> None:
         flux.install_objects(stack_config(spec(), operator={"source": str(tmp_path / "nope.yaml")}))
 
 
-def test_toolchain_install_set_has_crds_controllers_accounts_and_images() -> None:
+def test_toolchain_install_set_has_crds_and_accounts_but_no_fake_controller_pods() -> None:
     from fleet import toolchain
     from fleet.errors import ToolMissing
 
@@ -183,13 +183,10 @@ def test_toolchain_install_set_has_crds_controllers_accounts_and_images() -> Non
     assert kinds[0] == "Namespace"
     crds = {o["metadata"]["name"] for o in objs if o["kind"] == "CustomResourceDefinition"}
     assert {"gitrepositories.source.toolkit.fluxcd.io", "kustomizations.kustomize.toolkit.fluxcd.io"} <= crds
-    deployments = {o["metadata"]["name"]: o for o in objs if o["kind"] == "Deployment"}
-    assert set(deployments) == {"source-controller", "kustomize-controller"}
-    for name, d in deployments.items():
-        assert d["metadata"]["namespace"] == "flux-system"
-        pod = d["spec"]["template"]["spec"]
-        assert pod["serviceAccountName"] == name
-        assert pod["containers"][0]["image"].startswith(f"fluxcd/{name}:v")  # the kustomization's pinned tag
+    accounts = {o["metadata"]["name"] for o in objs if o["kind"] == "ServiceAccount"}
+    assert accounts == {"source-controller", "kustomize-controller"}
+    # On a local cluster the controllers run as processes beside it: kwok would fake their pods.
+    assert not [o for o in objs if o["kind"] in ("Deployment", "Service")]
 
 
 # ---- kind ------------------------------------------------------------------------------------

@@ -80,13 +80,15 @@ def test_a_local_kube_version_other_than_the_toolchains_is_refused(
     assert "settings.kubeVersion: local clusters run the toolchain's Kubernetes" in err
 
 
-def test_a_local_path_remote_is_not_a_url_the_operator_can_clone(
+def test_a_local_path_remote_is_not_a_url_the_operator_of_a_remote_cluster_can_clone(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, fleet_home: Path
 ) -> None:
     from fleet.registry import ClusterSpec, add_cluster, init_repo
 
+    # A local cluster's operator gets such a remote served on loopback (fleet.localflux); a cluster
+    # elsewhere cannot read this machine's disk.
     root = init_repo(tmp_path / "fleet", remote_url=str(tmp_path / "remote.git")).root
-    add_cluster(root, ClusterSpec(name="dev-1", environment="dev"))
+    add_cluster(root, ClusterSpec(name="dev-1", environment="dev", provider="kind"))
     code, err = provision(capsys, root, "dev-1")
     assert code == 2
     assert f'git url "{tmp_path / "remote.git"}" is not an http(s) or ssh URL' in err
@@ -94,8 +96,13 @@ def test_a_local_path_remote_is_not_a_url_the_operator_can_clone(
     assert_no_pulumi_state(fleet_home)
 
 
-def test_no_git_url_at_all_is_refused(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    root = new_fleet_repo(tmp_path, clusters={"dev-1": "dev"})
+def test_no_git_url_at_all_is_refused_for_a_cluster_elsewhere(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from fleet.registry import ClusterSpec, add_cluster
+
+    root = new_fleet_repo(tmp_path)
+    add_cluster(root, ClusterSpec(name="dev-1", environment="dev", provider="kind"))
     code, err = provision(capsys, root, "dev-1")
     assert code == 2
     assert 'no git URL for the operator: fleet.yaml has no git.url and no remote "origin"' in err

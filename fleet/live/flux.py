@@ -1,0 +1,202 @@
+"""What Flux says of a cluster, and the two requests fleet makes of it: move the pin, reconcile now.
+
+fleet's operator objects are one GitRepository and one Kustomization, both ``flux-system/fleet``
+(:mod:`clusters.flux`). Their status is the operator's own account of what it fetched and applied;
+fleet reads it for ``fleet status``, the bootstrap's sync step and the recovery report, and never
+takes a controller Deployment's readiness for it.
+
+Promotion is a move of the pin: ``spec.ref.commit`` of the GitRepository, server-side applied with
+fleet's field manager, then a reconcile requested as ``flux reconcile`` does (the
+``reconcile.fluxcd.io/requestedAt`` annotation on both objects).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from fleet.adapters.kube import Kube, KubeTarget
+from fleet.errors import GateFailed
+from fleet.output import Reporter
+
+__all__ = [
+    "FLUX_NAMESPACE",
+    "KUSTOMIZE_API",
+    "OBJECT_NAME",
+    "SOURCE_API",
+    "FluxStatus",
+    "Promotion",
+    "commit_of",
+    "move_pin",
+    "operator_applies",
+    "promote",
+    "read_status",
+    "request_reconcile",
+    "wait_applied",
+]
+
+FLUX_NAMESPACE = "flux-system"
+OBJECT_NAME = "fleet"
+SOURCE_API = "source.toolkit.fluxcd.io/v1"
+KUSTOMIZE_API = "kustomize.toolkit.fluxcd.io/v1"
+REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"
+
+
+def commit_of(revision: str) -> str:
+    """The commit of a Flux revision: ``main@sha1:abc...`` or ``sha1:abc...`` gives ``abc...``."""
+    return revision.rsplit(":", 1)[-1] if revision else ""
+
+
+def _ready(obj: dict[str, Any] | None) -> dict[str, Any]:
+    for c in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if c.get("type") == "Ready":
+            return dict(c)
+    return {}
+
+
+@dataclass(frozen=True)
+class FluxStatus:
+    """The GitRepository's pin and fetched artifact, the Kustomization's applied revision and Ready."""
+
+    installed: bool  # the objects exist
+    pinned: str  # spec.ref.commit ("" when it follows the branch)
+    branch: str
+    fetched: str  # commit of status.artifact.revision
+    fetched_at: str
+    applied: str  # commit of status.lastAppliedRevision
+    attempted: str  # commit of status.lastAttemptedRevision
+    ready: str  # "True" | "False" | "Unknown" | ""
+    reason: str
+    message: str
+    ready_since: str
+    source_message: str  # the GitRepository's Ready message (a fetch that failed says why here)
+
+    def applied_at(self, commit: str) -> bool:
+        return bool(commit) and self.applied == commit and self.ready == "True"
+
+    def summary(self) -> str:
+        if not self.installed:
+            return "Flux objects not installed"
+        what = f"applied {self.applied[:12]}" if self.applied else "nothing applied yet"
+        state = {"True": "Ready", "False": "not Ready"}.get(self.ready, "reconciling")
+        msg = f": {self.message}" if self.message and self.ready != "True" else ""
+        return f"{what}, {state}{msg}"
+
+
+def read_status(kube: Kube, namespace: str = FLUX_NAMESPACE, name: str = OBJECT_NAME) -> FluxStatus:
+    src = kube.get(SOURCE_API, "GitRepository", name, namespace)
+    ks = kube.get(KUSTOMIZE_API, "Kustomization", name, namespace)
+    sst, kst = (src or {}).get("status") or {}, (ks or {}).get("status") or {}
+    ref = ((src or {}).get("spec") or {}).get("ref") or {}
+    artifact = sst.get("artifact") or {}
+    ready = _ready(ks)
+    return FluxStatus(
+        installed=src is not None and ks is not None,
+        pinned=str(ref.get("commit") or ""),
+        branch=str(ref.get("branch") or ""),
+        fetched=commit_of(str(artifact.get("revision") or "")),
+        fetched_at=str(artifact.get("lastUpdateTime") or ""),
+        applied=commit_of(str(kst.get("lastAppliedRevision") or "")),
+        attempted=commit_of(str(kst.get("lastAttemptedRevision") or "")),
+        ready=str(ready.get("status") or ""),
+        reason=str(ready.get("reason") or ""),
+        message=str(ready.get("message") or ""),
+        ready_since=str(ready.get("lastTransitionTime") or ""),
+        source_message=str(_ready(src).get("message") or ""),
+    )
+
+
+def request_reconcile(kube: Kube, namespace: str = FLUX_NAMESPACE, name: str = OBJECT_NAME) -> str:
+    """Ask both controllers to reconcile now (what ``flux reconcile kustomization --with-source`` does)."""
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    for api, kind in ((SOURCE_API, "GitRepository"), (KUSTOMIZE_API, "Kustomization")):
+        kube.apply({"apiVersion": api, "kind": kind,
+                    "metadata": {"name": name, "namespace": namespace, "annotations": {REQUESTED_AT: now}}})
+    return now
+
+
+def move_pin(kube: Kube, commit: str, branch: str, namespace: str = FLUX_NAMESPACE,
+             name: str = OBJECT_NAME) -> None:
+    """Pin the GitRepository to ``commit`` (server-side apply of ``spec.ref`` by fleet), then request a
+    reconcile so the move is applied now, not at the next interval."""
+    kube.apply({"apiVersion": SOURCE_API, "kind": "GitRepository",
+                "metadata": {"name": name, "namespace": namespace},
+                "spec": {"ref": {"branch": branch, "commit": commit}}})
+    request_reconcile(kube, namespace, name)
+
+
+def wait_applied(target: KubeTarget, revision: str, cfg: Any, *, timeout: float, reporter: Reporter,
+                 kube: Kube | None = None) -> FluxStatus:
+    """Wait (watch-driven, one timeout) until Flux's Kustomization applied ``revision`` and is Ready;
+    report when Flux fetched and applied it. On failure the error quotes Flux's own Ready messages
+    (the source's and the Kustomization's) and its recent events. ``cfg``: a gate config whose operator
+    gate is on (:func:`fleet.live.gates.gate_config`)."""
+    from fleet.live.gates import run_gates
+
+    own = kube is None
+    kube = kube or Kube.connect(target)
+    try:
+        reporter.wait(f"waiting for Flux to fetch and apply {revision[:12]}")
+        report = run_gates(target, (), revision, cfg, timeout=timeout, reporter=reporter, kube=kube)
+        st = read_status(kube)
+        if not report.passed:
+            why = "; ".join(x for x in (
+                f"GitRepository: {st.source_message}" if st.source_message else "",
+                f"Kustomization: {st.message}" if st.message else "",
+                *(f"event {e}" for e in kube.events_for("Kustomization", OBJECT_NAME, FLUX_NAMESPACE, limit=3)),
+            ) if x)
+            raise GateFailed(
+                f"Flux did not apply {revision[:12]} within {timeout:.0f}s "
+                f"(applied: {st.applied[:12] or 'nothing'})" + (f": {why}" if why else ""),
+                hint="see the controllers' logs (`fleet local list` shows where, for local clusters); "
+                     "`--sync direct` applies without the operator (break-glass)",
+            )
+        reporter.ok(f"Flux fetched {st.fetched[:12]} at {st.fetched_at or '?'} and applied it "
+                    f"(Ready since {st.ready_since or '?'})")
+        return st
+    finally:
+        if own:
+            kube.close()
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """``fleet sync`` through the operator: the pin moved from ``previous`` to ``revision``, applied."""
+
+    cluster: str
+    revision: str
+    previous: str  # the commit pinned before ("" when it followed the branch)
+    mode: str  # "operator"
+    fetched_at: str
+    ready_at: str
+    duration_s: float
+
+
+def operator_applies(kube: Kube) -> bool:
+    """fleet's GitRepository and Kustomization are on the cluster and a controller reconciles them."""
+    from fleet.live.gates import operator_runs
+
+    return read_status(kube).installed and operator_runs(kube, FLUX_NAMESPACE)[0]
+
+
+def promote(target: KubeTarget, commit: str, branch: str, cfg: Any, *, timeout: float,
+            reporter: Reporter) -> Promotion:
+    """Move the cluster's pin to ``commit``, request a reconcile, wait until Flux applied it."""
+    import time
+
+    t0 = time.monotonic()
+    kube = Kube.connect(target)
+    try:
+        before = read_status(kube)
+        if before.pinned == commit:
+            reporter.step(f'"{target.cluster}" is pinned to {commit[:12]} already; requesting a reconcile')
+            request_reconcile(kube)
+        else:
+            reporter.step(f'moving the pin of "{target.cluster}" from {before.pinned[:12] or branch} to {commit[:12]}')
+            move_pin(kube, commit, branch)
+        st = wait_applied(target, commit, cfg, timeout=timeout, reporter=reporter, kube=kube)
+        return Promotion(target.cluster, commit, before.pinned, "operator", st.fetched_at, st.ready_since,
+                         round(time.monotonic() - t0, 3))
+    finally:
+        kube.close()
