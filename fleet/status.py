@@ -1,6 +1,7 @@
 """``fleet status``: where every cluster of the fleet stands, in one table.
 
-Per cluster: desired revision (HEAD), applied revision (the cluster's inventory), last good revision
+Per cluster: desired revision (HEAD), applied revision (Flux's lastAppliedRevision where the operator
+applies, else the inventory of fleet's direct sync), Flux's Ready message, last good revision
 (Git), health (the gates of what the inventory lists, evaluated once, never waited for), drift (only
 with ``drift=True``: a server-side dry run is expensive), and whether the API server answered.
 Clusters are asked in parallel with a short connect timeout, so one that is down shows as
@@ -10,7 +11,7 @@ unreachable within seconds and never holds up the rest.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,8 @@ from fleet.adapters.kube import FAST, Kube
 from fleet.errors import FleetError, InputError, Unreachable
 from fleet.good import get_good
 from fleet.live.diff import diff
-from fleet.live.gates import GateConfig, gate_config, run_gates
+from fleet.live.flux import FluxStatus, read_status
+from fleet.live.gates import GateConfig, gate_config, operator_runs, run_gates
 from fleet.live.inventory import Inventory, read_inventory
 from fleet.output import Reporter, SilentReporter
 from fleet.registry.load import load_registry, open_repo
@@ -46,6 +48,8 @@ class ClusterStatus:
     reachable: str  # yes | no | no access
     message: str  # what is wrong, in a few words
     seconds: float
+    applied_by: str = "-"  # fleet (direct sync, its inventory) | flux (the operator's own status) | -
+    operator: str = "-"  # Flux's account: "Ready", "not Ready: <its message>", "not running", or -
 
 
 @dataclass(frozen=True)
@@ -92,10 +96,13 @@ def cluster_status(
     try:
         kube = Kube.connect(target, policy=FAST, pool_size=4)
         inv = read_inventory(kube)
+        flux = _flux(kube) if settings.operator.kind == "flux" else None
     except Unreachable as e:
         return row(reachable="no", message=e.message.split(": ")[-1])
     except FleetError as e:
         return row(message=e.message)
+    if flux is not None and flux[0].installed and (inv is None or flux[1]):
+        return _flux_row(row, flux[0], flux[1], target, settings, spec, kube, _drift(target, rendered, drift))
     if inv is None:
         return row(message="never synced by fleet", drift=_drift(target, rendered, drift))
     applied, state = inv.revision[:12], inv.state
@@ -117,7 +124,41 @@ def cluster_status(
         unfinished = f"sync of {applied} did not finish"
         message = f"{unfinished}; {message}" if message else unfinished
     return row(applied=applied, applied_state=state, health=health, message=message,
-               drift=_drift(target, rendered, drift))
+               drift=_drift(target, rendered, drift), applied_by="fleet")
+
+
+def _flux(kube: Kube) -> tuple[FluxStatus, bool]:
+    """Flux's status on the cluster, and whether a controller reconciles it."""
+    st = read_status(kube)
+    return st, st.installed and operator_runs(kube)[0]
+
+
+def _flux_row(row: Callable[..., ClusterStatus], st: FluxStatus, runs: bool, target: Any, settings: FleetSettings, spec: ClusterSpec,
+              kube: Kube, drift: str) -> ClusterStatus:
+    """The operator applies this cluster: the applied revision and health are Flux's own account."""
+    if not runs:
+        return row(applied=st.applied[:12] or None, applied_by="flux", operator="not running", health="unknown",
+                   message="Flux's controllers do not run (fleet local create restarts a local cluster's)",
+                   drift=drift)
+    operator = "Ready" if st.ready == "True" else (f"not Ready: {st.message}" if st.message else "reconciling")
+    if not st.applied:
+        return row(applied_by="flux", operator=operator, health="progressing",
+                   message=st.message or st.source_message or "Flux has applied nothing yet", drift=drift)
+    cfg = gate_config(settings, spec, operator_gate="on")
+    cfg = GateConfig(operator=cfg.operator, operator_gate="on", custom=cfg.custom, check_inventory=False)
+    try:
+        report = run_gates(target, (), st.applied, cfg, timeout=0, reporter=SilentReporter(), kube=kube)
+    except FleetError as e:
+        return row(applied=st.applied[:12], applied_by="flux", operator=operator, message=e.message, drift=drift)
+    state = "applied" if st.ready == "True" else "applying"
+    if report.passed:
+        health, message = "healthy", ""
+    else:
+        bad = report.failures
+        health = "unhealthy" if st.ready == "False" and st.reason != "Progressing" else "progressing"
+        message = st.message or f"{bad[0].object}: {bad[0].message}"
+    return row(applied=st.applied[:12], applied_state=state, applied_by="flux", operator=operator,
+               health=health, message=message, drift=drift)
 
 
 def _drift(target: Any, rendered: Rendered | None, wanted: bool) -> str:

@@ -35,6 +35,17 @@ def register(app: typer.Typer) -> None:
     def list_(output: OutputFormat = OutputOpt) -> None:
         """List local clusters."""
         lc = LocalClusters()
-        data = [{"name": n, "kubeconfig": str(lc.kubeconfig_path(n)), "ready": lc.healthy(n)} for n in lc.list()]
-        emit(data, output, list_kind="LocalClusterList", columns=["name", "ready", "kubeconfig"],
-             rows=lambda d: [(x["name"], x["ready"], x["kubeconfig"]) for x in d])
+        data = []
+        for n in lc.list():
+            procs = lc.operator.status(n)
+            running = [p.name for p in procs if p.running]
+            operator = "none" if not procs else (
+                "running" if {"source-controller", "kustomize-controller"} <= set(running) else
+                "stopped: " + ", ".join(p.name for p in procs if not p.running))
+            data.append({"name": n, "kubeconfig": str(lc.kubeconfig_path(n)), "ready": lc.healthy(n),
+                         "operator": operator, "git": lc.operator.git_url(n) or "",
+                         "logs": str(lc.operator.dir(n) / "logs") if procs else "",
+                         "processes": [{"name": p.name, "running": p.running, "pid": p.pid, "detail": p.detail}
+                                       for p in procs]})
+        emit(data, output, list_kind="LocalClusterList", columns=["name", "ready", "operator", "kubeconfig"],
+             rows=lambda d: [(x["name"], x["ready"], x["operator"], x["kubeconfig"]) for x in d])

@@ -13,8 +13,8 @@ from fleet.output import OutputFormat, emit
 if TYPE_CHECKING:  # the live layer (and the kubernetes client) load when a command runs
     from fleet.status import FleetStatus
 
-COLUMNS = ["name", "env", "region", "wave", "desired", "applied", "good", "health", "drift", "reachable",
-           "message"]
+COLUMNS = ["name", "env", "region", "wave", "desired", "applied", "by", "good", "health", "operator", "drift",
+           "reachable", "message"]
 
 
 def _rows(s: FleetStatus) -> list[tuple[object, ...]]:
@@ -22,8 +22,9 @@ def _rows(s: FleetStatus) -> list[tuple[object, ...]]:
     for c in s.clusters:
         applied = (c.applied or "-") + (" (applying)" if c.applied_state == "applying" else "")
         msg = c.message if len(c.message) <= 80 else c.message[:77] + "..."
-        rows.append((c.name, c.environment, c.region, c.wave, c.desired, applied, c.last_good or "-",
-                     c.health, c.drift, c.reachable, msg))
+        operator = c.operator if len(c.operator) <= 20 else c.operator[:17] + "..."
+        rows.append((c.name, c.environment, c.region, c.wave, c.desired, applied, c.applied_by, c.last_good or "-",
+                     c.health, operator, c.drift, c.reachable, msg))
     return rows
 
 
