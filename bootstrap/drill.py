@@ -1,12 +1,13 @@
 """The DR drill: the README's first command. Everything runs for real on this machine.
 
 1. create a fleet repo (`fleet init`) with a bare "remote" beside it, and three local clusters;
-2. bring them up and record each one's last good revision (`fleet bootstrap --to HEAD`);
-3. commit a bad change (a release whose pods can never be scheduled) and sync it to eu-1: the
-   health gates fail, so eu-1's last good does not move;
+2. bring them up through Flux, whose controllers run beside each cluster and clone the remote
+   fleet serves on loopback, and record each one's last good revision (`fleet bootstrap --to HEAD`);
+3. commit a bad change (a release whose pods can never be scheduled) and promote it to eu-1 (the
+   pin moves, Flux applies it): the health checks fail, so eu-1's last good does not move;
 4. lose eu-1 (its control plane and data are deleted);
-5. `fleet bootstrap eu-1`: rebuilt from the repo at its last good commit, not the bad one,
-   with the recovery report printed at the end.
+5. `fleet bootstrap eu-1`: a new cluster, Flux installed and pinned to the last good commit, Flux
+   applies it (not the bad one), with the recovery report printed at the end.
 
     python -m bootstrap.drill [--workdir DIR] [--keep]
 
@@ -56,48 +57,6 @@ CLUSTERS = (
 )
 
 
-class GitHTTP:
-    """The bare remote served over smart HTTP (`git http-backend`) on loopback: Flux's GitRepository
-    accepts only http(s) and ssh URLs, so this is the URL the operator is configured with."""
-
-    def __init__(self, root: Path) -> None:
-        import threading
-        from wsgiref.simple_server import WSGIRequestHandler, make_server
-
-        class Quiet(WSGIRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.root = root
-        self.server = make_server("127.0.0.1", 0, self.app, handler_class=Quiet)
-        self.url_base = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def app(self, environ: dict, start_response):  # type: ignore[no-untyped-def,type-arg]
-        env = {
-            "GIT_PROJECT_ROOT": str(self.root), "GIT_HTTP_EXPORT_ALL": "1", "PATH": os.environ["PATH"],
-            "REQUEST_METHOD": environ["REQUEST_METHOD"], "PATH_INFO": environ.get("PATH_INFO", ""),
-            "QUERY_STRING": environ.get("QUERY_STRING", ""), "CONTENT_TYPE": environ.get("CONTENT_TYPE", ""),
-            "REMOTE_ADDR": "127.0.0.1", "REMOTE_USER": "",
-        }
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        body = environ["wsgi.input"].read(length) if length else b""
-        out = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True).stdout
-        head, _, payload = out.partition(b"\r\n\r\n")
-        status, headers = "200 OK", []
-        for line in head.decode("latin-1").split("\r\n"):
-            k, _, v = line.partition(":")
-            if k.lower() == "status":
-                status = v.strip()
-            elif k:
-                headers.append((k, v.strip()))
-        start_response(status, headers)
-        return [payload]
-
-    def close(self) -> None:
-        self.server.shutdown()
-
-
 class Drill:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
@@ -144,29 +103,27 @@ class Drill:
         self.run("init", str(self.repo))
         subprocess.run(["git", "init", "-q", "--bare", str(self.remote)], check=True)
         self.git("remote", "add", "origin", str(self.remote))
-        self.http = GitHTTP(self.workdir)
-        url = f"{self.http.url_base}/{self.remote.name}"
-        settings = (self.repo / "fleet.yaml").read_text()
-        (self.repo / "fleet.yaml").write_text(settings.replace(
-            "  # url: https://git.example.com/platform/fleet.git", f"  url: {url}", 1))
-        self.git("commit", "-qam", "fleet.yaml: the operator clones the fleet repo over HTTP")
-        print(f"(the bare remote is served at {url} for the operator)")
+        print(f"(the remote {self.remote} is a local path: fleet serves it over smart HTTP on loopback beside "
+              "each local cluster, for Flux to clone)")
         for name, env, region, wave in CLUSTERS:
             self.run("cluster", "add", name, "--env", env, "--region", region, "--wave", str(wave))
         self.run("cluster", "list")
+        self.run("push")  # the operator fetches from the remote: Git is the source of truth
 
-        self.say("2. bring the fleet up; each cluster records its last good revision")
+        self.say("2. bring the fleet up through Flux; each cluster records its last good revision")
         self.run("bootstrap", "--all", "--to", "HEAD", "--max-parallel", "3", "-o", "json", capture=True)
         good = self.git("rev-parse", "HEAD")
         self.run("push")
+        self.run("local", "list")
         self.run("status")
 
-        self.say("3. a bad change reaches eu-1 and fails its gates; last good stays")
+        self.say("3. a bad change reaches eu-1 through Flux and fails its health checks; last good stays")
         (self.repo / "environments" / "prod" / "hello.yaml").write_text(BAD_PATCH)
         self.git("commit", "-qam", "prod: release hello 2.0 on the GPU pool")
         bad = self.git("rev-parse", "HEAD")
-        self.run("sync", "eu-1")
-        self.run("gate", "eu-1", "--timeout", "15s", "--mark-good", ok=(1,))
+        self.run("push")
+        self.run("sync", "eu-1", "--timeout", "20s", ok=(1,))  # the pin moves; Flux applies; pods stay Pending
+        self.run("gate", "eu-1", "--timeout", "10s", "--mark-good", ok=(1,))
         self.run("good", "eu-1")
 
         self.say("4. eu-1 is lost")
@@ -182,9 +139,13 @@ class Drill:
         row = next(c for c in status["items"] if c["name"] == "eu-1")
         applied = str(row.get("applied_revision") or row.get("applied") or "")
         self.say("result")
-        print(f"last good {good[:12]}, bad commit {bad[:12]}, eu-1 now runs {applied[:12]}")
+        by = row.get("applied_by", "-")
+        print(f"last good {good[:12]}, bad commit {bad[:12]}, eu-1 now runs {applied[:12]} (applied by {by})")
         if not applied or not good.startswith(applied[:12]) or bad.startswith(applied[:12]):
             print("✗ drill failed: eu-1 does not run its last good revision", file=sys.stderr)
+            return 1
+        if by != "flux":
+            print(f"✗ drill failed: eu-1 was applied by {by}, not by Flux", file=sys.stderr)
             return 1
         print(f"✔ eu-1 recovered at its last good commit in {recovery:.1f}s "
               f"(drill total {time.monotonic() - self.t0:.0f}s); the bad commit did not come back")

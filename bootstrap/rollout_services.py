@@ -108,9 +108,9 @@ class RealRolloutServices:
 
     def sync_mode(self, cluster: str, requested: SyncMode) -> str:
         reg = self.real.registry()
-        spec = reg.get(cluster)
-        if requested == "auto":
-            return "direct" if spec.provider == "local" else "operator"
+        reg.get(cluster)  # NotFound, named
+        if requested == "auto":  # the operator applies wherever there is one (on local clusters too)
+            return "operator" if reg.settings.operator.kind == "flux" else "direct"
         if requested == "operator" and reg.settings.operator.kind == "none":
             raise InputError('--sync operator needs an operator, but fleet.yaml says operator.kind "none"')
         return requested

@@ -29,6 +29,8 @@ def register(app: typer.Typer) -> None:
         dry_run: bool = typer.Option(False, "--dry-run", help="Server-side dry run: change nothing."),
         mode: str = typer.Option("auto", "--sync", help="operator: move the operator's pin and wait for it; "
                                  "direct: apply it here (break-glass); auto: operator where it runs."),
+        timeout: str = typer.Option(None, "--timeout", help="How long to wait for the operator to apply it "
+                                    "(e.g. 90s, 5m; default: the cluster's gate timeout)."),
         repo: Path = RepoOpt,
         output: OutputFormat = OutputOpt,
     ) -> None:
@@ -62,9 +64,12 @@ def register(app: typer.Typer) -> None:
                 if not runs:
                     raise InputError(f'--sync operator: the operator does not run on "{name}"',
                                      hint="provision it with `fleet provision`, or use --sync direct")
+                from fleet.cli.gate import parse_duration
+
+                wait = parse_duration(timeout) if timeout else float(gate_timeout(reg.settings, spec))
                 promoted = flux.promote(target, rendered.revision, reg.settings.git.branch,
                                         gate_config(reg.settings, spec, operator_gate="on"),
-                                        timeout=gate_timeout(reg.settings, spec), reporter=r)
+                                        timeout=wait, reporter=r)
                 emit(promoted, output, columns=["cluster", "revision", "previous", "mode", "fetched", "ready", "time"],
                      rows=lambda p: [(p.cluster, p.revision[:12], p.previous[:12] or "-", p.mode, p.fetched_at,
                                       p.ready_at, f"{p.duration_s:.1f}s")])
