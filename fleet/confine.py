@@ -123,6 +123,12 @@ def _plugin_refs(doc: Any) -> Iterator[tuple[str, Any, str]]:
             yield key, doc[key], "remote"
 
 
+def _first_line(e: BaseException) -> str:
+    if isinstance(e, RecursionError):
+        return "nested too deeply"
+    return " ".join(str(e).split())[:200]
+
+
 def _as_list(v: Any) -> list[Any]:
     if v is None:
         return []
@@ -180,8 +186,9 @@ class _Checker:
             return
         try:
             data = yaml.load(text, Loader=_LOADER)
-        except yaml.YAMLError:
-            return  # kustomize reports it
+        except (yaml.YAMLError, RecursionError) as e:
+            # what fleet cannot read it cannot check: refused, not passed to kustomize unchecked
+            raise ConfigError(f"not YAML fleet can read: {_first_line(e)}", file=file) from None
         for key, value, kind in _refs(data):
             self.check(file, text, key, directory, value, kind)
 
@@ -207,8 +214,9 @@ class _Checker:
     def plugin_docs(self, file: str, text: str, key: str, base: str, body: str) -> None:
         try:
             docs = list(yaml.load_all(body, Loader=_LOADER))
-        except yaml.YAMLError:
-            return
+        except (yaml.YAMLError, RecursionError) as e:
+            raise ConfigError(f"a plugin configuration is not YAML fleet can read: {_first_line(e)}", file=file,
+                              key=key) from None
         for doc in docs:
             for sub, value, kind in _plugin_refs(doc):
                 self.check(file, text, f"{key} {sub}", base, value, kind)

@@ -4,7 +4,8 @@
     ├── InputError              bad input from the user: a flag, a file, a name (exit 2)
     │   ├── ConfigError         a file of the fleet repo is malformed or invalid (file, line, key)
     │   ├── NotFound            a named thing does not exist (cluster, revision, environment)
-    │   └── DirtyTree           the working tree has changes where that matters
+    │   ├── DirtyTree           the working tree has changes where that matters
+    │   └── Unwritable          a path fleet must write cannot be (read-only repo or FLEET_HOME, a lock)
     ├── ToolMissing             a binary of the local toolchain is missing (exit 2, with a hint)
     ├── GitError                git itself failed
     ├── RenderError             kustomize or variable substitution failed (exit 2: the input is bad)
@@ -44,6 +45,7 @@ __all__ = [
     "StackNotFound",
     "ToolMissing",
     "Unreachable",
+    "Unwritable",
 ]
 
 
@@ -94,6 +96,16 @@ class NotFound(InputError):
 
 class DirtyTree(InputError):
     pass
+
+
+class Unwritable(InputError):
+    """The environment refuses a write: a read-only repository or FLEET_HOME, missing permissions, a
+    lock file another (or a crashed) process left. Nothing was changed."""
+
+    @classmethod
+    def of(cls, path: str | Path, err: OSError, what: str = "") -> Unwritable:
+        reason = err.strerror or type(err).__name__
+        return cls(f"cannot write {path}{f' ({what})' if what else ''}: {reason}")
 
 
 class ToolMissing(FleetError):

@@ -19,6 +19,7 @@ from typing import Any
 from fleet.adapters.git import GitRepo
 from fleet.errors import InputError, NotFound
 from fleet.registry.load import CLUSTERS_DIR, cluster_file, load_registry, open_repo
+from fleet.registry.model import text_problem
 from fleet.render import inputs
 
 __all__ = [
@@ -123,6 +124,9 @@ def record_good(
     duration_s: float | None = None,
 ) -> GoodRecord:
     """Move the cluster's last good to ``revision`` and append the audit note; safe under concurrency."""
+    problem = text_problem(reason)
+    if problem:
+        raise InputError(f"--reason: {problem}")
     g = open_repo(repo)
     ref = good_ref(cluster)
     sha = g.resolve(revision)

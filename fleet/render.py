@@ -143,15 +143,18 @@ def overlay_dir(environment: str) -> str:
 # ---- inputs: what kustomize reads -------------------------------------------------------------
 
 
-def _strings(node: Any) -> Iterable[str]:
+def _strings(node: Any, seen: set[int] | None = None, depth: int = 0) -> Iterable[str]:
+    """Every string in ``node``; a container reached twice (a YAML alias) is walked once, so an alias
+    bomb (a billion laughs) costs its size in nodes, not its expansion."""
+    seen = set() if seen is None else seen
     if isinstance(node, str):
         yield node
-    elif isinstance(node, dict):
-        for v in node.values():
-            yield from _strings(v)
-    elif isinstance(node, list):
-        for v in node:
-            yield from _strings(v)
+    elif isinstance(node, (dict, list)):
+        if id(node) in seen or depth > 64:
+            return
+        seen.add(id(node))
+        for v in node.values() if isinstance(node, dict) else node:
+            yield from _strings(v, seen, depth + 1)
 
 
 def _is_remote(s: str) -> bool:
@@ -178,7 +181,7 @@ def _walk_inputs(g: GitRepo, rev: str, start: str) -> tuple[str, ...] | None:
             continue
         try:
             data = yaml.load(g.read_file(rev, f"{d}/{kfile}") or "", Loader=_YAML_LOADER)
-        except yaml.YAMLError:
+        except (yaml.YAMLError, RecursionError):
             return None
         for s in _strings(data):
             if not s or "\n" in s or len(s) > 1024:

@@ -2,7 +2,9 @@
 
 Follows ``github.com/fluxcd/pkg/envsubst`` (a fork of drone/envsubst) in strict mode:
 
-- only ``${var}`` is a variable; ``$var`` is text. ``$$`` is an escaped ``$``: ``$${var}`` gives ``${var}``;
+- only ``${var}`` is a variable; ``$var`` is text. ``$$`` is an escaped ``$``: ``$${var}`` gives ``${var}``,
+  ``$$${var}`` gives ``$`` and the value (also in ``${var/old/new}``'s arguments);
+- values lose their newlines and names must match ``[_a-zA-Z][_a-zA-Z0-9]*``, as the controller does;
 - ``${var:=default}``, ``${var:-default}``, ``${var=default}`` (also ``:?`` and ``:+``, which Flux treats
   the same): the value when set and not empty, else the default (which may hold ``${other}``);
 - ``${#var}``, ``${var^}``, ``${var^^}``, ``${var,}``, ``${var,,}``, ``${var:off}``, ``${var:off:len}``,
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -86,9 +89,9 @@ class _Parser:
                     buf = []
                 self.i += 2
                 out.append(self.func())
-            elif s.startswith("$$", j):
-                buf.append("$" + (s[j + 2] if j + 2 < n else ""))
-                self.i = j + 3
+            elif s.startswith("$$", j):  # an escaped "$"; what follows is scanned as usual (so "$$${v}")
+                buf.append("$")
+                self.i = j + 2
             else:
                 buf.append("$")
                 self.i = j + 1
@@ -126,6 +129,10 @@ class _Parser:
                 continue
             if c in stop or c == "}":
                 break
+            if escapes and c == "$" and self.peek(1) == "$":  # Flux escapes "$$" in replace arguments
+                buf.append("$")
+                self.i += 2
+                continue
             if escapes and c == "\\" and self.peek(1) in ("/", "\\"):
                 self.i += 1
                 c = self.peek()
@@ -278,6 +285,21 @@ def _eval(nodes: tuple[_Node, ...], vars: Mapping[str, str], missing: list[str])
     return "".join(out)
 
 
+_VAR_NAME = re.compile(r"^[_a-zA-Z][_a-zA-Z0-9]*\Z")
+
+
+def _flux_values(vars: Mapping[str, str]) -> Mapping[str, str]:
+    """The variables as Flux's kustomize-controller passes them: names must match ``[_a-zA-Z][_a-zA-Z0-9]*``
+    and newlines are removed from values (fleet refuses them at the door; this is for parity)."""
+    for k in vars:
+        if not _VAR_NAME.match(k):
+            shown = repr(k)[1:-1]
+            raise SubstitutionError(f'variable name "{shown}" is invalid: it must match [_a-zA-Z][_a-zA-Z0-9]*')
+    if any("\n" in v for v in vars.values()):
+        return {k: v.replace("\n", "") for k, v in vars.items()}
+    return vars
+
+
 def substitute(text: str, vars: Mapping[str, str], *, where: str = "") -> str:
     """``text`` with its ``${...}`` replaced; raises :class:`MissingVariables` naming every unset one."""
     if "$" not in text:
@@ -287,7 +309,7 @@ def substitute(text: str, vars: Mapping[str, str], *, where: str = "") -> str:
     except SubstitutionError as e:
         raise SubstitutionError(e.message + where) from None
     missing: list[str] = []
-    out = _eval(nodes, vars, missing)
+    out = _eval(nodes, _flux_values(vars), missing)
     if missing:
         raise MissingVariables(tuple(missing), where)
     return out

@@ -16,6 +16,7 @@ import functools
 import io
 import os
 import posixpath
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -35,7 +36,7 @@ from git.objects import Commit
 from gitdb import IStream
 
 from fleet.adapters import proc
-from fleet.errors import GitError, InputError, NotFound
+from fleet.errors import GitError, InputError, NotFound, Unwritable
 
 __all__ = ["NOTES_REF", "Entry", "GitRepo", "LogEntry"]
 
@@ -67,6 +68,38 @@ class LogEntry:
     email: str
     date: datetime
     subject: str
+
+
+_OLD_VAR_CHANGE = re.compile(r"(?<=[:,] )vars\.([A-Za-z_][A-Za-z0-9_]*)=.*?(?=, (?:[-a-z]+[. ]|-)|$)")
+
+
+_UNWRITABLE = ("Permission denied", "Read-only file system", "File exists", "Unable to create")
+
+
+def _raise_unwritable(stderr: str, what: str) -> None:
+    """A git write that failed because of the environment (read-only, a stale lock) is Unwritable."""
+    if any(s in stderr for s in _UNWRITABLE):
+        line = next((ln for ln in stderr.splitlines() if any(s in ln for s in _UNWRITABLE)), stderr)
+        raise Unwritable(f"cannot update {what}: {line.strip().removeprefix('fatal: ').removeprefix('error: ')}")
+
+
+def _without_credentials(url: str) -> str:
+    """``url`` without a password, and for http(s) without a user name (often a token) either."""
+    m = re.match(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^@/]*)@(?P<rest>.*)$", url)
+    if m:
+        user = m["user"].split(":", 1)[0]
+        keep = "" if m["scheme"].lower().startswith("http") or not user else user + "@"
+        return f"{m['scheme']}{keep}{m['rest']}"
+    m = re.match(r"^(?P<user>[^@/:]+):[^@/]*@(?P<rest>[^/:]+:.*)$", url)  # scp-like with a password
+    return f"{m['user']}@{m['rest']}" if m else url
+
+
+def _redacted(subject: str) -> str:
+    """A commit subject as fleet shows it: ``fleet cluster set`` once wrote variables' values into its
+    subjects (``Set cluster eu-1: vars.DB_PASSWORD=...``); they are shown as the name only."""
+    if not subject.startswith("Set cluster ") or "vars." not in subject:
+        return subject
+    return _OLD_VAR_CHANGE.sub(lambda m: f"vars.{m.group(1)}", subject)
 
 
 def _stays_inside(stack: list[str], target: str) -> bool:
@@ -184,6 +217,22 @@ class GitRepo:
             return self._repo.active_branch.name
         except TypeError:
             return None
+
+    def write_blockers(self) -> str | None:
+        """Why a commit cannot be made now, before anything is written: a lock file git leaves while it
+        writes (another git process is running, or one crashed and left it)."""
+        branch = self.branch()
+        own = Path(self._repo.git_dir)
+        candidates = [own / "index.lock", own / "HEAD.lock"]
+        if branch:
+            candidates.append(self.git_dir / "refs" / "heads" / f"{branch}.lock")
+        for lock in candidates:
+            if lock.exists():
+                return (
+                    f"{lock} exists: another git process is running, or one crashed and left it; "
+                    "remove it when no git process runs"
+                )
+        return None
 
     def is_dirty(self, paths: Sequence[str]) -> list[str]:
         """Paths (under ``paths``) with uncommitted changes, staged, unstaged or untracked."""
@@ -401,7 +450,7 @@ class GitRepo:
                 str(c.author.name),
                 str(c.author.email),
                 datetime.fromtimestamp(c.authored_date, UTC),
-                c.summary if isinstance(c.summary, str) else c.summary.decode(),
+                _redacted(c.summary if isinstance(c.summary, str) else c.summary.decode()),
             )
             for c in commits
         ]
@@ -425,7 +474,10 @@ class GitRepo:
     def lock(self, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
         """Hold the repo's fleet lock (``<git dir>/fleet.lock``); every fleet writer takes it."""
         path = self.git_dir / "fleet.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise Unwritable.of(path, e, "the repository is read-only?") from e
         try:
             deadline = time.monotonic() + timeout
             while True:
@@ -468,7 +520,9 @@ class GitRepo:
             new = Commit.create_from_tree(
                 self._repo, tree, message, parent_commits=parents, head=False, author=actor, committer=actor
             )
-        except (git.GitError, ValueError, OSError) as e:
+        except OSError as e:
+            raise Unwritable.of(self.git_dir / "objects", e, "the repository is read-only?") from e
+        except (git.GitError, ValueError) as e:
             raise GitError(f"could not create the commit: {e}") from e
         self.update_ref("HEAD", new.hexsha, head, message=message)
         if update_worktree:
@@ -506,6 +560,7 @@ class GitRepo:
             args = ["update-ref", "-m", message, ref, new, old or zero]
         done = self._run(args)
         if not done.ok:
+            _raise_unwritable(done.stderr, ref)
             raise GitError(
                 f"{ref} moved while fleet was updating it; run the command again ({done.stderr.strip()})"
             )
@@ -528,6 +583,7 @@ class GitRepo:
         """Replace the note on ``revision`` (the caller holds :meth:`lock` and keeps what it read)."""
         done = self._run(["notes", f"--ref={ref}", "add", "-f", "-F", "-", revision], input=text)
         if not done.ok:
+            _raise_unwritable(done.stderr, ref)
             raise GitError(f"could not write the note on {revision[:12]}: {done.stderr.strip()}")
 
     def note_remove(self, revision: str, ref: str = NOTES_REF) -> None:
@@ -553,8 +609,11 @@ class GitRepo:
     # ---- remotes ---------------------------------------------------------------------------
 
     def remote_url(self, remote: str) -> str | None:
+        """The remote's URL without credentials (a token in ``https://user:TOKEN@host/...`` stays in git's
+        own config, where git uses it; what fleet passes on, to an operator, a plan or a report, has
+        none)."""
         done = self._run(["remote", "get-url", remote])
-        return done.stdout.strip() if done.ok else None
+        return _without_credentials(done.stdout.strip()) if done.ok else None
 
     def add_remote(self, remote: str, url: str) -> None:
         self._git("remote", "add", remote, url)

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from fleet.adapters.git import GitRepo
 from fleet.errors import ConfigError, InputError, NotFound
-from fleet.registry.model import DNS_LABEL, ClusterSpec, FleetSettings
+from fleet.registry.model import DNS_LABEL, ClusterSpec, FleetSettings, shown
 from fleet.registry.yamlpos import Loc, Positions, dotted, load_yaml
 
 __all__ = [
@@ -44,7 +44,7 @@ def cluster_file(name: str) -> str:
     """``clusters/<name>.yaml`` for a name already checked to be a DNS label."""
     if not DNS_LABEL.match(name):
         raise InputError(
-            f'"{name}" is not a valid cluster name (a DNS label: lowercase letters, digits and "-")'
+            f'"{shown(name)}" is not a valid cluster name (a DNS label: lowercase letters, digits and "-")'
         )
     return f"{CLUSTERS_DIR}/{name}.yaml"
 
@@ -77,7 +77,7 @@ class Registry:
             )
         )
         where = f" at {self.revision[:12]}" if self.revision else ""
-        raise NotFound(f'cluster "{name}" not found in {CLUSTERS_DIR}/{where}', hint=hint)
+        raise NotFound(f'cluster "{shown(name)}" not found in {CLUSTERS_DIR}/{where}', hint=hint)
 
     def select(self, selector: str | None) -> list[ClusterSpec]:
         """Clusters matching a kubectl-like label selector (``k=v,k!=v,k in (a,b),k notin (a),k,!k``).
@@ -133,7 +133,7 @@ def parse_selector(selector: str) -> list[Requirement]:
         m = _REQ.match(text, pos)
         if not m or m.end() == pos:
             raise InputError(
-                f'invalid selector "{selector}" at "{text[pos:]}"',
+                f'invalid selector "{shown(selector)}" at "{shown(text[pos:])}"',
                 hint='use e.g. "env=prod,region in (eu-1,eu-2),team!=data"',
             )
         if m["nkey"]:
@@ -164,15 +164,25 @@ class _Worktree:
 
     def read(self, path: str) -> str | None:
         p = self.root / path
-        return p.read_text(encoding="utf-8") if p.is_file() else None
+        try:
+            return p.read_text(encoding="utf-8") if p.is_file() else None
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"not UTF-8 text (byte {e.start})", file=shown(path)) from None
+        except OSError as e:
+            raise ConfigError(f"cannot read: {e.strerror or e}", file=shown(path)) from None
 
     def files(self, path: str) -> list[str]:
-        d = self.root / path
-        return sorted(p.name for p in d.iterdir() if p.is_file()) if d.is_dir() else []
+        return sorted(p.name for p in self._list(path) if p.is_file())
 
     def dirs(self, path: str) -> list[str]:
+        return sorted(p.name for p in self._list(path) if p.is_dir())
+
+    def _list(self, path: str) -> list[Path]:
         d = self.root / path
-        return sorted(p.name for p in d.iterdir() if p.is_dir()) if d.is_dir() else []
+        try:
+            return list(d.iterdir()) if d.is_dir() else []
+        except OSError as e:
+            raise ConfigError(f"cannot read the directory: {e.strerror or e}", file=shown(path)) from None
 
 
 class _Revision:
@@ -346,7 +356,7 @@ def load_registry(repo: GitRepo | str | Path, rev: str | None = None) -> Registr
         if fname.endswith(".yml"):
             raise ConfigError("cluster files end in .yaml", file=file, hint=f"rename it to {file[:-4]}.yaml")
         if not DNS_LABEL.match(fname[:-5]):
-            raise ConfigError(f'file name "{fname}" is not <DNS label>.yaml', file=file)
+            raise ConfigError(f'file name "{shown(fname)}" is not <DNS label>.yaml', file=shown(file))
         text = src.read(file) or ""
         spec = parse_cluster(text, file)
         _check_environment(spec, envs, text, file)

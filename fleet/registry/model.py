@@ -7,12 +7,15 @@ Parsed once, at the edge (:mod:`fleet.registry.load`); everything above works wi
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 __all__ = [
     "DNS_LABEL",
+    "MAX_TEXT",
+    "MAX_VALUE",
+    "VAR_NAME",
     "ClusterSpec",
     "CustomGate",
     "FleetSettings",
@@ -20,17 +23,119 @@ __all__ = [
     "KubeAccess",
     "OperatorSettings",
     "Provider",
+    "check_text",
+    "check_url",
+    "shown",
+    "text_problem",
+    "url_problem",
 ]
 
-DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
-DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+# \Z, not $: "$" also matches before a final newline, and "eu-1\n" is no DNS label
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z")
+LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?\Z")
+DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z")
+VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")  # as Flux's postBuild checks variable names
+MAX_VALUE = 8192  # a variable's value
+MAX_TEXT = 1024  # any other free-text value (region, settings, reasons)
+
+# Characters refused in every value fleet stores or prints: C0/C1 controls (newlines, tabs, ESC...),
+# DEL, line and paragraph separators, bidirectional overrides (text that reads one way and is another),
+# and lone surrogates (bytes that were not UTF-8 on the command line).
+_BAD_CHAR = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def shown(value: str, limit: int = 80) -> str:
+    """``value`` for a one-line message: control characters escaped, cut at ``limit``."""
+    out = _BAD_CHAR.sub(lambda m: f"\\u{ord(m.group()):04x}", value)
+    return out if len(out) <= limit else out[:limit] + "..."
+
+
+def text_problem(value: str, limit: int = MAX_TEXT, *, echo: bool = True) -> str | None:
+    """Why ``value`` cannot be stored (a control character, too long), or None. Without ``echo`` the
+    value itself is left out of the message (it may be a secret)."""
+    what = f'"{shown(value, 40)}" ' if echo else ""
+    bad = _BAD_CHAR.search(value)
+    if bad:
+        c = bad.group()
+        kind = "bytes that are not UTF-8" if 0xD800 <= ord(c) <= 0xDFFF else "a control character"
+        return f"{what}contains {kind} (U+{ord(c):04X} at position {bad.start()})"
+    if len(value) > limit:
+        return f"{what}is too long ({len(value)} characters; at most {limit})"
+    return None
+
+
+def check_text(value: str, limit: int = MAX_TEXT) -> str:
+    """A pydantic validator body: ``value`` when it can be stored, else ValueError saying why."""
+    problem = text_problem(value, limit)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+_SCP_LIKE = re.compile(r"^(?P<user>[^@/:]+(?::(?P<password>[^@/]*))?)@[^:/]+:")
+_SECRET_QUERY = re.compile(r"(?:^|[?&;])(?:access_token|private_token|token|password|passwd|secret|key)=", re.I)
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` must not be stored in Git (credentials in it), or None. Refused: a password in any URL,
+    any user name in an http(s) URL (a token is often passed as the user name), and credential-looking
+    query parameters. ``ssh://git@host/...`` and ``git@host:org/repo.git`` (user name only) are fine."""
+    from urllib.parse import urlsplit
+
+    m = _SCP_LIKE.match(url)
+    if m and "://" not in url.split("@", 1)[0]:
+        return "holds a password" if m["password"] is not None else None
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.password is not None or (parts.netloc and ":" in parts.netloc.rpartition("@")[0]):
+        return "holds credentials (user:password@)"
+    if parts.username and parts.scheme.lower() in ("http", "https"):
+        return "holds a user name or token (user@)"
+    if _SECRET_QUERY.search(parts.query):
+        return "holds a credential in its query string"
+    return None
+
+
+def check_url(url: str) -> str:
+    problem = url_problem(url)
+    if problem:
+        host = url.rpartition("@")[2].split("?", 1)[0] if "@" in url else url.split("?", 1)[0]
+        raise ValueError(
+            f"the URL {problem}; credentials never go into the fleet repo (URL ...@{host}): "
+            "give git its credentials from outside the repo (a credential helper, ~/.git-credentials, "
+            "GIT_ASKPASS or an SSH key)"
+        )
+    return url
+
+
+def _check_strings(data: object, limit: int = MAX_TEXT) -> None:
+    """Every string in ``data`` (keys and values, nested) must be storable."""
+    if isinstance(data, str):
+        check_text(data, limit)
+    elif isinstance(data, dict):
+        for k, v in data.items():
+            _check_strings(k, limit)
+            _check_strings(v, limit)
+    elif isinstance(data, (list, tuple)):
+        for v in data:
+            _check_strings(v, limit)
 Provider = Literal["local", "kind", "eks", "gke", "aks"]
 PROVIDERS: tuple[str, ...] = ("local", "kind", "eks", "gke", "aks")
 
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_control_characters(cls, v: Any, info: ValidationInfo) -> Any:
+        """Free text in every field: no control characters, bounded length. Variables' values have
+        their own bound and are never echoed (ClusterSpec)."""
+        if info.field_name != "vars":
+            _check_strings(v)
+        return v
 
 
 class CustomGate(_Frozen):
@@ -61,6 +166,11 @@ class OperatorSettings(_Frozen):
     version: str = "v2.7"
     interval: str = "1m"
 
+    @field_validator("source")
+    @classmethod
+    def _no_credentials(cls, v: str) -> str:
+        return check_url(v)
+
 
 class FleetSettings(_Frozen):
     """``fleet.yaml``: fleet-wide settings."""
@@ -77,6 +187,11 @@ class GitSettings(_Frozen):
     remote: str = "origin"
     url: str | None = None  # what the operator clones; default: the remote's URL
     branch: str = "main"
+
+    @field_validator("url")
+    @classmethod
+    def _no_credentials(cls, v: str | None) -> str | None:
+        return check_url(v) if v is not None else v
 
 
 class KubeAccess(_Frozen):
@@ -130,9 +245,12 @@ class ClusterSpec(_Frozen):
     @field_validator("vars")
     @classmethod
     def _var_names(cls, v: dict[str, str]) -> dict[str, str]:
-        for k in v:
-            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", k):
-                raise ValueError(f'variable name "{k}" must match [A-Za-z_][A-Za-z0-9_]*')
+        for k, val in v.items():
+            if not VAR_NAME.match(k):
+                raise ValueError(f'variable name "{shown(k)}" must match [A-Za-z_][A-Za-z0-9_]*')
+            problem = text_problem(val, MAX_VALUE, echo=False)  # never echoed: it may be a secret
+            if problem:
+                raise ValueError(f'the value of variable "{k}" {problem}')
         return v
 
 

@@ -7,6 +7,8 @@ refuse when ``clusters/`` or ``fleet.yaml`` has uncommitted changes, and change 
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -17,7 +19,7 @@ import yaml
 from pydantic import ValidationError
 
 from fleet.adapters.git import GitRepo
-from fleet.errors import DirtyTree, InputError
+from fleet.errors import DirtyTree, InputError, Unwritable
 from fleet.registry.load import (
     CLUSTERS_DIR,
     ENVIRONMENTS_DIR,
@@ -26,8 +28,9 @@ from fleet.registry.load import (
     cluster_file,
     load_registry,
     open_repo,
+    parse_settings,
 )
-from fleet.registry.model import DNS_LABEL, ClusterSpec
+from fleet.registry.model import DNS_LABEL, ClusterSpec, check_url, shown, text_problem
 
 __all__ = [
     "BatchWriteResult",
@@ -42,6 +45,9 @@ __all__ = [
     "set_cluster",
     "spec_from_input",
 ]
+
+# git check-ref-format's rules, for the branch fleet init creates
+_BRANCH = re.compile(r"^(?!-)(?!.*@\{)[^\x00-\x20\x7f ~^:?*\[\\]+\Z")
 
 # Fields in the order a cluster file is written.
 _ORDER = (
@@ -158,17 +164,33 @@ def _write(
             raise InputError(
                 f"{repo.root} has no commits; this is not a fleet repo", hint="run `fleet init DIR`"
             )
+        registry = load_registry(repo, head)
+        _check_branch(repo, registry.settings.git.branch)
+        blocked = repo.write_blockers()
+        if blocked:
+            raise Unwritable(blocked)
         dirty = repo.is_dirty([CLUSTERS_DIR, FLEET_FILE])
         if dirty:
-            shown = ", ".join(dirty[:3]) + (f" and {len(dirty) - 3} more" if len(dirty) > 3 else "")
+            listed = ", ".join(dirty[:3]) + (f" and {len(dirty) - 3} more" if len(dirty) > 3 else "")
             raise DirtyTree(
-                f"uncommitted changes in {shown}; commit or stash them first",
+                f"uncommitted changes in {listed}; commit or stash them first",
                 hint="fleet writes clusters/ and fleet.yaml itself and will not mix in your edits",
             )
-        registry = load_registry(repo, head)
         changes, message, spec, name = mutate(registry)
         sha = repo.commit(changes, message)
     return WriteResult(name, sha, cluster_file(name), message, spec)
+
+
+def _check_branch(repo: GitRepo, branch: str) -> None:
+    """Registry writes go only onto fleet.yaml's ``git.branch``, never a detached HEAD or another branch."""
+    current = repo.branch()
+    if current == branch:
+        return
+    where = "HEAD is detached" if current is None else f'the checked-out branch is "{shown(current)}"'
+    raise InputError(
+        f'{where}; fleet writes the registry only on branch "{shown(branch)}" (fleet.yaml git.branch)',
+        hint=f"git switch {branch}",
+    )
 
 
 def _check_environment(registry: Registry, repo: GitRepo, env: str) -> None:
@@ -258,7 +280,8 @@ def _apply(old: ClusterSpec, up: ClusterUpdate) -> tuple[ClusterSpec, list[str]]
         for k, v in sets.items():
             if current.get(k) != v:
                 current[k] = v
-                changed.append(f"{key}.{k}={v}")
+                # a variable's value may be a secret: the commit message names the variable only
+                changed.append(f"{key}.{k}" if key == "vars" else f"{key}.{k}={v}")
         data[key] = current
     return spec_from_input(data), changed
 
@@ -319,9 +342,20 @@ def init_repo(
     root = Path(path).expanduser().absolute()
     fleet_name = name or root.name.lower()
     if not DNS_LABEL.match(fleet_name):
-        raise InputError(f'"{fleet_name}" is not a valid fleet name (a DNS label)', hint="pass --name NAME")
-    if not branch or branch.startswith("-") or any(c in branch for c in " ~^:?*[\\") or ".." in branch:
-        raise InputError(f'"{branch}" is not a valid branch name')
+        raise InputError(
+            f'"{shown(fleet_name)}" is not a valid fleet name (a DNS label)', hint="pass --name NAME"
+        )
+    bad_form = ".." in branch or "//" in branch or branch.endswith((".lock", "/", "."))
+    if not _BRANCH.match(branch) or text_problem(branch) or bad_form:
+        raise InputError(f'--branch: "{shown(branch)}" is not a valid branch name')
+    if remote_url is not None:
+        problem = text_problem(remote_url)
+        if problem:
+            raise InputError(f"--remote: {problem}")
+        try:
+            check_url(remote_url)
+        except ValueError as e:
+            raise InputError(f"--remote: {e}") from None
     if root.exists() and not root.is_dir():
         raise InputError(f"{root} exists and is not a directory")
     if root.is_dir():
@@ -343,8 +377,9 @@ def init_repo(
             files[FLEET_FILE] = files[FLEET_FILE].replace("@NAME@", fleet_name).replace("@BRANCH@", branch)
             if remote_url:
                 files[FLEET_FILE] = files[FLEET_FILE].replace(
-                    "  # url: https://git.example.com/platform/fleet.git", f"  url: {remote_url}"
+                    "  # url: https://git.example.com/platform/fleet.git", f"  url: {json.dumps(remote_url)}"
                 )
+            parse_settings(files[FLEET_FILE])  # what is committed reads back as given
             with g.lock():
                 sha = g.commit(dict(sorted(files.items())), f"Initialize fleet repo {fleet_name}")
             if remote_url:

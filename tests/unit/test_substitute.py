@@ -95,3 +95,45 @@ def test_text_without_dollar_is_returned_as_is() -> None:
 
 def test_variables_in_lists_names_in_order() -> None:
     assert variables_in("${B} ${A:=${C}} $${D} ${B}") == ("B", "A", "C")
+
+
+# ---- escapes and values as Flux's controller has them (issue 12) ------------------------------
+
+FLUX_ESCAPES = [
+    ({"v": "ab"}, "$$${v}", "$ab"),  # the escape takes two "$"; the third starts a variable
+    ({"v": "ab"}, "$$$$", "$$"),
+    ({"v": "ab"}, "$$$${v}", "$${v}"),
+    ({"v": "ab"}, "a$$b", "a$b"),
+    ({"v": "a$b"}, "${v/$$/-}", "a-b"),  # "$$" is an escaped "$" in replace arguments too
+    ({"s": "foo/bar"}, r"${s/\//-}", "foo-bar"),
+    ({"s": "foo.bar"}, "${s/./}", "foobar"),
+    ({"d": "foo1"}, "foo: ${var=${d}-suffix}", "foo: foo1-suffix"),
+    ({}, "\\\\something ${var=x}", "\\\\something x"),  # backslashes outside an expansion are text
+]
+
+
+@pytest.mark.parametrize(("vars", "text", "expected"), FLUX_ESCAPES)
+def test_escapes_as_flux(vars: dict[str, str], text: str, expected: str) -> None:
+    assert substitute(text, vars) == expected
+
+
+def test_values_lose_newlines_as_flux_does() -> None:
+    # fleet refuses such values at the door; the function itself matches the controller
+    assert substitute("replicas: ${R}\n", {"R": "2\n  paused: true"}) == "replicas: 2  paused: true\n"
+
+
+@pytest.mark.parametrize("name", ["1A", "A-B", "A B", "A\n", "É"])
+def test_invalid_variable_names_are_refused_as_flux_does(name: str) -> None:
+    with pytest.raises(SubstitutionError, match=r"variable name .* is invalid"):
+        substitute("${X:=1}", {name: "1"})
+
+
+def test_a_disabled_object_is_left_alone() -> None:
+    from fleet.render import _split
+
+    docs = _split(
+        "kind: A\nmetadata:\n  name: a\n  annotations:\n    kustomize.toolkit.fluxcd.io/substitute: disabled\n"
+        "data: ${X}\n---\nkind: B\nmetadata:\n  name: b\n  labels:\n"
+        "    kustomize.toolkit.fluxcd.io/substitute: disabled\n---\nkind: C\nmetadata:\n  name: c\n"
+    )
+    assert [d.substitute for d in docs] == [False, False, True]
