@@ -1,66 +1,51 @@
-"""The operator component: Flux's CRDs and controllers, the fleet repo's GitRepository and the
-cluster's Kustomization, installed in ``flux-system`` on the cluster the kubeconfig points at.
+"""The operator component: Flux's CRDs (and, off local clusters, its controllers), the fleet repo's
+GitRepository and the cluster's Kustomization, installed in ``flux-system`` through Pulumi's
+Kubernetes provider (``pulumi-resource-kubernetes``, built by the toolchain).
 
-Two backends create the same objects:
+- a ``kubernetes.Provider`` from the cluster's kubeconfig output (a secret), in server-side apply
+  mode; every object carries fleet's field manager (``fleet-pulumi``) and takes over fields another
+  manager held (``patchForce``: ``fleet sync`` moves the pin with fleet's own manager; stacks of
+  earlier versions applied with kubectl);
+- ``yaml.v2.ConfigGroup`` for Flux's install set, so ``pulumi preview`` shows a per-object diff and
+  ``pulumi refresh`` sees drift of every object;
+- ``core.v1.Secret`` for the Git credentials (data secret in state), ``apiextensions.CustomResource``
+  for the GitRepository and the Kustomization.
 
-- ``manifests`` (what fleet runs everywhere today): :class:`clusters.manifests.Manifests`, a dynamic
-  resource that server-side-applies YAML with the toolchain's kubectl. Needs only
-  ``pulumi-resource-pulumi-python`` (shipped in the Pulumi SDK module, so the toolchain has it);
-- ``kubernetes``: pulumi_kubernetes (``yaml.v2.ConfigGroup`` for the install set,
-  ``apiextensions.CustomResource`` for GitRepository and Kustomization). Needs the
-  ``pulumi-resource-kubernetes`` plugin, which cannot be built on fleet's own machines.
-
-``auto`` (the default; stack config ``fleet:operatorBackend`` overrides it) picks ``kubernetes`` when
-its plugin is installed (on PATH, in the toolchain or in a Pulumi home's plugins), else ``manifests``.
 Each object group is its own resource, so a change of the cluster's variables updates only the
 Kustomization, and a new pinned revision only the GitRepository.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import Any
 
 import pulumi
+import pulumi_kubernetes as k8s
+import yaml
 
 from clusters import flux
-from clusters.kubectl import to_yaml
-from clusters.manifests import Manifests
-from fleet import toolchain
-from fleet.errors import InputError, ToolMissing
-from fleet.paths import fleet_home
 from fleet.stackconfig import StackConfig, parse_git_auth
 
-__all__ = ["Backend", "FluxOperator", "choose_backend", "kubernetes_plugin_available"]
+__all__ = ["FIELD_MANAGER", "LEGACY_TYPES", "FluxOperator", "to_yaml"]
 
-Backend = Literal["manifests", "kubernetes"]
-
-
-def kubernetes_plugin_available() -> bool:
-    """Is ``pulumi-resource-kubernetes`` installed where the engine finds it?"""
-    try:
-        toolchain.find("pulumi-resource-kubernetes")
-        return True
-    except ToolMissing:
-        pass
-    homes = [os.environ.get("PULUMI_HOME"), str(fleet_home() / "pulumi-home"), str(Path.home() / ".pulumi")]
-    return any(any((Path(h) / "plugins").glob("resource-kubernetes-v*")) for h in homes if h)
+FIELD_MANAGER = "fleet-pulumi"
+_ANNOTATIONS = {"pulumi.com/patchFieldManager": FIELD_MANAGER, "pulumi.com/patchForce": "true"}
+# What earlier versions of this component made: a dynamic resource per object group, applied with
+# kubectl. fleet.provision drops them from a stack's state (never from the cluster) before an update,
+# and the provider's resources adopt the same objects (:func:`fleet.provision.provision`).
+LEGACY_TYPES = ("pulumi-python:dynamic/fleet:Manifests",)
 
 
-def choose_backend(requested: str | None) -> Backend:
-    if requested in (None, "", "auto"):
-        return "kubernetes" if kubernetes_plugin_available() else "manifests"
-    if requested == "manifests":
-        return "manifests"
-    if requested == "kubernetes":
-        if not kubernetes_plugin_available():
-            raise ToolMissing(
-                'operator backend "kubernetes" needs the pulumi-resource-kubernetes plugin',
-                hint="pulumi plugin install resource kubernetes, or use the manifests backend",
-            )
-        return "kubernetes"
-    raise InputError(f'unknown operator backend "{requested}"; use auto, manifests or kubernetes')
+def to_yaml(objs: Sequence[dict[str, Any]]) -> str:
+    return yaml.safe_dump_all(list(objs), sort_keys=False)
+
+
+def _managed(obj: dict[str, Any]) -> dict[str, Any]:
+    """``obj`` with fleet's field manager and force annotations (the provider reads them)."""
+    meta = dict(obj.get("metadata") or {})
+    meta["annotations"] = {**(meta.get("annotations") or {}), **_ANNOTATIONS}
+    return {**obj, "metadata": meta}
 
 
 class FluxOperator(pulumi.ComponentResource):
@@ -73,57 +58,46 @@ class FluxOperator(pulumi.ComponentResource):
         kubeconfig: pulumi.Input[str],
         config: StackConfig,
         git_auth: pulumi.Output[str] | None = None,
-        backend: Backend = "manifests",
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("fleet:operator:Flux", name, None, opts)
-        self.backend = backend
-        install = flux.install_objects(config)
-        source = flux.git_repository(config, with_auth=git_auth is not None)
-        sync = flux.kustomization(config)
-        secret = None
-        if git_auth is not None:
-            secret = git_auth.apply(lambda text: flux.git_auth_secret(parse_git_auth(text)))
-        if backend == "kubernetes":
-            from clusters.operator_k8s import install_with_kubernetes
+        install = [_managed(o) for o in flux.install_objects(config)]
+        source = _managed(flux.git_repository(config, with_auth=git_auth is not None))
+        sync = _managed(flux.kustomization(config))
+        self.provider = k8s.Provider(
+            f"{name}-k8s",
+            kubeconfig=pulumi.Output.secret(kubeconfig),
+            enable_server_side_apply=True,
+            # A lost cluster's objects went with it: deleting them must not wait for its API server.
+            delete_unreachable=True,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
 
-            self.resources = install_with_kubernetes(self, name, kubeconfig, install, secret, source, sync)
-        else:
-            self.resources = self._install_with_manifests(name, kubeconfig, install, secret, source, sync)
+        def opts_(*deps: pulumi.Resource) -> pulumi.ResourceOptions:
+            return pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=list(deps))
+
+        self.resources: dict[str, pulumi.Resource] = {"provider": self.provider}
+        self.resources["install"] = k8s.yaml.v2.ConfigGroup(f"{name}-install", yaml=to_yaml(install), opts=opts_())
+        deps: list[pulumi.Resource] = [self.resources["install"]]
+        if git_auth is not None:
+            secret = git_auth.apply(lambda text: _managed(flux.git_auth_secret(parse_git_auth(text))))
+            self.resources["git-auth"] = k8s.core.v1.Secret(
+                f"{name}-git-auth",
+                metadata=secret.apply(lambda s: s["metadata"]),
+                type="Opaque",
+                data=pulumi.Output.secret(secret.apply(lambda s: s["data"])),
+                opts=opts_(*deps),
+            )
+            deps.append(self.resources["git-auth"])
+        self.resources["source"] = self._custom(f"{name}-source", source, opts_(*deps))
+        self.resources["sync"] = self._custom(f"{name}-sync", sync, opts_(self.resources["source"]))
         self.revision = pulumi.Output.from_input(config.revision or "")
         self.path = pulumi.Output.from_input(sync["spec"]["path"])
-        self.register_outputs({"backend": backend, "revision": self.revision, "path": self.path})
+        self.register_outputs({"revision": self.revision, "path": self.path})
 
-    def _install_with_manifests(
-        self,
-        name: str,
-        kubeconfig: pulumi.Input[str],
-        install: list[dict[str, Any]],
-        secret: pulumi.Output[dict[str, Any]] | None,
-        source: dict[str, Any],
-        sync: dict[str, Any],
-    ) -> dict[str, pulumi.Resource]:
-        def opts(*deps: pulumi.Resource) -> pulumi.ResourceOptions:
-            return pulumi.ResourceOptions(parent=self, depends_on=list(deps))
-
-        out: dict[str, pulumi.Resource] = {}
-        out["install"] = Manifests(
-            f"{name}-install", kubeconfig=kubeconfig, manifests=to_yaml(install), opts=opts()
+    @staticmethod
+    def _custom(name: str, obj: dict[str, Any], opts: pulumi.ResourceOptions) -> k8s.apiextensions.CustomResource:
+        return k8s.apiextensions.CustomResource(
+            name, api_version=obj["apiVersion"], kind=obj["kind"], metadata=obj["metadata"], spec=obj["spec"],
+            opts=opts,
         )
-        deps = [out["install"]]
-        if secret is not None:
-            out["git-auth"] = Manifests(
-                f"{name}-git-auth",
-                kubeconfig=kubeconfig,
-                manifests=pulumi.Output.secret(secret.apply(lambda s: to_yaml([s]))),
-                secret=True,
-                opts=opts(*deps),
-            )
-            deps.append(out["git-auth"])
-        out["source"] = Manifests(
-            f"{name}-source", kubeconfig=kubeconfig, manifests=to_yaml([source]), opts=opts(*deps)
-        )
-        out["sync"] = Manifests(
-            f"{name}-sync", kubeconfig=kubeconfig, manifests=to_yaml([sync]), opts=opts(out["source"])
-        )
-        return out

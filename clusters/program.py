@@ -10,7 +10,7 @@ from __future__ import annotations
 import pulumi
 
 from clusters import providers
-from clusters.operator import FluxOperator, choose_backend
+from clusters.operator import LEGACY_TYPES, FluxOperator
 from fleet.stackconfig import GIT_AUTH_KEY, PROJECT, StackConfig, flux_git_url
 
 __all__ = ["FleetProgram", "program", "run"]
@@ -34,18 +34,17 @@ def run() -> None:
             kubeconfig=cluster.kubeconfig,
             config=sc,
             git_auth=cfg.get_secret(GIT_AUTH_KEY),
-            backend=choose_backend(cfg.get("operatorBackend")),
             opts=pulumi.ResourceOptions(depends_on=[cluster]),
         )
         pulumi.export("repoUrl", flux_git_url(sc.repo_url))
         pulumi.export("kustomizationPath", op.path)
-        pulumi.export("operatorBackend", op.backend)
 
 
 class FleetProgram:
     """``clusters.program``: call it inside the engine; ``check`` validates before the engine runs."""
 
     __name__ = "fleet_program"  # the Automation API prints the program's name
+    legacy_types = LEGACY_TYPES  # resource types of earlier versions that fleet.provision migrates
 
     def __call__(self) -> None:
         run()

@@ -34,6 +34,7 @@ __all__ = [
     "Program",
     "ProvisionOutcome",
     "ProvisionResult",
+    "check_operator_can_fetch",
     "destroy",
     "provision",
     "provision_many",
@@ -97,6 +98,36 @@ def _cloneable(url: str) -> bool:
     return bool(re.match(r"^(https?|ssh)://", url) or re.match(r"^[\w.-]+@[\w.-]+:[^/]", url))
 
 
+def _served_path(g: GitRepo, url: str | None) -> Path:
+    """What fleet serves a local cluster's operator: the remote when it is a path, else the repo."""
+    local = Path(url.removeprefix("file://")) if url else g.root
+    return local if local.is_absolute() else (g.root / local).resolve()
+
+
+def _check_on_remote(g: GitRepo, reg: Registry, provider: str, revision: str) -> None:
+    """The operator clones the remote: a pinned commit that was never pushed there cannot be applied."""
+    url = reg.settings.git.url or g.remote_url(reg.settings.git.remote)
+    if provider != "local" or url is None or _cloneable(url):
+        return
+    remote = _served_path(g, url)
+    if remote == g.root:
+        return
+    try:
+        GitRepo.open(remote).resolve(revision)
+    except FleetError as e:
+        raise InputError(
+            f"commit {revision[:12]} is not on the remote {remote} that the operator clones",
+            hint="run `fleet push` (Git is the operator's source of truth)",
+        ) from e
+
+
+def check_operator_can_fetch(repo: GitRepo | str | Path, cluster: str, revision: str) -> None:
+    """Refuse (exit 2) to pin a local cluster's operator to a commit its served remote does not hold."""
+    g = open_repo(repo)
+    reg = load_registry(g)
+    _check_on_remote(g, reg, reg.get(cluster).provider, revision)
+
+
 def _repo_url(g: GitRepo, reg: Registry, cluster: str, provider: str, *, serve: bool) -> str:
     """What the operator clones: fleet.yaml's git.url, else the remote's URL. A local cluster whose
     repo has no http(s)/ssh remote gets the remote (a local path), or else the repo itself, served on
@@ -113,9 +144,7 @@ def _repo_url(g: GitRepo, reg: Registry, cluster: str, provider: str, *, serve: 
                 hint="set git.url in fleet.yaml, or `git remote add origin URL`",
             )
         return url  # the program refuses it, naming it (flux_git_url)
-    local = Path(url.removeprefix("file://")) if url else g.root
-    if not local.is_absolute():
-        local = (g.root / local).resolve()
+    local = _served_path(g, url)
     from fleet.local import LocalClusters
 
     op = LocalClusters().operator
@@ -145,6 +174,8 @@ def stack_config(repo: GitRepo | str | Path, name: str, *, pin_revision: str | N
     reg = _absolute_source(load_registry(g, revision))
     spec = reg.get(name)
     needs_url = reg.settings.operator.kind != "none"
+    if needs_url and revision:
+        _check_on_remote(g, reg, spec.provider, revision)
     return StackConfig(
         cluster=spec,
         settings=reg.settings,
@@ -207,6 +238,14 @@ def provision(
     eng = Engine(engine, reporter)
     if phase not in PHASES:
         raise InputError(f'unknown provisioning phase "{phase}"; use {" or ".join(PHASES)}')
+    legacy = getattr(program, "legacy_types", ())
+    if legacy and not preview:
+        # Stacks of earlier fleet versions made the operator's objects with a kubectl dynamic provider:
+        # forget those resources (the objects stay), and the provider's resources adopt the objects.
+        dropped = eng.forget(cfg.stack, legacy)
+        if dropped:
+            reporter.step(f'stack "{cfg.stack}": {len(dropped)} resources of the kubectl dynamic provider are '
+                          "now managed by the Kubernetes provider (the objects stay as they are)")
     op = eng.up(
         StackRequest(cfg.stack, program, cfg.values(), secrets),
         preview=preview,

@@ -429,6 +429,36 @@ class Engine:
         except auto_errors.CommandError as e:
             raise self._error(e, None, stack, "stack output") from e
 
+    def forget(self, stack: str, types: Sequence[str], *, project: str = PROJECT) -> list[str]:
+        """Drop every resource of the given types from the stack's state (what ``pulumi state delete``
+        does), never touching what they made; references to them from the remaining resources go too.
+        Returns the URNs dropped. A stack that does not exist has nothing to forget."""
+        if not self.exists(stack, project=project):
+            return []
+        s = self._stack(StackRequest(stack, _no_program, project=project), create=False)
+        try:
+            dep = s.export_stack()
+            resources = list((dep.deployment or {}).get("resources") or [])
+            gone = {r["urn"] for r in resources if r.get("type") in types}
+            if not gone:
+                return []
+            keep = []
+            for r in resources:
+                if r["urn"] in gone:
+                    continue
+                r = dict(r)
+                if r.get("dependencies"):
+                    r["dependencies"] = [u for u in r["dependencies"] if u not in gone]
+                if r.get("propertyDependencies"):
+                    r["propertyDependencies"] = {k: [u for u in v if u not in gone]
+                                                 for k, v in r["propertyDependencies"].items()}
+                keep.append(r)
+            dep.deployment = {**(dep.deployment or {}), "resources": keep}
+            s.import_stack(dep)
+        except auto_errors.CommandError as e:
+            raise self._error(e, None, stack, "stack import") from e
+        return sorted(gone)
+
     # -- the choke point: retries and error mapping --
 
     def _run(

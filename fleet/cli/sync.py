@@ -65,6 +65,9 @@ def register(app: typer.Typer) -> None:
                     raise InputError(f'--sync operator: the operator does not run on "{name}"',
                                      hint="provision it with `fleet provision`, or use --sync direct")
                 from fleet.cli.gate import parse_duration
+                from fleet.provision import check_operator_can_fetch
+
+                check_operator_can_fetch(path, name, rendered.revision)
 
                 wait = parse_duration(timeout) if timeout else float(gate_timeout(reg.settings, spec))
                 promoted = flux.promote(target, rendered.revision, reg.settings.git.branch,

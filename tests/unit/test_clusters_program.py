@@ -43,57 +43,49 @@ def run_program(cfg: StackConfig, **extra: str) -> Any:
     return rec
 
 
-def _manifests(rec: Any, name: str) -> list[dict[str, Any]]:
-    r = next(r for r in rec.resources if r.typ == "pulumi-python:dynamic/fleet:Manifests" and r.name == name)
-    text = r.inputs["manifests"]
-    if isinstance(text, dict):  # a secret input arrives wrapped: {<secret sig>: ..., "value": ...}
-        text = text["value"]
-    return [d for d in yaml.safe_load_all(text) if d]
+def _group(rec: Any) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(rec.one("kubernetes:yaml/v2:ConfigGroup").inputs["yaml"]) if d]
 
 
-def test_local_program_creates_the_cluster_then_flux_in_groups(install: str) -> None:
+FIELD_MANAGER = {"pulumi.com/patchFieldManager": "fleet-pulumi", "pulumi.com/patchForce": "true"}
+
+
+def test_local_program_creates_the_cluster_then_flux_through_the_kubernetes_provider(install: str) -> None:
     cfg = stack_config(
         spec("dev-1", vars={"GREETING": "hi"}, settings={"nodes": 3}), operator={"source": install}
     )
-    rec = run_program(cfg, operatorBackend="manifests")
+    rec = run_program(cfg)
 
     local = rec.one("pulumi-python:dynamic/fleet:LocalCluster")
     assert local.inputs["name"] == "dev-1" and local.inputs["nodes"] == 3
     assert local.inputs["workdir"].endswith("/local")
-    assert _manifests(rec, "flux-install") == [
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "flux-system"}}
+    assert _group(rec) == [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "flux-system", "annotations": FIELD_MANAGER}}
     ]
-    names = [r.name for r in rec.of_type("pulumi-python:dynamic/fleet:Manifests")]
-    assert names == ["flux-install", "flux-source", "flux-sync"]  # no credentials: no flux-git-auth
-    (repo,) = _manifests(rec, "flux-source")
-    assert repo["kind"] == "GitRepository" and repo["spec"]["ref"] == {"branch": "main"}
-    (sync,) = _manifests(rec, "flux-sync")
-    assert sync["spec"]["path"] == "./environments/dev"
-    assert sync["spec"]["postBuild"]["substitute"]["GREETING"] == "hi"
-    assert sync["spec"]["postBuild"]["substitute"]["FLEET_CLUSTER"] == "dev-1"
+    provider = rec.one("pulumi:providers:kubernetes")
+    assert provider.inputs["enableServerSideApply"] in (True, "true")
+    assert provider.inputs["deleteUnreachable"] in (True, "true")
+    repo = rec.one("kubernetes:source.toolkit.fluxcd.io/v1:GitRepository")
+    assert repo.inputs["spec"]["ref"] == {"branch": "main"} and "secretRef" not in repo.inputs["spec"]
+    assert repo.inputs["metadata"]["annotations"] == FIELD_MANAGER
+    sync = rec.one("kubernetes:kustomize.toolkit.fluxcd.io/v1:Kustomization")
+    assert sync.inputs["spec"]["path"] == "./environments/dev"
+    assert sync.inputs["spec"]["postBuild"]["substitute"]["GREETING"] == "hi"
+    assert sync.inputs["spec"]["postBuild"]["substitute"]["FLEET_CLUSTER"] == "dev-1"
+    assert not rec.of_type("kubernetes:core/v1:Secret")  # no credentials: no Secret
+    assert not rec.of_type("pulumi-python:dynamic/fleet:Manifests")  # no kubectl dynamic provider left
 
 
 def test_git_credentials_become_a_secret_the_git_repository_refers_to(install: str) -> None:
-    cfg = stack_config(spec("dev-1"), operator={"source": install})
-    rec = run_program(cfg, operatorBackend="manifests", gitAuth='{"username": "bot", "password": "s3cret"}')
-    (secret,) = _manifests(rec, "flux-git-auth")
-    assert secret["kind"] == "Secret" and secret["metadata"]["namespace"] == "flux-system"
-    assert base64.b64decode(secret["data"]["password"]).decode() == "s3cret"
-    (repo,) = _manifests(rec, "flux-source")
-    assert repo["spec"]["secretRef"] == {"name": "fleet-git-auth"}
-
-
-def test_the_kubernetes_backend_uses_configgroup_and_custom_resources(install: str) -> None:
     rec = use_mocks()
     cfg = stack_config(spec("dev-1", vars={"A": "1"}), revision=SHA, operator={"source": install})
     auth = pulumi.Output.secret('{"username": "bot", "password": "pw"}')
-    op = FluxOperator("flux", kubeconfig=KUBECONFIG, config=cfg, git_auth=auth, backend="kubernetes")
+    op = FluxOperator("flux", kubeconfig=KUBECONFIG, config=cfg, git_auth=auth)
     assert resolve(op.path) == "./environments/dev"
 
     provider = rec.one("pulumi:providers:kubernetes")
-    assert provider.inputs["kubeconfig"] == KUBECONFIG
-    group = rec.one("kubernetes:yaml/v2:ConfigGroup")
-    assert "kind: Namespace" in group.inputs["yaml"]
+    kc = provider.inputs["kubeconfig"]
+    assert (kc["value"] if isinstance(kc, dict) else kc) == KUBECONFIG
     repo = rec.one("kubernetes:source.toolkit.fluxcd.io/v1:GitRepository")
     assert repo.inputs["spec"]["ref"] == {"branch": "main", "commit": SHA}
     assert repo.inputs["spec"]["secretRef"] == {"name": "fleet-git-auth"}
@@ -104,16 +96,16 @@ def test_the_kubernetes_backend_uses_configgroup_and_custom_resources(install: s
     secret = rec.one("kubernetes:core/v1:Secret")
     data = secret.inputs["data"]
     assert "value" in data  # a secret: kept encrypted in the state
-    assert base64.b64decode(data["value"]["username"]).decode() == "bot"
+    assert base64.b64decode(data["value"]["password"]).decode() == "pw"
+    group = rec.one("kubernetes:yaml/v2:ConfigGroup")
     for r in (group, repo, sync, secret):
         assert r.provider and "flux-k8s" in r.provider  # through the cluster's provider, not the ambient one
-    assert not rec.of_type("pulumi-python:dynamic/fleet:Manifests")
 
 
 def test_operator_kind_none_installs_nothing() -> None:
     rec = run_program(stack_config(spec("dev-1"), operator={"kind": "none"}))
     assert rec.of_type("pulumi-python:dynamic/fleet:LocalCluster")
-    assert not rec.of_type("pulumi-python:dynamic/fleet:Manifests")
+    assert not rec.of_type("pulumi:providers:kubernetes")
 
 
 # ---- Flux objects ----------------------------------------------------------------------------
@@ -230,7 +222,7 @@ def test_kind_config_and_image() -> None:
 
 def test_kind_program_registers_a_kind_cluster(install: str) -> None:
     cfg = stack_config(spec("k1", "kind", settings={"nodes": 2}), operator={"source": install})
-    rec = run_program(cfg, operatorBackend="manifests")
+    rec = run_program(cfg)
     kind = rec.one("pulumi-python:dynamic/fleet:KindCluster")
     assert kind.inputs["name"] == "k1" and kind.inputs["nodes"] == 2
 
