@@ -30,12 +30,14 @@ from fleet.stackconfig import GIT_AUTH_KEY, StackConfig
 
 __all__ = [
     "DestroyResult",
+    "DriftResult",
     "Phase",
     "Program",
     "ProvisionOutcome",
     "ProvisionResult",
     "check_operator_can_fetch",
     "destroy",
+    "drift",
     "provision",
     "provision_many",
     "refresh",
@@ -288,6 +290,35 @@ def _start_local_controllers(name: str, reporter: Reporter) -> None:
     lc.operator.start_controllers(name, lc.kubeconfig_path(name))
     reporter.ok(f'source-controller and kustomize-controller run beside "{name}" '
                 f"(logs in {lc.operator.dir(name) / 'logs'})")
+
+
+@dataclass(frozen=True)
+class DriftResult:
+    """``fleet drift``: what Pulumi manages for a cluster that no longer is what it last applied."""
+
+    cluster: str
+    stack: str
+    drift: bool
+    changes: dict[str, int]  # what a refresh would do to the state: update (drifted), delete (gone)
+    resources: tuple[dict[str, Any], ...]  # {"op", "resource", "properties"}
+    duration_s: float
+
+
+def drift(name: str, *, program: Program, reporter: Reporter, engine: EngineSettings | None = None) -> DriftResult:
+    """A dry-run ``pulumi refresh`` of the cluster's stack: the infrastructure drift of what Pulumi
+    manages (the cluster, Flux's install set, the GitRepository and Kustomization), changing nothing."""
+    started = time.monotonic()
+    reporter.step(f'reading the live state of stack "{name}" (refresh, preview only)')
+    op, drifted = Engine(engine, reporter).drift(StackRequest(name, program))
+    changed = {k: n for k, n in op.changes.items() if n and k != "same"}
+    resources = tuple({"op": o, "resource": r, "properties": list(p)} for o, r, p in drifted)
+    res = DriftResult(name, name, bool(changed or resources), op.changes, resources,
+                      round(time.monotonic() - started, 3))
+    if res.drift:
+        reporter.warn(f'stack "{name}" drifted: ' + ", ".join(f"{d['op']} {d['resource']}" for d in resources[:5]))
+    else:
+        reporter.ok(f'stack "{name}": no drift from what Pulumi last applied')
+    return res
 
 
 def refresh(name: str, *, program: Program, reporter: Reporter, engine: EngineSettings | None = None) -> OpResult:

@@ -382,6 +382,29 @@ class Engine:
 
         return self._run(req, "refresh", run, create=False)
 
+    def drift(self, req: StackRequest) -> tuple[OpResult, list[tuple[str, str, tuple[str, ...]]]]:
+        """What a refresh would change in the state (``pulumi refresh --preview-only``): the live
+        resources that differ from what Pulumi last applied. Returns the summary and, per drifted
+        resource, (operation, ``Type "name"``, the properties that differ)."""
+        drifted: list[tuple[str, str, tuple[str, ...]]] = []
+
+        def run(stack: auto.Stack, progress: _Progress) -> _Ran:
+            def on_event(ev: EngineEvent) -> None:
+                progress(ev)
+                pre = ev.resource_pre_event
+                if pre is None or pre.metadata.type == "pulumi:pulumi:Stack":
+                    return
+                md = pre.metadata
+                op = md.op.value if isinstance(md.op, OpType) else str(md.op)
+                if op in ("same", "read", "refresh") and not md.diffs:
+                    return
+                drifted.append((op, _describe(md.urn), tuple(md.diffs or ())))
+
+            res = stack.preview_refresh(on_event=on_event, color="never")
+            return _changes(res.change_summary), {}
+
+        return self._run(req, "refresh", run, create=False), drifted
+
     def destroy(self, req: StackRequest, *, remove: bool = True) -> OpResult:
         """Destroy every resource of the stack, then (``remove``) the stack and its work dir."""
 

@@ -85,6 +85,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "provision",
         "Create or update clusters and their GitOps operator (pulumi up), or --preview the changes.",
     ),
+    "drift": ("provision", "Infrastructure drift of what Pulumi manages (a dry-run refresh): exit 0 none, 1 drift."),
     "destroy": ("provision", "Destroy a cluster and everything its stack created, then remove the stack."),
     "bootstrap": (
         "bootstrap",

@@ -156,6 +156,18 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(max(o.exit_code for o in failed))
         r.ok(f"{len(outcomes)} clusters provisioned")
 
+    @app.command("drift")
+    def drift_cmd(
+        name: str = typer.Argument(..., help="The cluster whose stack to check."),
+        output: OutputFormat = OutputOpt,
+    ) -> None:
+        """Infrastructure drift of what Pulumi manages (a dry-run refresh): exit 0 none, 1 drift."""
+        res = _p().drift(name, program=_program(), reporter=reporter())
+        emit(res, output, columns=["op", "resource", "properties"],
+             rows=lambda d: [(x["op"], x["resource"], ", ".join(x["properties"]) or "-") for x in d.resources])
+        if res.drift:
+            raise typer.Exit(1)
+
     @app.command("destroy")
     def destroy_cmd(
         cluster: str = typer.Argument(..., help="The cluster to destroy (its stack)."),

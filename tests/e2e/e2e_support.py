@@ -5,10 +5,12 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from helpers import commit_file, need_tool
+from helpers import need_tool
 
 ENGINE_TOOLS = ("pulumi", "pulumi-resource-pulumi-python")
 CLUSTER_TOOLS = (
+    "source-controller",
+    "kustomize-controller",
     "etcd",
     "kube-apiserver",
     "kube-controller-manager",
@@ -17,7 +19,6 @@ CLUSTER_TOOLS = (
     "kwokctl",
     "kubectl",
 )
-OPERATOR_URL = "https://git.example.com/platform/fleet.git"
 
 
 def need_engine() -> None:
@@ -32,14 +33,18 @@ def need_local_clusters() -> None:
 
 
 def make_fleet_repo(parent: Path) -> Path:
-    """``fleet init`` with a bare remote beside it; the operator's URL set to an https URL (Flux accepts
-    only http(s)/ssh, and no controller process runs on a kwok cluster to clone it)."""
+    """``fleet init`` with a bare remote beside it, pushed. The remote is a local path: fleet serves it
+    over smart HTTP on loopback beside each local cluster, and Flux's controllers clone it from there
+    (so what a test commits reaches the operator once pushed: :func:`push`)."""
     from fleet.registry import init_repo
 
     remote = parent / "remote.git"
     subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
     root = init_repo(parent / "fleet", remote_url=str(remote)).root
-    text = (root / "fleet.yaml").read_text().replace(f"url: {remote}", f"url: {OPERATOR_URL}")
-    commit_file(root, "fleet.yaml", text, "operator URL")
-    subprocess.run(["git", "-C", str(root), "push", "-q", "origin", "HEAD"], check=True)
+    push(root)
     return root
+
+
+def push(repo: Path) -> None:
+    """Publish the branch to the remote the operator clones."""
+    subprocess.run(["git", "-C", str(repo), "push", "-q", "origin", "HEAD"], check=True)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import OPERATOR_URL, make_fleet_repo, need_local_clusters
+from e2e_support import make_fleet_repo, need_local_clusters
 
 from fleet import toolchain
 from fleet.adapters.pulumi_auto import Engine, EngineSettings, StackRequest
@@ -104,11 +104,16 @@ def test_up_creates_the_cluster_and_flux_with_path_revision_and_variables(shared
     for crd in ("gitrepositories.source.toolkit.fluxcd.io", "kustomizations.kustomize.toolkit.fluxcd.io"):
         conds = {c["type"]: c["status"] for c in crds[crd]["status"]["conditions"]}
         assert conds["Established"] == "True"
-    deployments = {d["metadata"]["name"] for d in kubectl(kc, "-n", "flux-system", "get", "deployments")["items"]}
-    assert deployments == {"source-controller", "kustomize-controller"}
+    # The controllers run as processes beside the cluster, not as (fake) pods in it.
+    assert not kubectl(kc, "-n", "flux-system", "get", "deployments")["items"]
+    operator = LocalClusters().operator
+    assert operator.running(NAME)
+    assert {p.name for p in operator.status(NAME) if p.running} == {
+        "source-controller", "kustomize-controller", "git-server"}
 
     repo = kubectl(kc, "-n", "flux-system", "get", "gitrepository", "fleet")
-    assert repo["spec"]["url"] == OPERATOR_URL
+    assert repo["spec"]["url"] == operator.git_url(NAME)
+    assert repo["spec"]["url"].startswith("http://127.0.0.1:")
     assert repo["spec"]["ref"] == {"branch": "main"}
     ks = kubectl(kc, "-n", "flux-system", "get", "kustomization", "fleet")["spec"]
     assert ks["path"] == "./environments/dev" and ks["prune"] is True and ks["wait"] is True
@@ -121,7 +126,7 @@ def test_up_creates_the_cluster_and_flux_with_path_revision_and_variables(shared
             "managedFields"
         ]
     }
-    assert "fleet-pulumi" in managers  # server-side applied by fleet's dynamic provider
+    assert "fleet-pulumi" in managers  # server-side applied by the Kubernetes provider, fleet's field manager
 
     outs = stack_outputs(NAME, engine=shared.settings)
     assert outs["cluster"] == NAME and "kind: Config" in outs["kubeconfig"]
@@ -146,7 +151,7 @@ def test_changing_a_variable_updates_only_the_kustomization(shared: Shared) -> N
     set_cluster(shared.repo, NAME, ClusterUpdate(vars={"GREETING": "bonjour"}))
     res, lines = up(shared)
     assert res.changes.get("update") == 1 and set(res.changes) == {"same", "update"}, res.changes
-    assert [ln for ln in lines if ln.startswith("✔ updated")] == ['✔ updated Manifests "flux-sync"']
+    assert [ln for ln in lines if ln.startswith("✔ updated")] == ['✔ updated Kustomization "flux-sync"']
     assert res.kubeconfig_path is not None
     assert greeting(res.kubeconfig_path) == "bonjour"
 
@@ -158,7 +163,7 @@ def test_preview_shows_the_change_and_changes_nothing(shared: Shared) -> None:
     set_cluster(shared.repo, NAME, ClusterUpdate(vars={"GREETING": before + "-hola"}))
     res, lines = up(shared, preview=True)
     assert res.preview and res.changes.get("update") == 1 and res.kubeconfig_path is None
-    assert '► would update Manifests "flux-sync"' in lines
+    assert '► would update Kustomization "flux-sync"' in lines
     assert greeting(kc) == before  # unchanged
     up(shared)
     assert greeting(kc) == before + "-hola"
@@ -173,7 +178,7 @@ def test_the_cluster_phase_leaves_the_operator_as_it_is(shared: Shared) -> None:
     assert set(res.changes) == {"same"} and not [ln for ln in lines if ln.startswith("✔ updated")]
     assert greeting(kc) == before  # the operator's step does it
     res, lines = up(shared)
-    assert [ln for ln in lines if ln.startswith("✔ updated")] == ['✔ updated Manifests "flux-sync"']
+    assert [ln for ln in lines if ln.startswith("✔ updated")] == ['✔ updated Kustomization "flux-sync"']
     assert greeting(kc) == before + "-ciao"
 
 
@@ -185,7 +190,7 @@ def test_pinning_a_revision_changes_only_the_git_repository(shared: Shared) -> N
     ).stdout.strip()
     res, lines = up(shared, pin_revision="HEAD")
     assert res.revision == head
-    assert [ln for ln in lines if ln.startswith("✔ updated")] == ['✔ updated Manifests "flux-source"']
+    assert [ln for ln in lines if ln.startswith("✔ updated")] == ['✔ updated GitRepository "flux-source"']
     repo = kubectl(kc, "-n", "flux-system", "get", "gitrepository", "fleet")
     assert repo["spec"]["ref"] == {"branch": "main", "commit": head}
     assert res.outputs["revision"] == head
@@ -213,7 +218,7 @@ def test_refresh_notices_objects_deleted_by_hand_and_up_applies_them_again(share
     )
     refresh(NAME, program=program(), reporter=SilentReporter(), engine=shared.settings)
     _res, lines = up(shared)
-    assert [ln for ln in lines if ln.startswith("✔ updated")] == ['✔ updated Manifests "flux-sync"']
+    assert [ln for ln in lines if ln.startswith("✔ updated")] == ['✔ updated Kustomization "flux-sync"']
     assert kubectl(kc, "-n", "flux-system", "get", "kustomization", "fleet")["spec"]["prune"] is True
 
 
@@ -246,8 +251,8 @@ def test_git_credentials_become_a_secret_and_stay_encrypted(shared: Shared) -> N
     assert kc is not None
     password = f"pa55-{os.getpid()}-e2e"
     _res, lines = up(shared, git_auth={"username": "fleet-bot", "password": password})
-    assert '✔ created Manifests "flux-git-auth"' in lines
-    assert '✔ updated Manifests "flux-source"' in lines
+    assert '✔ created Secret "flux-git-auth"' in lines
+    assert '✔ updated GitRepository "flux-source"' in lines
     secret = kubectl(kc, "-n", "flux-system", "get", "secret", "fleet-git-auth")
     assert base64.b64decode(secret["data"]["password"]).decode() == password
     repo = kubectl(kc, "-n", "flux-system", "get", "gitrepository", "fleet")
@@ -309,28 +314,8 @@ def _smoke(shared: Shared, program_fn: Any) -> None:
             engine.destroy(req)
 
 
-def test_smoke_pulumi_up_creates_a_namespace_and_a_configmap_with_the_manifests_resource(
-    shared: Shared,
-) -> None:
-    from clusters.manifests import Manifests
-
-    def program_fn(kubeconfig: str) -> Any:
-        return lambda: Manifests("smoke", kubeconfig=kubeconfig, manifests=SMOKE_YAML)
-
-    _smoke(shared, program_fn)
-
-
 def test_smoke_pulumi_up_with_pulumi_kubernetes_configgroup(shared: Shared) -> None:
-    from fleet.errors import ToolMissing
-
-    try:
-        toolchain.find("pulumi-resource-kubernetes")  # the toolchain's bin, then PATH
-    except ToolMissing:
-        pytest.skip(
-            "pulumi-resource-kubernetes is not installed: the Go module proxy refuses the pulumi-kubernetes "
-            "provider module here, so the toolchain cannot build it "
-            "(the manifests-resource smoke test runs instead)"
-        )
+    toolchain.find("pulumi-resource-kubernetes")  # built by the toolchain (family pulumi-kubernetes)
 
     def program_fn(kubeconfig: str) -> Any:
         def run() -> None:
