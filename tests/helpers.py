@@ -8,21 +8,41 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["commit_file", "git", "git_state", "need_tool", "new_fleet_repo", "run_cli"]
+__all__ = ["commit_file", "git", "git_state", "need_flux_manifests", "need_tool", "new_fleet_repo", "run_cli"]
 
 
 def need_tool(name: str) -> Path:
     """The path of a toolchain binary; skips the test when it is absent, except in CI (CI=true), where
-    a missing binary fails the test: `make test` builds the toolchain first."""
+    a missing binary fails the test: `make test` builds the toolchain first. A unit test never needs
+    one (tests/unit/conftest.py): there it fails, naming the tier the test belongs in."""
     from fleet import toolchain
     from fleet.errors import ToolMissing
 
+    if os.environ.get("FLEET_TEST_TIER") == "unit":
+        pytest.fail(f"a unit test needs no toolchain binary ({name}): move it to tests/integration", pytrace=False)
     try:
         return toolchain.find(name)
     except ToolMissing as e:
         if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
             pytest.fail(f"{name} is required in CI but missing: {e.message}")
         pytest.skip(f"{name} is not built yet ({e.message}); run `make toolchain`")
+
+
+def need_flux_manifests() -> Path:
+    """The toolchain's Flux manifests (``share/flux``), with :func:`need_tool`'s rules: skipped when not
+    extracted yet, failed in CI and in the unit tier."""
+    from fleet import toolchain
+    from fleet.errors import ToolMissing
+
+    if os.environ.get("FLEET_TEST_TIER") == "unit":
+        pytest.fail("a unit test needs no toolchain (the Flux manifests): move it to tests/integration",
+                    pytrace=False)
+    try:
+        return toolchain.flux_manifests_dir()
+    except ToolMissing as e:
+        if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
+            pytest.fail(f"the Flux manifests are required in CI but missing: {e.message}")
+        pytest.skip(f"the Flux manifests are not extracted yet ({e.message}); run `make toolchain`")
 
 
 def git(repo: Path, *args: str) -> str:

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fleet import render
-from tests.helpers import commit_file, git, git_state, need_tool, new_fleet_repo, run_cli
+from tests.helpers import commit_file, git, git_state, new_fleet_repo, run_cli
 
 Capsys = pytest.CaptureFixture[str]
 
@@ -123,26 +122,6 @@ def test_schema(capsys: Capsys) -> None:
     assert set(both) == {"fleet.yaml", "clusters/*.yaml"}
     assert "environment" in ok(capsys, "schema", "cluster", "-o", "table")
 
-
-def test_render_commands(repo: Path, capsys: Capsys, tmp_path: Path) -> None:
-    need_tool("kustomize")
-    render.clear_cache()
-    ok(capsys, "cluster", "add", "eu-1", "--env", "prod", "--var", "REPLICAS=2")
-    ok(capsys, "cluster", "add", "dev-1", "--env", "dev")
-    docs = list(yaml.safe_load_all(ok(capsys, "render", "eu-1")))
-    assert [d["kind"] for d in docs] == ["Namespace", "ConfigMap", "Service", "Deployment"]
-    assert docs[-1]["spec"]["replicas"] == 2
-    data = json.loads(ok(capsys, "render", "eu-1", "-o", "json", "--rev", "HEAD~1"))
-    assert data["cluster"] == "eu-1" and len(data["objects"]) == 4
-    assert "Deployment  hello-prod  hello" in ok(capsys, "render", "eu-1", "-o", "table")
-    out = tmp_path / "out"
-    ok(capsys, "render", "--all", "-o", str(out))
-    assert sorted(p.name for p in out.iterdir()) == ["dev-1.yaml", "eu-1.yaml", "index.json"]
-    assert [x["cluster"] for x in json.loads((out / "index.json").read_text())] == ["dev-1", "eu-1"]
-    assert len(json.loads(ok(capsys, "render", "--all", "-l", "env=dev", "-o", "json"))) == 1
-    (repo / "base" / "service.yaml").write_text("# uncommitted\n")
-    code, _, err = run_cli(capsys, "render", "eu-1")
-    assert code == 0 and "uncommitted changes (base/service.yaml) are not rendered" in err
 
 
 # ---- bad input: one line, exit 2, nothing changed -----------------------------------------------------
@@ -263,25 +242,3 @@ def test_not_a_git_repository(tmp_path: Path, capsys: Capsys, monkeypatch: pytes
         code, _, err = run_cli(capsys, *args)
         assert code == 2 and err.startswith("✗ not a git repository: "), (args, err)
     assert list((tmp_path / "plain").iterdir()) == []
-
-
-def test_overlay_that_kustomize_rejects(repo: Path, capsys: Capsys) -> None:
-    need_tool("kustomize")
-    ok(capsys, "cluster", "add", "eu-1", "--env", "prod")
-    commit_file(repo, "environments/prod/kustomization.yaml", "resources:\n  - nope.yaml\n", "break prod")
-    state = git_state(repo)
-    code, out, err = run_cli(capsys, "render", "eu-1")
-    assert code == 2 and out == ""
-    assert err.startswith("✗ kustomize build environments/prod at ") and "nope.yaml" in err
-    assert len(err.strip().splitlines()) == 1
-    assert git_state(repo) == state
-
-
-def test_missing_variable_is_named(repo: Path, capsys: Capsys) -> None:
-    need_tool("kustomize")
-    ok(capsys, "cluster", "add", "eu-1", "--env", "prod")
-    commit_file(
-        repo, "base/configmap.yaml", (repo / "base/configmap.yaml").read_text() + "  DB: ${DB_HOST}\n"
-    )
-    code, _, err = run_cli(capsys, "render", "eu-1")
-    assert code == 2 and '✗ variable "DB_HOST" not set in ConfigMap/hello-prod/hello-config' in err

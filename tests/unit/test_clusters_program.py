@@ -162,25 +162,6 @@ def test_install_objects_from_a_path(tmp_path: Path) -> None:
         flux.install_objects(stack_config(spec(), operator={"source": str(tmp_path / "nope.yaml")}))
 
 
-def test_toolchain_install_set_has_crds_and_accounts_but_no_fake_controller_pods() -> None:
-    from fleet import toolchain
-    from fleet.errors import ToolMissing
-
-    try:
-        toolchain.flux_manifests_dir()
-    except ToolMissing:
-        pytest.skip("the Flux manifests are not extracted yet; run `make toolchain`")
-    objs = flux.install_objects(stack_config(spec()))
-    kinds = [o["kind"] for o in objs]
-    assert kinds[0] == "Namespace"
-    crds = {o["metadata"]["name"] for o in objs if o["kind"] == "CustomResourceDefinition"}
-    assert {"gitrepositories.source.toolkit.fluxcd.io", "kustomizations.kustomize.toolkit.fluxcd.io"} <= crds
-    accounts = {o["metadata"]["name"] for o in objs if o["kind"] == "ServiceAccount"}
-    assert accounts == {"source-controller", "kustomize-controller"}
-    # On a local cluster the controllers run as processes beside it: kwok would fake their pods.
-    assert not [o for o in objs if o["kind"] in ("Deployment", "Service")]
-
-
 # ---- kind ------------------------------------------------------------------------------------
 
 
