@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -102,19 +102,32 @@ def test_notes_round_trip(g: GitRepo) -> None:
     assert g.note_show(head) is None
 
 
-def test_the_lock_is_exclusive(g: GitRepo) -> None:
+def test_the_lock_is_exclusive(g: GitRepo, monkeypatch: pytest.MonkeyPatch) -> None:
     order: list[str] = []
+    refused = threading.Event()  # the other writer asked for the held lock and was refused
+    real_flock = fcntl.flock
+
+    def flock(fd: int, operation: int) -> None:
+        try:
+            real_flock(fd, operation)
+        except BlockingIOError:
+            if threading.current_thread().name == "other-writer":
+                refused.set()
+            raise
+
+    monkeypatch.setattr(fcntl, "flock", flock)
 
     def other() -> None:
         with GitRepo.open(g.root).lock():
             order.append("other")
 
     with g.lock():
-        t = threading.Thread(target=other)
+        t = threading.Thread(target=other, name="other-writer")
         t.start()
-        time.sleep(0.2)
+        assert refused.wait(60), "the other writer never asked for the lock"
         order.append("first")
-    t.join(5)
+    t.join(60)
+    assert not t.is_alive()
     assert order == ["first", "other"]
     with g.lock(), pytest.raises(GitError, match="held"), GitRepo.open(g.root).lock(timeout=0.1):
         pass

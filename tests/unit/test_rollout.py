@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,9 @@ class Interrupted(BaseException):
 
 
 class FakeFleet:
-    """The world as the rollout sees it. ``fail[(cluster, rev)] = step`` makes that step fail."""
+    """The world as the rollout sees it. ``fail[(cluster, rev)] = step`` makes that step fail;
+    ``hooks[(step, cluster)]`` runs when that step of that cluster is called (tests order threads with it:
+    events and barriers, never sleeps); ``delay`` only makes steps take measurable time."""
 
     def __init__(self, waves: dict[str, int], *, existing: set[str] | None = None,
                  good: dict[str, str] | None = None, provider: dict[str, str] | None = None,
@@ -48,7 +50,8 @@ class FakeFleet:
         self.applied: dict[str, str] = {}
         self.delay = delay
         self.calls: list[tuple[str, ...]] = []
-        self.events: list[tuple[float, str, str]] = []  # (time, "start"/"end", cluster)
+        self.hooks: dict[tuple[str, str], Callable[[], None]] = {}
+        self.events: list[tuple[str, str]] = []  # ("start"/"end", cluster), in the order they happened
         self.active = 0
         self.peak = 0
         self._lock = threading.Lock()
@@ -56,6 +59,8 @@ class FakeFleet:
     def _call(self, *what: str) -> None:
         with self._lock:
             self.calls.append(what)
+        if hook := self.hooks.get((what[0], what[1])):
+            hook()
         if self.interrupt == (what[1], what[0]):
             raise Interrupted(what)
 
@@ -63,12 +68,12 @@ class FakeFleet:
         with self._lock:
             self.active += 1
             self.peak = max(self.peak, self.active)
-            self.events.append((time.monotonic(), "start", cluster))
+            self.events.append(("start", cluster))
 
     def _end(self, cluster: str) -> None:
         with self._lock:
             self.active -= 1
-            self.events.append((time.monotonic(), "end", cluster))
+            self.events.append(("end", cluster))
 
     def _maybe_fail(self, cluster: str, rev: str, step: str) -> None:
         if self.fail.get((cluster, rev)) == step:
@@ -151,11 +156,25 @@ class FakeFleet:
         return [c for c in self.calls if c[1] == cluster and c[0] != "probe"]
 
 
+class Heard(SilentReporter):
+    """A reporter that also sets ``said`` once a warning starting with ``prefix`` is reported."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+        self.said = threading.Event()
+
+    def warn(self, msg: str) -> None:
+        super().warn(msg)
+        if msg.startswith(self.prefix):
+            self.said.set()
+
+
 class Lines:
     """A view whose lines tests can read."""
 
-    def __init__(self) -> None:
-        self.out = SilentReporter()
+    def __init__(self, out: SilentReporter | None = None) -> None:
+        self.out = out or SilentReporter()
         self.plain = PlainView(self.out)
 
     @property
@@ -187,10 +206,23 @@ def running() -> FakeFleet:
     return FakeFleet(names, existing=set(names), good=dict.fromkeys(names, A))
 
 
-def _spans(fleet: FakeFleet) -> dict[str, tuple[float, float]]:
-    starts = {c: t for t, kind, c in fleet.events if kind == "start"}
-    ends = {c: t for t, kind, c in fleet.events if kind == "end"}
+def _spans(fleet: FakeFleet) -> dict[str, tuple[int, int]]:
+    """Per cluster, the positions of its start and end among all events (the order they happened in)."""
+    starts = {c: i for i, (kind, c) in enumerate(fleet.events) if kind == "start"}
+    ends = {c: i for i, (kind, c) in enumerate(fleet.events) if kind == "end"}
     return {c: (starts[c], ends[c]) for c in starts}
+
+
+def meet(*clusters: str, at: str, fleet: FakeFleet) -> None:
+    """Make ``clusters`` wait for each other inside step ``at``: they are all in flight at once (a
+    rollout that ran them one at a time fails with BrokenBarrierError after the deadline)."""
+    barrier = threading.Barrier(len(clusters))
+
+    def wait() -> None:
+        barrier.wait(timeout=60)
+
+    for c in clusters:
+        fleet.hooks[(at, c)] = wait
 
 
 def test_order_waves_groups_by_wave_ascending_and_sorts_names() -> None:
@@ -200,7 +232,9 @@ def test_order_waves_groups_by_wave_ascending_and_sorts_names() -> None:
 
 
 def test_new_region_is_brought_up_wave_by_wave_within_max_parallel() -> None:
-    fleet = FakeFleet({"us-1": 1, "us-2": 1, "us-3": 1, "us-4": 2, "us-5": 2}, delay=0.05)
+    fleet = FakeFleet({"us-1": 1, "us-2": 1, "us-3": 1, "us-4": 2, "us-5": 2})
+    meet("us-1", "us-2", at="bring_up", fleet=fleet)  # the first two of each wave run side by side
+    meet("us-4", "us-5", at="bring_up", fleet=fleet)
     view = Lines()
     res = roll(fleet, view, rev="A", max_parallel=2)
     assert res.outcome == "succeeded"
@@ -433,23 +467,43 @@ def test_a_transient_error_is_retried_within_the_step_budget(running: FakeFleet,
 
 @pytest.fixture(autouse=True)
 def _no_leftover_threads() -> Iterator[None]:
-    before = threading.active_count()
+    """Every thread a rollout starts has ended when the test ends (joined, not waited for by the clock)."""
+    before = set(threading.enumerate())
     yield
-    deadline = time.monotonic() + 5
-    while threading.active_count() > before and time.monotonic() < deadline:
-        time.sleep(0.01)
+    for t in set(threading.enumerate()) - before:
+        t.join(timeout=60)
+        assert not t.is_alive(), f"thread {t.name} outlived the test"
 
 
 def test_an_interrupt_stops_the_clusters_in_flight_at_their_next_step(running: FakeFleet) -> None:
-    running.interrupt = ("eu-1", "sync")  # Ctrl-C arrives while eu-1 and eu-2 sync
-    running.delay = 0.3
+    # Ctrl-C arrives while eu-1 and eu-2 sync: eu-1's sync is interrupted only once eu-2 is inside its
+    # own sync, and eu-2's sync returns only once the rollout has said it was interrupted.
+    eu2_syncing = threading.Event()
+    heard = Heard("interrupted:")
+    missed: list[str] = []
+
+    def eu1_sync() -> None:
+        if not eu2_syncing.wait(60):
+            missed.append("eu-2 never started its sync")
+
+    def eu2_sync() -> None:
+        eu2_syncing.set()
+        if not heard.said.wait(60):
+            missed.append("the rollout never said it was interrupted")
+
+    running.hooks[("sync", "eu-1")] = eu1_sync
+    running.hooks[("sync", "eu-2")] = eu2_sync
+    running.interrupt = ("eu-1", "sync")
     with pytest.raises(Interrupted):
-        roll(running, rev="B", max_parallel=2)
+        roll(running, Lines(heard), rev="B", max_parallel=2)
+    assert not missed
     assert ("sync", "eu-2", B) in running.calls
     assert not [c for c in running.calls if c[0] == "gates"]  # eu-2 stopped before its gates
+    assert any(ln.startswith("⚠ interrupted: ") and "eu-2" in ln for ln in heard.lines)
     j = load_current()
     assert j is not None and j.clusters["eu-2"].state == "running" and j.clusters["eu-2"].step == "sync"
-    running.interrupt, running.delay = None, 0.0
+    running.interrupt = None
+    running.hooks.clear()
     assert roll(running, rev="B").outcome == "succeeded"
 
 
