@@ -18,24 +18,17 @@ command runs or its own help is asked for.
 
 from __future__ import annotations
 
-import functools
-import importlib
+import os
 import sys
 import traceback
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import typer
-from typer.core import TyperCommand, TyperGroup
-
-try:  # typer >= 0.20 vendors click
-    from typer._click import Command, Context
-    from typer._click import exceptions as _cx
-except ImportError:  # pragma: no cover
-    from click import Command, Context  # type: ignore[assignment]
-    from click import exceptions as _cx  # type: ignore[no-redef]
-
+from fleet.cli.help import is_root_help, print_root_help
 from fleet.errors import FleetError
 from fleet.paths import debug_from_env
+
+if TYPE_CHECKING:
+    from fleet.cli.app import LazyGroup, load_module
 
 __all__ = [
     "COMMANDS",
@@ -44,7 +37,9 @@ __all__ = [
     "EXIT_INTERNAL",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
+    "LazyGroup",
     "app",
+    "load_module",
     "main",
 ]
 
@@ -100,64 +95,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "region": ("region", "Regions: add a new one modelled on an existing one."),
 }
 
-_SETTINGS: dict[str, Any] = {
-    "no_args_is_help": True,
-    "add_completion": False,
-    "pretty_exceptions_enable": False,
-}
 
+def __getattr__(name: str) -> Any:
+    """``app``, ``LazyGroup`` and ``load_module`` live in :mod:`fleet.cli.app` (typer loads with them)."""
+    if name in ("app", "LazyGroup", "load_module"):
+        from fleet.cli import app as module
 
-@functools.cache
-def load_module(module: str) -> dict[str, Command]:
-    """The click commands that ``fleet.cli.<module>`` registers, by name (imports the module)."""
-    sub = typer.Typer(**_SETTINGS)
-    importlib.import_module(f"fleet.cli.{module}").register(sub)
-    return dict(typer.main.get_group(sub).commands)
-
-
-class LazyGroup(TyperGroup):
-    """The root group: lists every command from :data:`COMMANDS` and imports a command's module only
-    when the command is resolved to run (or to show its own help)."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._listing = False
-        # placeholders that carry the name and help line: ``--help`` lists them, typo suggestions use them
-        for name, (_module, help_line) in COMMANDS.items():
-            self.commands[name] = TyperCommand(name=name, help=help_line, rich_help_panel=None)
-
-    def list_commands(self, ctx: Context) -> list[str]:
-        return list(COMMANDS)
-
-    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
-        if cmd_name not in COMMANDS:
-            return None
-        if self._listing:
-            return self.commands[cmd_name]
-        return load_module(COMMANDS[cmd_name][0])[cmd_name]
-
-    def format_help(self, ctx: Context, formatter: Any) -> None:
-        self._listing = True
-        try:
-            super().format_help(ctx, formatter)
-        finally:
-            self._listing = False
-
-
-app = typer.Typer(
-    name="fleet",
-    help="Multi-cluster fleet manager and disaster-recovery bootstrapper for Kubernetes.",
-    cls=LazyGroup,
-    context_settings={"help_option_names": ["-h", "--help"]},
-    **_SETTINGS,
-)
-
-
-@app.callback()
-def _root(
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug detail (or FLEET_DEBUG=1)."),
-) -> None:
-    """Declares ``--debug`` for the help text; :func:`main` reads it before any command runs."""
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _internal_error(e: BaseException, debug: bool) -> int:
@@ -173,6 +118,21 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``fleet`` console script: runs one command, returns its exit code."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or debug_from_env()
+    # fleet uses no pydantic plugin: spare every command the scan of all installed packages' entry points
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    if is_root_help(args):  # names and help lines only: drawn without loading typer
+        print_root_help(COMMANDS)
+        return EXIT_OK
+
+    import typer
+
+    try:  # typer >= 0.20 vendors click
+        from typer._click import exceptions as _cx
+    except ImportError:  # pragma: no cover
+        from click import exceptions as _cx  # type: ignore[no-redef]
+
+    from fleet.cli.app import app
+
     try:
         command = typer.main.get_command(app)
         rv = command.main(args=args, prog_name="fleet", standalone_mode=False)

@@ -20,7 +20,8 @@ CLI_DIR = Path(__file__).resolve().parents[2] / "fleet" / "cli"
 
 
 def test_every_command_is_in_the_table_with_its_own_first_help_paragraph() -> None:
-    from fleet.cli import COMMANDS, load_module
+    from fleet.cli import COMMANDS
+    from fleet.cli.app import load_module
 
     modules = {p.stem for p in CLI_DIR.glob("*.py") if re.search(r"^def register\(", p.read_text(), re.M)}
     assert modules == {m for m, _ in COMMANDS.values()}
@@ -36,26 +37,48 @@ def test_every_command_is_in_the_table_with_its_own_first_help_paragraph() -> No
     assert registered == {name: m for name, (m, _) in COMMANDS.items()}
 
 
-def test_help_lists_every_command_as_an_eagerly_built_cli_does(capsys: Capsys, monkeypatch: pytest.MonkeyPatch) -> None:
-    import typer
+_EAGER = """
+import sys
+import typer
+from fleet.cli import COMMANDS
+from fleet.cli.app import app, load_module
 
-    from fleet.cli import COMMANDS, app, load_module
+eager = typer.Typer(name="fleet", help=app.info.help, no_args_is_help=True, add_completion=False,
+                    context_settings={"help_option_names": ["-h", "--help"]})
+eager.callback()(app.registered_callback.callback)
+group = typer.main.get_group(eager)
+for name, (module, _) in COMMANDS.items():
+    group.add_command(load_module(module)[name], name)
+group.main(sys.argv[1:], prog_name="fleet", standalone_mode=False)
+"""
 
-    monkeypatch.setenv("COLUMNS", "100")
-    monkeypatch.setenv("TERM", "dumb")
-    code, lazy, _ = run_cli(capsys, "--help")
-    assert code == 0
-    eager = typer.Typer(name="fleet", help=app.info.help, no_args_is_help=True, add_completion=False,
-                        context_settings={"help_option_names": ["-h", "--help"]})
-    eager.callback()(app.registered_callback.callback)  # type: ignore[union-attr]
-    group = typer.main.get_group(eager)
-    for name, (module, _) in COMMANDS.items():
-        group.add_command(load_module(module)[name], name)
-    with pytest.raises(SystemExit):
-        group.main(["--help"], prog_name="fleet")
-    assert lazy == capsys.readouterr().out
+
+@pytest.mark.parametrize(
+    "env",
+    [{"COLUMNS": "100", "TERM": "dumb"}, {"COLUMNS": "80", "FORCE_COLOR": "1"}, {"COLUMNS": "50", "PY_COLORS": "1"},
+     {"TERMINAL_WIDTH": "140"}],
+    ids=["plain", "colour", "narrow", "wide"],
+)
+def test_the_root_help_is_what_typer_draws_for_every_command(env: dict[str, str]) -> None:
+    """``fleet --help`` is drawn without typer (fleet.cli.help); it must be exactly what typer draws for an
+    app with every command module loaded, in colour and at any width."""
+    from fleet.cli import COMMANDS
+
+    run_env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "PY_COLORS", "NO_COLOR",
+                                                                  "TERMINAL_WIDTH", "GITHUB_ACTIONS")}
+    run_env.update(env)
+
+    def py(*args: str) -> str:
+        done = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=run_env, check=True)
+        return done.stdout
+
+    eager = py("-c", _EAGER, "--help")
+    fast = py("-m", "fleet", "--help")
+    assert fast == eager
+    assert py("-m", "fleet", "-h") == py("-m", "fleet") == fast
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", fast)
     for name in COMMANDS:
-        assert re.search(rf"^│ {name} ", lazy, re.M), name
+        assert re.search(rf"^│ {name} ", plain, re.M), name
 
 
 def test_a_command_module_loads_only_when_it_runs(capsys: Capsys) -> None:
@@ -133,8 +156,10 @@ try:
 except SystemExit as e:
     code = e.code
 roots = sorted({m.split(".")[0] for m in sys.modules} & {"pydantic", "git", "kubernetes", "pulumi", "rich",
-               "yaml", "bootstrap", "clusters", "tenacity"})
-fleet = sorted(m for m in sys.modules if m.startswith("fleet.cli.") or m in ("fleet.registry", "fleet.render"))
+               "yaml", "bootstrap", "clusters", "tenacity", "typer"})
+from fleet.cli import COMMANDS
+commands = {f"fleet.cli.{m}" for m, _ in COMMANDS.values()} | {"fleet.cli.common", "fleet.registry", "fleet.render"}
+fleet = sorted(m for m in sys.modules if m in commands)
 print(json.dumps({"code": code, "roots": roots, "fleet": fleet}), file=sys.stderr)
 """
 
@@ -150,7 +175,7 @@ def test_help_imports_no_command_module_and_no_heavy_library() -> None:
     seen = _imports("--help")
     assert seen["code"] == 0
     assert seen["fleet"] == []
-    assert seen["roots"] == ["rich"]  # typer draws the help with rich; nothing else
+    assert seen["roots"] == ["rich"]  # drawn with rich (fleet.cli.help), without typer
 
 
 def test_cluster_list_imports_only_what_it_needs(tmp_path: Path) -> None:
@@ -158,4 +183,4 @@ def test_cluster_list_imports_only_what_it_needs(tmp_path: Path) -> None:
     seen = _imports("cluster", "list", "--repo", str(root))
     assert seen["code"] == 0
     assert seen["fleet"] == ["fleet.cli.cluster", "fleet.cli.common", "fleet.registry"]
-    assert seen["roots"] == ["git", "pydantic", "yaml"]
+    assert seen["roots"] == ["git", "pydantic", "typer", "yaml"]
