@@ -96,7 +96,10 @@ def _free_port() -> int:
 
 
 def _port_free(port: int) -> bool:
+    """Nothing listens on ``port`` (connections of a process that just stopped, in TIME_WAIT, do not
+    count: the servers here bind with SO_REUSEADDR, as Go's net package does)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
