@@ -223,10 +223,10 @@ def provision(
     ``phase="cluster"`` updates only the cluster's resources (Pulumi targets), leaving the operator's
     as they are: the DR pipeline's provision step, before its operator step (``phase="all"``)."""
     started = time.monotonic()
-    cfg = stack_config(repo, name, pin_revision=pin_revision, serve=not preview)
+    cfg = stack_config(repo, name, pin_revision=pin_revision)
     check = getattr(program, "check", None)
     if check is not None:
-        check(cfg)
+        check(cfg)  # bad input stops here, before anything is started or changed
     secrets: dict[str, str] = {}
     if git_auth:
         import json
@@ -248,18 +248,26 @@ def provision(
         if dropped:
             reporter.step(f'stack "{cfg.stack}": {len(dropped)} resources of the kubectl dynamic provider are '
                           "now managed by the Kubernetes provider (the objects stay as they are)")
-    op = eng.up(
-        StackRequest(cfg.stack, program, cfg.values(), secrets),
-        preview=preview,
-        refresh=refresh,
-        targets=CLUSTER_TARGETS if phase == "cluster" else None,
-    )
+    local_operator = cfg.cluster.provider == "local" and cfg.settings.operator.kind == "flux"
+    if local_operator and not preview:
+        cfg = stack_config(repo, name, pin_revision=pin_revision, serve=True)  # the git endpoint, if needed
+    try:
+        op = eng.up(
+            StackRequest(cfg.stack, program, cfg.values(), secrets),
+            preview=preview,
+            refresh=refresh,
+            targets=CLUSTER_TARGETS if phase == "cluster" else None,
+        )
+    except BaseException:
+        if local_operator:
+            _forget_operator_without_cluster(name)
+        raise
     kubeconfig_path = None
     if not preview:
         kc = op.outputs.get("kubeconfig")
         if kc is not None and isinstance(kc.value, str) and kc.value:
             kubeconfig_path = _write_kubeconfig(name, kc.value)
-        if phase == "all" and cfg.cluster.provider == "local" and cfg.settings.operator.kind == "flux":
+        if phase == "all" and local_operator:
             _start_local_controllers(name, reporter)
     result = ProvisionResult(
         cluster=name,
@@ -277,6 +285,15 @@ def provision(
         summary = ", ".join(f"{n} {k}" for k, n in sorted(op.changes.items()) if n and k != "same")
         reporter.ok(f'cluster "{name}" {"would change" if preview else "provisioned"}: {summary}')
     return result
+
+
+def _forget_operator_without_cluster(name: str) -> None:
+    """An up that failed before the local cluster existed leaves no git endpoint running for it."""
+    from fleet.local import LocalClusters
+
+    lc = LocalClusters()
+    if not lc.exists(name):
+        lc.operator.remove(name)
 
 
 def _start_local_controllers(name: str, reporter: Reporter) -> None:
