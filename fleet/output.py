@@ -25,8 +25,6 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
-import yaml
-
 __all__ = [
     "API_VERSION",
     "OutputFormat",
@@ -163,10 +161,10 @@ def emit(
         out.write(json.dumps(plain, indent=2, sort_keys=False) + "\n")
         return
     if fmt is OutputFormat.yaml:
-        out.write(yaml.safe_dump(plain, sort_keys=False, default_flow_style=False))
+        out.write(_yaml(plain))
         return
     if columns is None or rows is None:
-        out.write(yaml.safe_dump(plain, sort_keys=False, default_flow_style=False))
+        out.write(_yaml(plain))
         return
     table_rows = [["" if c is None else str(c) for c in r] for r in rows(data)]
     widths = [len(c) for c in columns]
@@ -176,3 +174,9 @@ def emit(
     out.write("  ".join(c.upper().ljust(widths[i]) for i, c in enumerate(columns)).rstrip() + "\n")
     for r in table_rows:
         out.write("  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip() + "\n")
+
+
+def _yaml(plain: Any) -> str:
+    import yaml  # loaded by the commands that print YAML (start-up time of the others)
+
+    return yaml.safe_dump(plain, sort_keys=False, default_flow_style=False)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import threading
 from pathlib import Path
 from typing import IO
@@ -117,6 +116,8 @@ def open_private(path: Path, mode: str = "a") -> IO[str]:
 
 def private_secret(name: str, nbytes: int = 32) -> str:
     """A random secret kept in ``fleet_home()/secrets/<name>`` (0600), made on first use (hex text)."""
+    import secrets  # with hmac and OpenSSL: loaded by the commands that use a secret, not at every start-up
+
     path = fleet_home() / "secrets" / name
     try:
         text = path.read_text(encoding="utf-8").strip()
