@@ -153,8 +153,7 @@ class RealServices:
         spec = reg.get(cluster)
         target = kubeconfig_for(spec)
         if mode == "operator":
-            return operator_sync(target, revision, gate_config(reg.settings, spec, operator_gate="on"),
-                                 timeout=gate_timeout(reg.settings, spec), reporter=reporter)
+            return operator_sync(target, revision, timeout=gate_timeout(reg.settings, spec), reporter=reporter)
         rendered = self._rendered(cluster, revision)
         res = live_sync(target, rendered.objects, revision, prune=True, reporter=reporter)
         return f"{len(rendered.objects)} objects applied at {revision[:12]}" + (
@@ -189,12 +188,14 @@ class RealServices:
         return f"last good of \"{cluster}\" is {rec.revision[:12]}"
 
 
-def operator_sync(target: Any, revision: str, cfg: Any, *, timeout: float, reporter: Reporter) -> str:
-    """Wait until Flux applied ``revision`` (pinned by the operator step) and say when it did."""
+def operator_sync(target: Any, revision: str, *, timeout: float, reporter: Reporter) -> str:
+    """Wait until Flux fetched ``revision`` (pinned by the operator step) and applied its objects, and
+    say when; its health (Flux's Ready at the revision, the workloads) is the gates step's."""
     from fleet.live.flux import wait_applied
 
-    st = wait_applied(target, revision, cfg, timeout=timeout, reporter=reporter)
-    return f"Flux applied {revision[:12]}: fetched at {st.fetched_at or '?'}, Ready at {st.ready_since or '?'}"
+    st = wait_applied(target, revision, timeout=timeout, reporter=reporter)
+    applied = st.health_since if st.applied != revision else st.ready_since
+    return f"Flux fetched {revision[:12]} at {st.fetched_at or '?'} and applied it at {applied or '?'}"
 
 
 def _changes(what: str, changes: dict[str, int], seconds: float) -> str:

@@ -12,12 +12,14 @@ fleet's field manager, then a reconcile requested as ``flux reconcile`` does (th
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from fleet.adapters.kube import Kube, KubeTarget
 from fleet.errors import GateFailed
+from fleet.live.watch import Query
 from fleet.output import Reporter
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "promote",
     "read_status",
     "request_reconcile",
+    "status_of",
     "wait_applied",
 ]
 
@@ -48,11 +51,15 @@ def commit_of(revision: str) -> str:
     return revision.rsplit(":", 1)[-1] if revision else ""
 
 
-def _ready(obj: dict[str, Any] | None) -> dict[str, Any]:
+def _condition(obj: dict[str, Any] | None, kind: str) -> dict[str, Any]:
     for c in ((obj or {}).get("status") or {}).get("conditions") or []:
-        if c.get("type") == "Ready":
+        if c.get("type") == kind:
             return dict(c)
     return {}
+
+
+# Ready=False for these reasons means Flux could not apply the revision at all (not a health matter).
+APPLY_FAILURES = ("ArtifactFailed", "BuildFailed", "ReconciliationFailed", "PruneFailed", "DependencyNotReady")
 
 
 @dataclass(frozen=True)
@@ -71,9 +78,26 @@ class FluxStatus:
     message: str
     ready_since: str
     source_message: str  # the GitRepository's Ready message (a fetch that failed says why here)
+    health_message: str = ""  # the Kustomization's Healthy condition (with `wait: true`)
+    health_since: str = ""
 
     def applied_at(self, commit: str) -> bool:
+        """Applied and Ready (health checks passed) at ``commit``."""
         return bool(commit) and self.applied == commit and self.ready == "True"
+
+    def objects_applied(self, commit: str) -> bool:
+        """Flux applied the objects of ``commit``; its health checks may still run (or have failed):
+        that is the gates' matter. Flux says so with its Healthy condition, set once it applied."""
+        if not commit:
+            return False
+        if self.applied == commit:
+            return True
+        return self.attempted == commit and (
+            commit in self.health_message or self.reason == "HealthCheckFailed")
+
+    def apply_failed(self, commit: str) -> bool:
+        """Flux took ``commit`` and could not build or apply it."""
+        return self.attempted == commit and self.ready == "False" and self.reason in APPLY_FAILURES
 
     def summary(self) -> str:
         if not self.installed:
@@ -85,12 +109,16 @@ class FluxStatus:
 
 
 def read_status(kube: Kube, namespace: str = FLUX_NAMESPACE, name: str = OBJECT_NAME) -> FluxStatus:
-    src = kube.get(SOURCE_API, "GitRepository", name, namespace)
-    ks = kube.get(KUSTOMIZE_API, "Kustomization", name, namespace)
+    return status_of(kube.get(SOURCE_API, "GitRepository", name, namespace),
+                     kube.get(KUSTOMIZE_API, "Kustomization", name, namespace))
+
+
+def status_of(src: dict[str, Any] | None, ks: dict[str, Any] | None) -> FluxStatus:
     sst, kst = (src or {}).get("status") or {}, (ks or {}).get("status") or {}
     ref = ((src or {}).get("spec") or {}).get("ref") or {}
     artifact = sst.get("artifact") or {}
-    ready = _ready(ks)
+    ready = _condition(ks, "Ready")
+    healthy = _condition(ks, "Healthy")
     return FluxStatus(
         installed=src is not None and ks is not None,
         pinned=str(ref.get("commit") or ""),
@@ -103,7 +131,9 @@ def read_status(kube: Kube, namespace: str = FLUX_NAMESPACE, name: str = OBJECT_
         reason=str(ready.get("reason") or ""),
         message=str(ready.get("message") or ""),
         ready_since=str(ready.get("lastTransitionTime") or ""),
-        source_message=str(_ready(src).get("message") or ""),
+        source_message=str(_condition(src, "Ready").get("message") or ""),
+        health_message=str(healthy.get("message") or ""),
+        health_since=str(healthy.get("lastTransitionTime") or ""),
     )
 
 
@@ -126,34 +156,53 @@ def move_pin(kube: Kube, commit: str, branch: str, namespace: str = FLUX_NAMESPA
     request_reconcile(kube, namespace, name)
 
 
-def wait_applied(target: KubeTarget, revision: str, cfg: Any, *, timeout: float, reporter: Reporter,
+def wait_applied(target: KubeTarget, revision: str, *, timeout: float, reporter: Reporter,
                  kube: Kube | None = None) -> FluxStatus:
-    """Wait (watch-driven, one timeout) until Flux's Kustomization applied ``revision`` and is Ready;
-    report when Flux fetched and applied it. On failure the error quotes Flux's own Ready messages
-    (the source's and the Kustomization's) and its recent events. ``cfg``: a gate config whose operator
-    gate is on (:func:`fleet.live.gates.gate_config`)."""
-    from fleet.live.gates import run_gates
+    """Wait (watch-driven, one timeout) until Flux fetched ``revision`` and applied its objects; say
+    when. Health is not waited for here: the gates do (Flux's Ready at the revision, the workloads).
+    A revision Flux cannot build or apply fails at once, and every failure quotes Flux's own messages
+    (the source's and the Kustomization's) and its recent events."""
+    from fleet.live.watch import Watcher
 
     own = kube is None
     kube = kube or Kube.connect(target)
     try:
         reporter.wait(f"waiting for Flux to fetch and apply {revision[:12]}")
-        report = run_gates(target, (), revision, cfg, timeout=timeout, reporter=reporter, kube=kube)
-        st = read_status(kube)
-        if not report.passed:
+        queries = [Query(SOURCE_API, "GitRepository", FLUX_NAMESPACE, OBJECT_NAME),
+                   Query(KUSTOMIZE_API, "Kustomization", FLUX_NAMESPACE, OBJECT_NAME)]
+        fetched_said = False
+
+        def current(snap: dict[Any, Any]) -> FluxStatus:
+            src = next((o for k, o in snap.items() if k[1] == "GitRepository"), None)
+            ks = next((o for k, o in snap.items() if k[1] == "Kustomization"), None)
+            return status_of(src, ks)
+
+        def done(snap: dict[Any, Any]) -> bool:
+            nonlocal fetched_said
+            st = current(snap)
+            if st.fetched == revision and not fetched_said:
+                fetched_said = True
+                reporter.ok(f"Flux fetched {revision[:12]} at {st.fetched_at or '?'}")
+            return st.objects_applied(revision) or st.apply_failed(revision)
+
+        with Watcher(kube, queries, deadline=time.monotonic() + timeout) as w:
+            finished = w.wait(done)
+            st = current(w.snapshot)
+        if not finished or st.apply_failed(revision):
             why = "; ".join(x for x in (
                 f"GitRepository: {st.source_message}" if st.source_message else "",
                 f"Kustomization: {st.message}" if st.message else "",
                 *(f"event {e}" for e in kube.events_for("Kustomization", OBJECT_NAME, FLUX_NAMESPACE, limit=3)),
             ) if x)
+            what = "could not apply" if st.apply_failed(revision) else f"did not apply within {timeout:.0f}s"
             raise GateFailed(
-                f"Flux did not apply {revision[:12]} within {timeout:.0f}s "
-                f"(applied: {st.applied[:12] or 'nothing'})" + (f": {why}" if why else ""),
+                f"Flux {what} {revision[:12]} (fetched: {st.fetched[:12] or 'nothing'}, "
+                f"applied: {st.applied[:12] or 'nothing'})" + (f": {why}" if why else ""),
                 hint="see the controllers' logs (`fleet local list` shows where, for local clusters); "
                      "`--sync direct` applies without the operator (break-glass)",
             )
-        reporter.ok(f"Flux fetched {st.fetched[:12]} at {st.fetched_at or '?'} and applied it "
-                    f"(Ready since {st.ready_since or '?'})")
+        when = st.health_since if st.applied != revision else st.ready_since
+        reporter.ok(f"Flux applied {revision[:12]} at {when or '?'}")
         return st
     finally:
         if own:
@@ -183,8 +232,6 @@ def operator_applies(kube: Kube) -> bool:
 def promote(target: KubeTarget, commit: str, branch: str, cfg: Any, *, timeout: float,
             reporter: Reporter) -> Promotion:
     """Move the cluster's pin to ``commit``, request a reconcile, wait until Flux applied it."""
-    import time
-
     t0 = time.monotonic()
     kube = Kube.connect(target)
     try:
@@ -195,7 +242,12 @@ def promote(target: KubeTarget, commit: str, branch: str, cfg: Any, *, timeout: 
         else:
             reporter.step(f'moving the pin of "{target.cluster}" from {before.pinned[:12] or branch} to {commit[:12]}')
             move_pin(kube, commit, branch)
-        st = wait_applied(target, commit, cfg, timeout=timeout, reporter=reporter, kube=kube)
+        wait_applied(target, commit, timeout=timeout, reporter=reporter, kube=kube)
+        from fleet.live.gates import run_gates
+
+        left = max(1.0, timeout - (time.monotonic() - t0))
+        run_gates(target, (), commit, cfg, timeout=left, reporter=reporter, kube=kube).raise_for_failure()
+        st = read_status(kube)
         return Promotion(target.cluster, commit, before.pinned, "operator", st.fetched_at, st.ready_since,
                          round(time.monotonic() - t0, 3))
     finally:
