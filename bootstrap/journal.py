@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fleet.errors import InputError
-from fleet.paths import fleet_home
+from fleet.paths import fleet_home, open_private, write_private
 
 __all__ = ["Journal", "StepRecord", "exclusive_lock", "journal_dir", "locked_journal", "now_iso", "write_json_atomic"]
 
@@ -97,10 +96,8 @@ class Journal:
 
     def archive(self) -> Path:
         assert self.path is not None
-        runs = self.path.parent / "runs"
-        runs.mkdir(exist_ok=True)
-        dest = runs / f"{self.run_id}.json"
-        dest.write_text(json.dumps(self.to_dict(), indent=2))
+        dest = self.path.parent / "runs" / f"{self.run_id}.json"
+        write_private(dest, json.dumps(self.to_dict(), indent=2))  # 0600 in a 0700 dir, whatever the umask
         return dest
 
 
@@ -119,20 +116,14 @@ def load(cluster: str) -> Journal | None:
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Replace ``path`` with ``data`` as JSON: write, fsync, rename; no reader sees half a file."""
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w") as f:
-        f.write(json.dumps(data, indent=2))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_private(path, json.dumps(data, indent=2), fsync=True)  # 0600, whatever the umask
 
 
 @contextmanager
 def exclusive_lock(lock_file: Path, busy: str, hint: str) -> Iterator[None]:
     """Hold an exclusive flock on ``lock_file``; refuse at once (InputError ``busy``) when it is held.
     The kernel releases it when the holder dies, SIGKILL included."""
-    lock_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_file, "w") as lock:
+    with open_private(lock_file, "w") as lock:  # 0600 in a 0700 dir, whatever the umask
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as e:

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from bootstrap.journal import Journal
 from fleet.output import to_plain
+from fleet.paths import write_private
 
 __all__ = ["RecoveryReport", "StepTiming", "build_report", "svg_axis", "write_files", "write_report"]
 
@@ -162,16 +163,15 @@ R = TypeVar("R", bound=Any)
 def write_files(r: R, directory: Path, markdown: Callable[[R], str], svg: Callable[[R], str]) -> R:
     """Write report.json, report.md and timeline.svg of a report dataclass with a ``files`` field;
     return it with their paths."""
-    directory.mkdir(parents=True, exist_ok=True)
     files = {
         "json": str(directory / "report.json"),
         "markdown": str(directory / "report.md"),
         "timeline": str(directory / "timeline.svg"),
     }
     full = dataclasses.replace(r, files=files)
-    Path(files["json"]).write_text(json.dumps(to_plain(full), indent=2) + "\n")
-    Path(files["markdown"]).write_text(markdown(full))
-    Path(files["timeline"]).write_text(svg(full))
+    write_private(Path(files["json"]), json.dumps(to_plain(full), indent=2) + "\n")  # 0600 in 0700 dirs
+    write_private(Path(files["markdown"]), markdown(full))
+    write_private(Path(files["timeline"]), svg(full))
     return full
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bootstrap.journal import StepRecord, exclusive_lock, now_iso, write_json_atomic
-from fleet.paths import fleet_home
+from fleet.paths import fleet_home, write_private
 
 __all__ = [
     "ClusterRun",
@@ -159,9 +159,8 @@ class RolloutJournal:
     def archive(self) -> Path:
         """Move the journal beside its report (``rollouts/<id>/journal.json``); current.json goes away."""
         dest = rollout_dir(self.id) / "journal.json"
-        dest.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:
-            dest.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+            write_private(dest, json.dumps(self.to_dict(), indent=2) + "\n")  # 0600 in a 0700 dir
             if self.path is not None:
                 self.path.unlink(missing_ok=True)
             self.path = None

@@ -88,9 +88,9 @@ def _under(path: Path, home: Path) -> bool:
         return False
 
 
-def write_private(path: Path, data: str | bytes) -> Path:
+def write_private(path: Path, data: str | bytes, *, fsync: bool = False) -> Path:
     """Write ``path`` atomically, 0600 whatever the umask, its directory 0700 (the file is replaced, never
-    written through a symlink)."""
+    written through a symlink); with ``fsync`` the data is on disk before the rename."""
     private_dir(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, FILE_MODE)
@@ -98,6 +98,9 @@ def write_private(path: Path, data: str | bytes) -> Path:
         os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -83,6 +83,15 @@ def _raise_unwritable(stderr: str, what: str) -> None:
         raise Unwritable(f"cannot update {what}: {line.strip().removeprefix('fatal: ').removeprefix('error: ')}")
 
 
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def _shown(value: str) -> str:
+    """``value`` for a one-line message: control characters and non-UTF-8 bytes escaped, cut at 80."""
+    out = _UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", value)
+    return out if len(out) <= 80 else out[:80] + "..."
+
+
 def _without_credentials(url: str) -> str:
     """``url`` without a password, and for http(s) without a user name (often a token) either."""
     m = re.match(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^@/]*)@(?P<rest>.*)$", url)
@@ -120,7 +129,7 @@ def _clean_rel(path: str) -> str:
     """A repo-relative POSIX path that cannot leave the repo (no absolute, no ``..``)."""
     p = PurePosixPath(path)
     if p.is_absolute() or ".." in p.parts:
-        raise InputError(f'path "{path}" leaves the repository')
+        raise InputError(f'path "{_shown(path)}" leaves the repository')
     s = str(p)
     return "" if s == "." else s
 
@@ -187,16 +196,16 @@ class GitRepo:
 
     @_serialized
     def _commit(self, rev: str) -> Commit:
-        if not rev or rev.startswith("-"):
-            raise NotFound(f'revision "{rev}" not found')
+        if not rev or rev.startswith("-") or _UNPRINTABLE.search(rev):
+            raise NotFound(f'revision "{_shown(rev)}" not found')
         try:
             obj: Any = self._repo.rev_parse(rev)
             while obj.type == "tag":
                 obj = obj.object
         except (git.BadName, git.BadObject, ValueError, IndexError, KeyError) as e:
-            raise NotFound(f'revision "{rev}" not found') from e
+            raise NotFound(f'revision "{_shown(rev)}" not found') from e
         if obj.type != "commit":
-            raise NotFound(f'revision "{rev}" is a {obj.type}, not a commit')
+            raise NotFound(f'revision "{_shown(rev)}" is a {obj.type}, not a commit')
         assert isinstance(obj, Commit)
         return obj
 

@@ -11,8 +11,9 @@ Defaults, all overridable from the environment (read here, nowhere else):
 
 - backend ``file://$FLEET_HOME/pulumi`` (no account), or ``PULUMI_BACKEND_URL``;
 - secrets: ``PULUMI_CONFIG_PASSPHRASE`` / ``PULUMI_CONFIG_PASSPHRASE_FILE``, or a secrets provider
-  in ``PULUMI_SECRETS_PROVIDER`` (read by fleet; e.g. ``awskms://...``); with neither, a fixed
-  local passphrase (:data:`LOCAL_PASSPHRASE`) for the file backend;
+  in ``PULUMI_SECRETS_PROVIDER`` (read by fleet; e.g. ``awskms://...``); with neither, for the file
+  backend, a random passphrase per FLEET_HOME kept 0600 in ``secrets/pulumi-passphrase``
+  (:func:`local_passphrase`; a home with stacks made before it keeps :data:`LOCAL_PASSPHRASE`);
 - ``PULUMI_HOME`` private under ``$FLEET_HOME/pulumi-home``; update checks and plugin downloads off.
 
 Errors become fleet's: :class:`StackNotFound`, :class:`ConcurrentUpdate` (another update holds the
@@ -52,21 +53,24 @@ from fleet.errors import (
     PulumiError,
     StackNotFound,
     ToolMissing,
+    Unwritable,
 )
 from fleet.output import Reporter, SilentReporter
-from fleet.paths import fleet_home, toolchain_dir
+from fleet.paths import fleet_home, private_dir, private_secret, toolchain_dir, write_private
 
 __all__ = [
     "LOCAL_PASSPHRASE",
+    "PASSPHRASE_SECRET",
     "Engine",
     "EngineSettings",
     "OpResult",
     "StackOutput",
     "StackRequest",
     "default_settings",
+    "local_passphrase",
 ]
 
-LOCAL_PASSPHRASE = "fleet-local-state"  # only for the default file backend; documented
+LOCAL_PASSPHRASE = "fleet-local-state"  # the old fixed one: homes with stacks made before keep it
 PROJECT = "fleet"
 Operation = Literal["up", "preview", "refresh", "destroy"]
 ProgramFn = Callable[[], None]
@@ -123,8 +127,9 @@ def default_settings() -> EngineSettings:
     backend = os.environ.get("PULUMI_BACKEND_URL") or f"file://{home / 'pulumi'}"
     secrets_provider = os.environ.get("PULUMI_SECRETS_PROVIDER") or None
     passphrase: str | None = os.environ.get("PULUMI_CONFIG_PASSPHRASE")
-    if passphrase is None and not os.environ.get("PULUMI_CONFIG_PASSPHRASE_FILE"):
-        passphrase = LOCAL_PASSPHRASE if backend.startswith("file://") and not secrets_provider else None
+    file_backend = backend.startswith("file://") and not secrets_provider
+    if passphrase is None and not os.environ.get("PULUMI_CONFIG_PASSPHRASE_FILE") and file_backend:
+        passphrase = local_passphrase(home, Path(urlparse(backend).path))
     return EngineSettings(
         backend_url=backend,
         pulumi_home=home / "pulumi-home",
@@ -132,6 +137,44 @@ def default_settings() -> EngineSettings:
         passphrase=passphrase,
         secrets_provider=secrets_provider,
     )
+
+
+PASSPHRASE_SECRET = "pulumi-passphrase"
+
+
+def _private_dir(d: Path) -> Path:
+    """A directory 0700 (state, work dirs and PULUMI_HOME hold secrets); Unwritable when it cannot be."""
+    try:
+        return private_dir(d)
+    except OSError as e:
+        raise Unwritable.of(d, e) from e
+
+
+def local_passphrase(home: Path, backend_dir: Path) -> str:
+    """The default file backend's passphrase: random per FLEET_HOME, kept private (0600) in
+    ``$FLEET_HOME/secrets/pulumi-passphrase``. A home whose stacks were made with the old fixed passphrase
+    (:data:`LOCAL_PASSPHRASE`) before that file existed keeps that one, recorded in the same file, so its
+    stacks' encryption salts still match (change it with ``pulumi stack change-secrets-provider``)."""
+    secret = home / "secrets" / PASSPHRASE_SECRET
+    try:
+        if not secret.exists() and _has_stacks(backend_dir, home / "pulumi-work"):
+            write_private(secret, LOCAL_PASSPHRASE + "\n")
+        return private_secret(PASSPHRASE_SECRET)
+    except OSError as e:
+        raise Unwritable.of(secret, e, "the local Pulumi backend's passphrase") from e
+
+
+def _has_stacks(backend_dir: Path, work_root: Path) -> bool:
+    """Whether stacks exist already (state in the backend, or a stack config with an encryption salt)."""
+    stacks = backend_dir / ".pulumi" / "stacks"
+    if stacks.is_dir() and any(p.is_file() for p in stacks.rglob("*")):
+        return True
+    if work_root.is_dir():
+        for cfg in work_root.rglob("Pulumi.*.yaml"):
+            with contextlib.suppress(OSError, UnicodeDecodeError):
+                if "encryptionsalt:" in cfg.read_text(encoding="utf-8"):
+                    return True
+    return False
 
 
 @dataclass(frozen=True)
@@ -303,14 +346,13 @@ class Engine:
     def _work_dir(self, project: str, stack: str) -> Path:
         key = hashlib.sha256(self.settings.backend_url.encode()).hexdigest()[:10]
         d = self.settings.work_root / key / project / stack
-        d.mkdir(parents=True, exist_ok=True)
-        return d
+        return _private_dir(d)
 
     def _options(self, project: str, stack: str, program: ProgramFn | None) -> auto.LocalWorkspaceOptions:
         s = self.settings
-        s.pulumi_home.mkdir(parents=True, exist_ok=True)
+        _private_dir(s.pulumi_home)
         if (d := s.file_backend_dir) is not None:
-            d.mkdir(parents=True, exist_ok=True)
+            _private_dir(d)
         pulumi_bin = s.pulumi_bin or toolchain.find("pulumi")
         return auto.LocalWorkspaceOptions(
             work_dir=str(self._work_dir(project, stack)),

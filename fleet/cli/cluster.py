@@ -10,6 +10,7 @@ import typer
 from fleet.cli.common import OutputOpt, RepoOpt, repo_path, reporter
 from fleet.errors import InputError
 from fleet.output import OutputFormat, emit
+from fleet.registry.model import shown, text_problem
 
 if TYPE_CHECKING:
     from fleet.registry import ClusterSpec, WriteResult
@@ -23,7 +24,10 @@ def parse_pairs(values: list[str] | None, flag: str, *, typed: bool = False) -> 
     for item in values or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise InputError(f'{flag} "{item}": expected KEY=VALUE')
+            raise InputError(f'{flag} "{shown(item, 40) if flag != "--var" else shown(key, 40)}": expected KEY=VALUE')
+        problem = text_problem(key, 253)
+        if problem:
+            raise InputError(f"{flag}: the key {problem}")
         v: Any = value
         if typed:
             if value.lower() in ("true", "false"):

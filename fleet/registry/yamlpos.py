@@ -98,6 +98,9 @@ def _scalar(node: yaml.Node, file: str, ctor: SafeConstructor) -> Any:
     except yaml.constructor.ConstructorError as e:
         line = e.problem_mark.line + 1 if e.problem_mark else node.start_mark.line + 1
         raise ConfigError(e.problem or "invalid value", file=file, line=line) from e
+    except (ValueError, OverflowError) as e:  # e.g. an integer of 10,000 digits
+        msg = " ".join(str(e).split())[:120]
+        raise ConfigError(f"invalid value: {msg}", file=file, line=node.start_mark.line + 1) from e
 
 
 def load_yaml(text: str, file: str) -> tuple[Any, Positions]:

@@ -29,12 +29,35 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(k, raising=False)
 
 
-def test_default_is_a_file_backend_under_fleet_home_with_the_local_passphrase(fleet_home: Path) -> None:
+def test_default_is_a_file_backend_under_fleet_home_with_a_private_passphrase(
+    fleet_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     s = default_settings()
     assert s.backend_url == f"file://{fleet_home / 'pulumi'}"
     assert s.file_backend_dir == fleet_home / "pulumi"
     assert s.pulumi_home == fleet_home / "pulumi-home"
-    assert s.passphrase == LOCAL_PASSPHRASE and s.secrets_provider is None
+    assert s.secrets_provider is None
+    secret = fleet_home / "secrets" / "pulumi-passphrase"
+    assert s.passphrase == secret.read_text().strip() and len(s.passphrase) == 64  # random, per home
+    assert s.passphrase != LOCAL_PASSPHRASE
+    assert secret.stat().st_mode & 0o777 == 0o600 and secret.parent.stat().st_mode & 0o777 == 0o700
+    assert default_settings().passphrase == s.passphrase  # stable
+    monkeypatch.setenv("FLEET_HOME", str(fleet_home.parent / "other-home"))
+    assert default_settings().passphrase != s.passphrase  # another home, another passphrase
+
+
+@pytest.mark.parametrize("made_before", ["state", "stack-config"])
+def test_a_home_with_stacks_made_with_the_old_passphrase_keeps_it(fleet_home: Path, made_before: str) -> None:
+    if made_before == "state":
+        stacks = fleet_home / "pulumi" / ".pulumi" / "stacks" / "fleet"
+        stacks.mkdir(parents=True)
+        (stacks / "eu-1.json").write_text("{}")
+    else:
+        work = fleet_home / "pulumi-work" / "abc" / "fleet" / "eu-1"
+        work.mkdir(parents=True)
+        (work / "Pulumi.eu-1.yaml").write_text("encryptionsalt: v1:abc:v1:def:ghi\n")
+    assert default_settings().passphrase == LOCAL_PASSPHRASE
+    assert (fleet_home / "secrets" / "pulumi-passphrase").read_text().strip() == LOCAL_PASSPHRASE  # recorded
 
 
 def test_a_team_backend_and_secrets_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

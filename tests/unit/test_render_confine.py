@@ -176,8 +176,8 @@ def test_a_symlink_loop_is_refused(repo: Path) -> None:
 
 
 def test_a_kustomization_that_is_a_symlink_out_is_refused(repo: Path) -> None:
-    git(repo, "rm", "-q", OVERLAY)
-    symlink(repo, OVERLAY, "/etc/kustomization.yaml")
+    git(repo, "rm", "-q", "base/kustomization.yaml")
+    symlink(repo, "base/kustomization.yaml", "/etc/kustomization.yaml")
     with pytest.raises(ConfigError, match=r"kustomization\.yaml is a symlink to the absolute path"):
         render.render_cluster(repo, "eu-1")
 
