@@ -16,6 +16,7 @@ A failure anywhere leaves the union in the inventory, so nothing fleet applied i
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -111,7 +112,10 @@ def _crd_kinds(manifests: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str, s
     return out
 
 
-def plan_objects(kube: Kube, manifests: list[Obj], cluster: str, revision: str) -> list[PlannedObject]:
+def plan_objects(kube: Kube, manifests: list[Obj], cluster: str, revision: str, *,
+                 mark: bool = True) -> list[PlannedObject]:
+    """The manifests as fleet would apply them: namespaced where the API says, and (``mark``) with
+    fleet's label and annotations; ``mark=False`` for objects the operator applies, as it does."""
     defined = _crd_kinds(manifests)
     items = []
     for m in manifests:
@@ -124,13 +128,14 @@ def plan_objects(kube: Kube, manifests: list[Obj], cluster: str, revision: str) 
             if (group, version, kind) not in defined:
                 kube.resource(api_version, kind)  # raises NotServed with a hint
             namespaced, served = defined[(group, version, kind)], False
-        obj = stamp(m, cluster=cluster, revision=revision)
-        meta = obj["metadata"]
+        obj = stamp(m, cluster=cluster, revision=revision) if mark else copy.deepcopy(dict(m))
+        meta = obj.setdefault("metadata", {})
         if namespaced:
             meta["namespace"] = meta.get("namespace") or "default"
         else:
             meta.pop("namespace", None)
-        seal(obj)
+        if mark:
+            seal(obj)
         items.append(PlannedObject(ObjectRef.of(obj, namespaced=namespaced), obj, served))
     return items
 

@@ -80,6 +80,21 @@ def _unified(ref: str, live: Obj | None, desired: Obj | None) -> str:
     return "".join(difflib.unified_diff(a, b, fromfile=f"live/{ref}", tofile=f"desired/{ref}"))
 
 
+def _flux_inventory(kube: Kube) -> list[ObjectRef]:
+    """What fleet's Flux Kustomization applied (its status.inventory: ``ns_name_group_kind`` and version)."""
+    from fleet.live.flux import FLUX_NAMESPACE, KUSTOMIZE_API, OBJECT_NAME
+
+    ks = kube.get(KUSTOMIZE_API, "Kustomization", OBJECT_NAME, FLUX_NAMESPACE) or {}
+    out = []
+    for e in ((ks.get("status") or {}).get("inventory") or {}).get("entries") or []:
+        parts = str(e.get("id", "")).split("_")
+        if len(parts) != 4:
+            continue
+        ns, name, group, kind = parts
+        out.append(ObjectRef(group, str(e.get("v") or "v1"), kind, ns, name))
+    return out
+
+
 def diff(
     target: KubeTarget,
     objects: Iterable[Mapping[str, Any]],
@@ -87,15 +102,23 @@ def diff(
     *,
     reporter: Reporter,
     workers: int = 16,
+    operator: bool | None = None,
 ) -> DiffResult:
-    """Compare the desired ``objects`` at ``revision`` with the cluster."""
+    """Compare the desired ``objects`` at ``revision`` with the cluster. Where the operator applies the
+    cluster (``operator``; None: find out), the objects are compared as Flux applies them (without
+    fleet's marks) and what Flux would prune comes from its Kustomization's inventory."""
     t0 = time.monotonic()
     cluster = target.cluster
     kube = Kube.connect(target, pool_size=workers + 4)
     manifests = validate(objects)
-    reporter.step(f'comparing cluster "{cluster}" with {revision[:12]} ({len(manifests)} objects)')
-    items = plan_objects(kube, manifests, cluster, revision)
-    inv = read_inventory(kube)
+    if operator is None:
+        from fleet.live.flux import operator_applies
+
+        operator = operator_applies(kube)
+    by = "as Flux applies them" if operator else "as fleet applies them"
+    reporter.step(f'comparing cluster "{cluster}" with {revision[:12]} ({len(manifests)} objects, {by})')
+    items = plan_objects(kube, manifests, cluster, revision, mark=not operator)
+    inv = None if operator else read_inventory(kube)
     found: list[ObjectDiff] = []
     unchanged = 0
     lock = threading.Lock()
@@ -139,11 +162,12 @@ def diff(
 
     parallel(one, items, workers)
     desired = {it.ref.key for it in items}
-    stale = sorted(e for e in (inv.entries if inv else ()) if e.key not in desired)
+    entries = _flux_inventory(kube) if operator else list(inv.entries if inv else ())
+    stale = sorted(e for e in entries if e.key not in desired)
 
     def gone(ref: ObjectRef) -> None:
         live = kube.get(ref.api_version, ref.kind, ref.name, ref.namespace or None)
-        if live is not None and owned_by_fleet(live, cluster):
+        if live is not None and (operator or owned_by_fleet(live, cluster)):
             with lock:
                 found.append(ObjectDiff(str(ref), "prune", _unified(str(ref), normalize(live), None)))
 
