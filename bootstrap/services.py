@@ -104,6 +104,8 @@ class RealServices:
             ]
         if mode == "direct":
             creates.append(f"{len(rendered.objects)} objects applied by fleet (server-side apply, inventory, prune)")
+        else:
+            creates.append(f"{len(rendered.objects)} objects fetched and applied by Flux at {resolved.revision[:12]}")
         return Plan(
             cluster=cluster, provider=spec.provider, region=spec.region, environment=spec.environment,
             revision=resolved.revision, revision_source=resolved.source, revision_subject=resolved.subject,
