@@ -2,6 +2,7 @@
 
     python -m bench.run              # all of them
     python -m bench.run render       # only those whose name contains "render"
+    python -m bench.run startup      # CLI start-up: whole processes side by side (bench/startup_bench.py)
 
 Each module prints a small table and writes JSON to ``bench/results/<name>.json``.
 """
