@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,19 +39,18 @@ def held(engine: Engine) -> Iterator[str]:
 
     def blocking() -> None:
         started.set()
-        release.wait(120)
+        release.wait()  # until the test ends: the lock is held for as long as the test needs it
 
     t = threading.Thread(target=lambda: engine.up(StackRequest(stack, blocking)), daemon=True)
     t.start()
-    assert started.wait(60), "the first update never ran its program"
-    deadline = time.monotonic() + 30
-    while not engine.locks(stack) and time.monotonic() < deadline:
-        time.sleep(0.1)
     try:
+        assert started.wait(120), "the first update never ran its program"
+        assert engine.locks(stack), "the update runs its program, yet the stack has no lock file"
         yield stack
     finally:
         release.set()
-        t.join(120)
+        t.join(300)
+        assert not t.is_alive(), "the first update did not finish once released"
         engine.destroy(StackRequest(stack, noop))
 
 
