@@ -118,7 +118,8 @@ def plan_region(
     models = [c for c in reg.clusters.values() if c.region == source_region]
     if not models:
         raise InputError(
-            f'--from: no cluster is in region "{source_region}"; regions in clusters/: {", ".join(regions) or "none"}'
+            f'--from: no cluster is in region "{source_region}"; '
+            f'regions in {reg.layout.registry}/: {", ".join(regions) or "none"}'
         )
     if environments:
         have = sorted({c.environment for c in models})
@@ -140,13 +141,14 @@ def plan_region(
         spec = _model(model, source_region, region)
         if spec.name in reg.clusters:
             raise InputError(
-                f'cluster "{spec.name}" (modelled on "{model.name}") already exists ({cluster_file(spec.name)})',
+                f'cluster "{spec.name}" (modelled on "{model.name}") already exists '
+                f"({cluster_file(spec.name, reg.layout)})",
                 hint="remove or rename it first, or pick another region name",
             )
         if spec.name in seen:
             raise InputError(f'clusters "{seen[spec.name]}" and "{model.name}" would both become "{spec.name}"')
         seen[spec.name] = model.name
-        entries.append(RegionEntry(model.name, spec, cluster_file(spec.name), dump_cluster(spec)))
+        entries.append(RegionEntry(model.name, spec, cluster_file(spec.name, reg.layout), dump_cluster(spec)))
     dropped = tuple(f'access of "{c.name}" (a new cluster is provisioned by fleet)' for c in models if c.access)
     return RegionPlan(region, source_region, head, tuple(entries), dropped)
 

@@ -23,6 +23,7 @@ import yaml
 
 from fleet import toolchain
 from fleet.errors import ConfigError, InputError
+from fleet.registry.layout import Layout
 from fleet.render import cluster_vars, overlay_dir
 from fleet.stackconfig import StackConfig, flux_git_url
 
@@ -36,6 +37,7 @@ __all__ = [
     "install_objects",
     "install_source",
     "kustomization",
+    "kustomization_path",
     "release_url",
 ]
 
@@ -165,13 +167,22 @@ def git_repository(cfg: StackConfig, *, with_auth: bool) -> dict[str, Any]:
     }
 
 
+def kustomization_path(cfg: StackConfig) -> str:
+    """What the operator applies: the cluster's own Flux directory (``source.flux``), else its environment's
+    overlay where fleet.yaml's ``environments.path`` puts it."""
+    if cfg.cluster.source is not None:
+        return f"./{cfg.cluster.source.flux}"
+    return f"./{overlay_dir(cfg.cluster.environment, Layout.of(cfg.settings))}"
+
+
 def kustomization(cfg: StackConfig) -> dict[str, Any]:
-    """The cluster's environment overlay with its variables, pruned, health-checked, with a timeout."""
+    """The cluster's environment overlay (or its Flux directory) with its variables, pruned, health-checked,
+    with a timeout."""
     gates = cfg.cluster.gates or cfg.settings.gates
     spec: dict[str, Any] = {
         "interval": cfg.settings.operator.interval,
         "retryInterval": cfg.settings.operator.interval,
-        "path": f"./{overlay_dir(cfg.cluster.environment)}",
+        "path": kustomization_path(cfg),
         "prune": True,
         "wait": True,  # health checks: every object it applies must become Ready
         "timeout": f"{gates.timeout}s",

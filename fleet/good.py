@@ -18,7 +18,7 @@ from typing import Any
 
 from fleet.adapters.git import GitRepo
 from fleet.errors import InputError, NotFound
-from fleet.registry.load import CLUSTERS_DIR, cluster_file, load_registry, open_repo
+from fleet.registry.load import cluster_file, layout_at, load_registry, open_repo
 from fleet.registry.model import text_problem
 from fleet.render import inputs
 
@@ -130,9 +130,10 @@ def record_good(
     g = open_repo(repo)
     ref = good_ref(cluster)
     sha = g.resolve(revision)
-    if g.read_file(sha, cluster_file(cluster)) is None:
+    layout = layout_at(g, sha)
+    if g.read_file(sha, cluster_file(cluster, layout)) is None:
         raise NotFound(
-            f'cluster "{cluster}" is not in {CLUSTERS_DIR}/ at {sha[:12]}',
+            f'cluster "{cluster}" is not in {layout.registry}/ at {sha[:12]}',
             hint="a cluster can only be good at a revision that registers it",
         )
     try:
@@ -177,14 +178,21 @@ def audit_trail(repo: GitRepo | str | Path, cluster: str | None = None) -> list[
 def history(repo: GitRepo | str | Path, cluster: str, limit: int = 50) -> list[HistoryEntry]:
     """Commits that changed what ``cluster`` renders, newest first, marking good ones.
 
-    "What it renders" is its ``clusters/`` file plus every path its overlay reads (the overlay, base,
-    and what their kustomizations reference), as of HEAD.
+    "What it renders" is its registry file plus every path its overlay reads (the overlay, base,
+    and what their kustomizations reference), as of HEAD; for a cluster of a Flux directory, every path
+    the expanded tree reads.
     """
     g = open_repo(repo)
     head = g.resolve("HEAD")
-    spec = load_registry(g, head).get(cluster)
-    paths = inputs(g, spec.environment, head)
-    watched = [*paths, cluster_file(cluster)]
+    registry = load_registry(g, head)
+    spec = registry.get(cluster)
+    if spec.source is not None:
+        from fleet.fluxrender import flux_inputs
+
+        paths = flux_inputs(g, head, spec)
+    else:
+        paths = inputs(g, spec.environment, head, registry.layout)
+    watched = [*paths, cluster_file(cluster, registry.layout)]
     entries = g.log(watched, rev=head, max_count=limit)
     good_sha = g.read_ref(good_ref(cluster))
     effective = None

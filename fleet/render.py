@@ -34,13 +34,14 @@ from fleet import toolchain
 from fleet.adapters import proc
 from fleet.adapters.git import GitRepo
 from fleet.confine import check_overlay
-from fleet.errors import ConfigError, NotFound, RenderError
+from fleet.errors import ConfigError, FleetError, NotFound, RenderError
 from fleet.paths import fleet_home, private_secret, write_private
+from fleet.registry.layout import DEFAULT_LAYOUT, Layout
 from fleet.registry.load import (
     CLUSTERS_DIR,
-    ENVIRONMENTS_DIR,
     KUSTOMIZATION_FILES,
     cluster_file,
+    layout_at,
     load_registry,
     open_repo,
     parse_cluster,
@@ -50,11 +51,15 @@ from fleet.substitute import substitute
 
 __all__ = [
     "BUILTIN_VARS",
+    "Doc",
     "Rendered",
+    "build_directory",
+    "build_inputs",
     "build_overlay",
     "clear_cache",
     "cluster_vars",
     "inputs",
+    "overlay_dir",
     "render_all",
     "render_cluster",
     "stats",
@@ -87,6 +92,9 @@ class _Doc:
     text: str
     ref: str  # "Kind/namespace/name", for messages
     substitute: bool
+
+
+Doc = _Doc  # one built object: its text, "Kind/namespace/name", and whether substitution applies
 
 
 @dataclass(frozen=True)
@@ -136,8 +144,10 @@ def cluster_vars(spec: ClusterSpec) -> dict[str, str]:
     return {**builtin, **spec.vars}
 
 
-def overlay_dir(environment: str) -> str:
-    return f"{ENVIRONMENTS_DIR}/{environment}"
+def overlay_dir(environment: str, layout: Layout = DEFAULT_LAYOUT) -> str:
+    """The overlay directory of ``environment`` (fleet.yaml's ``environments.path``, default
+    ``environments/{env}``)."""
+    return layout.overlay_dir(environment)
 
 
 # ---- inputs: what kustomize reads -------------------------------------------------------------
@@ -161,8 +171,9 @@ def _is_remote(s: str) -> bool:
     return "://" in s or s.startswith(("github.com/", "gitlab.com/", "bitbucket.org/", "git@"))
 
 
-def _walk_inputs(g: GitRepo, rev: str, start: str) -> tuple[str, ...] | None:
-    """Repo paths the kustomization in ``start`` reads, following every path-like string it holds.
+def _walk_inputs(g: GitRepo, rev: str, start: str, override: Any = None) -> tuple[str, ...] | None:
+    """Repo paths the kustomization in ``start`` reads, following every path-like string it holds
+    (``override``: the parsed kustomization used in ``start`` instead of its file, as Flux writes one).
 
     None when that cannot be known (a remote resource, a kustomization that is not YAML): the caller
     then keys on the whole tree but ``clusters/``.
@@ -177,12 +188,15 @@ def _walk_inputs(g: GitRepo, rev: str, start: str) -> tuple[str, ...] | None:
         seen.add(d)
         names = {e.name for e in g.list_dir(rev, d)}
         kfile = next((k for k in KUSTOMIZATION_FILES if k in names), None)
-        if kfile is None:
+        if d == start and override is not None:
+            data = override
+        elif kfile is None:
             continue
-        try:
-            data = yaml.load(g.read_file(rev, f"{d}/{kfile}") or "", Loader=_YAML_LOADER)
-        except (yaml.YAMLError, RecursionError):
-            return None
+        else:
+            try:
+                data = yaml.load(g.read_file(rev, f"{d}/{kfile}") or "", Loader=_YAML_LOADER)
+            except (yaml.YAMLError, RecursionError):
+                return None
         for s in _strings(data):
             if not s or "\n" in s or len(s) > 1024:
                 continue
@@ -203,25 +217,38 @@ def _walk_inputs(g: GitRepo, rev: str, start: str) -> tuple[str, ...] | None:
 
 
 def _whole_tree(g: GitRepo, rev: str) -> tuple[str, ...]:
-    return tuple(e.name for e in g.list_dir(rev, "") if e.name != CLUSTERS_DIR and e.kind != "submodule")
+    """Every top-level path but the registry's folder (when it is one: an adopted Flux repo's registry
+    lives deeper, and its ``clusters/`` holds what Flux builds)."""
+    try:
+        registry = layout_at(g, rev).registry
+    except FleetError:
+        registry = CLUSTERS_DIR
+    return tuple(e.name for e in g.list_dir(rev, "") if e.name != registry and e.kind != "submodule")
 
 
-def inputs(repo: GitRepo | str | Path, environment: str, rev: str = "HEAD") -> tuple[str, ...]:
+def inputs(
+    repo: GitRepo | str | Path, environment: str, rev: str = "HEAD", layout: Layout | None = None
+) -> tuple[str, ...]:
     """The repo paths (files or directories) the overlay of ``environment`` reads at ``rev``."""
     g = open_repo(repo)
-    return _input_paths(g, g.resolve(rev), environment)[1]
+    sha = g.resolve(rev)
+    directory = overlay_dir(environment, layout or layout_at(g, sha))
+    return _input_paths(g, sha, directory, f'environment "{environment}"')[1]
 
 
-def _input_paths(g: GitRepo, sha: str, environment: str) -> tuple[bool, tuple[str, ...]]:
+def _input_paths(
+    g: GitRepo, sha: str, directory: str, what: str = "", kustomization: str | None = None
+) -> tuple[bool, tuple[str, ...]]:
     """(exact, paths): exact is False when fleet fell back to the whole tree but ``clusters/``."""
-    memo_key = (str(g.git_dir), sha, environment)
+    memo_key = (str(g.git_dir), sha, directory + "\0" + (kustomization or ""))
     if memo_key in _inputs_memo:
         return _inputs_memo[memo_key]
-    start = overlay_dir(environment)
+    start = directory
     if g.tree_id(sha, start) is None:
-        raise NotFound(f'environment "{environment}" not found: {start}/ does not exist at {sha[:12]}')
+        raise NotFound(f"{what or 'directory'} not found: {start}/ does not exist at {sha[:12]}".lstrip())
     check_overlay(g, sha, start)  # nothing outside the tree, nothing remote
-    paths = _walk_inputs(g, sha, start)
+    override = yaml.load(kustomization, Loader=_YAML_LOADER) if kustomization is not None else None
+    paths = _walk_inputs(g, sha, start, override)
     result = (True, paths) if paths is not None else (False, _whole_tree(g, sha))
     if len(_inputs_memo) > 4096:  # a long-lived process renders many revisions
         _inputs_memo.clear()
@@ -230,15 +257,20 @@ def _input_paths(g: GitRepo, sha: str, environment: str) -> tuple[bool, tuple[st
     return result
 
 
-def _cache_key(g: GitRepo, sha: str, environment: str) -> tuple[str, tuple[str, ...]]:
-    """The content key of a build: kustomize's identity and the object id of every input path."""
-    memo_key = (str(g.git_dir), sha, environment)
+def _cache_key(
+    g: GitRepo, sha: str, directory: str, what: str = "", kustomization: str | None = None
+) -> tuple[str, tuple[str, ...]]:
+    """The content key of a build: kustomize's identity and the object id of every input path (and the
+    kustomization written in place of the directory's own, when there is one)."""
+    memo_key = (str(g.git_dir), sha, directory + "\0" + (kustomization or ""))
     if memo_key in _key_memo:
         return _key_memo[memo_key]
-    exact, paths = _input_paths(g, sha, environment)
+    exact, paths = _input_paths(g, sha, directory, what, kustomization)
     h = hashlib.sha256(
-        f"{_CACHE_VERSION}\n{_kustomize_identity()}\n{overlay_dir(environment)}\n{exact}\n".encode()
+        f"{_CACHE_VERSION}\n{_kustomize_identity()}\n{directory}\n{exact}\n".encode()
     )
+    if kustomization is not None:
+        h.update(f"kustomization {hashlib.sha256(kustomization.encode()).hexdigest()}\n".encode())
     for p in paths:
         h.update(f"{p} {g.tree_id(sha, p)}\n".encode())
     _key_memo[memo_key] = (h.hexdigest(), paths)
@@ -311,18 +343,25 @@ def _split(text: str) -> tuple[_Doc, ...]:
     return tuple(docs)
 
 
-def _kustomize(g: GitRepo, sha: str, environment: str, paths: Sequence[str]) -> str:
+def _kustomize(
+    g: GitRepo, sha: str, directory: str, paths: Sequence[str], kustomization: str | None = None
+) -> str:
     kustomize = toolchain.find("kustomize")
     with tempfile.TemporaryDirectory(prefix="fleet-render-") as tmp:
         root = Path(tmp)
         g.extract(sha, root, paths)
+        if kustomization is not None:  # as Flux's kustomize-controller writes it into its copy of the source
+            (root / directory).mkdir(parents=True, exist_ok=True)
+            for name in KUSTOMIZATION_FILES:
+                (root / directory / name).unlink(missing_ok=True)
+            (root / directory / "kustomization.yaml").write_text(kustomization, encoding="utf-8")
         done = proc.run(
             [
                 kustomize,
                 "build",
                 "--load-restrictor",
                 "LoadRestrictionsNone",
-                str(root / overlay_dir(environment)),
+                str(root / directory),
             ],
             timeout=300,
             error=RenderError,
@@ -336,18 +375,31 @@ def _kustomize(g: GitRepo, sha: str, environment: str, paths: Sequence[str]) -> 
                 .replace(str(root) + "/", "")
                 .removeprefix("Error: ")
             )
-            raise RenderError(f"kustomize build {overlay_dir(environment)} at {sha[:12]} failed: {msg}")
+            raise RenderError(f"kustomize build {directory} at {sha[:12]} failed: {msg}")
         return done.stdout
 
 
 def build_overlay(repo: GitRepo | str | Path, environment: str, rev: str = "HEAD") -> str:
     """``kustomize build environments/<environment>`` at ``rev`` (cached), before substitution."""
     g = open_repo(repo)
-    return "".join(d.text for d in _build(g, g.resolve(rev), environment).docs)
+    sha = g.resolve(rev)
+    directory = overlay_dir(environment, layout_at(g, sha))
+    return "".join(d.text for d in _build(g, sha, directory, f'environment "{environment}"').docs)
 
 
-def _build(g: GitRepo, sha: str, environment: str) -> _Build:
-    key, paths = _cache_key(g, sha, environment)
+def build_directory(g: GitRepo, sha: str, directory: str, kustomization: str | None = None) -> tuple[Doc, ...]:
+    """``kustomize build DIRECTORY`` at ``sha``, confined and cached as an overlay's build, before
+    substitution; ``kustomization`` is written in place of the directory's own (as Flux does)."""
+    return _build(g, sha, directory, "directory", kustomization).docs
+
+
+def build_inputs(g: GitRepo, sha: str, directory: str, kustomization: str | None = None) -> tuple[str, ...]:
+    """The repo paths :func:`build_directory` reads for the same arguments (confined, as it is)."""
+    return _input_paths(g, sha, directory, "directory", kustomization)[1]
+
+
+def _build(g: GitRepo, sha: str, directory: str, what: str = "", kustomization: str | None = None) -> _Build:
+    key, paths = _cache_key(g, sha, directory, what, kustomization)
     with _lock:
         if key in _memo:
             _memo.move_to_end(key)
@@ -362,14 +414,14 @@ def _build(g: GitRepo, sha: str, environment: str) -> _Build:
             _stats["disk_hits"] += 1
     else:
         try:
-            text = _kustomize(g, sha, environment, paths)
+            text = _kustomize(g, sha, directory, paths, kustomization)
         except RenderError:
             whole = _whole_tree(g, sha)
             if tuple(paths) == whole:
                 raise
             # kustomize read something fleet did not see: build from the whole tree, and do not cache
             # under a key that misses that input.
-            text = _kustomize(g, sha, environment, whole)
+            text = _kustomize(g, sha, directory, whole, kustomization)
             cacheable = False
         if cacheable:
             _write_cached(disk, key, text)
@@ -383,12 +435,12 @@ def _build(g: GitRepo, sha: str, environment: str) -> _Build:
     return build
 
 
-def _render(build: _Build, spec: ClusterSpec, sha: str) -> Rendered:
+def _render(build: _Build, spec: ClusterSpec, sha: str, directory: str) -> Rendered:
     values = cluster_vars(spec)
     texts = []
     for doc in build.docs:
         if doc.substitute and "$" in doc.text:
-            where = f' in {doc.ref} (cluster "{spec.name}", {overlay_dir(spec.environment)} at {sha[:12]})'
+            where = f' in {doc.ref} (cluster "{spec.name}", {directory} at {sha[:12]})'
             texts.append(substitute(doc.text, values, where=where))
         else:
             texts.append(doc.text)
@@ -400,23 +452,28 @@ def _render(build: _Build, spec: ClusterSpec, sha: str) -> Rendered:
     return Rendered(spec.name, sha, objects, text, hashlib.sha256(text.encode()).hexdigest())
 
 
-def _spec_at(g: GitRepo, sha: str, name: str) -> ClusterSpec:
-    file = cluster_file(name)
+def _spec_at(g: GitRepo, sha: str, name: str, layout: Layout) -> ClusterSpec:
+    file = cluster_file(name, layout)
     text = g.read_file(sha, file)
     if text is None:
         import difflib
 
-        names = [e.name[:-5] for e in g.list_dir(sha, CLUSTERS_DIR) if e.name.endswith(".yaml")]
+        names = [e.name[:-5] for e in g.list_dir(sha, layout.registry) if e.name.endswith(".yaml")]
         close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
         raise NotFound(
-            f'cluster "{name}" not found in {CLUSTERS_DIR}/ at {sha[:12]}',
+            f'cluster "{name}" not found in {layout.registry}/ at {sha[:12]}',
             hint=f"did you mean {', '.join(close)}?" if close else None,
         )
     spec = parse_cluster(text, file)
-    envs = {e.name for e in g.list_dir(sha, ENVIRONMENTS_DIR) if e.kind == "dir"}
+    if spec.source is not None:
+        return spec  # a Flux cluster directory: checked when it is expanded
+    envs = layout.environments_in(
+        lambda d: [e.name for e in g.list_dir(sha, d) if e.kind == "dir"],
+        lambda d: [e.name for e in g.list_dir(sha, d) if e.kind == "file"],
+    )
     if spec.environment not in envs:
         raise ConfigError(
-            f'unknown environment "{spec.environment}"; {ENVIRONMENTS_DIR}/ has: '
+            f'unknown environment "{spec.environment}"; {layout.environments_shown} has: '
             f"{', '.join(sorted(envs)) or 'none'}",
             file=file,
             key="environment",
@@ -424,12 +481,22 @@ def _spec_at(g: GitRepo, sha: str, name: str) -> ClusterSpec:
     return spec
 
 
+def _render_spec(g: GitRepo, sha: str, spec: ClusterSpec, layout: Layout) -> Rendered:
+    if spec.source is not None:
+        from fleet.fluxrender import render_flux
+
+        return render_flux(g, sha, spec).rendered
+    directory = overlay_dir(spec.environment, layout)
+    return _render(_build(g, sha, directory, f'environment "{spec.environment}"'), spec, sha, directory)
+
+
 def render_cluster(repo: GitRepo | str | Path, name: str, rev: str | None = None) -> Rendered:
-    """The manifests cluster ``name`` should run at ``rev`` (default HEAD), as registered at ``rev``."""
+    """The manifests cluster ``name`` should run at ``rev`` (default HEAD), as registered at ``rev``: its
+    environment's overlay, or its Flux cluster directory expanded as Flux would (:mod:`fleet.fluxrender`)."""
     g = open_repo(repo)
     sha = g.resolve(rev or "HEAD")
-    spec = _spec_at(g, sha, name)
-    return _render(_build(g, sha, spec.environment), spec, sha)
+    layout = layout_at(g, sha)
+    return _render_spec(g, sha, _spec_at(g, sha, name, layout), layout)
 
 
 def render_all(
@@ -447,7 +514,7 @@ def render_all(
     errors: list[tuple[str, RenderError]] = []
     for spec in sorted(specs, key=lambda s: s.name):
         try:
-            out.append(_render(_build(g, sha, spec.environment), spec, sha))
+            out.append(_render_spec(g, sha, spec, registry.layout))
         except RenderError as e:
             errors.append((spec.name, e))
     if errors:

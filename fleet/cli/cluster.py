@@ -61,6 +61,9 @@ def register(app: typer.Typer) -> None:
         label: list[str] = typer.Option([], "--label", "-l", help="A label KEY=VALUE (repeatable)."),
         var: list[str] = typer.Option([], "--var", help="A substitution variable KEY=VALUE (repeatable)."),
         setting: list[str] = typer.Option([], "--setting", help="A provider setting KEY=VALUE (repeatable)."),
+        flux: str | None = typer.Option(
+            None, "--flux", help="Render this Flux cluster directory (as Flux would) instead of the overlay."
+        ),
         repo: Path | None = RepoOpt,
     ) -> None:
         """Add a cluster to the registry (one commit)."""
@@ -77,6 +80,7 @@ def register(app: typer.Typer) -> None:
                 "labels": parse_pairs(label, "--label"),
                 "vars": parse_pairs(var, "--var"),
                 "settings": parse_pairs(setting, "--setting", typed=True),
+                **({"source": {"flux": flux}} if flux is not None else {}),
             }
         )
         _said(add_cluster(repo_path(repo), spec), "added")
@@ -120,12 +124,13 @@ def register(app: typer.Typer) -> None:
         from fleet.render import cluster_vars, overlay_dir
 
         g = open_repo(repo_path(repo))
-        spec = load_registry(g, rev).get(name)
+        registry = load_registry(g, rev)
+        spec = registry.get(name)
         good = get_good(g, name)
         data = {
             **spec.model_dump(mode="json"),
-            "file": cluster_file(name),
-            "overlay": overlay_dir(spec.environment),
+            "file": cluster_file(name, registry.layout),
+            "overlay": spec.source.flux if spec.source else overlay_dir(spec.environment, registry.layout),
             "substituted": cluster_vars(spec),
             "good": good.revision if good else None,
         }

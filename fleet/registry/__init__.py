@@ -1,15 +1,18 @@
 """The fleet registry: which clusters exist, which environment overlay each runs (``fleet.yaml``,
 ``clusters/<name>.yaml``, ``environments/<env>/``), read and written through Git."""
 
+from fleet.registry.layout import DEFAULT_LAYOUT, Layout
 from fleet.registry.load import (
     Registry,
     cluster_file,
+    layout_at,
     load_registry,
     open_repo,
     parse_cluster,
     parse_selector,
 )
 from fleet.registry.model import (
+    ClusterSource,
     ClusterSpec,
     CustomGate,
     FleetSettings,
@@ -31,7 +34,9 @@ from fleet.registry.store import (
 )
 
 __all__ = [
+    "DEFAULT_LAYOUT",
     "BatchWriteResult",
+    "ClusterSource",
     "ClusterSpec",
     "ClusterUpdate",
     "CustomGate",
@@ -39,6 +44,7 @@ __all__ = [
     "GateSettings",
     "InitResult",
     "KubeAccess",
+    "Layout",
     "OperatorSettings",
     "Registry",
     "WriteResult",
@@ -47,6 +53,7 @@ __all__ = [
     "cluster_file",
     "dump_cluster",
     "init_repo",
+    "layout_at",
     "load_registry",
     "open_repo",
     "parse_cluster",

@@ -5,6 +5,7 @@ from the working tree, into one frozen :class:`Registry`. Every error names file
 from __future__ import annotations
 
 import difflib
+import posixpath
 import re
 import types
 import typing
@@ -17,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from fleet.adapters.git import GitRepo
 from fleet.errors import ConfigError, InputError, NotFound
+from fleet.registry.layout import DEFAULT_LAYOUT, Layout
 from fleet.registry.model import DNS_LABEL, ClusterSpec, FleetSettings, shown
 from fleet.registry.yamlpos import Loc, Positions, dotted, load_yaml
 
@@ -25,9 +27,11 @@ __all__ = [
     "ENVIRONMENTS_DIR",
     "FLEET_FILE",
     "KUSTOMIZATION_FILES",
+    "Layout",
     "Registry",
     "cluster_file",
     "describe_validation_error",
+    "layout_at",
     "load_registry",
     "open_repo",
     "parse_cluster",
@@ -40,13 +44,13 @@ KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization
 PSEUDO_LABELS = ("name", "env", "environment", "region", "wave", "provider")
 
 
-def cluster_file(name: str) -> str:
-    """``clusters/<name>.yaml`` for a name already checked to be a DNS label."""
+def cluster_file(name: str, layout: Layout = DEFAULT_LAYOUT) -> str:
+    """``<registry>/<name>.yaml`` (default ``clusters/<name>.yaml``); refuses a name that is no DNS label."""
     if not DNS_LABEL.match(name):
         raise InputError(
             f'"{shown(name)}" is not a valid cluster name (a DNS label: lowercase letters, digits and "-")'
         )
-    return f"{CLUSTERS_DIR}/{name}.yaml"
+    return layout.cluster_file(name)
 
 
 def open_repo(repo: GitRepo | str | Path) -> GitRepo:
@@ -62,6 +66,7 @@ class Registry:
     settings: FleetSettings
     clusters: dict[str, ClusterSpec]
     environments: tuple[str, ...]
+    layout: Layout = DEFAULT_LAYOUT
 
     def get(self, name: str) -> ClusterSpec:
         if name in self.clusters:
@@ -77,7 +82,7 @@ class Registry:
             )
         )
         where = f" at {self.revision[:12]}" if self.revision else ""
-        raise NotFound(f'cluster "{shown(name)}" not found in {CLUSTERS_DIR}/{where}', hint=hint)
+        raise NotFound(f'cluster "{shown(name)}" not found in {self.layout.registry}/{where}', hint=hint)
 
     def select(self, selector: str | None) -> list[ClusterSpec]:
         """Clusters matching a kubectl-like label selector (``k=v,k!=v,k in (a,b),k notin (a),k,!k``).
@@ -291,12 +296,13 @@ def parse_cluster(text: str, file: str) -> ClusterSpec:
         raise describe_validation_error(e, ClusterSpec, pos, file) from e
     stem = Path(file).name.removesuffix(".yaml")
     if spec.name != stem:
+        folder = posixpath.dirname(file) or CLUSTERS_DIR
         raise ConfigError(
             f'name "{spec.name}" does not match the file name {Path(file).name}',
             file=file,
             line=pos.line_of(("name",)),
             key="name",
-            hint=f"rename the file to {CLUSTERS_DIR}/{spec.name}.yaml, or set name: {stem}",
+            hint=f"rename the file to {folder}/{spec.name}.yaml, or set name: {stem}",
         )
     return spec
 
@@ -319,26 +325,52 @@ def parse_settings(text: str | None, file: str = FLEET_FILE) -> FleetSettings:
         raise describe_validation_error(e, FleetSettings, pos, file) from e
 
 
-def _environments(src: _Source) -> tuple[str, ...]:
-    out = []
-    for d in src.dirs(ENVIRONMENTS_DIR):
-        files = set(src.files(f"{ENVIRONMENTS_DIR}/{d}"))
-        if files & set(KUSTOMIZATION_FILES):
-            out.append(d)
-    return tuple(sorted(out))
+def _environments(src: _Source, layout: Layout = DEFAULT_LAYOUT) -> tuple[str, ...]:
+    return tuple(layout.environments_in(src.dirs, src.files))
 
 
-def _check_environment(spec: ClusterSpec, envs: Iterable[str], text: str, file: str) -> None:
+def _check_environment(
+    spec: ClusterSpec, envs: Iterable[str], text: str, file: str, layout: Layout = DEFAULT_LAYOUT,
+    src: _Source | None = None,
+) -> None:
+    if spec.source is not None:  # a Flux cluster directory: the environment only names it, for selectors
+        if src is not None:
+            _check_flux_dir(spec, src, text, file)
+        return
     envs = tuple(envs)
     if spec.environment in envs:
         return
     _, pos = load_yaml(text, file)
     raise ConfigError(
-        f'unknown environment "{spec.environment}"; {ENVIRONMENTS_DIR}/ has: {", ".join(envs) or "none"}',
+        f'unknown environment "{spec.environment}"; {layout.environments_shown} has: {", ".join(envs) or "none"}',
         file=file,
         line=pos.line_of(("environment",)),
         key="environment",
     )
+
+
+def _check_flux_dir(spec: ClusterSpec, src: _Source, text: str, file: str) -> None:
+    assert spec.source is not None
+    path = spec.source.flux
+    parent, _, name = path.rpartition("/")
+    if name in src.dirs(parent):
+        return
+    _, pos = load_yaml(text, file)
+    raise ConfigError(
+        f'"{path}" is not a directory of the repository',
+        file=file,
+        line=pos.line_of(("source", "flux")),
+        key="source.flux",
+        hint="name a Flux cluster directory (one holding Flux Kustomizations), committed",
+    )
+
+
+def layout_at(repo: GitRepo | str | Path, rev: str | None = None) -> Layout:
+    """The layout (registry folder, environment pattern) ``fleet.yaml`` sets at ``rev`` (None: the working
+    tree)."""
+    g = open_repo(repo)
+    text = g.read_file(g.resolve(rev), FLEET_FILE) if rev is not None else _Worktree(g.root).read(FLEET_FILE)
+    return Layout.of(parse_settings(text))
 
 
 def load_registry(repo: GitRepo | str | Path, rev: str | None = None) -> Registry:
@@ -347,18 +379,19 @@ def load_registry(repo: GitRepo | str | Path, rev: str | None = None) -> Registr
     revision = g.resolve(rev) if rev is not None else None
     src: _Source = _Revision(g, revision) if revision else _Worktree(g.root)
     settings = parse_settings(src.read(FLEET_FILE))
-    envs = _environments(src)
+    layout = Layout.of(settings)
+    envs = _environments(src, layout)
     clusters: dict[str, ClusterSpec] = {}
-    for fname in src.files(CLUSTERS_DIR):
+    for fname in src.files(layout.registry):
         if fname.startswith(".") or not fname.endswith((".yaml", ".yml")):
             continue
-        file = f"{CLUSTERS_DIR}/{fname}"
+        file = f"{layout.registry}/{fname}"
         if fname.endswith(".yml"):
             raise ConfigError("cluster files end in .yaml", file=file, hint=f"rename it to {file[:-4]}.yaml")
         if not DNS_LABEL.match(fname[:-5]):
             raise ConfigError(f'file name "{shown(fname)}" is not <DNS label>.yaml', file=shown(file))
         text = src.read(file) or ""
         spec = parse_cluster(text, file)
-        _check_environment(spec, envs, text, file)
+        _check_environment(spec, envs, text, file, layout, src)
         clusters[spec.name] = spec
-    return Registry(g.root, revision, settings, dict(sorted(clusters.items())), envs)
+    return Registry(g.root, revision, settings, dict(sorted(clusters.items())), envs, layout)

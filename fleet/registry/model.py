@@ -11,18 +11,23 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from fleet.registry.layout import DEFAULT_ENVIRONMENTS, DEFAULT_REGISTRY, path_problem
+
 __all__ = [
     "DNS_LABEL",
     "MAX_TEXT",
     "MAX_VALUE",
     "VAR_NAME",
+    "ClusterSource",
     "ClusterSpec",
     "CustomGate",
+    "EnvironmentsLayout",
     "FleetSettings",
     "GateSettings",
     "KubeAccess",
     "OperatorSettings",
     "Provider",
+    "RegistryLayout",
     "check_text",
     "check_url",
     "shown",
@@ -172,12 +177,55 @@ class OperatorSettings(_Frozen):
         return check_url(v)
 
 
+class RegistryLayout(_Frozen):
+    """Where the registry lives: one ``<name>.yaml`` per cluster in this folder."""
+
+    path: Annotated[
+        str,
+        Field(description="The registry folder, relative to the repo root (default clusters; an adopted "
+                          "Flux repo uses e.g. fleet/clusters, beside Flux's clusters/<name>/ folders)."),
+    ] = DEFAULT_REGISTRY
+
+    @field_validator("path")
+    @classmethod
+    def _relative(cls, v: str) -> str:
+        problem = path_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return v
+
+
+class EnvironmentsLayout(_Frozen):
+    """Where the environment overlays live: a path pattern with ``{env}`` as one segment."""
+
+    path: Annotated[
+        str,
+        Field(description="The overlay of each environment: a path relative to the repo root with {env} as "
+                          "one whole segment (default environments/{env}; e.g. deploy/overlays/{env})."),
+    ] = DEFAULT_ENVIRONMENTS
+
+    @field_validator("path")
+    @classmethod
+    def _pattern(cls, v: str) -> str:
+        problem = path_problem(v, pattern=True)
+        if problem:
+            raise ValueError(problem)
+        return v
+
+
 class FleetSettings(_Frozen):
     """``fleet.yaml``: fleet-wide settings."""
 
     apiVersion: Literal["fleet.dev/v1"] = "fleet.dev/v1"
     kind: Literal["Fleet"] = "Fleet"
     name: str = "fleet"
+    registry: RegistryLayout = Field(
+        default_factory=RegistryLayout, description="Where the registry lives: {path: clusters} by default."
+    )
+    environments: EnvironmentsLayout = Field(
+        default_factory=EnvironmentsLayout,
+        description='Where the environment overlays live: {path: "environments/{env}"} by default.',
+    )
     git: GitSettings = Field(default_factory=lambda: GitSettings())
     operator: OperatorSettings = Field(default_factory=OperatorSettings)
     gates: GateSettings = Field(default_factory=GateSettings)
@@ -201,6 +249,24 @@ class KubeAccess(_Frozen):
     kubeconfig: str | None = None  # a path outside the repo; default $KUBECONFIG / ~/.kube/config
 
 
+class ClusterSource(_Frozen):
+    """Where a cluster's desired state comes from when it is not its environment's overlay."""
+
+    flux: Annotated[
+        str,
+        Field(description="A Flux cluster directory (e.g. clusters/prod-eu): rendered as Flux would, every "
+                          "Flux Kustomization of the fleet repo it reaches expanded at the same revision."),
+    ]
+
+    @field_validator("flux")
+    @classmethod
+    def _relative(cls, v: str) -> str:
+        problem = path_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return v.removeprefix("./").rstrip("/")
+
+
 class ClusterSpec(_Frozen):
     """``clusters/<name>.yaml``: one cluster of the fleet."""
 
@@ -216,6 +282,11 @@ class ClusterSpec(_Frozen):
     settings: dict[str, str | int | bool] = Field(default_factory=dict, description="Provider settings.")
     access: KubeAccess | None = None
     gates: GateSettings | None = None
+    source: Annotated[
+        ClusterSource | None,
+        Field(description="Take the desired state from a Flux cluster directory instead of the overlay of "
+                          "environment (which then only names the cluster's environment, for selectors)."),
+    ] = None
 
     @field_validator("name")
     @classmethod

@@ -21,8 +21,6 @@ from pydantic import ValidationError
 from fleet.adapters.git import GitRepo
 from fleet.errors import DirtyTree, InputError, Unwritable
 from fleet.registry.load import (
-    CLUSTERS_DIR,
-    ENVIRONMENTS_DIR,
     FLEET_FILE,
     Registry,
     cluster_file,
@@ -63,6 +61,7 @@ _ORDER = (
     "settings",
     "access",
     "gates",
+    "source",
 )
 _FLAGS = {
     "environment": "--env",
@@ -72,6 +71,7 @@ _FLAGS = {
     "labels": "--label",
     "vars": "--var",
     "settings": "--setting",
+    "source": "--flux",
     "name": "NAME",
 }
 
@@ -142,7 +142,7 @@ def spec_from_input(data: Mapping[str, Any]) -> ClusterSpec:
         first = e.errors(include_url=False)[0]
         loc = [p for p in first["loc"] if isinstance(p, (str, int))]
         flag = _FLAGS.get(str(loc[0]), str(loc[0])) if loc else "input"
-        what = ".".join(str(p) for p in loc[1:2])
+        what = ".".join(str(p) for p in loc[1:2]) if loc[:1] != ["source"] else ""
         msg = str(first["msg"]).removeprefix("Value error, ")
         if first["type"] == "literal_error":
             msg = f'"{first.get("input")}" is not allowed; allowed values: ' + str(
@@ -169,16 +169,16 @@ def _write(
         blocked = repo.write_blockers()
         if blocked:
             raise Unwritable(blocked)
-        dirty = repo.is_dirty([CLUSTERS_DIR, FLEET_FILE])
+        dirty = repo.is_dirty([registry.layout.registry, FLEET_FILE])
         if dirty:
             listed = ", ".join(dirty[:3]) + (f" and {len(dirty) - 3} more" if len(dirty) > 3 else "")
             raise DirtyTree(
                 f"uncommitted changes in {listed}; commit or stash them first",
-                hint="fleet writes clusters/ and fleet.yaml itself and will not mix in your edits",
+                hint=f"fleet writes {registry.layout.registry}/ and fleet.yaml itself and will not mix in your edits",
             )
         changes, message, spec, name = mutate(registry)
         sha = repo.commit(changes, message)
-    return WriteResult(name, sha, cluster_file(name), message, spec)
+    return WriteResult(name, sha, cluster_file(name, registry.layout), message, spec)
 
 
 def _check_branch(repo: GitRepo, branch: str) -> None:
@@ -193,35 +193,54 @@ def _check_branch(repo: GitRepo, branch: str) -> None:
     )
 
 
-def _check_environment(registry: Registry, repo: GitRepo, env: str) -> None:
+def _check_environment(registry: Registry, repo: GitRepo, env: str, spec: ClusterSpec | None = None) -> None:
+    if spec is not None and spec.source is not None:
+        _check_source(registry, repo, spec.source.flux)
+        return
     if env in registry.environments:
         return
-    if DNS_LABEL.match(env) and (repo.root / ENVIRONMENTS_DIR / env).is_dir():
+    layout = registry.layout
+    if DNS_LABEL.match(env) and (repo.root / layout.overlay_dir(env)).is_dir():
         raise InputError(
             f'environment "{env}" exists in the working tree but is not committed',
-            hint=f"commit {ENVIRONMENTS_DIR}/{env}/ first: clusters render what is in Git",
+            hint=f"commit {layout.overlay_dir(env)}/ first: clusters render what is in Git",
         )
     raise InputError(
-        f'unknown environment "{env}"; {ENVIRONMENTS_DIR}/ has: {", ".join(registry.environments) or "none"}'
+        f'unknown environment "{env}"; {layout.environments_shown} has: {", ".join(registry.environments) or "none"}'
     )
 
 
+def _check_source(registry: Registry, repo: GitRepo, path: str) -> None:
+    """A Flux cluster directory must be committed: clusters render what is in Git."""
+    entry = repo.entry(registry.revision, path) if registry.revision else None
+    if entry is not None and entry.kind == "dir":
+        return
+    if (repo.root / path).is_dir():
+        raise InputError(
+            f'Flux directory "{path}" exists in the working tree but is not committed',
+            hint=f"commit {path}/ first: clusters render what is in Git",
+        )
+    raise InputError(f'Flux directory "{path}" does not exist in the repository')
+
+
 def _summary(spec: ClusterSpec) -> str:
-    return f"env {spec.environment}, provider {spec.provider}, region {spec.region}, wave {spec.wave}"
+    flux = f"flux {spec.source.flux}, " if spec.source is not None else ""
+    return f"{flux}env {spec.environment}, provider {spec.provider}, region {spec.region}, wave {spec.wave}"
 
 
 def add_cluster(repo: GitRepo | str | Path, spec: ClusterSpec) -> WriteResult:
     """Add ``clusters/<name>.yaml``; refuses an existing name or an unknown environment."""
     g = open_repo(repo)
-    file = cluster_file(spec.name)
+    cluster_file(spec.name)  # a DNS label, before anything is read
 
     def mutate(reg: Registry) -> tuple[dict[str, str | None], str, ClusterSpec | None, str]:
+        file = cluster_file(spec.name, reg.layout)
         if spec.name in reg.clusters:
             raise InputError(
                 f'cluster "{spec.name}" already exists ({file})',
                 hint=f"change it with `fleet cluster set {spec.name} ...`",
             )
-        _check_environment(reg, g, spec.environment)
+        _check_environment(reg, g, spec.environment, spec)
         return {file: dump_cluster(spec)}, f"Add cluster {spec.name} ({_summary(spec)})", spec, spec.name
 
     return _write(g, mutate)
@@ -239,23 +258,24 @@ def add_clusters(repo: GitRepo | str | Path, specs: Sequence[ClusterSpec], messa
         if spec.name in seen:
             raise InputError(f'cluster "{spec.name}" is given twice')
         seen.add(spec.name)
-    files = tuple(cluster_file(s.name) for s in specs)
+    files = [cluster_file(s.name) for s in specs]
 
     def mutate(reg: Registry) -> tuple[dict[str, str | None], str, ClusterSpec | None, str]:
+        files[:] = [cluster_file(s.name, reg.layout) for s in specs]
         taken = [s.name for s in specs if s.name in reg.clusters]
         if taken:
             raise InputError(
-                f'cluster "{taken[0]}" already exists ({cluster_file(taken[0])})'
+                f'cluster "{taken[0]}" already exists ({cluster_file(taken[0], reg.layout)})'
                 + (f" (and {len(taken) - 1} more: {', '.join(taken[1:4])})" if len(taken) > 1 else ""),
                 hint="pick another region name, or remove the existing clusters first",
             )
-        for env in dict.fromkeys(s.environment for s in specs):
-            _check_environment(reg, g, env)
+        for env, first in {s.environment: s for s in reversed(specs)}.items():
+            _check_environment(reg, g, env, first)
         changes: dict[str, str | None] = {f: dump_cluster(s) for f, s in zip(files, specs, strict=True)}
         return changes, message, specs[0], specs[0].name
 
     done = _write(g, mutate)
-    return BatchWriteResult(tuple(s.name for s in specs), done.revision, files, done.message, tuple(specs))
+    return BatchWriteResult(tuple(s.name for s in specs), done.revision, tuple(files), done.message, tuple(specs))
 
 
 def _apply(old: ClusterSpec, up: ClusterUpdate) -> tuple[ClusterSpec, list[str]]:
@@ -289,7 +309,7 @@ def _apply(old: ClusterSpec, up: ClusterUpdate) -> tuple[ClusterSpec, list[str]]
 def set_cluster(repo: GitRepo | str | Path, name: str, update: ClusterUpdate) -> WriteResult:
     """Change fields of a cluster; refuses when nothing would change."""
     g = open_repo(repo)
-    file = cluster_file(name)
+    cluster_file(name)
     if update.is_empty():
         raise InputError("nothing to change", hint="pass e.g. --wave 2, --label team=web or --var REPLICAS=3")
 
@@ -298,8 +318,9 @@ def set_cluster(repo: GitRepo | str | Path, name: str, update: ClusterUpdate) ->
         if not changed:
             raise InputError(f'cluster "{name}" already has these values; nothing to change')
         if update.environment is not None:
-            _check_environment(reg, g, new.environment)
-        return {file: dump_cluster(new)}, f"Set cluster {name}: {', '.join(changed)}", new, name
+            _check_environment(reg, g, new.environment, new)
+        message = f"Set cluster {name}: {', '.join(changed)}"
+        return {cluster_file(name, reg.layout): dump_cluster(new)}, message, new, name
 
     return _write(g, mutate)
 
@@ -307,11 +328,11 @@ def set_cluster(repo: GitRepo | str | Path, name: str, update: ClusterUpdate) ->
 def remove_cluster(repo: GitRepo | str | Path, name: str) -> WriteResult:
     """Delete ``clusters/<name>.yaml``. Its last-good ref and audit notes stay (history)."""
     g = open_repo(repo)
-    file = cluster_file(name)
+    cluster_file(name)
 
     def mutate(reg: Registry) -> tuple[dict[str, str | None], str, ClusterSpec | None, str]:
         spec = reg.get(name)
-        return {file: None}, f"Remove cluster {name} ({_summary(spec)})", None, name
+        return {cluster_file(name, reg.layout): None}, f"Remove cluster {name} ({_summary(spec)})", None, name
 
     return _write(g, mutate)
 
