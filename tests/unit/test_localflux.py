@@ -33,7 +33,7 @@ http.server.HTTPServer((host, int(port)), H).serve_forever()
 
 
 @pytest.fixture
-def op(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalOperator]:
+def op(tmp_path: Path, fleet_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalOperator]:
     bin_dir = tmp_path / "toolchain" / "bin"
     bin_dir.mkdir(parents=True)
     for ctl in CONTROLLERS:
@@ -41,7 +41,7 @@ def op(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalOperato
         f.write_text(FAKE.format(python=sys.executable))
         f.chmod(0o755)
     monkeypatch.setenv("FLEET_TOOLCHAIN_DIR", str(tmp_path / "toolchain"))
-    operator = LocalOperator(tmp_path / "local")
+    operator = LocalOperator(fleet_home / "local")  # under FLEET_HOME: the suite's leak check covers it
     yield operator
     for name in ("c1", "c2"):
         operator.remove(name)
@@ -139,7 +139,11 @@ def test_a_recycled_pid_is_not_taken_for_the_controller(op: LocalOperator, tmp_p
     kc.write_text("kubeconfig")
     op.start_controllers("c1", kc)
     state = json.loads((op.dir("c1") / "state.json").read_text())
+    real = state["kustomize-controller"]["pid"]
     state["kustomize-controller"]["pid"] = os.getpid()  # a live process, but not ours
     (op.dir("c1") / "state.json").write_text(json.dumps(state))
-    assert not op.running("c1")
-    op.stop("c1")  # must not signal the stranger (this test process)
+    try:
+        assert not op.running("c1")
+        op.stop("c1")  # must not signal the stranger (this test process)
+    finally:
+        os.kill(real, 9)
