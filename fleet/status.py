@@ -133,8 +133,8 @@ def _flux(kube: Kube) -> tuple[FluxStatus, bool]:
     return st, st.installed and operator_runs(kube)[0]
 
 
-def _flux_row(row: Callable[..., ClusterStatus], st: FluxStatus, runs: bool, target: Any, settings: FleetSettings, spec: ClusterSpec,
-              kube: Kube, drift: str) -> ClusterStatus:
+def _flux_row(row: Callable[..., ClusterStatus], st: FluxStatus, runs: bool, target: Any,
+              settings: FleetSettings, spec: ClusterSpec, kube: Kube, drift: str) -> ClusterStatus:
     """The operator applies this cluster: the applied revision and health are Flux's own account."""
     if not runs:
         return row(applied=st.applied[:12] or None, applied_by="flux", operator="not running", health="unknown",
