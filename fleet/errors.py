@@ -9,6 +9,7 @@
     ├── ToolMissing             a binary of the local toolchain is missing (exit 2, with a hint)
     ├── GitError                git itself failed
     ├── RenderError             kustomize or variable substitution failed (exit 2: the input is bad)
+    │   └── FluxTreeError       a Flux cluster directory cannot be expanded as Flux would apply it
     ├── KubeError               the Kubernetes API failed or refused a request
     │   ├── Unreachable         the API server cannot be reached
     │   └── Forbidden           RBAC refused the request
@@ -32,6 +33,7 @@ __all__ = [
     "ConfigError",
     "DirtyTree",
     "FleetError",
+    "FluxTreeError",
     "Forbidden",
     "GateFailed",
     "GitError",
@@ -154,3 +156,9 @@ class ProgramError(PulumiError):
 
 class LocalClusterError(FleetError):
     pass
+
+
+class FluxTreeError(RenderError):
+    """A Flux cluster directory cannot be expanded as Flux would apply it: a Kustomization's field, a
+    dependsOn nothing defines or a cycle, a substituteFrom the tree lacks, an object two Kustomizations
+    produce differently (exit 2)."""

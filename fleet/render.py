@@ -81,6 +81,7 @@ class Rendered:
     objects: tuple[dict[str, Any], ...]  # in kustomize's order
     text: str  # multi-document YAML
     digest: str  # sha256 of text
+    notes: tuple[str, ...] = ()  # what the render could not include, said on stderr (a Flux tree's unresolved)
 
     @property
     def short(self) -> str:

@@ -77,18 +77,47 @@ def _objects_row(r: Rendered) -> list[tuple[str, str, str, str]]:
 
 def _warn_uncommitted(g: GitRepo, rendered: list[Rendered]) -> None:
     """Say so when the working tree has edits to what was rendered: fleet renders Git, not files."""
+    from fleet.fluxrender import flux_inputs
     from fleet.registry import load_registry
     from fleet.render import inputs
 
-    dirty = [p for p in g.is_dirty(["."]) if not p.startswith("clusters/")]
+    sha = rendered[0].revision
+    registry = load_registry(g, sha)
+    dirty = [p for p in g.is_dirty(["."]) if not p.startswith(registry.layout.registry + "/")]
     if not dirty:
         return
-    sha = rendered[0].revision
-    clusters = load_registry(g, sha).clusters
-    watched = {p for e in {clusters[r.cluster].environment for r in rendered} for p in inputs(g, e, sha)}
+    specs = [registry.clusters[r.cluster] for r in rendered]
+    envs = {s.environment for s in specs if s.source is None}
+    watched = {p for e in envs for p in inputs(g, e, sha, registry.layout)}
+    watched |= {p for s in specs if s.source is not None for p in flux_inputs(g, sha, s)}
     hit = [d for d in dirty if any(d == w or d.startswith(w.rstrip("/") + "/") for w in watched)]
     if hit:
         reporter().warn(f"uncommitted changes ({', '.join(hit[:3])}) are not rendered: fleet renders Git")
+
+
+def _tree(g: GitRepo, cluster: str | None, all_: bool, rev: str | None, output: str) -> None:
+    """``fleet render CLUSTER --tree``: the Flux Kustomization graph of a Flux-directory cluster."""
+    from fleet.fluxrender import render_flux, tree_data
+    from fleet.fluxtree import tree_lines
+    from fleet.registry import load_registry
+
+    if cluster is None or all_:
+        raise InputError("--tree shows one cluster", hint="fleet render CLUSTER --tree")
+    sha = g.resolve(rev or "HEAD")
+    spec = load_registry(g, sha).get(cluster)
+    if spec.source is None:
+        raise InputError(
+            f'cluster "{cluster}" renders the overlay of environment "{spec.environment}", not a Flux directory; '
+            "--tree shows a Flux directory's Kustomization graph",
+            hint="fleet render CLUSTER -o table lists what it renders",
+        )
+    done = render_flux(g, sha, spec)
+    if output.lower() == OutputFormat.json.value:
+        emit(tree_data(done), OutputFormat.json)
+        return
+    if output.lower() not in (OutputFormat.yaml.value, OutputFormat.table.value):
+        raise InputError(f"-o {output}: --tree prints a table, or -o json")
+    typer.echo("\n".join(tree_lines(done.expansion)))
 
 
 def register(app: typer.Typer) -> None:
@@ -106,6 +135,9 @@ def register(app: typer.Typer) -> None:
             "--output",
             help="yaml (manifests), json, table (objects), or a DIRECTORY to write CLUSTER.yaml files to.",
         ),
+        tree: bool = typer.Option(
+            False, "--tree", help="A Flux-directory cluster: its Kustomization graph with object counts (-o json)."
+        ),
         repo: Path | None = RepoOpt,
     ) -> None:
         """Render what a cluster should run at a revision: its overlay built by kustomize from Git (never
@@ -120,6 +152,9 @@ def register(app: typer.Typer) -> None:
         if selector and not all_:
             raise InputError("--selector goes with --all")
         g = open_repo(repo_path(repo))
+        if tree:
+            _tree(g, cluster, all_, rev, output)
+            return
         out = Path(output).expanduser() if output.lower() not in _FORMATS else None
         if out is not None:  # before anything runs: render never writes into the repository
             _check_out_dir(g, out, [cluster] if cluster else None)
@@ -132,6 +167,9 @@ def register(app: typer.Typer) -> None:
             rendered = render_all(g, rev, names)
         if rev is None and rendered:
             _warn_uncommitted(g, rendered)
+        for r in rendered:
+            for note in r.notes:
+                reporter().warn(f"{r.cluster}: {note}")
 
         if out is not None:
             _check_out_dir(g, out, [r.cluster for r in rendered])

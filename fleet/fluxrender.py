@@ -1,0 +1,177 @@
+"""What a cluster whose registry entry names a Flux cluster directory (``source: {flux: clusters/prod-eu}``)
+should run: the directory expanded as Flux would apply it (:mod:`fleet.fluxtree`), every build through
+fleet's own machinery (:func:`fleet.render.build_directory`: read from Git at the revision, confined to
+the tree, cached by the content of its inputs).
+
+Each build gets the kustomization Flux's kustomize-controller would write into its copy of the source
+(:func:`fleet.fluxtree.flux_kustomization`); the paths that adds (components, the files and directories of
+a generated kustomization) are confined too, like everything a kustomization names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from fleet.adapters.git import GitRepo
+from fleet.confine import check_overlay
+from fleet.errors import ConfigError, FluxTreeError, InputError
+from fleet.fluxtree import (
+    KUSTOMIZATION_FILES,
+    BuildRequest,
+    BuiltDoc,
+    Expansion,
+    expand,
+    flux_kustomization,
+    scan_resources,
+)
+from fleet.registry.load import FLEET_FILE, parse_settings
+from fleet.registry.model import ClusterSpec, FleetSettings
+from fleet.render import Rendered, build_directory, build_inputs, cluster_vars
+
+__all__ = ["FluxRender", "fleet_urls", "flux_inputs", "render_flux", "tree_data"]
+
+_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+@dataclass(frozen=True)
+class FluxRender:
+    rendered: Rendered
+    expansion: Expansion
+    inputs: tuple[str, ...]  # every repo path the builds read
+
+
+def fleet_urls(g: GitRepo, settings: FleetSettings) -> tuple[str, ...]:
+    """The URLs the fleet repo goes by: fleet.yaml's ``git.url`` and the remote's URL."""
+    urls = [settings.git.url, g.remote_url(settings.git.remote)]
+    return tuple(u for u in urls if u)
+
+
+class _Builder:
+    def __init__(self, g: GitRepo, sha: str) -> None:
+        self.g, self.sha = g, sha
+        self.inputs: set[str] = set()
+
+    def __call__(self, req: BuildRequest) -> Sequence[BuiltDoc]:
+        g, sha = self.g, self.sha
+        who = f"Kustomization {req.kustomization}" if req.kustomization else "the cluster directory"
+        entry = g.entry(sha, req.path)
+        if entry is None or entry.kind != "dir":
+            key = "spec.path: " if req.kustomization else ""
+            raise FluxTreeError(
+                f'{who}: {key}"./{req.path}" is not a directory of the repository at {sha[:12]}',
+                hint="Flux fails such a Kustomization (kustomization path not found)",
+            )
+        listing = {e.name: e.kind for e in g.list_dir(sha, req.path)}
+        kfile = next((k for k in KUSTOMIZATION_FILES if listing.get(k) == "file"), None)
+        existing: dict[str, Any] | None = None
+        resources: list[str] = []
+        if kfile is not None:
+            check_overlay(g, sha, req.path)  # before reading what it names
+            try:
+                data = yaml.load(g.read_file(sha, f"{req.path}/{kfile}".lstrip("/")) or "", Loader=_LOADER)
+            except (yaml.YAMLError, RecursionError) as e:
+                raise ConfigError(f"not YAML fleet can read: {' '.join(str(e).split())[:200]}",
+                                  file=f"{req.path}/{kfile}") from None
+            existing = data if isinstance(data, dict) else {}
+        else:
+            resources = scan_resources(req.path, lambda d: [(e.name, e.kind) for e in g.list_dir(sha, d)])
+        override = flux_kustomization(existing, resources, req.spec, self._exists(req.path), who)
+        text = None
+        if override is not None:
+            self._confine(req.path, override, existing, who)
+            text = yaml.safe_dump(override, sort_keys=False, default_flow_style=False)
+        self.inputs.update(build_inputs(g, sha, req.path, text))
+        return build_directory(g, sha, req.path, text)
+
+    def _exists(self, base: str) -> Any:
+        def exists(rel: str) -> bool:
+            try:
+                return self.g.resolve_path(self.sha, base, rel)[1] is not None
+            except InputError:
+                return False
+        return exists
+
+    def _confine(self, base: str, kus: dict[str, Any], existing: dict[str, Any] | None, who: str) -> None:
+        """What Flux adds to a kustomization must stay in the tree, like what the kustomization names."""
+        added: list[tuple[str, str]] = []
+        own = set((existing or {}).get("components") or [])
+        added += [(f"spec.components[{i}]", c) for i, c in enumerate(kus.get("components") or []) if c not in own]
+        if existing is None:
+            added += [(f"resources[{i}] (generated)", r) for i, r in enumerate(kus.get("resources") or [])]
+        for key, rel in added:
+            try:
+                target, kind = self.g.resolve_path(self.sha, base, rel)
+            except InputError as e:
+                quoted = f'"{rel}"'
+                msg = e.message if e.message.startswith(quoted) else f"{quoted} leads through {e.message}"
+                raise ConfigError(
+                    msg, file=who, key=key,
+                    hint="fleet renders only what the repository holds at the revision (as Flux does)",
+                ) from None
+            if kind == "dir":
+                check_overlay(self.g, self.sha, target)
+
+
+def _settings_at(g: GitRepo, sha: str) -> FleetSettings:
+    return parse_settings(g.read_file(sha, FLEET_FILE))
+
+
+def render_flux(g: GitRepo, sha: str, spec: ClusterSpec, settings: FleetSettings | None = None) -> FluxRender:
+    """Expand ``spec``'s Flux cluster directory at ``sha``; the directory itself is substituted with the
+    cluster's variables (as the operator's Kustomization that applies it does)."""
+    assert spec.source is not None
+    settings = settings or _settings_at(g, sha)
+    builder = _Builder(g, sha)
+    exp = expand(
+        spec.source.flux,
+        builder,
+        root_vars=cluster_vars(spec),
+        fleet_urls=fleet_urls(g, settings),
+        where=f' (cluster "{spec.name}" at {sha[:12]})',
+    )
+    texts = [o.text if o.text.endswith("\n") else o.text + "\n" for o in exp.objects]
+    text = "---\n".join(texts)
+    notes = tuple(f"unresolved {u.kind} {u.name}: {u.note}" for u in exp.unresolved) + exp.notes
+    rendered = Rendered(
+        spec.name, sha, tuple(o.object for o in exp.objects), text, hashlib.sha256(text.encode()).hexdigest(), notes
+    )
+    return FluxRender(rendered, exp, tuple(sorted(builder.inputs)))
+
+
+def flux_inputs(g: GitRepo, sha: str, spec: ClusterSpec) -> tuple[str, ...]:
+    """The repo paths a Flux-directory cluster's render reads at ``sha`` (for history and dirty checks)."""
+    return render_flux(g, sha, spec).inputs
+
+
+def tree_data(done: FluxRender) -> dict[str, Any]:
+    """``fleet render CLUSTER --tree -o json``: the graph, what is unresolved, and the notes."""
+    exp = done.expansion
+    return {
+        "cluster": done.rendered.cluster,
+        "revision": done.rendered.revision,
+        "root": exp.root,
+        "objects": len(exp.objects),
+        "nodes": [
+            {
+                "kustomization": n.id or None,
+                "path": n.path,
+                "status": n.status,
+                "objects": n.objects,
+                "definedBy": n.parent if n.parent else (None if n.parent is None else exp.root),
+                "dependsOn": list(n.depends_on),
+                "source": n.source or None,
+                "note": n.note or None,
+            }
+            for n in exp.nodes
+        ],
+        "unresolved": [
+            {"kind": u.kind, "name": u.name, "source": u.source, "note": u.note, "definedBy": u.defined_by or exp.root}
+            for u in exp.unresolved
+        ],
+        "notes": list(exp.notes),
+    }
