@@ -55,6 +55,11 @@ EXIT_INTERRUPTED = 130
 COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("doctor", "Check the local toolchain: each tool with the version found and where."),
     "init": ("init", "Create a fleet repo: fleet.yaml, base/, environments/{dev,staging,prod}/, clusters/."),
+    "adopt": (
+        "adopt",
+        "Adopt an existing Git repo (kustomize overlays or Flux cluster directories): fleet.yaml and the\n"
+        "registry in one commit, no existing file moved or changed.",
+    ),
     "render": (
         "render",
         "Render what a cluster should run at a revision: its overlay built by kustomize from Git (never\n"

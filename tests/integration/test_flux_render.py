@@ -13,6 +13,7 @@ import yaml
 from helpers import git, need_tool, run_cli
 
 from fleet import render
+from fleet.adopt import adopt_repo
 from fleet.errors import ConfigError, FluxTreeError
 from fleet.fluxrender import render_flux
 from fleet.registry import load_registry, open_repo
@@ -21,21 +22,6 @@ from fleet.substitute import MissingVariables, substitute
 from tests.adopt_fixtures import flux_repo, write_tree
 
 pytestmark = pytest.mark.integration
-
-FLEET_YAML = """
-    apiVersion: fleet.dev/v1
-    kind: Fleet
-    name: fleet-infra
-    registry:
-      path: fleet/clusters
-    environments:
-      path: apps/{env}
-"""
-
-
-def _entry(name: str, env: str) -> str:
-    return f"name: {name}\nenvironment: {env}\nregion: r-{name}\nsource:\n  flux: clusters/{name}\n"
-
 
 @pytest.fixture(autouse=True)
 def kustomize() -> Path:
@@ -52,12 +38,9 @@ def _commit(root: Path, files: dict[str, str], message: str = "edit") -> None:
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
+    """The Flux repo, adopted: fleet.yaml and fleet/clusters/{production,staging}.yaml, nothing moved."""
     root = flux_repo(tmp_path)
-    _commit(root, {
-        "fleet.yaml": FLEET_YAML,
-        "fleet/clusters/staging.yaml": _entry("staging", "staging"),
-        "fleet/clusters/production.yaml": _entry("production", "production"),
-    }, "adopt")
+    adopt_repo(root)
     return root
 
 

@@ -65,7 +65,7 @@ def test_every_read_command_has_a_golden_case_or_a_reason() -> None:
     from fleet.cli import COMMANDS
 
     live = {"diff", "drift", "gate", "sync", "provision", "destroy"}  # need a cluster or the Pulumi engine
-    writes = {"init", "push", "pull"}  # no -o: nothing to golden-test
+    writes = {"init", "adopt", "push", "pull"}  # no -o: nothing to golden-test
     elsewhere = {"render", "bootstrap"}  # tests/integration/test_golden_render.py (kustomize)
     covered = {c.args[0] for c in CASES}
     assert set(COMMANDS) - live - writes - elsewhere <= covered | {"cluster", "region", "local"}

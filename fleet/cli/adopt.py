@@ -1,0 +1,42 @@
+"""``fleet adopt``: make an existing Git repo a fleet repo, moving and rewriting nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from fleet.cli.common import reporter
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def adopt(
+        directory: Path = typer.Argument(Path("."), help="The repository to adopt (default: here)."),
+        name: str | None = typer.Option(None, "--name", help="The fleet's name (default: the directory's)."),
+        registry: str | None = typer.Option(None, "--registry", help="The registry folder (default: detected)."),
+        environments: str | None = typer.Option(
+            None, "--environments", help='The overlays\' pattern, like "deploy/overlays/{env}" (default: detected).'
+        ),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be written; write nothing."),
+    ) -> None:
+        """Adopt an existing Git repo (kustomize overlays or Flux cluster directories): fleet.yaml and the
+        registry in one commit, no existing file moved or changed."""
+        from fleet.adopt import adopt_repo
+
+        plan = adopt_repo(directory, name=name, registry=registry, environments=environments, dry_run=dry_run)
+        r = reporter()
+        for line in plan.findings:
+            r.step(line)
+        files = ", ".join(plan.files)
+        if plan.revision is None:
+            r.wait(f"dry run: would write {files} in one commit; nothing written")
+            for path, text in plan.files.items():
+                typer.echo(f"--- {path}\n{text}", nl=False)
+            return
+        r.ok(f'adopted {plan.root} as fleet repo "{plan.name}" in {plan.revision[:12]}: {files} '
+             "(no existing file moved or changed)")
+        if plan.clusters:
+            r.ok(f"next: fleet render {plan.clusters[0].name} --tree")
+        elif plan.environments:
+            r.ok(f"next: fleet cluster add NAME --env {plan.environments[0]}")
