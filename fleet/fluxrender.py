@@ -11,6 +11,8 @@ a generated kustomization) are confined too, like everything a kustomization nam
 from __future__ import annotations
 
 import hashlib
+import json
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,9 +35,12 @@ from fleet.registry.load import FLEET_FILE, parse_settings
 from fleet.registry.model import ClusterSpec, FleetSettings
 from fleet.render import Rendered, build_directory, build_inputs, cluster_vars
 
-__all__ = ["FluxRender", "fleet_urls", "flux_inputs", "render_flux", "tree_data"]
+__all__ = ["FluxRender", "clear_cache", "fleet_urls", "flux_inputs", "render_flux", "tree_data"]
 
 _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_lock = threading.Lock()
+_kustomizations: dict[str, dict[str, Any]] = {}  # blob id -> parsed kustomization (immutable by id)
+_urls: dict[tuple[str, str, float], tuple[str, ...]] = {}
 
 
 @dataclass(frozen=True)
@@ -45,10 +50,35 @@ class FluxRender:
     inputs: tuple[str, ...]  # every repo path the builds read
 
 
+def clear_cache() -> None:
+    """Forget what is kept in-process (parsed kustomizations and objects, remote URLs); the builds'
+    caches are :func:`fleet.render.clear_cache`'s."""
+    from fleet import fluxtree
+
+    with _lock:
+        _kustomizations.clear()
+        _urls.clear()
+    fluxtree.clear_cache()
+
+
 def fleet_urls(g: GitRepo, settings: FleetSettings) -> tuple[str, ...]:
-    """The URLs the fleet repo goes by: fleet.yaml's ``git.url`` and the remote's URL."""
-    urls = [settings.git.url, g.remote_url(settings.git.remote)]
-    return tuple(u for u in urls if u)
+    """The URLs the fleet repo goes by: fleet.yaml's ``git.url`` and the remote's URL (asked of git once
+    per remote and version of the repository's config)."""
+    try:
+        stamp = (g.git_dir / "config").stat().st_mtime
+    except OSError:
+        stamp = 0.0
+    key = (str(g.git_dir), settings.git.remote, stamp)
+    with _lock:
+        remote = _urls.get(key)
+    if remote is None:
+        found = g.remote_url(settings.git.remote)
+        remote = (found,) if found else ()
+        with _lock:
+            if len(_urls) > 256:
+                _urls.clear()
+            _urls[key] = remote
+    return tuple(u for u in (settings.git.url, *remote) if u)
 
 
 class _Builder:
@@ -71,22 +101,35 @@ class _Builder:
         existing: dict[str, Any] | None = None
         resources: list[str] = []
         if kfile is not None:
-            check_overlay(g, sha, req.path)  # before reading what it names
-            try:
-                data = yaml.load(g.read_file(sha, f"{req.path}/{kfile}".lstrip("/")) or "", Loader=_LOADER)
-            except (yaml.YAMLError, RecursionError) as e:
-                raise ConfigError(f"not YAML fleet can read: {' '.join(str(e).split())[:200]}",
-                                  file=f"{req.path}/{kfile}") from None
-            existing = data if isinstance(data, dict) else {}
+            existing = self._kustomization(f"{req.path}/{kfile}".lstrip("/"))
         else:
             resources = scan_resources(req.path, lambda d: [(e.name, e.kind) for e in g.list_dir(sha, d)])
         override = flux_kustomization(existing, resources, req.spec, self._exists(req.path), who)
         text = None
         if override is not None:
             self._confine(req.path, override, existing, who)
-            text = yaml.safe_dump(override, sort_keys=False, default_flow_style=False)
+            text = json.dumps(override, indent=1, default=str) + "\n"  # JSON is YAML, and quick to write
         self.inputs.update(build_inputs(g, sha, req.path, text))
         return build_directory(g, sha, req.path, text)
+
+    def _kustomization(self, file: str) -> dict[str, Any]:
+        """The directory's own kustomization, parsed (a copy: Flux's options are merged into it)."""
+        entry = self.g.entry(self.sha, file)
+        oid = entry.oid if entry is not None else ""
+        with _lock:
+            cached = _kustomizations.get(oid)
+        if cached is None:
+            try:
+                data = yaml.load(self.g.read_file(self.sha, file) or "", Loader=_LOADER)
+            except (yaml.YAMLError, RecursionError) as e:
+                raise ConfigError(f"not YAML fleet can read: {' '.join(str(e).split())[:200]}", file=file) from None
+            cached = data if isinstance(data, dict) else {}
+            with _lock:
+                if len(_kustomizations) > 4096:
+                    _kustomizations.clear()
+                _kustomizations[oid] = cached
+        copy: dict[str, Any] = json.loads(json.dumps(cached, default=str))
+        return copy
 
     def _exists(self, base: str) -> Any:
         def exists(rel: str) -> bool:

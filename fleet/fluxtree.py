@@ -30,6 +30,8 @@ import binascii
 import json
 import posixpath
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -49,6 +51,7 @@ __all__ = [
     "Node",
     "SourceRef",
     "Unresolved",
+    "clear_cache",
     "expand",
     "flux_kustomization",
     "is_fleet_source",
@@ -455,12 +458,42 @@ def _who(node: str) -> str:
     return f"Kustomization {node}" if node else "the cluster directory"
 
 
+_parsed: OrderedDict[str, str] = OrderedDict()  # object text -> its JSON (parsing YAML is most of a warm run)
+_parsed_lock = threading.Lock()
+_PARSED_SIZE = 20000
+
+
+def clear_cache() -> None:
+    """Forget the parsed objects kept in-process (a new process starts without them)."""
+    with _parsed_lock:
+        _parsed.clear()
+
+
 def _parse(text: str, where: str) -> dict[str, Any]:
+    """The object ``text`` holds (a fresh copy each time: callers may change it)."""
+    with _parsed_lock:
+        cached = _parsed.get(text)
+        if cached is not None:
+            _parsed.move_to_end(text)
+    if cached is not None:
+        again: dict[str, Any] = json.loads(cached)
+        return again
     try:
         obj = yaml.load(text, Loader=_LOADER)
     except yaml.YAMLError as e:
         raise RenderError(f"{where}: substituted manifests are not valid YAML: {e}") from e
-    return obj if isinstance(obj, dict) else {}
+    if not isinstance(obj, dict):
+        return {}
+    try:
+        as_json = json.dumps(obj)
+    except (TypeError, ValueError):  # a YAML date or a non-string key: not kept, parsed every time
+        return obj
+    if json.loads(as_json) == obj:
+        with _parsed_lock:
+            _parsed[text] = as_json
+            while len(_parsed) > _PARSED_SIZE:
+                _parsed.popitem(last=False)
+    return obj
 
 
 def _substitute_docs(

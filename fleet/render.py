@@ -71,7 +71,7 @@ _CACHE_VERSION = "fleet-render-v2"
 _DISABLED = "kustomize.toolkit.fluxcd.io/substitute"
 _DOC_SPLIT = re.compile(r"^---[ \t]*\n", re.MULTILINE)
 _YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_MEMO_SIZE = 64
+_MEMO_SIZE = 512  # builds kept in-process: a Flux repo expands to hundreds (bench/flux_expand_bench.py)
 
 
 @dataclass(frozen=True)
