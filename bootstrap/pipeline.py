@@ -84,6 +84,7 @@ class Plan:
     budgets: dict[str, dict[str, float]]
     notes: tuple[str, ...] = ()
     steps: tuple[str, ...] = tuple(STEPS)
+    rendered_from: str = ""  # the overlay directory, or the cluster's Flux directory
 
 
 class Services(Protocol):

@@ -21,7 +21,7 @@ from fleet.live.gates import gate_config, gate_timeout, run_gates
 from fleet.live.inventory import read_inventory
 from fleet.output import Reporter, SilentReporter
 from fleet.registry.load import Registry, load_registry, open_repo
-from fleet.render import Rendered, render_cluster
+from fleet.render import Rendered, overlay_dir, render_cluster
 
 __all__ = ["RealServices"]
 
@@ -94,13 +94,13 @@ class RealServices:
         gates += [f"custom: {g.kind}/{g.name} {g.condition}={g.status}" for g in cfg.custom]
         if mode == "operator":
             gates.append("operator: Kustomization Ready at the revision")
+        rendered_from = spec.source.flux if spec.source else overlay_dir(spec.environment, reg.layout)
         creates = [f"Pulumi stack \"{cluster}\" ({spec.provider} cluster in {spec.region}, refreshed first)"]
         if reg.settings.operator.kind == "flux":
             creates += [
                 f"Flux ({reg.settings.operator.source}) in flux-system",
                 f"GitRepository flux-system/fleet pinned to commit {resolved.revision[:12]}",
-                f"Kustomization flux-system/{cluster} for ./environments/{spec.environment} "
-                f"({len(spec.vars)} variables)",
+                f"Kustomization flux-system/{cluster} for ./{rendered_from} ({len(spec.vars)} variables)",
             ]
         if mode == "direct":
             creates.append(f"{len(rendered.objects)} objects applied by fleet (server-side apply, inventory, prune)")
@@ -112,7 +112,7 @@ class RealServices:
             sync_mode=mode, stack=cluster, creates=tuple(creates), objects=len(rendered.objects),
             gates=tuple(gates),
             gate_timeout_s=float(gate_timeout_s if gate_timeout_s is not None else gate_timeout(reg.settings, spec)),
-            budgets={}, notes=tuple(notes),
+            budgets={}, notes=tuple(notes), rendered_from=rendered_from,
         )
 
     def already_recovered(self, cluster: str, revision: str) -> bool:

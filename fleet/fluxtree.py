@@ -573,7 +573,9 @@ def expand(
     messages (e.g. ``' (cluster "eu-1" at 1a2b3c4d5e6f)'``)."""
     st = _State(build, fleet_urls, where)
     docs = build(BuildRequest(root, {}, None))
-    substituted = _substitute_docs(docs, root_vars, lambda ref: f" in {ref} ({root or '.'}{where})", MISSING_HINT)
+    substituted = _substitute_docs(
+        docs, root_vars, lambda ref: f" in {ref} (cluster directory {root or '.'}{_inner(where)})", MISSING_HINT
+    )
     count = st.place(substituted, "", (root,))
     st.nodes.append(Node("", root, "root", count, None, note="the cluster directory"))
     deferred: set[str] = set()
@@ -597,6 +599,12 @@ def expand(
             continue
         raise _stuck(st)
     return Expansion(root, tuple(st.nodes), tuple(st.objects), tuple(st.unresolved), tuple(st.notes))
+
+
+def _inner(where: str) -> str:
+    """`` (cluster "eu-1" at 1a2b)`` as ``, cluster "eu-1" at 1a2b``, to go inside parentheses."""
+    inner = where.strip().removeprefix("(").removesuffix(")")
+    return f", {inner}" if inner else ""
 
 
 def _stuck(st: _State) -> FluxTreeError:
@@ -677,7 +685,7 @@ def _expand_one(st: _State, p: _Pending, *, final: bool) -> bool:
     assert not isinstance(values, _Wait)
     docs = st.build(BuildRequest(path, spec, p.id))
     substituted = _substitute_docs(
-        docs, values, lambda r: f" in {r} ({here}, {path or '.'}{st.where})", _MISSING_HINT
+        docs, values, lambda r: f" in {r} ({here}, path {path or '.'}{_inner(st.where)})", _MISSING_HINT
     )
     final_docs = _common_metadata(substituted, spec)
     count = st.place(final_docs, p.id, (*p.ancestors, path))

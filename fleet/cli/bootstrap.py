@@ -24,7 +24,7 @@ def _plan_text(r: BootstrapResult) -> str:
         f"  revision : {p.revision} ({p.revision_source}) {p.revision_subject}",
         f"  stack    : {p.stack}",
         f"  sync     : {p.sync_mode}",
-        f"  objects  : {p.objects} rendered from environments/{p.environment}",
+        f"  objects  : {p.objects} rendered from {p.rendered_from or 'environments/' + p.environment}",
         "  creates  :",
         *[f"    - {c}" for c in p.creates],
         f"  gates    : {', '.join(p.gates) or 'none'} (timeout {p.gate_timeout_s:.0f}s)",

@@ -135,6 +135,14 @@ def _inventory_gate(revision: str) -> _Gate:
     return _Gate("inventory", f"ConfigMap/{INVENTORY_NAMESPACE}/{INVENTORY_NAME}", evaluate, key)
 
 
+def _from_fleet_repo(k: Mapping[str, Any]) -> bool:
+    """Whether a Flux Kustomization applies the fleet repo (fleet's ``fleet`` GitRepository, or the
+    ``flux-system`` one of an adopted Flux repo); one of an OCI artifact or another repository is only
+    required Ready (docs/adopting.md)."""
+    ref = (k.get("spec") or {}).get("sourceRef") or {}
+    return ref.get("kind", "GitRepository") == "GitRepository" and ref.get("name") in ("fleet", "flux-system")
+
+
 def _operator_gate(revision: str, namespace: str) -> _Gate:
     def evaluate(s: Snapshot) -> h.Health:
         ks = [o for k, o in s.items() if k[0] == "kustomize.toolkit.fluxcd.io" and k[1] == "Kustomization"
@@ -148,7 +156,7 @@ def _operator_gate(revision: str, namespace: str) -> _Gate:
             if not ready or ready.get("status") != "True":
                 msg = (ready or {}).get("message", "no Ready condition yet")
                 return h.Health(h.WAITING, f"Kustomization {name} not ready: {msg}")
-            if revision not in applied:
+            if revision not in applied and _from_fleet_repo(k):  # another source has its own revisions
                 return h.Health(h.WAITING, f"Kustomization {name} applied {applied or 'nothing'}, "
                                            f"expected {revision[:12]}")
         return h.Health(h.OK, f"{len(ks)} Kustomizations ready at {revision[:12]}")

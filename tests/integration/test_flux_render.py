@@ -165,7 +165,7 @@ def test_a_shell_variable_nothing_sets_names_flux_opt_out(repo: Path, capsys: py
     """})
     with pytest.raises(MissingVariables) as e:
         render_cluster(repo, "staging")
-    where = "ConfigMap/podinfo/podinfo-scripts (Kustomization flux-system/apps"
+    where = 'ConfigMap/podinfo/podinfo-scripts (Kustomization flux-system/apps, path apps/staging, cluster "staging"'
     assert f'variable "HOME" not set in {where}' in e.value.message
     code, _, err = run_cli(capsys, "render", "staging", "--repo", str(repo))
     assert code == 2 and "kustomize.toolkit.fluxcd.io/substitute: disabled" in err and "$${VAR}" in err

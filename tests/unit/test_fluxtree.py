@@ -188,7 +188,7 @@ def test_without_post_build_nothing_is_substituted_and_a_missing_variable_names_
     with pytest.raises(MissingVariables) as e:
         run(tree)
     assert e.value.names == ("HOME",)
-    assert "ConfigMap/other/script (Kustomization flux-system/vars, vars" in e.value.message
+    assert "ConfigMap/other/script (Kustomization flux-system/vars, path vars)" in e.value.message
     assert e.value.hint and "$${VAR}" in e.value.hint
     assert "kustomize.toolkit.fluxcd.io/substitute: disabled" in e.value.hint
     assert "postBuild.substitute" in e.value.hint
