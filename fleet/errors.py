@@ -161,4 +161,12 @@ class LocalClusterError(FleetError):
 class FluxTreeError(RenderError):
     """A Flux cluster directory cannot be expanded as Flux would apply it: a Kustomization's field, a
     dependsOn nothing defines or a cycle, a substituteFrom the tree lacks, an object two Kustomizations
-    produce differently (exit 2)."""
+    produce differently (exit 2). ``kustomization`` (``namespace/name``) and ``key`` say which field, so
+    the file and line that define it can be named."""
+
+    def __init__(
+        self, message: str, *, hint: str | None = None, kustomization: str | None = None, key: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.kustomization = kustomization
+        self.key = key

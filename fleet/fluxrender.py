@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -95,6 +96,7 @@ class _Builder:
             raise FluxTreeError(
                 f'{who}: {key}"./{req.path}" is not a directory of the repository at {sha[:12]}',
                 hint="Flux fails such a Kustomization (kustomization path not found)",
+                kustomization=req.kustomization, key="spec.path" if req.kustomization else None,
             )
         listing = {e.name: e.kind for e in g.list_dir(sha, req.path)}
         kfile = next((k for k in KUSTOMIZATION_FILES if listing.get(k) == "file"), None)
@@ -152,8 +154,9 @@ class _Builder:
             except InputError as e:
                 quoted = f'"{rel}"'
                 msg = e.message if e.message.startswith(quoted) else f"{quoted} leads through {e.message}"
-                raise ConfigError(
-                    msg, file=who, key=key,
+                raise FluxTreeError(
+                    f"{who}: {key}: {msg}", kustomization=who.removeprefix("Kustomization ")
+                    if who.startswith("Kustomization ") else None, key=key.split(" ", 1)[0],
                     hint="fleet renders only what the repository holds at the revision (as Flux does)",
                 ) from None
             if kind == "dir":
@@ -170,13 +173,20 @@ def render_flux(g: GitRepo, sha: str, spec: ClusterSpec, settings: FleetSettings
     assert spec.source is not None
     settings = settings or _settings_at(g, sha)
     builder = _Builder(g, sha)
-    exp = expand(
-        spec.source.flux,
-        builder,
-        root_vars=cluster_vars(spec),
-        fleet_urls=fleet_urls(g, settings),
-        where=f' (cluster "{spec.name}" at {sha[:12]})',
-    )
+    try:
+        exp = expand(
+            spec.source.flux,
+            builder,
+            root_vars=cluster_vars(spec),
+            fleet_urls=fleet_urls(g, settings),
+            where=f' (cluster "{spec.name}" at {sha[:12]})',
+        )
+    except FluxTreeError as e:
+        found = _locate(g, sha, spec.source.flux, e.kustomization, e.key) if e.kustomization else None
+        if found is None:
+            raise
+        raise FluxTreeError(f"{found[0]}:{found[1]}: {e.message}", hint=e.hint, kustomization=e.kustomization,
+                            key=e.key) from None
     texts = [o.text if o.text.endswith("\n") else o.text + "\n" for o in exp.objects]
     text = "---\n".join(texts)
     notes = tuple(f"unresolved {u.kind} {u.name}: {u.note}" for u in exp.unresolved) + exp.notes
@@ -184,6 +194,78 @@ def render_flux(g: GitRepo, sha: str, spec: ClusterSpec, settings: FleetSettings
         spec.name, sha, tuple(o.object for o in exp.objects), text, hashlib.sha256(text.encode()).hexdigest(), notes
     )
     return FluxRender(rendered, exp, tuple(sorted(builder.inputs)))
+
+
+def _value(node: Any, key: str) -> Any:
+    """The value node of ``key`` in a composed YAML mapping node, or None."""
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            if isinstance(k, yaml.ScalarNode) and k.value == key:
+                return v
+    return None
+
+
+def _text(node: Any) -> str:
+    return str(node.value) if isinstance(node, yaml.ScalarNode) else ""
+
+
+def _line_of(node: Any, loc: list[str | int]) -> int:
+    """The line of the deepest key (or item) of ``loc`` below a composed YAML node."""
+    line: int = node.start_mark.line + 1
+    for part in loc:
+        if isinstance(part, str) and isinstance(node, yaml.MappingNode):
+            pair = next(((k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == part), None)
+            if pair is None:
+                break
+            line, node = pair[0].start_mark.line + 1, pair[1]
+        elif isinstance(part, int) and isinstance(node, yaml.SequenceNode) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+_KEY_PART = re.compile(r"[^.\[\]]+|\[\d+\]")
+
+
+def _locate(g: GitRepo, sha: str, root: str, ks_id: str, key: str | None) -> tuple[str, int] | None:
+    """The file and line (of ``key``) that define Kustomization ``namespace/name``: the cluster directory's
+    files first, then the rest of the repository (for messages: best effort, bounded)."""
+    ns, _, name = ks_id.partition("/")
+    loc: list[str | int] = [int(p[1:-1]) if p.startswith("[") else p for p in _KEY_PART.findall(key or "")]
+
+    def files(d: str, depth: int = 0) -> list[str]:
+        out: list[str] = []
+        for e in g.list_dir(sha, d) if depth < 12 else []:
+            p = f"{d}/{e.name}" if d else e.name
+            if e.kind == "dir":
+                out += files(p, depth + 1)
+            elif e.kind == "file" and e.name.endswith((".yaml", ".yml")):
+                out.append(p)
+        return out
+
+    first = files(root)
+    seen = set(first)
+    for f in (first + [f for f in files("") if f not in seen])[:5000]:
+        try:
+            text = g.read_file(sha, f)
+        except InputError:
+            continue
+        if not text or name not in text or "kustomize.toolkit.fluxcd.io" not in text:
+            continue
+        try:
+            nodes = list(yaml.compose_all(text, Loader=_LOADER))
+        except yaml.YAMLError:
+            continue
+        for node in nodes:
+            meta = _value(node, "metadata")
+            if (_text(_value(node, "kind")) == "Kustomization"
+                    and _text(_value(node, "apiVersion")).startswith("kustomize.toolkit.fluxcd.io/")
+                    and _text(_value(meta, "name")) == name
+                    and (_text(_value(meta, "namespace")) or "flux-system") == ns):
+                return f, _line_of(node, loc)
+    return None
 
 
 def flux_inputs(g: GitRepo, sha: str, spec: ClusterSpec) -> tuple[str, ...]:

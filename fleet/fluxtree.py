@@ -302,7 +302,7 @@ def flux_kustomization(
             changed = True
     for i, p in enumerate(_list(spec.get("patches"), where, "spec.patches")):
         if not isinstance(p, dict):
-            raise FluxTreeError(f"{where}: spec.patches[{i}]: a patch is a mapping (patch, target)")
+            raise _field(where, f"spec.patches[{i}]", "a patch is a mapping (patch, target)")
         entry: dict[str, Any] = {"patch": p.get("patch", "")}
         if isinstance(p.get("target"), dict):
             entry["target"] = p["target"]
@@ -311,7 +311,7 @@ def flux_kustomization(
     ignore_missing = spec.get("ignoreMissingComponents") is True
     for i, comp in enumerate(_list(spec.get("components"), where, "spec.components")):
         if not isinstance(comp, str) or not _local_relative(comp):
-            raise FluxTreeError(f'{where}: spec.components[{i}]: component path "{comp}" must be local and relative')
+            raise _field(where, f"spec.components[{i}]", f'component path "{comp}" must be local and relative')
         if ignore_missing and not exists(comp):
             continue
         kus.setdefault("components", []).append(comp)
@@ -321,14 +321,14 @@ def flux_kustomization(
         changed = True
     for i, p in enumerate(_list(spec.get("patchesJson6902"), where, "spec.patchesJson6902")):
         if not isinstance(p, dict):
-            raise FluxTreeError(f"{where}: spec.patchesJson6902[{i}]: a patch is a mapping (patch, target)")
+            raise _field(where, f"spec.patchesJson6902[{i}]", "a patch is a mapping (patch, target)")
         kus.setdefault("patchesJson6902", []).append(
             {"patch": json.dumps(p.get("patch"), separators=(",", ":")), "target": p.get("target") or {}}
         )
         changed = True
     for i, img in enumerate(_list(spec.get("images"), where, "spec.images")):
         if not isinstance(img, dict) or not img.get("name"):
-            raise FluxTreeError(f"{where}: spec.images[{i}]: an image needs a name")
+            raise _field(where, f"spec.images[{i}]", "an image needs a name")
         _merge_image(kus.setdefault("images", []), img)
         changed = True
     build_metadata = spec.get("buildMetadata")
@@ -338,11 +338,17 @@ def flux_kustomization(
     return kus if changed else None
 
 
+def _field(where: str, key: str, message: str, hint: str | None = None) -> FluxTreeError:
+    """An error about one field of a Kustomization (``where``: "Kustomization namespace/name")."""
+    ks = where.removeprefix("Kustomization ") if where.startswith("Kustomization ") else None
+    return FluxTreeError(f"{where}: {key}: {message}", hint=hint, kustomization=ks, key=key)
+
+
 def _list(value: Any, where: str, key: str) -> list[Any]:
     if value is None:
         return []
     if not isinstance(value, list):
-        raise FluxTreeError(f"{where}: {key}: expected a list")
+        raise _field(where, key, "expected a list")
     return value
 
 
@@ -615,6 +621,7 @@ def _stuck(st: _State) -> FluxTreeError:
                 f"Kustomization {p.id} depends on {missing[0]}, which the tree does not define: Flux would "
                 f"never apply it{st.where}",
                 hint="define that Kustomization in the tree, or remove it from dependsOn",
+                kustomization=p.id, key="spec.dependsOn",
             )
     chain = _cycle(st)
     return FluxTreeError(f"dependsOn cycle: {' -> '.join(chain)}{st.where}", hint="Flux would apply none of them")
@@ -642,7 +649,7 @@ def _expand_one(st: _State, p: _Pending, *, final: bool) -> bool:
     depends = p.depends_on()
     path = clean_path(spec.get("path"))
     if path is None:
-        raise FluxTreeError(f'{here}: spec.path: "{spec.get("path")}" leaves the repository{st.where}')
+        raise _field(here, "spec.path", f'"{spec.get("path")}" leaves the repository{st.where}')
 
     def finish(node: Node) -> bool:
         st.nodes.append(node)
@@ -708,9 +715,8 @@ def _values(st: _State, p: _Pending, final: bool) -> dict[str, str] | _Wait | No
     values: dict[str, str] = {}
     for i, src in enumerate(post.get("substituteFrom") or []):
         if not isinstance(src, dict) or src.get("kind") not in ("ConfigMap", "Secret"):
-            raise FluxTreeError(
-                f"Kustomization {p.id}: spec.postBuild.substituteFrom[{i}]: kind must be ConfigMap or Secret"
-            )
+            raise _field(f"Kustomization {p.id}", f"spec.postBuild.substituteFrom[{i}]",
+                         "kind must be ConfigMap or Secret")
         key = ("", str(src["kind"]), p.namespace, str(src.get("name")))
         at = st.placed.get(key)
         if at is None:
@@ -718,9 +724,9 @@ def _values(st: _State, p: _Pending, final: bool) -> dict[str, str] | _Wait | No
                 return _WAIT
             if src.get("optional") is True:
                 continue
-            raise FluxTreeError(
-                f"Kustomization {p.id}: spec.postBuild.substituteFrom[{i}]: {src['kind']} "
-                f"{p.namespace}/{src.get('name')} is not defined in the tree{st.where}",
+            raise _field(
+                f"Kustomization {p.id}", f"spec.postBuild.substituteFrom[{i}]",
+                f"{src['kind']} {p.namespace}/{src.get('name')} is not defined in the tree{st.where}",
                 hint="define it in the tree (fleet renders from Git only), or mark the reference optional: true",
             )
         values.update(_var_values(st.objects[at].object))

@@ -14,7 +14,7 @@ from helpers import git, need_tool, run_cli
 
 from fleet import render
 from fleet.adopt import adopt_repo
-from fleet.errors import ConfigError, FluxTreeError
+from fleet.errors import FluxTreeError
 from fleet.fluxrender import render_flux
 from fleet.registry import load_registry, open_repo
 from fleet.render import render_all, render_cluster
@@ -175,10 +175,24 @@ def test_a_shell_variable_nothing_sets_names_flux_opt_out(repo: Path, capsys: py
 def test_what_flux_adds_is_confined_too(repo: Path) -> None:
     apps = (repo / "clusters/staging/apps.yaml").read_text()
     _commit(repo, {"clusters/staging/apps.yaml": apps.replace("../../components/monitoring", "../../../../etc")})
-    with pytest.raises(ConfigError, match=r'Kustomization flux-system/apps: spec.components\[0\]: "../../../../etc" '
-                                          r"leaves the repository"):
+    with pytest.raises(FluxTreeError, match=r'^clusters/staging/apps.yaml:17: Kustomization flux-system/apps: '
+                                            r'spec.components\[0\]: "../../../../etc" leaves the repository'):
         render_cluster(repo, "staging")
     _commit(repo, {"clusters/staging/apps.yaml": apps.replace("./apps/staging", "./apps/nowhere")})
-    with pytest.raises(FluxTreeError, match=r'Kustomization flux-system/apps: spec.path: "./apps/nowhere" is not a '
-                                            r"directory of the repository"):
+    with pytest.raises(FluxTreeError, match=r'^clusters/staging/apps.yaml:10: Kustomization flux-system/apps: '
+                                            r'spec.path: "./apps/nowhere" is not a directory of the repository'):
         render_cluster(repo, "staging")
+
+
+def test_a_tree_error_names_the_file_and_line_of_the_field(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    apps = (repo / "clusters/production/apps.yaml").read_text()
+    _commit(repo, {"clusters/production/apps.yaml": apps.replace("name: cluster-vars", "name: no-such-vars")})
+    code, _, err = run_cli(capsys, "render", "production", "--repo", str(repo))
+    assert code == 2
+    assert err.startswith("✗ clusters/production/apps.yaml:31: Kustomization flux-system/apps: "
+                          "spec.postBuild.substituteFrom[0]: ConfigMap flux-system/no-such-vars is not defined"), err
+    _commit(repo, {"clusters/production/apps.yaml": apps.replace("- name: infra-configs", "- name: infra-ghost")})
+    code, _, err = run_cli(capsys, "render", "production", "--repo", str(repo))
+    assert code == 2
+    assert err.startswith("✗ clusters/production/apps.yaml:7: Kustomization flux-system/apps depends on "
+                          "flux-system/infra-ghost, which the tree does not define"), err
