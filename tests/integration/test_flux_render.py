@@ -196,3 +196,15 @@ def test_a_tree_error_names_the_file_and_line_of_the_field(repo: Path, capsys: p
     assert code == 2
     assert err.startswith("✗ clusters/production/apps.yaml:7: Kustomization flux-system/apps depends on "
                           "flux-system/infra-ghost, which the tree does not define"), err
+
+
+def test_history_follows_what_the_expanded_tree_reads(repo: Path) -> None:
+    from fleet.good import history
+
+    _commit(repo, {"apps/production/extra.yaml": "# production only\n"}, "production only")
+    _commit(repo, {"apps/base/podinfo/service.yaml": (repo / "apps/base/podinfo/service.yaml").read_text()
+                   + "# a comment\n"}, "base change")
+    _commit(repo, {"README.md": "docs\n"}, "docs only")
+    subjects = [e.subject for e in history(repo, "staging")]
+    assert subjects[0] == "base change"
+    assert "production only" not in subjects and "docs only" not in subjects
