@@ -78,27 +78,31 @@ def test_status_of_a_small_fleet(
     code, out, _ = run_cli(capsys, "status", "--repo", str(repo), "--drift", "-l", "region=eu-1")
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].split()[:10] == [
+    assert lines[0].split()[:12] == [
         "NAME",
         "ENV",
         "REGION",
         "WAVE",
         "DESIRED",
         "APPLIED",
+        "BY",
         "GOOD",
         "HEALTH",
+        "OPERATOR",
         "DRIFT",
         "REACHABLE",
     ]
-    assert len(lines) == 2 and lines[1].split()[:10] == [
+    assert len(lines) == 2 and lines[1].split()[:12] == [
         "it-up",
         "it",
         "eu-1",
         "1",
         head[:12],
         head[:12],
+        "fleet",  # synced directly: no operator on this cluster
         head[:12],
         "healthy",
+        "-",
         "no",
         "yes",
     ]
