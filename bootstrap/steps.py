@@ -1,8 +1,10 @@
 """Running one step of a pipeline: journaled, timed, retried within its budget.
 
-The step runner is where the DR pipeline's retries live: a step is retried only for errors that
-are transient by nature (the API server or the engine not answering yet, a lock held by a
-finishing update); everything else fails the step at once with its cause.
+A step is retried, within its budget, only for an error whose adapter marked it ``transient`` (the
+API server or the engine not answering yet): the runner reads that mark and classifies nothing itself
+(see :mod:`fleet.errors`). Any other FleetError fails the step at once with its cause (bad input as
+it was raised). An exception that is not a FleetError is a bug: the step is journaled as failed and
+the exception propagates as it was raised, neither retried nor wrapped (the CLI exits 70).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from tenacity import (
 )
 
 from bootstrap.journal import Journal, now_iso
-from fleet.errors import ConcurrentUpdate, FleetError, InputError, LocalClusterError, Unreachable
+from fleet.errors import FleetError, InputError
 from fleet.output import Reporter
 
 __all__ = ["Budget", "StepFailed", "is_transient", "run_step"]
@@ -45,10 +47,8 @@ class StepFailed(FleetError):
 
 
 def is_transient(e: BaseException) -> bool:
-    """Transient: worth another attempt of the whole step."""
-    if isinstance(e, InputError):
-        return False
-    return isinstance(e, (Unreachable, ConcurrentUpdate, LocalClusterError, TimeoutError, ConnectionError))
+    """Worth another attempt of the whole step: what the adapter that raised ``e`` said of it."""
+    return isinstance(e, FleetError) and e.transient
 
 
 def run_step(
@@ -92,7 +92,7 @@ def run_step(
         rec.duration_s = prior + time.monotonic() - t0
         rec.detail = str(getattr(e, "message", None) or e)[:500]
         journal.save()
-        if isinstance(e, InputError):
+        if isinstance(e, InputError) or not isinstance(e, FleetError):  # bad input; a bug: as raised
             raise
         raise StepFailed(name, e, next_action) from e
     rec.state = "done"

@@ -21,7 +21,18 @@
     └── LocalClusterError       kwokctl could not create, start or delete a local cluster
 
 Adapters turn library errors into these (``raise ... from e``); nothing above them sees a library
-exception. The CLI maps them to exit codes in one place (``fleet.cli``).
+exception. The CLI maps them to exit codes in one place (``fleet.cli``); an exception that is not a
+FleetError is a bug in fleet and exits 70.
+
+One retry decision. Every error carries ``transient`` (False unless the adapter that raised it says
+otherwise, per instance): the adapter is the only place that classifies. The kube adapter marks
+connection resets, timeouts, HTTP 5xx and 429 (once its own retries are spent); the Pulumi adapter a
+provider's transient engine failure. The step runners (``bootstrap.steps``) retry a step only when
+``e.transient``, and never by the error's type or text. Never transient, at any layer: TLS
+verification, authentication and authorization (:class:`Forbidden`), :class:`NotFound` and every
+:class:`InputError`. A stack lock (:class:`ConcurrentUpdate`) is waited for in the Pulumi adapter alone,
+within its one bound; once that bound is spent the error is not transient. A bug inside a step (not a
+FleetError) is neither retried nor reported as a step failure: it propagates as it was raised.
 """
 
 from __future__ import annotations
@@ -52,14 +63,18 @@ __all__ = [
 
 
 class FleetError(Exception):
-    """Base of every fleet error. ``exit_code`` is what the CLI exits with."""
+    """Base of every fleet error. ``exit_code`` is what the CLI exits with; ``transient``: another
+    attempt may succeed (set only by the adapter that raised it; see the module docstring)."""
 
     exit_code = 1
+    transient: bool = False
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(self, message: str, *, hint: str | None = None, transient: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        if transient:
+            self.transient = True
 
 
 class InputError(FleetError):

@@ -115,7 +115,8 @@ class LocalClusters:
             if not done.ok:
                 tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-4:])
                 self._delete_quietly(name)
-                raise LocalClusterError(f'creating local cluster "{name}" failed: {tail}')
+                # removed again: the next attempt starts clean, on new ports
+                raise LocalClusterError(f'creating local cluster "{name}" failed: {tail}', transient=True)
         kubeconfig.write_text(self._kwokctl("get", "kubeconfig", "--name", name, timeout=60).stdout)
         os.chmod(kubeconfig, 0o600)
         if nodes > 0:
@@ -136,7 +137,7 @@ class LocalClusters:
             log = self.workdir / "kwok" / "clusters" / name / "logs" / "kwok-controller.log"
             raise LocalClusterError(
                 f'the nodes of local cluster "{name}" did not become Ready within {timeout:.0f}s',
-                hint=f"see {log}",
+                hint=f"see {log}", transient=True,
             )
 
     def healthy(self, name: str) -> bool:
@@ -185,7 +186,8 @@ class LocalClusters:
             if self.healthy(name):
                 return
             time.sleep(0.5)
-        raise LocalClusterError(f'local cluster "{name}" did not become ready within {timeout:.0f}s')
+        raise LocalClusterError(f'local cluster "{name}" did not become ready within {timeout:.0f}s',
+                                transient=True)
 
 
 @contextmanager

@@ -230,7 +230,7 @@ class LocalOperator:
             if time.monotonic() > deadline:
                 raise LocalClusterError(
                     f'{what} of local cluster "{name}" was not ready within {timeout:.0f}s',
-                    hint=f"see {self.dir(name) / 'logs' / (what + '.log')}",
+                    hint=f"see {self.dir(name) / 'logs' / (what + '.log')}", transient=True,
                 )
             time.sleep(0.1)  # polling a readiness endpoint: the explicit state waited for
 

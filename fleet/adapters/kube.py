@@ -5,7 +5,10 @@ Every API call goes through :meth:`Kube._call`, which turns library errors into 
 carrying the API server's own message) and holds the retry policy (tenacity). Only what is transient
 is retried: connection errors and timeouts, HTTP 5xx, 429 (honouring ``Retry-After``) and 409
 "object has been modified" conflicts (the next attempt re-reads the object server-side). Everything
-else fails at once.
+else fails at once. It is also where an error is classified for the layers above (see
+:mod:`fleet.errors`): a connection failure, timeout, 5xx or 429 still failing once the retries are
+spent comes out ``transient``; TLS verification, 401/403 (:class:`~fleet.errors.Forbidden`), 404, a
+conflict and every other refusal do not.
 
 One :class:`Kube` per cluster and policy is kept (:meth:`Kube.connect`), so one ``ApiClient`` and its
 connection pool (sized for the callers' parallelism) serve every thread.
@@ -389,6 +392,7 @@ class Kube:
                 timeout=timeout, stream=stream,
             )
         except _Transient as t:
+            t.error.transient = not t.conflict  # the step above may try again; a lost race may not
             raise t.error from (t.__cause__ or t)
 
     def _json(self, method: str, path: str, **kw: Any) -> Obj:

@@ -19,7 +19,10 @@ Defaults, all overridable from the environment (read here, nowhere else):
 Errors become fleet's: :class:`StackNotFound`, :class:`ConcurrentUpdate` (another update holds the
 lock), :class:`ProgramError` (with the error diagnostics, not the whole log); a :class:`FleetError`
 raised by the program itself comes out as it was raised. Concurrent updates and a provider's transient
-API failures are retried (tenacity).
+API failures are retried here (tenacity), each within its own bound (``lock_attempts``,
+``transient_attempts``). This is the one place a stack lock is waited for: a :class:`ConcurrentUpdate`
+that outlasts its bound comes out not transient, so no step runner waits for it again; a transient
+engine failure (:data:`_TRANSIENT`) that outlasts its bound comes out with ``transient`` set.
 """
 
 from __future__ import annotations
@@ -548,7 +551,8 @@ class Engine:
         tries = {"lock": 0, "transient": 0}
 
         def retryable(e: BaseException) -> bool:
-            kind = "lock" if isinstance(e, ConcurrentUpdate) else "transient" if _is_transient(e) else None
+            kind = ("lock" if isinstance(e, ConcurrentUpdate)
+                    else "transient" if isinstance(e, ProgramError) and e.transient else None)
             if kind is None:
                 return False
             tries[kind] += 1
@@ -614,7 +618,8 @@ class Engine:
                 hint=f"wait for it to finish; if no update is running, the lock is stale: {how}",
             )
         detail = _useful(progress, e) if progress is not None else _useful(_Progress(SilentReporter(), False), e)
-        return ProgramError(f'pulumi {op} of stack "{stack}" failed: {detail}')
+        return ProgramError(f'pulumi {op} of stack "{stack}" failed: {detail}',
+                            transient=_transient_text(detail))
 
     # -- stale locks of the file backend --
 
@@ -658,11 +663,10 @@ def _changes(summary: Mapping[Any, Any] | None) -> dict[str, int]:
     return {str(getattr(k, "value", k)): int(v) for k, v in (summary or {}).items()}
 
 
-def _is_transient(e: BaseException) -> bool:
-    if not isinstance(e, ProgramError):
-        return False
-    text = str(e).lower()
-    return any(t in text for t in _TRANSIENT)
+def _transient_text(text: str) -> bool:
+    """Whether an engine failure's text is one a retry may cure (:data:`_TRANSIENT`)."""
+    low = text.lower()
+    return any(t in low for t in _TRANSIENT)
 
 
 def _stale(lock: Path) -> bool:

@@ -231,11 +231,12 @@ def _raise_failures(cluster: str, failures: list[tuple[ObjectRef, FleetError]], 
         cls = Unreachable
     elif all(isinstance(e, Forbidden) for e in errors):
         cls = Forbidden
+    transient = all(e.transient for e in errors)  # as the adapter said: a retry cures every failure
     if len(errors) == 1:
-        raise cls(f"{first.message}{note}", hint=first.hint) from first
+        raise cls(f"{first.message}{note}", hint=first.hint, transient=transient) from first
     raise cls(
         f'cluster "{cluster}": {len(errors)} of {total} objects failed; first: {first.message}{note}',
-        hint=first.hint,
+        hint=first.hint, transient=transient,
     ) from first
 
 

@@ -109,7 +109,8 @@ def test_a_killed_run_resumes_from_the_step_it_was_in_without_redoing_done_steps
 
 
 def test_transient_errors_are_retried_within_the_budget_others_fail_at_once(tmp_path: Path) -> None:
-    svc = FakeServices(fail={"provision": [Unreachable("api server not up yet")]})
+    # transient as the kube adapter marks it: the runner reads the mark, not the type
+    svc = FakeServices(fail={"provision": [Unreachable("api server not up yet", transient=True)]})
     res = run_bootstrap(req(tmp_path), svc, SilentReporter())
     assert res.outcome == "recovered"
     assert res.report is not None

@@ -279,3 +279,36 @@ def test_informer_lists_watches_and_relists_after_410(server: tuple[Script, int]
     assert watches and "resourceVersion=5" in watches[0] and "allowWatchBookmarks=true" in watches[0]
     added = next(o for o in objects if o["metadata"]["name"] == "b")
     assert (added["apiVersion"], added["kind"]) == ("v1", "ConfigMap")  # filled in, as list items are
+
+
+def test_what_comes_out_says_whether_another_attempt_may_cure_it(
+    server: tuple[Script, int], tmp_path: Path
+) -> None:
+    """The adapter is the one place that classifies (fleet.errors): the step runner only reads
+    ``transient``. 5xx, 429 and dropped connections are, once the adapter's own retries are spent;
+    authentication, authorization, a refusal, a conflict and TLS verification are not."""
+    script, port = server
+    kube = kube_for(tmp_path, port, attempts=2)
+
+    def error_of(*answer: tuple[int, dict[str, str], Any]) -> FleetError:
+        script.on("GET", CM_PATH, *answer)
+        with pytest.raises(FleetError) as e:
+            kube.get("v1", "ConfigMap", "a", "ns")
+        return e.value
+
+    assert error_of((503, {}, status(503, "ServiceUnavailable", "etcd is down"))).transient
+    assert error_of((429, {"Retry-After": "0"}, status(429, "TooManyRequests", "slow down"))).transient
+    dropped = error_of((0, {}, None))
+    assert isinstance(dropped, Unreachable) and dropped.transient
+    forbidden = error_of((403, {}, status(403, "Forbidden", "no")))
+    assert isinstance(forbidden, Forbidden) and not forbidden.transient
+    assert not error_of((401, {}, status(401, "Unauthorized", "who are you"))).transient
+    assert not error_of((400, {}, status(400, "BadRequest", "nonsense"))).transient
+    assert not error_of((409, {}, status(409, "Conflict", "the object has been modified"))).transient
+    # TLS that cannot be verified (here: a plain HTTP server behind an https:// URL) is never transient
+    cfg = yaml.safe_load((tmp_path / "kubeconfig").read_text())
+    cfg["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{port}"
+    (tmp_path / "tls.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(Unreachable, match="TLS") as e:
+        Kube(KubeTarget("t1", tmp_path / "tls.yaml"), policy=RetryPolicy(attempts=3)).server_version()
+    assert not e.value.transient

@@ -139,10 +139,10 @@ def test_without_diagnostics_the_error_lines_of_the_output_are_kept() -> None:
 
 
 def test_transient_failures_are_told_from_the_others() -> None:
-    assert pa._is_transient(pa.ProgramError("pulumi up failed: read tcp: connection reset by peer"))
-    assert pa._is_transient(pa.ProgramError("the server is currently unable to handle the request"))
-    assert not pa._is_transient(pa.ProgramError('no matches for kind "Bogus"'))
-    assert not pa._is_transient(pa.ConcurrentUpdate("locked"))
+    assert pa._transient_text("pulumi up failed: read tcp: connection reset by peer")
+    assert pa._transient_text("the server is currently unable to handle the request")
+    assert not pa._transient_text('no matches for kind "Bogus"')
+    assert not pa.ConcurrentUpdate("locked").transient
 
 
 def test_resources_are_named_by_type_and_name() -> None:

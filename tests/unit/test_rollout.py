@@ -451,7 +451,7 @@ def test_a_transient_error_is_retried_within_the_step_budget(running: FakeFleet,
     def sync(cluster: str, revision: str, mode: str, reporter: Reporter) -> str:
         if cluster == "eu-1" and flaky["n"] == 0:
             flaky["n"] += 1
-            raise Unreachable("connection reset by peer")
+            raise Unreachable("connection reset by peer", transient=True)  # as the kube adapter marks it
         return real_sync(cluster, revision, mode, reporter)
 
     monkeypatch.setattr(running, "sync", sync)
