@@ -38,7 +38,10 @@ class RealRolloutServices:
         self._counts: dict[str, int] | None = None
 
     def resolve(self, rev: str) -> tuple[str, str]:
+        from fleet.verify import require
+
         sha = self.git.resolve(rev)
+        require(self.git, sha)  # fleet.yaml's verify: refused before any wave (dry runs too)
         entry = self.git.log(rev=sha, max_count=1)
         return sha, entry[0].subject if entry else ""
 

@@ -38,6 +38,7 @@ class RealServices:
     def __init__(self, repo: Path) -> None:
         self.repo = repo
         self.git = open_repo(repo)
+        self.verified: dict[str, str] = {}  # revision -> who signed it (fleet.yaml's verify:)
 
     # -- helpers --------------------------------------------------------------------------
     def registry(self) -> Registry:
@@ -69,6 +70,11 @@ class RealServices:
                     + f" (see `fleet history {cluster}`)",
                 )
             sha, source = good.revision, "last good"
+        from fleet.verify import require
+
+        signed = require(self.git, sha)  # fleet.yaml's verify: refused here, before anything is created
+        if signed is not None:
+            self.verified[sha] = signed.describe()
         entry = self.git.log(rev=sha, max_count=1)
         return Resolved(sha, source, entry[0].subject if entry else "")
 
@@ -84,6 +90,8 @@ class RealServices:
             mode = "operator" if reg.settings.operator.kind == "flux" else "direct"
         if spec.provider == "local" and reg.settings.operator.kind == "flux":
             notes.append(_LOCAL_NOTE)
+        if resolved.revision in self.verified:
+            notes.append(self.verified[resolved.revision])
         if reg.settings.operator.kind == "none" and mode == "operator":
             raise InputError('--sync operator needs an operator, but fleet.yaml says operator.kind "none"')
         kinds = Counter(o.get("kind", "?") for o in rendered.objects)

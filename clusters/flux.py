@@ -32,6 +32,7 @@ __all__ = [
     "CONTROLLERS",
     "NAMESPACE",
     "SOURCE_NAME",
+    "VERIFY_SECRET",
     "git_auth_secret",
     "git_repository",
     "install_objects",
@@ -39,11 +40,13 @@ __all__ = [
     "kustomization",
     "kustomization_path",
     "release_url",
+    "verify_keys_secret",
 ]
 
 NAMESPACE = "flux-system"
 SOURCE_NAME = "fleet"  # the GitRepository and the Kustomization
 AUTH_SECRET = "fleet-git-auth"
+VERIFY_SECRET = "fleet-verify-keys"  # spec.verify.secretRef of the GitRepository: public keys (fleet.yaml verify:)
 CONTROLLERS = ("source-controller", "kustomize-controller")
 RELEASES = "https://github.com/fluxcd/flux2/releases/download"
 _LABELS = {"app.kubernetes.io/part-of": "flux", "app.kubernetes.io/managed-by": "fleet"}
@@ -159,6 +162,8 @@ def git_repository(cfg: StackConfig, *, with_auth: bool) -> dict[str, Any]:
     }
     if with_auth:
         spec["secretRef"] = {"name": AUTH_SECRET}
+    if cfg.verify_keys:  # fleet.yaml verify: mode head; Flux refuses a commit these keys did not sign
+        spec["verify"] = {"mode": "HEAD", "secretRef": {"name": VERIFY_SECRET}}
     return {
         "apiVersion": "source.toolkit.fluxcd.io/v1",
         "kind": "GitRepository",
@@ -205,6 +210,18 @@ def git_auth_secret(auth: dict[str, str]) -> dict[str, Any]:
         "metadata": {"name": AUTH_SECRET, "namespace": NAMESPACE, "labels": dict(_LABELS)},
         # data, not stringData: server-side apply tracks data's fields
         "data": {k: base64.b64encode(v.encode()).decode() for k, v in sorted(auth.items())},
+    }
+
+
+def verify_keys_secret(keys: dict[str, str]) -> dict[str, Any]:
+    """``flux-system/fleet-verify-keys``: the public keys source-controller verifies commits with, OpenPGP
+    under ``*.asc`` and SSH (authorized_keys lines) under ``*.sshpub`` (:func:`fleet.verify.flux_keys`)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {"name": VERIFY_SECRET, "namespace": NAMESPACE, "labels": dict(_LABELS)},
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in sorted(keys.items())},
     }
 
 

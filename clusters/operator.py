@@ -89,6 +89,12 @@ class FluxOperator(pulumi.ComponentResource):
                 opts=opts_(*deps),
             )
             deps.append(self.resources["git-auth"])
+        if config.verify_keys:  # the public keys source-controller verifies commits with (fleet.yaml verify:)
+            keys = _managed(flux.verify_keys_secret(dict(config.verify_keys)))
+            self.resources["verify-keys"] = k8s.core.v1.Secret(
+                f"{name}-verify-keys", metadata=keys["metadata"], type="Opaque", data=keys["data"], opts=opts_(*deps)
+            )
+            deps.append(self.resources["verify-keys"])
         self.resources["source"] = self._custom(f"{name}-source", source, opts_(*deps))
         self.resources["sync"] = self._custom(f"{name}-sync", sync, opts_(self.resources["source"]))
         self.revision = pulumi.Output.from_input(config.revision or "")

@@ -5,6 +5,7 @@
     │   ├── ConfigError         a file of the fleet repo is malformed or invalid (file, line, key)
     │   ├── NotFound            a named thing does not exist (cluster, revision, environment)
     │   ├── DirtyTree           the working tree has changes where that matters
+    │   ├── UnverifiedCommit    fleet.yaml requires signed commits and this commit does not verify
     │   └── Unwritable          a path fleet must write cannot be (read-only repo or FLEET_HOME, a lock)
     ├── ToolMissing             a binary of the local toolchain is missing (exit 2, with a hint)
     ├── GitError                git itself failed
@@ -58,6 +59,7 @@ __all__ = [
     "StackNotFound",
     "ToolMissing",
     "Unreachable",
+    "UnverifiedCommit",
     "Unwritable",
 ]
 
@@ -185,3 +187,13 @@ class FluxTreeError(RenderError):
         super().__init__(message, hint=hint)
         self.kustomization = kustomization
         self.key = key
+
+
+class UnverifiedCommit(InputError):
+    """fleet.yaml requires signed commits and this one does not verify (exit 2): ``reason`` is
+    ``unsigned``, ``unknown-key``, ``bad-signature``, ``expired``, ``revoked`` or ``unsupported``."""
+
+    def __init__(self, revision: str, reason: str, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.revision = revision
+        self.reason = reason

@@ -136,6 +136,9 @@ def record_good(
             f'cluster "{cluster}" is not in {layout.registry}/ at {sha[:12]}',
             hint="a cluster can only be good at a revision that registers it",
         )
+    from fleet.verify import require
+
+    require(g, sha)  # fleet.yaml's verify: a commit that does not verify is never recorded good
     try:
         gate_list = tuple(json.loads(json.dumps(dict(x))) for x in gates)
     except (TypeError, ValueError) as e:

@@ -184,7 +184,16 @@ def stack_config(repo: GitRepo | str | Path, name: str, *, pin_revision: str | N
         repo_url=_repo_url(g, reg, name, spec.provider, serve=serve) if needs_url else "",
         branch=reg.settings.git.branch,
         revision=revision,
+        verify_keys=_verify_keys(g) if needs_url else (),
     )
+
+
+def _verify_keys(g: GitRepo) -> tuple[tuple[str, str], ...]:
+    """The keys the operator verifies commits with: the working tree's fleet.yaml verify: (not the pinned
+    revision's: a commit must not choose the keys it is checked with)."""
+    from fleet.verify import flux_keys
+
+    return tuple(sorted(flux_keys(g).items()))
 
 
 def _plain_outputs(op: OpResult) -> dict[str, Any]:

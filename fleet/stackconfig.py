@@ -9,12 +9,15 @@ reads it, so both sides import this module and nothing else of each other. Keys 
     fleet:repoUrl    what the operator clones (http(s) or ssh)
     fleet:branch     the branch the operator follows
     fleet:revision   the commit the operator is pinned to ("" = follow the branch)
+    fleet:verifyKeys the public keys the operator verifies commit signatures with (fleet.yaml verify:), JSON
+                     {name.asc|name.sshpub: key}; {} when no signature is required
     fleet:gitAuth    secret: the Git credentials for the operator, JSON (username/password or
                      identity/known_hosts); set only when given, never read from the repo
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,6 +51,9 @@ class StackConfig:
     repo_url: str
     branch: str
     revision: str | None = None  # a full commit id when pinned
+    # Flux's GitRepository verifies with these (spec.verify): (Secret data key, public keys), from the
+    # working tree's fleet.yaml verify: (fleet.verify.flux_keys), never from the pinned revision
+    verify_keys: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.revision is not None and not _SHA.match(self.revision):
@@ -66,6 +72,7 @@ class StackConfig:
             "repoUrl": self.repo_url,
             "branch": self.branch,
             "revision": self.revision or "",
+            "verifyKeys": json.dumps(dict(self.verify_keys), sort_keys=True),
         }
 
     @classmethod
@@ -87,7 +94,18 @@ class StackConfig:
             repo_url=need("repoUrl"),
             branch=need("branch"),
             revision=get("revision") or None,
+            verify_keys=_verify_keys(get("verifyKeys")),
         )
+
+
+def _verify_keys(text: str | None) -> tuple[tuple[str, str], ...]:
+    try:
+        data = json.loads(text or "{}")
+    except ValueError as e:
+        raise InputError(f'stack config "{PROJECT}:verifyKeys" is not JSON: {e}') from e
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        raise InputError(f'stack config "{PROJECT}:verifyKeys" must map key names to public keys')
+    return tuple(sorted((str(k), v) for k, v in data.items()))
 
 
 def parse_git_auth(text: str | None, *, source: str = GIT_AUTH_KEY) -> dict[str, str]:

@@ -38,7 +38,7 @@ from gitdb import IStream
 from fleet.adapters import proc
 from fleet.errors import GitError, InputError, NotFound, Unwritable
 
-__all__ = ["NOTES_REF", "Entry", "GitRepo", "LogEntry"]
+__all__ = ["NOTES_REF", "Entry", "GitRepo", "LogEntry", "SignatureCheck"]
 
 NOTES_REF = "refs/notes/fleet"
 LOCK_TIMEOUT_S = 60.0
@@ -68,6 +68,21 @@ class LogEntry:
     email: str
     date: datetime
     subject: str
+
+
+@dataclass(frozen=True)
+class SignatureCheck:
+    """What ``git verify-commit`` said of a commit. ``status`` is git's ``%G?``: G good, U good (an OpenPGP
+    key of unknown trust; for SSH: no principal matched), B bad, X/Y expired signature/key, R revoked key,
+    E cannot be checked (no such key), N no signature. ``ok``: verify-commit's own verdict (exit 0)."""
+
+    revision: str
+    ok: bool
+    status: str
+    format: str  # "ssh", "openpgp", "x509" or "" (unsigned)
+    fingerprint: str  # %GF (SSH: SHA256:..., OpenPGP: the signing key's fingerprint), or the key id (%GK)
+    signer: str  # %GS: the SSH principal or the OpenPGP user id
+    detail: str  # the last line git (or ssh-keygen/gpg) printed
 
 
 _OLD_VAR_CHANGE = re.compile(r"(?<=[:,] )vars\.([A-Za-z_][A-Za-z0-9_]*)=.*?(?=, (?:[-a-z]+[. ]|-)|$)")
@@ -614,6 +629,37 @@ class GitRepo:
         done = self._run(["notes", f"--ref={ref}", "merge", "-q", "-s", "cat_sort_uniq", other_ref])
         if not done.ok:
             raise GitError(f"could not merge notes from {other_ref}: {done.stderr.strip()}")
+
+    # ---- signatures ------------------------------------------------------------------------
+
+    def verify_commit(self, revision: str, *, allowed_signers: Path, gnupghome: Path) -> SignatureCheck:
+        """``git verify-commit`` of ``revision`` against exactly these keys: SSH signatures against the
+        allowed-signers file ``allowed_signers``, OpenPGP ones against the keyring in ``gnupghome`` (never
+        the user's own: GNUPGHOME is set, and the programs and trust level are fixed whatever git's
+        config says)."""
+        sha = self.resolve(revision)
+        config = [
+            "-c", f"gpg.ssh.allowedSignersFile={allowed_signers}",
+            "-c", "gpg.program=gpg", "-c", "gpg.openpgp.program=gpg", "-c", "gpg.ssh.program=ssh-keygen",
+            "-c", "gpg.minTrustLevel=undefined",
+        ]
+        env = {**_NO_PROMPT, "GNUPGHOME": str(gnupghome)}
+
+        def git_(*args: str) -> proc.Completed:
+            return proc.run(["git", "-C", str(self.root), *config, *args], env=env, timeout=60, error=GitError)
+
+        verdict = git_("verify-commit", "--raw", sha)
+        shown = git_("show", "-s", "--no-show-signature", "--format=%G?%x1f%GF%x1f%GK%x1f%GS", sha)
+        if not shown.ok:
+            raise GitError(f"cannot read the signature of {sha[:12]}: {shown.stderr.strip()}")
+        status, fpr, keyid, signer = [*shown.stdout.rstrip("\n").split("\x1f"), "", "", "", ""][:4]
+        with self._io:
+            sig = self._repo.commit(sha).gpgsig or ""
+        fmt = ("ssh" if "BEGIN SSH SIGNATURE" in sig else "openpgp" if "BEGIN PGP SIGNATURE" in sig
+               else "x509" if sig else "")
+        lines = [ln for ln in verdict.stderr.splitlines() if ln.strip() and not ln.startswith("[GNUPG:]")]
+        return SignatureCheck(sha, verdict.ok and status in ("G", "U"), status or "N", fmt, fpr or keyid,
+                              _shown(signer), _shown(lines[-1].strip()) if lines else "")
 
     # ---- remotes ---------------------------------------------------------------------------
 

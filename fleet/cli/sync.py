@@ -48,8 +48,14 @@ def register(app: typer.Typer) -> None:
         path = repo_path(repo)
         reg = load_registry(path)
         spec = reg.get(name)
+        from fleet.verify import require
+
+        signed = require(path, rev or "HEAD")  # fleet.yaml's verify: before anything is reached or moved
+        if signed is not None:
+            r.ok(signed.describe())
         target = kubeconfig_for(spec)
-        rendered = render_cluster(path, name, rev)  # bad input fails here, before anything moves
+        # bad input fails here, before anything moves; what was verified is what is rendered
+        rendered = render_cluster(path, name, signed.revision if signed is not None else rev)
         if mode != "direct" and not dry_run and reg.settings.operator.kind == "flux":
             from fleet.adapters.kube import Kube
             from fleet.live import flux

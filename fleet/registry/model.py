@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from fleet.registry.layout import DEFAULT_ENVIRONMENTS, DEFAULT_REGISTRY, path_problem
 
@@ -28,6 +28,7 @@ __all__ = [
     "OperatorSettings",
     "Provider",
     "RegistryLayout",
+    "VerifySettings",
     "check_text",
     "check_url",
     "shown",
@@ -213,6 +214,55 @@ class EnvironmentsLayout(_Frozen):
         return v
 
 
+def _key_path_problem(value: str) -> str | None:
+    """Why ``value`` cannot name a key file: outside the repo (absolute or ``~/``), or inside it (relative,
+    read from the working tree, never from the commit being verified)."""
+    if value.startswith(("/", "~/")) or value == "~":
+        return None if value not in ("/", "~") else f'"{value}" must name a file or a directory'
+    return path_problem(value)
+
+
+class VerifySettings(_Frozen):
+    """Signed commits: which commits fleet (and the operator) accept. Read from the working tree's
+    fleet.yaml and key files, never from the commit being verified (docs/security.md)."""
+
+    mode: Annotated[
+        Literal["none", "head"],
+        Field(description="head: the commit fleet syncs, rebuilds, rolls out or records as good must carry "
+                          "a valid signature by an allowed key (as Flux's GitRepository verify mode HEAD); "
+                          "none: no verification."),
+    ] = "none"
+    allowedSigners: Annotated[
+        str | None,
+        Field(description="An SSH allowed-signers file (git's gpg.ssh.allowedSignersFile): a path relative "
+                          "to the repo root (read from the working tree) or outside the repo (/... or ~/...)."),
+    ] = None
+    publicKeys: Annotated[
+        str | None,
+        Field(description="OpenPGP public keys, ASCII-armored: a file, or a directory of *.asc files; "
+                          "relative to the repo root (read from the working tree) or outside it."),
+    ] = None
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _flux_spelling(cls, v: Any) -> Any:
+        return "head" if v == "HEAD" else v  # Flux's spelling too
+
+    @field_validator("allowedSigners", "publicKeys")
+    @classmethod
+    def _key_path(cls, v: str | None) -> str | None:
+        problem = _key_path_problem(v) if v is not None else None
+        if problem:
+            raise ValueError(problem)
+        return v.removeprefix("./") if v is not None else v
+
+    @model_validator(mode="after")
+    def _keys_when_verifying(self) -> VerifySettings:
+        if self.mode != "none" and self.allowedSigners is None and self.publicKeys is None:
+            raise ValueError(f"mode {self.mode} needs allowedSigners (SSH) or publicKeys (OpenPGP), or both")
+        return self
+
+
 class FleetSettings(_Frozen):
     """``fleet.yaml``: fleet-wide settings."""
 
@@ -229,6 +279,10 @@ class FleetSettings(_Frozen):
     git: GitSettings = Field(default_factory=lambda: GitSettings())
     operator: OperatorSettings = Field(default_factory=OperatorSettings)
     gates: GateSettings = Field(default_factory=GateSettings)
+    verify: VerifySettings = Field(
+        default_factory=VerifySettings,
+        description="Signed commits: {mode: head, allowedSigners: FILE, publicKeys: FILE|DIR}; mode none by default.",
+    )
 
 
 class GitSettings(_Frozen):

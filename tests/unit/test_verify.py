@@ -1,0 +1,359 @@
+"""Signed commits (fleet.yaml ``verify:``): real keys made with ssh-keygen and gpg, real signed commits, and
+what each entry point does with them: ``sync``, ``bootstrap``, ``rollout`` and ``good --set`` refuse a commit
+that does not verify (unsigned, unknown key, bad signature) with exit 2, one line, nothing written.
+
+git, gpg and ssh-keygen are system tools, not the toolchain's; a machine without them skips these tests.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from fleet.errors import ConfigError, UnverifiedCommit
+from fleet.verify import flux_keys, policy, require, ssh_keys
+from tests.helpers import git, git_state, new_fleet_repo, run_cli
+
+pytestmark = pytest.mark.skipif(
+    not all(shutil.which(t) for t in ("git", "gpg", "ssh-keygen")), reason="needs git, gpg and ssh-keygen"
+)
+
+
+@dataclass(frozen=True)
+class Keys:
+    dir: Path
+    ssh_alice: Path  # private key files (their .pub beside them)
+    ssh_mallory: Path
+    allowed_signers: Path  # alice only
+    gnupg: Path  # a keyring holding both OpenPGP secret keys, to sign with
+    pgp_alice: str  # fingerprints
+    pgp_mallory: str
+    alice_asc: Path  # alice's public key, armored
+
+
+def _run(*args: str | Path, env: dict[str, str] | None = None) -> str:
+    done = subprocess.run([str(a) for a in args], capture_output=True, text=True, check=True,
+                          env={**os.environ, **(env or {})})
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
+    d = tmp_path_factory.mktemp("keys")
+    for who in ("alice", "mallory"):
+        _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", who, "-f", d / who)
+    signers = d / "allowed_signers"
+    signers.write_text(f"# who may sign\nalice@example.com {(d / 'alice.pub').read_text()}")
+    home = d / "gnupg"
+    home.mkdir(mode=0o700)
+    env = {"GNUPGHOME": str(home)}
+    fprs = {}
+    for who in ("Alice <alice@example.com>", "Mallory <mallory@example.com>"):
+        _run("gpg", "--batch", "--quiet", "--pinentry-mode", "loopback", "--passphrase", "", "--quick-gen-key",
+             who, "ed25519", "sign", "never", env=env)
+        out = _run("gpg", "--batch", "--with-colons", "--list-keys", who, env=env)
+        fprs[who.split()[0]] = next(ln.split(":")[9] for ln in out.splitlines() if ln.startswith("fpr:"))
+    asc = d / "alice.asc"
+    asc.write_text(_run("gpg", "--batch", "--armor", "--export", fprs["Alice"], env=env))
+    yield Keys(d, d / "alice", d / "mallory", signers, home, fprs["Alice"], fprs["Mallory"], asc)
+    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], capture_output=True, check=False)
+
+
+def commit(repo: Path, keys: Keys, how: str, message: str, files: dict[str, str] | None = None) -> str:
+    """A commit on HEAD: ``how`` is unsigned, ssh-alice, ssh-mallory, pgp-alice or pgp-mallory."""
+    for name, text in (files or {}).items():
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text(text)
+        git(repo, "add", name)
+    sign: list[str] = []
+    if how.startswith("ssh-"):
+        sign = ["-c", "gpg.format=ssh", "-c", f"user.signingkey={keys.dir / how[4:]}"]
+    elif how.startswith("pgp-"):
+        sign = ["-c", "gpg.format=openpgp", "-c",
+                f"user.signingkey={keys.pgp_alice if how == 'pgp-alice' else keys.pgp_mallory}"]
+    args = [*sign, "commit", "-q", "--allow-empty", "-m", message, *(["-S"] if sign else [])]
+    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
+                   env={**os.environ, "GNUPGHOME": str(keys.gnupg)})
+    return git(repo, "rev-parse", "HEAD").strip()
+
+
+def tampered(repo: Path, sha: str) -> str:
+    """``sha`` with its message changed and its signature kept: a commit whose signature does not match."""
+    body = git(repo, "cat-file", "commit", sha)
+    assert "-----BEGIN" in body
+    changed = body.replace("\n\n", "\n\nreally: ", 1) if body.count("\n\n") else body + "x"
+    done = subprocess.run(["git", "-C", str(repo), "hash-object", "-t", "commit", "-w", "--stdin"],
+                          input=changed, capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+def require_signatures(repo: Path, keys: Keys, how: str = "ssh-alice", **verify: str) -> str:
+    """fleet.yaml gains ``verify:`` (keys outside the repo by default), committed as ``how``."""
+    fields = verify or {"allowedSigners": str(keys.allowed_signers), "publicKeys": str(keys.alice_asc)}
+    text = (repo / "fleet.yaml").read_text() + "verify:\n  mode: head\n" + "".join(
+        f"  {k}: {v}\n" for k, v in fields.items())
+    return commit(repo, keys, how, "require signed commits", {"fleet.yaml": text})
+
+
+@pytest.fixture
+def repo(tmp_path: Path, keys: Keys) -> Path:
+    root = new_fleet_repo(tmp_path, clusters={"eu-1": "prod"})
+    require_signatures(root, keys)
+    return root
+
+
+# ---- the verdicts ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how, signer, key", [
+    ("ssh-alice", "alice@example.com", "SHA256:"),
+    ("pgp-alice", "Alice <alice@example.com>", ""),
+])
+def test_a_commit_signed_by_an_allowed_key_verifies_naming_signer_and_key(
+    repo: Path, keys: Keys, how: str, signer: str, key: str
+) -> None:
+    sha = commit(repo, keys, how, "signed")
+    v = require(repo, sha)
+    assert v is not None and v.revision == sha and v.signer == signer
+    assert v.key.startswith(key or keys.pgp_alice)
+    assert v.describe().startswith(f"commit {sha[:12]} is signed by {signer} (")
+
+
+@pytest.mark.parametrize("how, reason, words", [
+    ("unsigned", "unsigned", "is not signed"),
+    ("ssh-mallory", "unknown-key", "is signed by an unknown key (SSH key SHA256:"),
+    ("pgp-mallory", "unknown-key", "is signed by an unknown key (OpenPGP key"),
+])
+def test_unsigned_and_unknown_keys_are_refused_naming_the_commit_and_why(
+    repo: Path, keys: Keys, how: str, reason: str, words: str
+) -> None:
+    sha = commit(repo, keys, how, "not trusted")
+    with pytest.raises(UnverifiedCommit) as e:
+        require(repo, sha)
+    assert e.value.reason == reason and e.value.exit_code == 2
+    assert e.value.message.startswith(f"commit {sha[:12]} {words}"), e.value.message
+
+
+@pytest.mark.parametrize("how, kind", [("ssh-alice", "SSH"), ("pgp-alice", "OpenPGP")])
+def test_a_tampered_commit_has_a_bad_signature(repo: Path, keys: Keys, how: str, kind: str) -> None:
+    bad = tampered(repo, commit(repo, keys, how, "signed, then altered"))
+    with pytest.raises(UnverifiedCommit) as e:
+        require(repo, bad)
+    assert e.value.reason == "bad-signature"
+    assert e.value.message.startswith(f"commit {bad[:12]} has a bad signature ({kind}")
+
+
+def test_only_the_configured_kind_of_key_counts(tmp_path: Path, keys: Keys) -> None:
+    """SSH keys only: an OpenPGP signature by alice is an unknown key, and the other way round."""
+    ssh_only = new_fleet_repo(tmp_path / "a")
+    require_signatures(ssh_only, keys, allowedSigners=str(keys.allowed_signers))
+    with pytest.raises(UnverifiedCommit, match="unknown key"):
+        require(ssh_only, commit(ssh_only, keys, "pgp-alice", "pgp"))
+    pgp_only = new_fleet_repo(tmp_path / "b")
+    require_signatures(pgp_only, keys, publicKeys=str(keys.dir))  # a directory of *.asc
+    with pytest.raises(UnverifiedCommit, match="unknown key"):
+        require(pgp_only, commit(pgp_only, keys, "ssh-alice", "ssh"))
+    assert require(pgp_only, commit(pgp_only, keys, "pgp-alice", "pgp")) is not None
+
+
+def test_without_verify_nothing_is_checked(tmp_path: Path, keys: Keys) -> None:
+    root = new_fleet_repo(tmp_path)
+    assert policy(root) is None and flux_keys(root) == {}
+    assert require(root, commit(root, keys, "unsigned", "x")) is None
+
+
+def test_the_users_keyring_and_git_config_are_never_used(
+    repo: Path, keys: Keys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mallory's key in the user's GNUPGHOME (it signs with it) and in git's own allowedSignersFile does not
+    make her commits verify: fleet's own keyring and allowed signers only."""
+    pgp = commit(repo, keys, "pgp-mallory", "mallory, pgp")
+    ssh = commit(repo, keys, "ssh-mallory", "mallory, ssh")
+    mine = keys.dir / "users-allowed-signers"
+    mine.write_text(f"mallory@example.com {(keys.dir / 'mallory.pub').read_text()}")
+    git(repo, "config", "gpg.ssh.allowedSignersFile", str(mine))
+    monkeypatch.setenv("GNUPGHOME", str(keys.gnupg))
+    for sha in (pgp, ssh):
+        with pytest.raises(UnverifiedCommit, match="unknown key"):
+            require(repo, sha)
+
+
+# ---- the trust decision: a commit cannot vouch for itself -------------------------------------
+
+
+def test_a_revision_that_turns_verification_off_is_still_verified(repo: Path, keys: Keys) -> None:
+    text = (repo / "fleet.yaml").read_text().replace("mode: head", "mode: none")
+    off = commit(repo, keys, "unsigned", "stop verifying", {"fleet.yaml": text})
+    git(repo, "checkout", "-q", "HEAD~1", "--", "fleet.yaml")  # the checkout still requires signatures
+    with pytest.raises(UnverifiedCommit, match="is not signed"):
+        require(repo, off)
+
+
+def test_keys_in_the_repo_come_from_the_working_tree_not_from_the_commit(tmp_path: Path, keys: Keys) -> None:
+    root = new_fleet_repo(tmp_path)
+    commit(root, keys, "ssh-alice", "allowed signers",
+           {"keys/allowed_signers": keys.allowed_signers.read_text()})
+    require_signatures(root, keys, allowedSigners="keys/allowed_signers")
+    # a commit that adds mallory's key to the allowed signers, signed by mallory
+    mallory = f"mallory@example.com {(keys.dir / 'mallory.pub').read_text()}"
+    sha = commit(root, keys, "ssh-mallory", "trust me",
+                 {"keys/allowed_signers": keys.allowed_signers.read_text() + mallory})
+    git(root, "reset", "-q", "--hard", "HEAD~1")  # the checkout fleet runs in: alice only
+    with pytest.raises(UnverifiedCommit, match="unknown key"):
+        require(root, sha)
+
+
+# ---- the policy: bad paths and files name fleet.yaml, the line and the key ----------------------
+
+
+@pytest.mark.parametrize("verify, words", [
+    ("verify:\n  mode: head\n", "fleet.yaml:{1}: verify: mode head needs allowedSigners"),
+    ("verify:\n  mode: head\n  allowedSigners: ../outside\n",
+     'fleet.yaml:{3}: verify.allowedSigners: "../outside" must stay inside'),
+    ("verify:\n  mode: head\n  allowedSigners: missing/file\n", "fleet.yaml:{3}: verify.allowedSigners: cannot read"),
+    ("verify:\n  mode: head\n  publicKeys: fleet.yaml\n", "fleet.yaml:{3}: verify.publicKeys: "),
+    ("verify:\n  mode: always\n  publicKeys: k.asc\n", 'fleet.yaml:{2}: verify.mode: "always" is not allowed'),
+    ("verify:\n  mode: head\n  allowedSigners: fleet.yaml\n", "fleet.yaml:{3}: verify.allowedSigners: "),
+])
+def test_bad_verify_settings_name_file_line_and_key(tmp_path: Path, verify: str, words: str) -> None:
+    root = new_fleet_repo(tmp_path)
+    text = (root / "fleet.yaml").read_text()
+    (root / "fleet.yaml").write_text(text + verify)
+    n = text.count("\n")  # verify: is on the next line
+    with pytest.raises(ConfigError) as e:
+        require(root, "HEAD")
+    assert e.value.message.startswith(words.replace("{1}", str(n + 1)).replace("{2}", str(n + 2))
+                                      .replace("{3}", str(n + 3))), e.value.message
+
+
+def test_flux_spelling_of_the_mode_is_accepted(tmp_path: Path, keys: Keys) -> None:
+    root = new_fleet_repo(tmp_path)
+    (root / "fleet.yaml").write_text((root / "fleet.yaml").read_text()
+                                     + f"verify:\n  mode: HEAD\n  publicKeys: {keys.alice_asc}\n")
+    pol = policy(root)
+    assert pol is not None and pol.mode == "head"
+
+
+def test_operator_keys_are_flux_secret_data(repo: Path, keys: Keys) -> None:
+    data = flux_keys(repo)
+    assert set(data) == {"allowed-signers.sshpub", "alice.asc"}
+    assert data["allowed-signers.sshpub"] == " ".join((keys.dir / "alice.pub").read_text().split()[:2]) + "\n"
+    assert data["alice.asc"].startswith("-----BEGIN PGP PUBLIC KEY BLOCK-----")
+    assert ssh_keys('a@x,b@y namespaces="git" ssh-ed25519 AAAA= c\n# ssh-rsa BBBB\n\n') == ["ssh-ed25519 AAAA="]
+
+
+# ---- each entry point ------------------------------------------------------------------------
+
+
+def _refused(capsys: pytest.CaptureFixture[str], repo: Path, sha: str, *args: str) -> str:
+    before = git_state(repo)
+    code, out, err = run_cli(capsys, *args, "--repo", str(repo))
+    assert code == 2, (code, out, err)
+    assert out == ""
+    failed = [ln for ln in err.splitlines() if ln.startswith("✗")]
+    assert len(failed) == 1 and "Traceback" not in err, err
+    first = failed[0]
+    assert first.startswith("✗ commit " + sha[:12]), err
+    assert git_state(repo) == before
+    return first
+
+
+@pytest.mark.parametrize("how, words", [("unsigned", "is not signed"), ("ssh-mallory", "unknown key"),
+                                        ("pgp-mallory", "unknown key")])
+def test_good_set_refuses_a_commit_that_does_not_verify(
+    capsys: pytest.CaptureFixture[str], repo: Path, keys: Keys, how: str, words: str
+) -> None:
+    sha = commit(repo, keys, how, "candidate")
+    assert words in _refused(capsys, repo, sha, "good", "eu-1", "--set", sha)
+    assert git(repo, "for-each-ref", "refs/fleet") == "" and git(repo, "notes", "--ref=fleet", "list") == ""
+
+
+def test_good_set_records_a_signed_commit(capsys: pytest.CaptureFixture[str], repo: Path, keys: Keys) -> None:
+    sha = commit(repo, keys, "pgp-alice", "candidate")
+    code, _, err = run_cli(capsys, "good", "eu-1", "--set", sha, "--repo", str(repo))
+    assert code == 0, err
+    assert git(repo, "rev-parse", "refs/fleet/good/eu-1").strip() == sha
+    bad = tampered(repo, sha)
+    _refused(capsys, repo, bad, "good", "eu-1", "--set", bad)
+
+
+def test_gate_mark_good_path_refuses_too(repo: Path, keys: Keys) -> None:
+    """Every record of a last good revision goes through record_good (gate --mark-good, bootstrap, rollout)."""
+    from fleet.good import record_good
+
+    sha = commit(repo, keys, "unsigned", "x")
+    with pytest.raises(UnverifiedCommit):
+        record_good(repo, "eu-1", sha, reason="gates passed")
+
+
+@pytest.mark.parametrize("dry", [(), ("--dry-run",)])
+def test_sync_refuses_before_reaching_the_cluster(
+    capsys: pytest.CaptureFixture[str], repo: Path, keys: Keys, dry: tuple[str, ...]
+) -> None:
+    sha = commit(repo, keys, "ssh-mallory", "x")
+    assert "unknown key" in _refused(capsys, repo, sha, "sync", "eu-1", *dry)
+    unsigned = commit(repo, keys, "unsigned", "y")
+    _refused(capsys, repo, unsigned, "sync", "eu-1", "--rev", unsigned, "--sync", "direct", *dry)
+
+
+def test_sync_of_a_signed_commit_says_who_signed_it(
+    capsys: pytest.CaptureFixture[str], repo: Path, keys: Keys
+) -> None:
+    sha = commit(repo, keys, "ssh-alice", "x")
+    code, _, err = run_cli(capsys, "sync", "eu-1", "--dry-run", "--repo", str(repo))
+    # past verification; eu-1 was never provisioned, so there is no kubeconfig to reach it with
+    assert f"✔ commit {sha[:12]} is signed by alice@example.com (SSH key SHA256:" in err
+    assert code == 2 and "kubeconfig" in err
+
+
+@pytest.mark.parametrize("dry", [(), ("--dry-run",)])
+def test_bootstrap_refuses_at_resolve_before_anything_is_created(
+    capsys: pytest.CaptureFixture[str], repo: Path, keys: Keys, fleet_home: Path, dry: tuple[str, ...]
+) -> None:
+    sha = commit(repo, keys, "unsigned", "x")
+    _refused(capsys, repo, sha, "bootstrap", "eu-1", "--to", sha, *dry)
+    assert not list(fleet_home.glob("bootstrap/eu-1/*.json"))  # no journal, no report
+    assert not (fleet_home / "pulumi").exists() and not (fleet_home / "kubeconfigs").exists()
+
+
+def test_bootstrap_refuses_a_last_good_that_no_longer_verifies(
+    capsys: pytest.CaptureFixture[str], repo: Path, keys: Keys
+) -> None:
+    """Recorded before signatures were required (or with keys since removed): refused at resolve."""
+    sha = commit(repo, keys, "unsigned", "old")
+    git(repo, "update-ref", "refs/fleet/good/eu-1", sha)
+    assert "is not signed" in _refused(capsys, repo, sha, "bootstrap", "eu-1", "--dry-run")
+
+
+def test_bootstrap_resolve_notes_who_signed(repo: Path, keys: Keys) -> None:
+    from bootstrap.services import RealServices
+
+    sha = commit(repo, keys, "pgp-alice", "x")
+    s = RealServices(repo)
+    assert s.resolve("eu-1", sha).revision == sha
+    assert s.verified[sha].startswith(f"commit {sha[:12]} is signed by Alice <alice@example.com> (OpenPGP key ")
+
+
+@pytest.mark.parametrize("dry", [(), ("--dry-run",)])
+def test_rollout_refuses_before_any_wave(
+    capsys: pytest.CaptureFixture[str], repo: Path, keys: Keys, fleet_home: Path, dry: tuple[str, ...]
+) -> None:
+    sha = commit(repo, keys, "ssh-mallory", "x")
+    assert "unknown key" in _refused(capsys, repo, sha, "rollout", *dry)
+    bad = tampered(repo, commit(repo, keys, "ssh-alice", "y"))
+    assert "bad signature" in _refused(capsys, repo, bad, "rollout", "--rev", bad, *dry)
+    assert not (fleet_home / "rollouts").exists() or not any((fleet_home / "rollouts").rglob("*.json"))
+
+
+def test_rollout_dry_run_of_a_signed_commit_plans(
+    capsys: pytest.CaptureFixture[str], repo: Path, keys: Keys
+) -> None:
+    sha = commit(repo, keys, "ssh-alice", "x")
+    code, out, err = run_cli(capsys, "rollout", "--dry-run", "--repo", str(repo))
+    assert code == 0, err
+    assert sha[:12] in out + err
