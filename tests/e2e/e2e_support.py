@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import pytest
 from helpers import need_tool
 
 ENGINE_TOOLS = ("pulumi", "pulumi-resource-pulumi-python")
@@ -48,3 +54,139 @@ def make_fleet_repo(parent: Path) -> Path:
 def push(repo: Path) -> None:
     """Publish the branch to the remote the operator clones."""
     subprocess.run(["git", "-C", str(repo), "push", "-q", "origin", "HEAD"], check=True)
+
+
+# ---- crashes placed at an explicit state ---------------------------------------------------------
+
+
+def stack_locks(stack: str) -> list[Path]:
+    """The lock files the file backend holds for ``stack``: present exactly while an update of the stack
+    runs (and left behind, stale, when that update is killed)."""
+    from fleet.adapters.pulumi_auto import Engine, default_settings
+
+    return Engine(default_settings()).locks(stack)
+
+
+def kill_at(cmd: Sequence[str], home: Path, what: str, ready: Callable[[], bool], *, log: Path,
+            settled: Callable[[], bool] | None = None, timeout: float = 300) -> None:
+    """Run ``cmd`` in its own process group and crash it (:func:`crash`) in the state ``ready`` describes.
+
+    ``ready`` reads an explicit state of the run (its journal, the stack's lock file, the files and lines it
+    writes); it is polled until it holds, then the run's process group is frozen (SIGSTOP) and ``ready`` is
+    checked again on the frozen run, so the kill lands in that state and nowhere else: a run that left the
+    state between the check and the freeze fails the test, saying so."""
+    with open(log, "w") as out:
+        proc = subprocess.Popen(list(cmd), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            if proc.poll() is not None:
+                pytest.fail(f"the run ended (exit {proc.returncode}) before {what}:\n{log.read_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"the run never reached {what} within {timeout:.0f}s:\n{log.read_text()[-3000:]}")
+            time.sleep(0.05)  # polling an explicit state; nothing is placed by the clock
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGSTOP)
+        assert proc.poll() is None, f"the run ended (exit {proc.returncode}) at {what}:\n{log.read_text()[-3000:]}"
+        assert ready(), f"the run left the state ({what}) before it was frozen"
+    finally:
+        crash(proc, home, settled)
+
+
+def crash(proc: subprocess.Popen[bytes], home: Path, settled: Callable[[], bool] | None = None) -> None:
+    """SIGKILL to the process group of the run ``proc`` leads (the CLI and its Pulumi engine), as a crash.
+
+    What the run started in other process groups outlives the crash, as it would: the engine's plugins
+    and dynamic providers, and the tools they run (kwokctl, kubectl). When ``settled`` is given, they go on
+    until it holds (the state their work in flight ends in, e.g. kwokctl has created the cluster; a
+    kwokctl killed half way leaves a cluster fleet cannot start again). Then they are ended too, as the
+    plugins never exit by themselves; returns once none of them runs. The local clusters' own processes
+    (etcd, the API server, kwok, the Flux controllers) live on."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)  # frozen (SIGSTOP) or not, it dies at once
+    proc.wait(60)
+    wait_gone(lambda: _members(proc.pid), f"the killed group {proc.pid}")
+    if settled is not None:
+        wait_until(settled, "the crashed run's work in flight to settle")
+    kill_leftovers(home)
+
+
+def kill_leftovers(home: Path) -> None:
+    """End the processes crashed runs of FLEET_HOME ``home`` left (:func:`leftovers`) and wait until they
+    have exited."""
+    _signal(leftovers(home), signal.SIGKILL)
+    wait_gone(lambda: leftovers(home), f"the crashed runs of {home}")
+
+
+def leftovers(home: Path) -> list[int]:
+    """What runs of FLEET_HOME ``home`` start outside their process group: the Pulumi engine's plugins and
+    dynamic providers (and their shell wrappers), and the tools they run (kwokctl, kubectl)."""
+    mark = f"FLEET_HOME={home}".encode()
+
+    def ours(cmd: bytes, env: bytes) -> bool:
+        argv0 = os.path.basename(cmd.split(b"\0")[0])
+        return mark in env.split(b"\0") and (b"pulumi" in cmd or argv0 in (b"kwokctl", b"kubectl"))
+
+    return _processes(ours)
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 300) -> None:
+    """Poll an explicit state until it holds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.1)
+
+
+def wait_gone(running: Callable[[], list[int]], what: str, timeout: float = 60) -> None:
+    """Poll until ``running()`` is empty (SIGKILL is delivered asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while left := running():
+        if time.monotonic() > deadline:
+            pytest.fail(f"processes {left} of {what} still run {timeout:.0f}s after SIGKILL")
+        time.sleep(0.1)
+
+
+def _signal(pids: list[int], sig: signal.Signals) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
+def _stat(pid: int) -> list[str] | None:
+    """/proc/PID/stat after the command name: state, ppid, pgrp, ..."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[-1].split()
+    except OSError:
+        return None
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (exited processes stay zombies here, since PID 1 does not reap them)."""
+    fields = _stat(pid)
+    return fields is not None and fields[0] not in ("Z", "X")
+
+
+def _members(pgid: int) -> list[int]:
+    members = []
+    for d in Path("/proc").iterdir():
+        fields = _stat(int(d.name)) if d.name.isdigit() else None
+        if fields is not None and int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            members.append(int(d.name))
+    return members
+
+
+def _processes(match: Callable[[bytes, bytes], bool]) -> list[int]:
+    """Running processes whose command line and environment ``match``."""
+    found = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit() or int(d.name) == os.getpid():
+            continue
+        try:
+            cmd, env = (d / "cmdline").read_bytes(), (d / "environ").read_bytes()
+        except OSError:
+            continue
+        if cmd and match(cmd, env) and _running(int(d.name)):
+            found.append(int(d.name))
+    return found

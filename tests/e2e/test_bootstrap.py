@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from e2e_support import make_fleet_repo, need_local_clusters
+from e2e_support import kill_at, make_fleet_repo, need_local_clusters, push, stack_locks
 from helpers import commit_file, git
 
 from fleet.local import LocalClusters
@@ -99,26 +97,34 @@ def test_killed_at_any_step_resumes_without_duplicates(
     head = git(repo, "rev-parse", "HEAD").strip()
     cmd = [sys.executable, "-m", "fleet", "bootstrap", "kill-1", "--to", head, "--repo", str(repo)]
 
-    def run_until(step: str, state: str) -> None:
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + 240
-        try:
-            while time.monotonic() < deadline:
-                j = journal(fleet_home, "kill-1")
-                if j and any(s["name"] == step and s["state"] == state for s in j["steps"]):
-                    break
-                assert proc.poll() is None, f"bootstrap ended (exit {proc.returncode}) before {step} was {state}"
-                time.sleep(0.05)
-            else:
-                pytest.fail(f"step {step} never became {state}")
-        finally:
-            os.killpg(proc.pid, signal.SIGKILL)  # the CLI and its Pulumi engine, mid-flight
-            proc.wait()
+    clusters = LocalClusters().workdir / "kwok" / "clusters"
 
-    run_until("provision", "running")
-    time.sleep(3)  # inside the engine's update
-    run_until("operator", "running")
-    run_until("operator", "done")  # killed between operator and sync/gates
+    def step(name: str) -> str | None:
+        j = journal(fleet_home, "kill-1")
+        return next((s["state"] for s in j["steps"] if s["name"] == name), None) if j else None
+
+    def creating_the_cluster() -> bool:
+        """Inside the engine's update of the provision step (the journal has provision running, the stack's
+        lock is held), the LocalCluster's create begun and not finished, kwokctl at work."""
+        text = (tmp_path / "run-1.log").read_text()
+        return (step("provision") == "running" and "creating LocalCluster" in text
+                and "created LocalCluster" not in text and bool(stack_locks("kill-1"))
+                and (clusters / "kill-1").is_dir())
+
+    # 1. inside the engine's update of the provision step, while kwokctl creates the cluster
+    kill_at(cmd, fleet_home, "provision inside the engine's update, the cluster being created",
+            creating_the_cluster, log=tmp_path / "run-1.log",
+            settled=LocalClusters().kubeconfig_path("kill-1").is_file)  # kwokctl, left running, has made it
+    assert stack_locks("kill-1"), "the killed update left no lock: the kill was not inside the update"
+    # 2. inside the engine's update of the operator step (the run removes the stale lock first)
+    kill_at(cmd, fleet_home, "operator inside the engine's update",
+            lambda: step("operator") == "running" and bool(stack_locks("kill-1")), log=tmp_path / "run-2.log")
+    assert 'removed a stale lock of stack "kill-1"' in (tmp_path / "run-2.log").read_text()
+    assert stack_locks("kill-1"), "the killed update left no lock: the kill was not inside the update"
+    # 3. between operator and sync/gates: operator done, the run not yet recorded
+    kill_at(cmd, fleet_home, "operator done, before the gates passed",
+            lambda: step("operator") == "done" and step("gates") in ("pending", "running"),
+            log=tmp_path / "run-3.log")
 
     p = subprocess.run([*cmd, "-o", "json"], capture_output=True, text=True, timeout=400)
     assert p.returncode == 0, p.stderr[-3000:]
@@ -160,6 +166,7 @@ def test_a_gate_that_never_passes_fails_the_run_with_a_report(
     kust = (repo / "environments/prod/kustomization.yaml").read_text()
     bad = commit_file(repo, "environments/prod/kustomization.yaml",
                       kust.replace("  - path: hello.yaml", "  - path: hello.yaml\n  - path: gpu.yaml"), "use it")
+    push(repo)  # the operator fetches from the remote
     report_dir = tmp_path / "report"
     p = fleet(repo, "bootstrap", "gate-1", "--to", bad, "--gate-timeout", "6", "--report-dir", str(report_dir),
               "-o", "json")

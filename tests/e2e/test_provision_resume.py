@@ -3,16 +3,12 @@ running the same command again: the stale lock is removed, the pending create is
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from e2e_support import make_fleet_repo, need_local_clusters
+from e2e_support import kill_at, make_fleet_repo, need_local_clusters, stack_locks
 
 from fleet.adapters.pulumi_auto import EngineSettings
 from fleet.local import LocalClusters
@@ -31,43 +27,6 @@ def program() -> object:
     return program
 
 
-def _kill_orphan_providers(fleet_home: Path) -> None:
-    """The engine's plugins live in their own process groups; after a crash, end ours."""
-    mark = f"FLEET_HOME={fleet_home}".encode()
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            cmd = (d / "cmdline").read_bytes()
-            env = (d / "environ").read_bytes()
-        except OSError:
-            continue
-        if b"pulumi.dynamic" in cmd and mark in env.split(b"\0"):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(d.name), signal.SIGKILL)
-
-
-def _wait_group_dead(pgid: int, timeout: float = 30) -> None:
-    """SIGKILL is delivered asynchronously: wait until no member of the group is still running
-    (exited members stay zombies here, since PID 1 does not reap them)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        running = []
-        for d in Path("/proc").iterdir():
-            if not d.name.isdigit():
-                continue
-            try:
-                fields = (d / "stat").read_text().rsplit(")", 1)[-1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                running.append(d.name)
-        if not running:
-            return
-        time.sleep(0.1)
-    pytest.fail(f"processes {running} of the killed group {pgid} still run after {timeout:.0f}s")
-
-
 def test_a_killed_provision_is_resumed_by_running_it_again(
     tmp_path: Path, pulumi_env: EngineSettings, fleet_home: Path
 ) -> None:
@@ -75,23 +34,20 @@ def test_a_killed_provision_is_resumed_by_running_it_again(
     repo = make_fleet_repo(tmp_path)
     add_cluster(repo, ClusterSpec(name=NAME, environment="dev", settings={"nodes": 1}))
     log = tmp_path / "first.log"
+    kwok_dir = LocalClusters().workdir / "kwok" / "clusters" / NAME
+
+    def creating_the_cluster() -> bool:
+        """Inside the engine's update (the stack's lock is held), the LocalCluster's create begun and not
+        finished, kwokctl at work (the cluster's kwok directory exists)."""
+        text = log.read_text()
+        return ("creating LocalCluster" in text and "created LocalCluster" not in text
+                and bool(stack_locks(NAME)) and kwok_dir.is_dir())
+
     try:
-        with open(log, "w") as out:
-            first = subprocess.Popen(
-                [sys.executable, "-m", "fleet", "provision", NAME, "--repo", str(repo)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + 120
-        while "creating LocalCluster" not in log.read_text() and time.monotonic() < deadline:
-            assert first.poll() is None, log.read_text()
-            time.sleep(0.1)
-        time.sleep(1.0)  # kwokctl is at work
-        os.killpg(first.pid, signal.SIGKILL)
-        first.wait(30)
-        _wait_group_dead(first.pid)  # the crash is over: the engine too has exited, not just fleet
-        _kill_orphan_providers(fleet_home)
+        kill_at([sys.executable, "-m", "fleet", "provision", NAME, "--repo", str(repo)], fleet_home,
+                "the LocalCluster being created", creating_the_cluster, log=log,
+                settled=LocalClusters().kubeconfig_path(NAME).is_file)  # kwokctl, left running, has made it
+        assert stack_locks(NAME), "the killed update left no lock: the kill was not inside the update"
 
         r = SilentReporter()
         res = provision(repo, NAME, program=program(), reporter=r, engine=pulumi_env)

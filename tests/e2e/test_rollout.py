@@ -10,20 +10,16 @@ revision rolled across it. The tests run in order on the same four clusters:
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import make_fleet_repo, need_local_clusters
+from e2e_support import kill_at, kill_leftovers, make_fleet_repo, need_local_clusters, push
 from helpers import commit_file, run_cli
 
 from bootstrap.drill import BAD_PATCH
@@ -66,7 +62,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, pulumi_env: EngineSettings) 
         yield World(repo, home)
     finally:
         try:
-            _kill_orphan_providers(home)
+            kill_leftovers(home)
         finally:
             for name in NEW:
                 LocalClusters()._delete_quietly(name)  # whatever happened, no cluster is left running
@@ -79,21 +75,6 @@ def fleet_home(world: World, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("FLEET_HOME", str(world.home))
     monkeypatch.delenv("FLEET_REPO", raising=False)
     return world.home
-
-
-def _kill_orphan_providers(home: Path) -> None:
-    """After a crash, the engine's plugins (own process groups) of this FLEET_HOME are ended too."""
-    mark = f"FLEET_HOME={home}".encode()
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            cmd, env = (d / "cmdline").read_bytes(), (d / "environ").read_bytes()
-        except OSError:
-            continue
-        if (b"pulumi.dynamic" in cmd or b"pulumi" in cmd.split(b"\0")[0]) and mark in env.split(b"\0"):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(d.name), signal.SIGKILL)
 
 
 def _journal(path: Path) -> dict[str, Any] | None:
@@ -124,26 +105,21 @@ def test_a_new_region_comes_up_wave_by_wave_and_a_killed_rollout_continues(
 ) -> None:
     code, _out, err = run_cli(capsys, "region", "add", "us", "--from", "eu", "--repo", str(world.repo))
     assert code == 0, err
+    push(world.repo)  # the operator fetches from the remote
     world.revs["A"] = subprocess.run(["git", "-C", str(world.repo), "rev-parse", "HEAD"], capture_output=True,
                                      text=True, check=True).stdout.strip()
 
+    def wave_1_provisioned() -> bool:
+        """Wave 1 runs: both its clusters are provisioned (their bootstrap journals say so), and the
+        rollout's journal has wave 2 not started."""
+        j = _journal(world.home / "rollouts" / "current.json")
+        return (all(_provisioned(world.home, c) for c in WAVE1) and j is not None
+                and [w["state"] for w in j["waves"]] == ["running", "pending"])
+
     log = world.home / "first-rollout.log"
-    with open(log, "w") as out:
-        first = subprocess.Popen(
-            [sys.executable, "-m", "fleet", "rollout", "-l", "region=us", "--max-parallel", "2",
-             "--repo", str(world.repo)],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + 400
-        while not all(_provisioned(world.home, c) for c in WAVE1):
-            assert first.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
-    finally:
-        os.killpg(first.pid, signal.SIGKILL)  # a crash, while wave 1 runs
-        first.wait(30)
-        _kill_orphan_providers(world.home)
+    kill_at([sys.executable, "-m", "fleet", "rollout", "-l", "region=us", "--max-parallel", "2",
+             "--repo", str(world.repo)], world.home, "wave 1 provisioned, wave 2 not started", wave_1_provisioned,
+            log=log, timeout=400)  # a crash, while wave 1 runs
     journal = _journal(world.home / "rollouts" / "current.json")
     assert journal is not None and journal["state"] == "running", log.read_text()
     assert [w["state"] for w in journal["waves"]] == ["running", "pending"]
@@ -179,6 +155,7 @@ def test_a_failing_gate_in_wave_1_stops_wave_2_from_starting(world: World, capsy
     assert "A" in world.revs, "needs the region brought up by the first test"
     world.revs["B"] = commit_file(world.repo, "environments/prod/hello.yaml", BAD_PATCH,
                                   "prod: release hello 2.0 on the GPU pool")
+    push(world.repo)  # the operator fetches from the remote
     code, data, err = _rollout(capsys, world, "--gate-timeout", "10s")
     assert code == 1, err
     rep = data["report"]
