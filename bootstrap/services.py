@@ -22,6 +22,7 @@ from fleet.live.inventory import read_inventory
 from fleet.output import Reporter, SilentReporter
 from fleet.registry.load import Registry, load_registry, open_repo
 from fleet.render import Rendered, overlay_dir, render_cluster
+from fleet.sops import key_for
 
 __all__ = ["RealServices"]
 
@@ -104,6 +105,14 @@ class RealServices:
             gates.append("operator: Kustomization Ready at the revision")
         rendered_from = spec.source.flux if spec.source else overlay_dir(spec.environment, reg.layout)
         creates = [f"Pulumi stack \"{cluster}\" ({spec.provider} cluster in {spec.region}, refreshed first)"]
+        # The fleet uses SOPS: the age key must be at hand now (exit 2, nothing created), and the plan
+        # names its public recipient, never the key.
+        age_key = key_for(reg.settings, self.git.root)
+        if age_key is not None and reg.settings.operator.kind == "flux":
+            creates.append(f"Secret flux-system/sops-age: the age identity of {age_key.recipient} "
+                           f"(from {age_key.source}); Flux decrypts SOPS secrets with it")
+        elif age_key is not None:
+            creates.append(f"SOPS secrets decrypted in memory by fleet with the age identity of {age_key.recipient}")
         if reg.settings.operator.kind == "flux":
             creates += [
                 f"Flux ({reg.settings.operator.source}) in flux-system",
@@ -165,7 +174,9 @@ class RealServices:
         if mode == "operator":
             return operator_sync(target, revision, timeout=gate_timeout(reg.settings, spec), reporter=reporter)
         rendered = self._rendered(cluster, revision)
-        res = live_sync(target, rendered.objects, revision, prune=True, reporter=reporter)
+        key = key_for(reg.settings, self.git.root)
+        res = live_sync(target, rendered.objects, revision, prune=True, reporter=reporter,
+                        age_keys=[key] if key else ())
         return f"{len(rendered.objects)} objects applied at {revision[:12]}" + (
             f", {len(res.pruned)} pruned" if res.pruned else "")
 

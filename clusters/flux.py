@@ -47,6 +47,8 @@ NAMESPACE = "flux-system"
 SOURCE_NAME = "fleet"  # the GitRepository and the Kustomization
 AUTH_SECRET = "fleet-git-auth"
 VERIFY_SECRET = "fleet-verify-keys"  # spec.verify.secretRef of the GitRepository: public keys (fleet.yaml verify:)
+SOPS_SECRET = "sops-age"  # spec.decryption.secretRef of the Kustomization (fleet.sops.SECRET_NAME)
+SOPS_SECRET_KEY = "age.agekey"  # Flux reads age identities from keys ending in .agekey
 CONTROLLERS = ("source-controller", "kustomize-controller")
 RELEASES = "https://github.com/fluxcd/flux2/releases/download"
 _LABELS = {"app.kubernetes.io/part-of": "flux", "app.kubernetes.io/managed-by": "fleet"}
@@ -194,6 +196,8 @@ def kustomization(cfg: StackConfig) -> dict[str, Any]:
         "sourceRef": {"kind": "GitRepository", "name": SOURCE_NAME},
         "postBuild": {"substitute": cluster_vars(cfg.cluster)},
     }
+    if cfg.settings.secrets.sops is not None:  # kustomize-controller decrypts SOPS (age) natively
+        spec["decryption"] = {"provider": "sops", "secretRef": {"name": SOPS_SECRET}}
     return {
         "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
         "kind": "Kustomization",
@@ -210,6 +214,18 @@ def git_auth_secret(auth: dict[str, str]) -> dict[str, Any]:
         "metadata": {"name": AUTH_SECRET, "namespace": NAMESPACE, "labels": dict(_LABELS)},
         # data, not stringData: server-side apply tracks data's fields
         "data": {k: base64.b64encode(v.encode()).decode() for k, v in sorted(auth.items())},
+    }
+
+
+def sops_age_secret(identity: str) -> dict[str, Any]:
+    """``flux-system/sops-age``: the age identity under ``age.agekey``, where Flux's kustomize-controller
+    reads it (``spec.decryption.secretRef``)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {"name": SOPS_SECRET, "namespace": NAMESPACE, "labels": dict(_LABELS)},
+        "data": {SOPS_SECRET_KEY: base64.b64encode(identity.strip().encode() + b"\n").decode()},
     }
 
 

@@ -8,7 +8,8 @@ Kubernetes provider (``pulumi-resource-kubernetes``, built by the toolchain).
   earlier versions applied with kubectl);
 - ``yaml.v2.ConfigGroup`` for Flux's install set, so ``pulumi preview`` shows a per-object diff and
   ``pulumi refresh`` sees drift of every object;
-- ``core.v1.Secret`` for the Git credentials (data secret in state), ``apiextensions.CustomResource``
+- ``core.v1.Secret`` for the Git credentials and, when the fleet uses SOPS, the age identity
+  (``flux-system/sops-age``; data secret in state), ``apiextensions.CustomResource``
   for the GitRepository and the Kustomization.
 
 Each object group is its own resource, so a change of the cluster's variables updates only the
@@ -58,6 +59,7 @@ class FluxOperator(pulumi.ComponentResource):
         kubeconfig: pulumi.Input[str],
         config: StackConfig,
         git_auth: pulumi.Output[str] | None = None,
+        sops_age_key: pulumi.Output[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("fleet:operator:Flux", name, None, opts)
@@ -89,6 +91,18 @@ class FluxOperator(pulumi.ComponentResource):
                 opts=opts_(*deps),
             )
             deps.append(self.resources["git-auth"])
+        if sops_age_key is not None:
+            # flux-system/sops-age (age.agekey), which the Kustomization's spec.decryption names; its data is
+            # a secret in the stack's state
+            age = sops_age_key.apply(lambda text: _managed(flux.sops_age_secret(text)))
+            self.resources["sops-age"] = k8s.core.v1.Secret(
+                f"{name}-sops-age",
+                metadata=age.apply(lambda s: s["metadata"]),
+                type="Opaque",
+                data=pulumi.Output.secret(age.apply(lambda s: s["data"])),
+                opts=opts_(*deps),
+            )
+            deps.append(self.resources["sops-age"])
         if config.verify_keys:  # the public keys source-controller verifies commits with (fleet.yaml verify:)
             keys = _managed(flux.verify_keys_secret(dict(config.verify_keys)))
             self.resources["verify-keys"] = k8s.core.v1.Secret(

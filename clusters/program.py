@@ -11,7 +11,7 @@ import pulumi
 
 from clusters import providers
 from clusters.operator import LEGACY_TYPES, FluxOperator
-from fleet.stackconfig import GIT_AUTH_KEY, PROJECT, StackConfig, flux_git_url
+from fleet.stackconfig import GIT_AUTH_KEY, PROJECT, SOPS_AGE_KEY, StackConfig, flux_git_url
 
 __all__ = ["FleetProgram", "program", "run"]
 
@@ -34,6 +34,7 @@ def run() -> None:
             kubeconfig=cluster.kubeconfig,
             config=sc,
             git_auth=cfg.get_secret(GIT_AUTH_KEY),
+            sops_age_key=cfg.get_secret(SOPS_AGE_KEY) if sc.settings.secrets.sops is not None else None,
             opts=pulumi.ResourceOptions(depends_on=[cluster]),
         )
         pulumi.export("repoUrl", flux_git_url(sc.repo_url))

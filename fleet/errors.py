@@ -6,7 +6,8 @@
     │   ├── NotFound            a named thing does not exist (cluster, revision, environment)
     │   ├── DirtyTree           the working tree has changes where that matters
     │   ├── UnverifiedCommit    fleet.yaml requires signed commits and this commit does not verify
-    │   └── Unwritable          a path fleet must write cannot be (read-only repo or FLEET_HOME, a lock)
+    │   ├── Unwritable          a path fleet must write cannot be (read-only repo or FLEET_HOME, a lock)
+    │   └── SecretsError        a SOPS file or its age key: missing, for another recipient, tampered with
     ├── ToolMissing             a binary of the local toolchain is missing (exit 2, with a hint)
     ├── GitError                git itself failed
     ├── RenderError             kustomize or variable substitution failed (exit 2: the input is bad)
@@ -56,6 +57,7 @@ __all__ = [
     "ProgramError",
     "PulumiError",
     "RenderError",
+    "SecretsError",
     "StackNotFound",
     "ToolMissing",
     "Unreachable",
@@ -187,6 +189,12 @@ class FluxTreeError(RenderError):
         super().__init__(message, hint=hint)
         self.kustomization = kustomization
         self.key = key
+
+
+class SecretsError(InputError):
+    """A SOPS-encrypted manifest cannot be decrypted, or its age key cannot be had: no key, a key for
+    another recipient, a MAC mismatch, a malformed value (exit 2). Messages name the object, the path
+    and the key's public recipient, never a value or the key itself."""
 
 
 class UnverifiedCommit(InputError):

@@ -54,6 +54,12 @@ def debug_from_env() -> bool:
     return os.environ.get("FLEET_DEBUG", "").lower() not in ("", "0", "false", "no")
 
 
+def age_key_file_from_env(name: str) -> str | None:
+    """The age key file the environment variable ``name`` (fleet.yaml's secrets.sops.keySource.env,
+    default ``FLEET_SOPS_AGE_KEY_FILE``) names, when set and not empty."""
+    return os.environ.get(name) or None
+
+
 # ---- private files -----------------------------------------------------------------------------
 
 

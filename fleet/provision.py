@@ -26,7 +26,7 @@ from fleet.adapters.pulumi_auto import Engine, EngineSettings, OpResult, StackRe
 from fleet.errors import FleetError, InputError
 from fleet.output import Reporter
 from fleet.registry.load import Registry, load_registry, open_repo
-from fleet.stackconfig import GIT_AUTH_KEY, StackConfig
+from fleet.stackconfig import GIT_AUTH_KEY, SOPS_AGE_KEY, StackConfig
 
 __all__ = [
     "DestroyResult",
@@ -237,6 +237,14 @@ def provision(
     if check is not None:
         check(cfg)  # bad input stops here, before anything is started or changed
     secrets: dict[str, str] = {}
+    if cfg.settings.secrets.sops is not None and cfg.settings.operator.kind == "flux":
+        from fleet.sops import key_for
+
+        # the fleet uses SOPS: its age key (from outside the repo) goes to the stack as a secret; missing,
+        # it stops here (exit 2), before anything is started or changed
+        age_key = key_for(cfg.settings, open_repo(repo).root)
+        if age_key is not None:
+            secrets[SOPS_AGE_KEY] = age_key.identity
     if git_auth:
         import json
 

@@ -13,6 +13,8 @@ reads it, so both sides import this module and nothing else of each other. Keys 
                      {name.asc|name.sshpub: key}; {} when no signature is required
     fleet:gitAuth    secret: the Git credentials for the operator, JSON (username/password or
                      identity/known_hosts); set only when given, never read from the repo
+    fleet:sopsAgeKey secret: the age identity Flux decrypts SOPS secrets with (fleet.yaml secrets.sops),
+                     read from its key source outside the repo at each provision
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ __all__ = [
     "GIT_AUTH_KEY",
     "GIT_AUTH_KEYS",
     "PROJECT",
+    "SOPS_AGE_KEY",
     "StackConfig",
     "flux_git_url",
     "parse_git_auth",
@@ -36,6 +39,7 @@ __all__ = [
 
 PROJECT = "fleet"
 GIT_AUTH_KEY = "gitAuth"
+SOPS_AGE_KEY = "sopsAgeKey"
 # The data keys Flux's GitRepository reads from its secretRef (basic auth or SSH).
 GIT_AUTH_KEYS = ("username", "password", "bearerToken", "identity", "identity.pub", "known_hosts")
 _SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")

@@ -77,6 +77,7 @@ def _objects_row(r: Rendered) -> list[tuple[str, str, str, str]]:
 
 def _warn_uncommitted(g: GitRepo, rendered: list[Rendered]) -> None:
     """Say so when the working tree has edits to what was rendered: fleet renders Git, not files."""
+    from fleet.fluxrender import flux_inputs
     from fleet.registry import load_registry
     from fleet.render import inputs
 
@@ -85,8 +86,6 @@ def _warn_uncommitted(g: GitRepo, rendered: list[Rendered]) -> None:
     dirty = [p for p in g.is_dirty(["."]) if not p.startswith(registry.layout.registry + "/")]
     if not dirty:
         return
-    from fleet.fluxrender import flux_inputs  # only now: a clean tree (the usual case) never needs it
-
     specs = [registry.clusters[r.cluster] for r in rendered]
     envs = {s.environment for s in specs if s.source is None}
     watched = {p for e in envs for p in inputs(g, e, sha, registry.layout)}
@@ -121,6 +120,33 @@ def _tree(g: GitRepo, cluster: str | None, all_: bool, rev: str | None, output: 
     typer.echo("\n".join(tree_lines(done.expansion)))
 
 
+def _secrets_shown(g: GitRepo, rendered: list[Rendered], decrypt: bool) -> list[Rendered]:
+    """SOPS-encrypted objects redacted (or, with ``--decrypt``, decrypted in memory); the digest stays
+    the revision's."""
+    import dataclasses
+
+    import yaml
+
+    from fleet import sops
+    from fleet.registry import load_registry
+
+    keys = None
+    if decrypt:
+        key = sops.key_for(load_registry(g, rendered[0].revision if rendered else "HEAD").settings, g.root)
+        if key is None:
+            raise InputError("--decrypt: fleet.yaml has no secrets.sops (nothing is encrypted with SOPS)")
+        keys = [key]
+    out = []
+    for r in rendered:
+        objs = sops.shown_objects(r.objects, keys)
+        if objs is None:
+            out.append(r)
+            continue
+        text = yaml.safe_dump_all(objs, sort_keys=False)
+        out.append(dataclasses.replace(r, objects=tuple(objs), text=text))
+    return out
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def render(
@@ -138,6 +164,10 @@ def register(app: typer.Typer) -> None:
         ),
         tree: bool = typer.Option(
             False, "--tree", help="A Flux-directory cluster: its Kustomization graph with object counts (-o json)."
+        ),
+        decrypt: bool = typer.Option(
+            False, "--decrypt", help="Show SOPS-encrypted values in clear (needs the fleet's age key; stdout only: "
+            "never with -o DIR). Without it they show as [sops: encrypted].",
         ),
         repo: Path | None = RepoOpt,
     ) -> None:
@@ -157,6 +187,8 @@ def register(app: typer.Typer) -> None:
             _tree(g, cluster, all_, rev, output)
             return
         out = Path(output).expanduser() if output.lower() not in _FORMATS else None
+        if decrypt and out is not None:
+            raise InputError("--decrypt prints to stdout only: fleet never writes decrypted secrets to disk")
         if out is not None:  # before anything runs: render never writes into the repository
             _check_out_dir(g, out, [cluster] if cluster else None)
         if cluster is not None:
@@ -171,6 +203,7 @@ def register(app: typer.Typer) -> None:
         for r in rendered:
             for note in r.notes:
                 reporter().warn(f"{r.cluster}: {note}")
+        rendered = _secrets_shown(g, rendered, decrypt)
 
         if out is not None:
             _check_out_dir(g, out, [r.cluster for r in rendered])

@@ -85,6 +85,10 @@ def register(app: typer.Typer) -> None:
                 return
         elif mode == "operator" and not dry_run:
             raise InputError('--sync operator needs an operator, but fleet.yaml says operator.kind "none"')
-        result = sync(target, rendered.objects, rendered.revision, prune=prune, dry_run=dry_run, reporter=r)
+        from fleet.sops import key_for
+
+        key = key_for(reg.settings, path)  # the fleet uses SOPS: decrypted in memory by the sync
+        result = sync(target, rendered.objects, rendered.revision, prune=prune, dry_run=dry_run, reporter=r,
+                      age_keys=[key] if key else ())
         emit(result, output, columns=["cluster", "revision", "previous", "objects", "created", "updated", "unchanged",
                                       "pruned", "kept", "dry-run", "time"], rows=_rows)

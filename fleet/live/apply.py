@@ -50,6 +50,7 @@ from fleet.live.objects import (
 )
 from fleet.live.watch import Query, Watcher
 from fleet.output import Reporter
+from fleet.sops import AgeKey, decrypt_objects, require_key
 
 __all__ = ["ObjectFailure", "SyncResult", "sync"]
 
@@ -313,11 +314,16 @@ def sync(
     reporter: Reporter,
     workers: int = 16,
     crd_timeout: float = 120.0,
+    age_keys: Sequence[AgeKey] = (),
 ) -> SyncResult:
-    """Apply ``objects`` (rendered at ``revision``) to the cluster; see the module docstring."""
+    """Apply ``objects`` (rendered at ``revision``) to the cluster; see the module docstring.
+    SOPS-encrypted objects are decrypted with ``age_keys`` in memory, here and nowhere else (refused
+    before anything is written when there is no key)."""
     t0 = time.monotonic()
     cluster = target.cluster
-    manifests = validate(objects)
+    objects = list(objects)
+    require_key(age_keys, objects, f'cluster "{cluster}"')
+    manifests = validate(decrypt_objects(objects, age_keys) if age_keys else objects)
     kube = Kube.connect(target, pool_size=workers + 4)
     short = revision[:12]
     reporter.step(f'{"dry run: " if dry_run else ""}syncing cluster "{cluster}" to {short} '

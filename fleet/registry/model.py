@@ -28,6 +28,9 @@ __all__ = [
     "OperatorSettings",
     "Provider",
     "RegistryLayout",
+    "SecretsSettings",
+    "SopsKeySource",
+    "SopsSettings",
     "VerifySettings",
     "check_text",
     "check_url",
@@ -263,6 +266,65 @@ class VerifySettings(_Frozen):
         return self
 
 
+AGE_RECIPIENT = re.compile(r"^age1[02-9ac-hj-np-z]{58}\Z")  # bech32 of an X25519 public key
+ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*\Z")
+
+
+class SopsKeySource(_Frozen):
+    """Where fleet (and the DR path) finds the age identity: never in the repo."""
+
+    env: Annotated[
+        str,
+        Field(description="An environment variable naming the age key file; used when set "
+                          "(default FLEET_SOPS_AGE_KEY_FILE)."),
+    ] = "FLEET_SOPS_AGE_KEY_FILE"
+    file: Annotated[
+        str,
+        Field(description="Else this age key file: relative to FLEET_HOME, or absolute; never inside the "
+                          "repo (default secrets/sops-age.agekey)."),
+    ] = "secrets/sops-age.agekey"
+
+    @field_validator("env")
+    @classmethod
+    def _env_name(cls, v: str) -> str:
+        if not ENV_NAME.match(v):
+            raise ValueError(f'"{shown(v)}" is not an environment variable name ([A-Z_][A-Z0-9_]*)')
+        return v
+
+    @field_validator("file")
+    @classmethod
+    def _file(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("the key file path is empty")
+        return v
+
+
+class SopsSettings(_Frozen):
+    """Secrets encrypted with SOPS to age recipients: Flux decrypts them (``spec.decryption``), fleet's
+    direct sync in memory; the DR path installs the age identity as Secret ``flux-system/sops-age``."""
+
+    ageRecipients: Annotated[
+        tuple[str, ...],
+        Field(min_length=1, description="The age public keys (age1...) the repo's secrets are encrypted to; "
+                                        "the key fleet installs must be one of them."),
+    ]
+    keySource: SopsKeySource = Field(default_factory=SopsKeySource)
+
+    @field_validator("ageRecipients")
+    @classmethod
+    def _recipients(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for r in v:
+            if not AGE_RECIPIENT.match(r):
+                raise ValueError(f'"{shown(r)}" is not an age recipient (age1 followed by 58 bech32 characters)')
+        if len(set(v)) != len(v):
+            raise ValueError("a recipient is listed twice")
+        return v
+
+
+class SecretsSettings(_Frozen):
+    sops: SopsSettings | None = None
+
+
 class FleetSettings(_Frozen):
     """``fleet.yaml``: fleet-wide settings."""
 
@@ -282,6 +344,11 @@ class FleetSettings(_Frozen):
     verify: VerifySettings = Field(
         default_factory=VerifySettings,
         description="Signed commits: {mode: head, allowedSigners: FILE, publicKeys: FILE|DIR}; mode none by default.",
+    )
+    secrets: SecretsSettings = Field(
+        default_factory=SecretsSettings,
+        description="secrets.sops: {ageRecipients: [age1...], keySource: {env, file}} when the repo holds "
+                    "SOPS-encrypted manifests.",
     )
 
 
