@@ -77,7 +77,6 @@ def _objects_row(r: Rendered) -> list[tuple[str, str, str, str]]:
 
 def _warn_uncommitted(g: GitRepo, rendered: list[Rendered]) -> None:
     """Say so when the working tree has edits to what was rendered: fleet renders Git, not files."""
-    from fleet.fluxrender import flux_inputs
     from fleet.registry import load_registry
     from fleet.render import inputs
 
@@ -86,6 +85,8 @@ def _warn_uncommitted(g: GitRepo, rendered: list[Rendered]) -> None:
     dirty = [p for p in g.is_dirty(["."]) if not p.startswith(registry.layout.registry + "/")]
     if not dirty:
         return
+    from fleet.fluxrender import flux_inputs  # only now: a clean tree (the usual case) never needs it
+
     specs = [registry.clusters[r.cluster] for r in rendered]
     envs = {s.environment for s in specs if s.source is None}
     watched = {p for e in envs for p in inputs(g, e, sha, registry.layout)}

@@ -5,6 +5,7 @@ from the working tree, into one frozen :class:`Registry`. Every error names file
 from __future__ import annotations
 
 import difflib
+import os
 import posixpath
 import re
 import types
@@ -12,15 +13,17 @@ import typing
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, ValidationError
 
-from fleet.adapters.git import GitRepo
 from fleet.errors import ConfigError, InputError, NotFound
 from fleet.registry.layout import DEFAULT_LAYOUT, Layout
 from fleet.registry.model import DNS_LABEL, ClusterSpec, FleetSettings, shown
 from fleet.registry.yamlpos import Loc, Positions, dotted, load_yaml
+
+if TYPE_CHECKING:  # GitPython is loaded when a Git object is needed, not to read the working tree
+    from fleet.adapters.git import GitRepo
 
 __all__ = [
     "CLUSTERS_DIR",
@@ -35,6 +38,7 @@ __all__ = [
     "load_registry",
     "open_repo",
     "parse_cluster",
+    "worktree_root",
 ]
 
 FLEET_FILE = "fleet.yaml"
@@ -54,7 +58,24 @@ def cluster_file(name: str, layout: Layout = DEFAULT_LAYOUT) -> str:
 
 
 def open_repo(repo: GitRepo | str | Path) -> GitRepo:
+    from fleet.adapters.git import GitRepo
+
     return repo if isinstance(repo, GitRepo) else GitRepo.open(repo)
+
+
+def worktree_root(repo: GitRepo | str | Path) -> Path:
+    """The root of the working tree holding ``repo``, as git finds it (the nearest directory up the path
+    that holds ``.git``), without loading GitPython. Anything else (a path that does not exist, no
+    ``.git`` up the path, a bare repository) is left to :func:`open_repo`, whose errors it raises."""
+    if not isinstance(repo, (str, Path)):
+        return repo.root
+    start = Path(os.path.abspath(Path(repo).expanduser()))
+    if start.is_dir():
+        for d in (start, *start.parents):
+            dot = d / ".git"
+            if dot.is_file() or (dot / "HEAD").is_file():
+                return d.resolve()
+    return open_repo(repo).root
 
 
 @dataclass(frozen=True)
@@ -368,16 +389,22 @@ def _check_flux_dir(spec: ClusterSpec, src: _Source, text: str, file: str) -> No
 def layout_at(repo: GitRepo | str | Path, rev: str | None = None) -> Layout:
     """The layout (registry folder, environment pattern) ``fleet.yaml`` sets at ``rev`` (None: the working
     tree)."""
+    if rev is None:
+        return Layout.of(parse_settings(_Worktree(worktree_root(repo)).read(FLEET_FILE)))
     g = open_repo(repo)
-    text = g.read_file(g.resolve(rev), FLEET_FILE) if rev is not None else _Worktree(g.root).read(FLEET_FILE)
-    return Layout.of(parse_settings(text))
+    return Layout.of(parse_settings(g.read_file(g.resolve(rev), FLEET_FILE)))
 
 
 def load_registry(repo: GitRepo | str | Path, rev: str | None = None) -> Registry:
     """The registry at ``rev`` (read from Git, working tree untouched), or in the working tree."""
-    g = open_repo(repo)
-    revision = g.resolve(rev) if rev is not None else None
-    src: _Source = _Revision(g, revision) if revision else _Worktree(g.root)
+    src: _Source
+    if rev is None:  # the working tree: no Git object needed
+        root, revision = worktree_root(repo), None
+        src = _Worktree(root)
+    else:
+        g = open_repo(repo)
+        root, revision = g.root, g.resolve(rev)
+        src = _Revision(g, revision)
     settings = parse_settings(src.read(FLEET_FILE))
     layout = Layout.of(settings)
     envs = _environments(src, layout)
@@ -394,4 +421,4 @@ def load_registry(repo: GitRepo | str | Path, rev: str | None = None) -> Registr
         spec = parse_cluster(text, file)
         _check_environment(spec, envs, text, file, layout, src)
         clusters[spec.name] = spec
-    return Registry(g.root, revision, settings, dict(sorted(clusters.items())), envs, layout)
+    return Registry(root, revision, settings, dict(sorted(clusters.items())), envs, layout)
