@@ -114,13 +114,14 @@ def _check_on_remote(g: GitRepo, reg: Registry, provider: str, revision: str) ->
     remote = _served_path(g, url)
     if remote == g.root:
         return
-    try:
-        GitRepo.open(remote).resolve(revision)
-    except FleetError as e:
+    from fleet.adapters import proc
+
+    found = proc.run(["git", f"--git-dir={remote}", "cat-file", "-e", f"{revision}^{{commit}}"], timeout=30)
+    if not found.ok:
         raise InputError(
             f"commit {revision[:12]} is not on the remote {remote} that the operator clones",
             hint="run `fleet push` (Git is the operator's source of truth)",
-        ) from e
+        )
 
 
 def check_operator_can_fetch(repo: GitRepo | str | Path, cluster: str, revision: str) -> None:
