@@ -26,7 +26,8 @@ def _kubectl(kubeconfig: str, args: list[str], stdin: str) -> None:
     with tempfile.NamedTemporaryFile("w", suffix=".yaml") as kc:
         kc.write(kubeconfig)
         kc.flush()
-        done = subprocess.run([str(toolchain.find("kubectl")), "--kubeconfig", kc.name, *args, "-f", "-"],
+        files = ["-f", "-"] if stdin else []
+        done = subprocess.run([str(toolchain.find("kubectl")), "--kubeconfig", kc.name, *args, *files],
                               input=stdin, capture_output=True, text=True, timeout=180)
     if done.returncode != 0:
         raise RuntimeError(done.stderr.strip()[-500:])
