@@ -28,7 +28,7 @@ def run() -> None:
     pulumi.export("branch", sc.branch)
     pulumi.export("revision", sc.revision or "")
     pulumi.export("operator", sc.settings.operator.kind)
-    if sc.settings.operator.kind == "flux":
+    if sc.settings.operator.kind == "flux" and cfg.get("phase") != "cluster":
         op = FluxOperator(
             "flux",
             kubeconfig=cluster.kubeconfig,

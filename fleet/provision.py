@@ -271,7 +271,9 @@ def provision(
         cfg = stack_config(repo, name, pin_revision=pin_revision, serve=True)  # the git endpoint, if needed
     try:
         op = eng.up(
-            StackRequest(cfg.stack, program, cfg.values(), secrets),
+            # The program registers only the cluster's resources in the cluster phase (with the targets:
+            # the operator's, unregistered and untargeted, stay as they are).
+            StackRequest(cfg.stack, program, {**cfg.values(), "phase": phase}, secrets),
             preview=preview,
             refresh=refresh,
             targets=CLUSTER_TARGETS if phase == "cluster" else None,

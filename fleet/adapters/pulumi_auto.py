@@ -239,6 +239,10 @@ def _quiet(op: OpType, rtype: str, provider: str) -> bool:
     return op == OpType.SAME or op not in _VERB or skip_type
 
 
+# The engine warns each time it uses a plugin found on PATH; the toolchain's are there by design.
+_AMBIENT = re.compile(r"^using pulumi-resource-[\w-]+ from \$PATH at ")
+
+
 def _clean(msg: str) -> str:
     return _COLOR.sub("", msg).strip()
 
@@ -277,7 +281,7 @@ class _Progress:
             if d.severity == "error":
                 with self._lock:
                     self.errors.append(msg)
-            elif d.severity == "warning" and not d.ephemeral:
+            elif d.severity == "warning" and not d.ephemeral and not _AMBIENT.match(msg):
                 r.warn(msg.splitlines()[0][:300])
 
 
