@@ -194,8 +194,11 @@ def operator_runs(kube: Kube, namespace: str = "flux-system") -> tuple[bool, str
         if "kustomize-controller" in name and _recent((lease.get("spec") or {}).get("renewTime"), 120):
             return True, f"lease {name} is held"
     for k in kube.list_objects(FLUX_API, "Kustomization", namespace=namespace).items:
-        seen = (k.get("status") or {}).get("observedGeneration")
-        if isinstance(seen, int) and seen >= 1:  # the CRD defaults it to -1
+        status = k.get("status") or {}
+        seen = status.get("observedGeneration")
+        # The CRD defaults observedGeneration to -1 until a reconcile finished; a controller at work on
+        # its first one has written its conditions (and the revision it attempts) already.
+        if (isinstance(seen, int) and seen >= 1) or status.get("conditions") or status.get("lastAttemptedRevision"):
             return True, "Kustomizations carry controller status"
     return False, "the Flux controllers are not running (no fresh leader lease, no Kustomization status)"
 
