@@ -26,7 +26,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def _operator_processes(under: Path) -> list[int]:
     """Pids of processes fleet started beside a local cluster (Flux's controllers, the git endpoint)
     for a work directory under ``under``: they carry FLEET_OPERATOR_DIR in their environment."""
-    marker = f"FLEET_OPERATOR_DIR={under}".encode()
+    marker = f"FLEET_OPERATOR_DIR={under.as_posix().rstrip('/')}/".encode()
     pids = []
     for d in Path("/proc").iterdir():
         if not d.name.isdigit() or int(d.name) == os.getpid():
