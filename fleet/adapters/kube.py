@@ -523,7 +523,7 @@ class Kube:
 
     def apply(
         self, obj: Mapping[str, Any], *, dry_run: bool = False, force: bool = True, decode: bool = True,
-        retry_conflicts: bool = True,
+        retry_conflicts: bool = True, field_manager: str = FIELD_MANAGER,
     ) -> Applied:
         """Server-side apply of ``obj`` with field manager ``fleet`` (``decode`` False: skip parsing
         the answer, whose object is then empty: sync only needs to know it was created).
@@ -532,7 +532,7 @@ class Kube:
         meta = obj.get("metadata") or {}
         res = self.resource(str(obj.get("apiVersion")), str(obj.get("kind")))
         ns = meta.get("namespace") if res.namespaced else None
-        query = [("fieldManager", FIELD_MANAGER), ("force", "true" if force else "false")]
+        query = [("fieldManager", field_manager), ("force", "true" if force else "false")]
         if dry_run:
             query.append(("dryRun", "All"))
         status, data, _ = self._call(

@@ -44,6 +44,10 @@ OBJECT_NAME = "fleet"
 SOURCE_API = "source.toolkit.fluxcd.io/v1"
 KUSTOMIZE_API = "kustomize.toolkit.fluxcd.io/v1"
 REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"
+# Each request has a field manager of its own: server-side apply removes the fields a manager set before
+# and leaves out now, so one manager for the pin and the annotation would drop the pin.
+PIN_MANAGER = "fleet-pin"
+RECONCILE_MANAGER = "fleet-reconcile"
 
 
 def commit_of(revision: str) -> str:
@@ -142,7 +146,8 @@ def request_reconcile(kube: Kube, namespace: str = FLUX_NAMESPACE, name: str = O
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     for api, kind in ((SOURCE_API, "GitRepository"), (KUSTOMIZE_API, "Kustomization")):
         kube.apply({"apiVersion": api, "kind": kind,
-                    "metadata": {"name": name, "namespace": namespace, "annotations": {REQUESTED_AT: now}}})
+                    "metadata": {"name": name, "namespace": namespace, "annotations": {REQUESTED_AT: now}}},
+                   field_manager=RECONCILE_MANAGER)
     return now
 
 
@@ -152,7 +157,7 @@ def move_pin(kube: Kube, commit: str, branch: str, namespace: str = FLUX_NAMESPA
     reconcile so the move is applied now, not at the next interval."""
     kube.apply({"apiVersion": SOURCE_API, "kind": "GitRepository",
                 "metadata": {"name": name, "namespace": namespace},
-                "spec": {"ref": {"branch": branch, "commit": commit}}})
+                "spec": {"ref": {"branch": branch, "commit": commit}}}, field_manager=PIN_MANAGER)
     request_reconcile(kube, namespace, name)
 
 

@@ -199,8 +199,9 @@ def test_an_object_removed_from_git_is_pruned_and_a_revert_brings_it_back(world:
     git(world.repo, "revert", "--no-edit", "HEAD")
     reverted = git(world.repo, "rev-parse", "HEAD").strip()
     push(world.repo)
-    promoted = json.loads(fleet(world.env, "sync", NAME, "-o", "json").stdout)
-    assert promoted["revision"] == reverted and promoted["previous"] == removed
+    done = fleet(world.env, "sync", NAME, "-o", "json")
+    promoted = json.loads(done.stdout)
+    assert promoted["revision"] == reverted and promoted["previous"] == removed, done.stderr
     assert get(kc, "-n", "hello-dev", "configmap", "prunable")["data"] == {"state": "here"}
     assert get(kc, "-n", "flux-system", "gitrepository", "fleet")["spec"]["ref"]["commit"] == reverted
 
