@@ -28,7 +28,8 @@ def run() -> None:
     pulumi.export("branch", sc.branch)
     pulumi.export("revision", sc.revision or "")
     pulumi.export("operator", sc.settings.operator.kind)
-    if sc.settings.operator.kind == "flux" and cfg.get("phase") != "cluster":
+    # "cluster-only": fleet.provision's cluster phase of a stack that has no operator yet.
+    if sc.settings.operator.kind == "flux" and cfg.get("phase") != "cluster-only":
         op = FluxOperator(
             "flux",
             kubeconfig=cluster.kubeconfig,

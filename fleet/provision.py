@@ -271,9 +271,8 @@ def provision(
         cfg = stack_config(repo, name, pin_revision=pin_revision, serve=True)  # the git endpoint, if needed
     try:
         op = eng.up(
-            # The program registers only the cluster's resources in the cluster phase (with the targets:
-            # the operator's, unregistered and untargeted, stay as they are).
-            StackRequest(cfg.stack, program, {**cfg.values(), "phase": phase}, secrets),
+            StackRequest(cfg.stack, program, {**cfg.values(), "phase": _program_phase(eng, cfg.stack, phase)},
+                         secrets),
             preview=preview,
             refresh=refresh,
             targets=CLUSTER_TARGETS if phase == "cluster" else None,
@@ -305,6 +304,17 @@ def provision(
         summary = ", ".join(f"{n} {k}" for k, n in sorted(op.changes.items()) if n and k != "same")
         reporter.ok(f'cluster "{name}" {"would change" if preview else "provisioned"}: {summary}')
     return result
+
+
+def _program_phase(eng: Engine, stack: str, phase: Phase) -> str:
+    """What the program registers. In the cluster phase (Pulumi targets the cluster's resources) a
+    stack that has no operator yet gets only the cluster: a new Kubernetes provider would depend on the
+    untargeted operator component. A stack that has one registers it as it is (the engine refuses to
+    leave a registered-before resource unregistered under targets)."""
+    if phase != "cluster":
+        return phase
+    has_operator = any(t.startswith("fleet:operator:") for t in eng.resource_types(stack))
+    return "cluster" if has_operator else "cluster-only"
 
 
 def _forget_operator_without_cluster(name: str) -> None:

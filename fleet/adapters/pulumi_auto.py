@@ -501,6 +501,17 @@ class Engine:
         except auto_errors.CommandError as e:
             raise self._error(e, None, stack, "stack output") from e
 
+    def resource_types(self, stack: str, *, project: str = PROJECT) -> set[str]:
+        """The types of the resources in the stack's state (empty when the stack does not exist)."""
+        if not self.exists(stack, project=project):
+            return set()
+        s = self._stack(StackRequest(stack, _no_program, project=project), create=False)
+        try:
+            dep = s.export_stack()
+        except auto_errors.CommandError as e:
+            raise self._error(e, None, stack, "stack export") from e
+        return {str(r.get("type")) for r in (dep.deployment or {}).get("resources") or []}
+
     def forget(self, stack: str, types: Sequence[str], *, project: str = PROJECT) -> list[str]:
         """Drop every resource of the given types from the stack's state (what ``pulumi state delete``
         does), never touching what they made; references to them from the remaining resources go too.
