@@ -258,6 +258,9 @@ def provision(
     eng = Engine(engine, reporter)
     if phase not in PHASES:
         raise InputError(f'unknown provisioning phase "{phase}"; use {" or ".join(PHASES)}')
+    program_phase = _program_phase(eng, cfg.stack, phase)
+    if program_phase == "all":
+        phase = "all"
     legacy = getattr(program, "legacy_types", ())
     if legacy and not preview:
         # Stacks of earlier fleet versions made the operator's objects with a kubectl dynamic provider:
@@ -271,8 +274,7 @@ def provision(
         cfg = stack_config(repo, name, pin_revision=pin_revision, serve=True)  # the git endpoint, if needed
     try:
         op = eng.up(
-            StackRequest(cfg.stack, program, {**cfg.values(), "phase": _program_phase(eng, cfg.stack, phase)},
-                         secrets),
+            StackRequest(cfg.stack, program, {**cfg.values(), "phase": program_phase}, secrets),
             preview=preview,
             refresh=refresh,
             targets=CLUSTER_TARGETS if phase == "cluster" else None,
@@ -307,14 +309,15 @@ def provision(
 
 
 def _program_phase(eng: Engine, stack: str, phase: Phase) -> str:
-    """What the program registers. In the cluster phase (Pulumi targets the cluster's resources) a
-    stack that has no operator yet gets only the cluster: a new Kubernetes provider would depend on the
-    untargeted operator component. A stack that has one registers it as it is (the engine refuses to
-    leave a registered-before resource unregistered under targets)."""
+    """What the program registers. The cluster phase (Pulumi targets the cluster's resources) of a
+    stack with no operator yet registers only the cluster ("cluster-only": a new Kubernetes provider
+    would depend on the untargeted operator component). A stack that has an operator is brought up
+    whole ("all"): a rebuilt cluster changes the provider's kubeconfig, and the engine cannot replace a
+    provider under --target, nor leave a registered resource out."""
     if phase != "cluster":
         return phase
     has_operator = any(t.startswith("fleet:operator:") for t in eng.resource_types(stack))
-    return "cluster" if has_operator else "cluster-only"
+    return "all" if has_operator else "cluster-only"
 
 
 def _forget_operator_without_cluster(name: str) -> None:
