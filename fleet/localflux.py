@@ -14,12 +14,14 @@ Everything lives under the cluster's folder in the local work directory::
     <workdir>/operator/<cluster>/storage/            source-controller's artifacts
 
 :class:`fleet.local.LocalClusters` owns the lifecycle: ``delete`` stops them (no orphans), ``create``
-on an existing cluster restarts what was running. A process is recognised by its pid *and* its command
-line (which names this folder), so a recycled pid is never mistaken for it.
+on an existing cluster restarts what was running. A process is recognised by its pid *and* its start
+time, so a recycled pid is never mistaken for it (each also carries FLEET_OPERATOR_DIR in its
+environment, which the test suite's leak check looks for).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -55,21 +57,30 @@ class ProcessStatus:
     detail: str  # ports, or the URL served
 
 
-def _alive(pid: int, marker: str) -> bool:
-    """The process runs (not a zombie) and was started for ``marker`` (its environment says so)."""
-    try:
-        os.waitpid(pid, os.WNOHANG)  # reap it if it is our own child and has exited
-    except ChildProcessError:
-        pass
-    except OSError:
-        return False
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (field 3 on), or None when it is gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     except OSError:
+        return None
+    return stat.rsplit(")", 1)[-1].split() if ")" in stat else None
+
+
+def _start_time(pid: int) -> str:
+    """When the process started (clock ticks since boot: /proc/PID/stat field 22), "" when gone."""
+    fields = _stat(pid)
+    return fields[19] if fields and len(fields) > 19 else ""
+
+
+def _alive(pid: int, start: str) -> bool:
+    """The process recorded as (pid, start time) runs: not gone, not a zombie, and not another process
+    that got the same pid later (its start time differs)."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)  # reap it if it is our own child and has exited
+    fields = _stat(pid)
+    if not fields or fields[0] in ("Z", "X"):
         return False
-    state = stat.rsplit(")", 1)[-1].split()[0] if ")" in stat else "?"
-    return state not in ("Z", "X") and f"{_MARKER}={marker}".encode() in environ
+    return not start or (len(fields) > 19 and fields[19] == start)
 
 
 def free_ports(count: int) -> list[int]:
@@ -140,7 +151,7 @@ class LocalOperator:
         return str(self.dir(name))
 
     def _running(self, name: str, entry: dict[str, Any] | None) -> bool:
-        return bool(entry and entry.get("pid") and _alive(int(entry["pid"]), self._marker(name)))
+        return bool(entry and entry.get("pid") and _alive(int(entry["pid"]), str(entry.get("start") or "")))
 
     # -- the git endpoint ----------------------------------------------------------------------
     def serve_repo(self, name: str, repo: Path) -> str:
@@ -160,9 +171,9 @@ class LocalOperator:
             [sys.executable, "-m", "fleet.gitserve", "--repo", str(repo), "--port", str(port)],
             env={_MARKER: self._marker(name)}, log=d / "logs" / f"{_GIT}.log",
         )
-        state[_GIT] = {"pid": child.pid, "port": port, "repo": str(repo)}
+        state[_GIT] = {"pid": child.pid, "start": _start_time(child.pid), "port": port, "repo": str(repo)}
         self._save(name, state)
-        self._wait_http(name, _GIT, child.pid, f"{gitserve.url_for(port)}/info/refs?service=git-upload-pack")
+        self._wait_http(name, _GIT, child, f"{gitserve.url_for(port)}/info/refs?service=git-upload-pack")
         return gitserve.url_for(port)
 
     def git_url(self, name: str) -> str | None:
@@ -177,7 +188,7 @@ class LocalOperator:
         d = self.dir(name)
         (d / "logs").mkdir(parents=True, exist_ok=True, mode=0o700)
         (d / "storage").mkdir(parents=True, exist_ok=True, mode=0o700)
-        started: list[tuple[str, int, int]] = []
+        started: list[tuple[str, proc.Child[bytes], int]] = []
         for ctl in CONTROLLERS:
             entry = state.get(ctl)
             if self._running(name, entry):
@@ -206,14 +217,15 @@ class LocalOperator:
                 args += ["--no-remote-bases=true", "--feature-gates=StrictPostBuildSubstitutions=true"]
             env = {"KUBECONFIG": str(kubeconfig), "RUNTIME_NAMESPACE": NAMESPACE, _MARKER: self._marker(name)}
             child = proc.spawn(args, env=env, log=d / "logs" / f"{ctl}.log")
-            state[ctl] = {"pid": child.pid, **ports}
+            state[ctl] = {"pid": child.pid, "start": _start_time(child.pid), **ports}
             self._save(name, state)
-            started.append((ctl, child.pid, ports["health"]))
-        for ctl, pid, health in started:
-            self._wait_http(name, ctl, pid, f"http://127.0.0.1:{health}/readyz", timeout=timeout)
+            started.append((ctl, child, ports["health"]))
+        for ctl, child, health in started:
+            self._wait_http(name, ctl, child, f"http://127.0.0.1:{health}/readyz", timeout=timeout)
 
-    def _wait_http(self, name: str, what: str, pid: int, url: str, timeout: float = 60) -> None:
-        """Until ``url`` answers 200 (the process is ready), or the process exits, or the deadline."""
+    def _wait_http(self, name: str, what: str, child: proc.Child[bytes], url: str, timeout: float = 60) -> None:
+        """Until ``url`` answers 200 (the process is ready), or the process exits, or the deadline.
+        The process is this one's child, so its exit is known for sure (``poll``), never guessed."""
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -222,9 +234,10 @@ class LocalOperator:
                         return
             except (urllib.error.URLError, OSError):
                 pass
-            if not _alive(pid, self._marker(name)):
+            code = child.poll()
+            if code is not None:
                 raise LocalClusterError(
-                    f'{what} of local cluster "{name}" exited at start: {self._log_tail(name, what)}',
+                    f'{what} of local cluster "{name}" exited at start (code {code}): {self._log_tail(name, what)}',
                     hint=f"see {self.dir(name) / 'logs' / (what + '.log')}",
                 )
             if time.monotonic() > deadline:
@@ -253,7 +266,7 @@ class LocalOperator:
             if what == _GIT:
                 detail = gitserve.url_for(int(entry["port"]))
             else:
-                detail = ", ".join(f"{k} {v}" for k, v in sorted(entry.items()) if k != "pid")
+                detail = ", ".join(f"{k} {v}" for k, v in sorted(entry.items()) if k not in ("pid", "start"))
             out.append(ProcessStatus(what, running, int(entry["pid"]) if running else None, detail))
         return out
 
@@ -274,15 +287,15 @@ class LocalOperator:
         return True
 
     def _stop_one(self, name: str, entry: dict[str, Any], grace: float = 10) -> None:
-        pid = int(entry.get("pid") or 0)
-        if not pid or not _alive(pid, self._marker(name)):
+        pid, start = int(entry.get("pid") or 0), str(entry.get("start") or "")
+        if not pid or not start or not _alive(pid, start):  # never signal a process not known for sure
             return
         try:
             os.killpg(pid, signal.SIGTERM)  # its own process group (proc.spawn starts a new session)
         except ProcessLookupError:
             return
         deadline = time.monotonic() + grace
-        while _alive(pid, self._marker(name)):
+        while _alive(pid, start):
             if time.monotonic() > deadline:
                 try:
                     os.killpg(pid, signal.SIGKILL)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from fleet.errors import FleetError, ToolMissing
 
-__all__ = ["Completed", "run", "run_bytes", "spawn"]
+__all__ = ["Child", "Completed", "run", "run_bytes", "spawn"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,9 @@ def run(
         tail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-5:]
         raise error(f"{Path(argv[0]).name} {' '.join(argv[1:3])} failed (exit {proc.returncode}): " + " | ".join(tail))
     return done
+
+
+Child = subprocess.Popen  # a started program: ``.pid``, ``.poll()``
 
 
 def spawn(
