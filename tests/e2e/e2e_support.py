@@ -107,7 +107,8 @@ def crash(proc: subprocess.Popen[bytes], home: Path, settled: Callable[[], bool]
     proc.wait(60)
     wait_gone(lambda: _members(proc.pid), f"the killed group {proc.pid}")
     if settled is not None:
-        wait_until(settled, "the crashed run's work in flight to settle")
+        wait_until(settled, "the crashed run's work in flight to settle",
+                   detail=lambda: "still running: " + "; ".join(_describe(p) for p in leftovers(home)))
     kill_leftovers(home)
 
 
@@ -130,12 +131,13 @@ def leftovers(home: Path) -> list[int]:
     return _processes(ours)
 
 
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 300) -> None:
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 300,
+               detail: Callable[[], str] = lambda: "") -> None:
     """Poll an explicit state until it holds."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}; {detail()}")
         time.sleep(0.1)
 
 
@@ -152,6 +154,13 @@ def _signal(pids: list[int], sig: signal.Signals) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
+
+
+def _describe(pid: int) -> str:
+    try:
+        return f"{pid} " + (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:120]
+    except OSError:
+        return f"{pid} (gone)"
 
 
 def _stat(pid: int) -> list[str] | None:

@@ -94,6 +94,7 @@ def test_killed_at_any_step_resumes_without_duplicates(
     repo = make_fleet_repo(tmp_path)
     add_cluster(repo, "kill-1")
     destroy_after.append((repo, "kill-1"))
+    push(repo)  # the operator fetches from the remote
     head = git(repo, "rev-parse", "HEAD").strip()
     cmd = [sys.executable, "-m", "fleet", "bootstrap", "kill-1", "--to", head, "--repo", str(repo)]
 
