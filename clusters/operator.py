@@ -23,6 +23,20 @@ from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
+
+# pulumi_kubernetes loads its API groups lazily, and that is not thread-safe: fleet provisions several
+# clusters at once in threads (rollouts, --all), and a thread could see a half-imported module
+# ("module 'pulumi_kubernetes.core.v1' has no attribute 'Namespace'") while deserializing the objects
+# of a ConfigGroup. Every group an install set may hold is imported here, once, at import time.
+import pulumi_kubernetes.admissionregistration.v1
+import pulumi_kubernetes.apiextensions.v1
+import pulumi_kubernetes.apps.v1
+import pulumi_kubernetes.core.v1
+import pulumi_kubernetes.meta.v1
+import pulumi_kubernetes.networking.v1
+import pulumi_kubernetes.policy.v1
+import pulumi_kubernetes.rbac.v1
+import pulumi_kubernetes.yaml.v2
 import yaml
 
 from clusters import flux

@@ -141,23 +141,26 @@ def _flux_row(row: Callable[..., ClusterStatus], st: FluxStatus, runs: bool, tar
                    message="Flux's controllers do not run (fleet local create restarts a local cluster's)",
                    drift=drift)
     operator = "Ready" if st.ready == "True" else (f"not Ready: {st.message}" if st.message else "reconciling")
-    if not st.applied:
+    # The cluster runs the objects of the revision Flux last applied, or of the one it attempted when it
+    # applied its objects and only their health checks are running or failed.
+    current = st.attempted if st.attempted and st.objects_applied(st.attempted) else st.applied
+    if not current:
         return row(applied_by="flux", operator=operator, health="progressing",
                    message=st.message or st.source_message or "Flux has applied nothing yet", drift=drift)
     cfg = gate_config(settings, spec, operator_gate="on")
     cfg = GateConfig(operator=cfg.operator, operator_gate="on", custom=cfg.custom, check_inventory=False)
     try:
-        report = run_gates(target, (), st.applied, cfg, timeout=0, reporter=SilentReporter(), kube=kube)
+        report = run_gates(target, (), current, cfg, timeout=0, reporter=SilentReporter(), kube=kube)
     except FleetError as e:
-        return row(applied=st.applied[:12], applied_by="flux", operator=operator, message=e.message, drift=drift)
-    state = "applied" if st.ready == "True" else "applying"
+        return row(applied=current[:12], applied_by="flux", operator=operator, message=e.message, drift=drift)
+    state = "applied" if st.applied_at(current) else "applying"
     if report.passed:
         health, message = "healthy", ""
     else:
         bad = report.failures
         health = "unhealthy" if st.ready == "False" and st.reason != "Progressing" else "progressing"
         message = st.message or f"{bad[0].object}: {bad[0].message}"
-    return row(applied=st.applied[:12], applied_state=state, applied_by="flux", operator=operator,
+    return row(applied=current[:12], applied_state=state, applied_by="flux", operator=operator,
                health=health, message=message, drift=drift)
 
 
