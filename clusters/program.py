@@ -54,12 +54,12 @@ class FleetProgram:
     def check(self, config: StackConfig) -> None:
         """Bad input (provider settings, a missing SDK, the repo URL, the operator source) raises an
         InputError/ConfigError/ToolMissing (exit 2) here, before anything changes."""
+        providers.check(config.cluster)
         if config.settings.operator.kind == "flux":
             from clusters import flux
 
             flux.git_repository(config, with_auth=False)  # the URL Flux accepts
             flux.install_source(config)  # a well-formed version
-        providers.check(config.cluster)
 
 
 program = FleetProgram()

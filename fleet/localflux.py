@@ -213,8 +213,11 @@ class LocalOperator:
                 ]
             else:
                 # What fleet's renderer does: no remote bases, and a variable that is not set (and has no
-                # default) fails the build instead of becoming "" (docs/live.md, render parity).
-                args += ["--no-remote-bases=true", "--feature-gates=StrictPostBuildSubstitutions=true"]
+                # default) fails the build instead of becoming "" (docs/live.md, render parity). A new
+                # pin (a rollback) cancels the health checks of a revision that never becomes healthy,
+                # instead of waiting for their timeout.
+                args += ["--no-remote-bases=true",
+                         "--feature-gates=StrictPostBuildSubstitutions=true,CancelHealthCheckOnNewRevision=true"]
             env = {"KUBECONFIG": str(kubeconfig), "RUNTIME_NAMESPACE": NAMESPACE, _MARKER: self._marker(name)}
             child = proc.spawn(args, env=env, log=d / "logs" / f"{ctl}.log")
             state[ctl] = {"pid": child.pid, "start": _start_time(child.pid), **ports}

@@ -27,12 +27,15 @@ def test_the_drill_brings_the_lost_cluster_back_at_its_last_good_commit_not_the_
     assert m, out[-2000:]
     good, bad, runs = m.groups()
     assert runs == good != bad
-    # the gate on the bad commit failed and left last good where it was
-    assert "$ fleet gate eu-1 --timeout 15s --mark-good" in out
+    assert "(applied by flux)" in out  # the operator rebuilt it, not fleet
+    # the bad commit was promoted through the operator, its gate failed and left last good where it was
+    assert "$ fleet sync eu-1 --timeout 20s" in out
+    assert "$ fleet gate eu-1 --timeout 10s --mark-good" in out
     # the report of the rebuild is printed: every step, the recovery time, the revision
     assert "# Recovery of cluster `eu-1`: ✔ recovered" in out
     for step in ("provision", "operator", "sync", "gates", "record"):
         assert re.search(rf"\| {step} \| done \|", out), step
+    assert "Flux fetched" in out  # the sync step says when Flux fetched and applied the revision
     assert f"- revision: `{good}" in out
     # the drill cleans up after itself
     from fleet.local import LocalClusters

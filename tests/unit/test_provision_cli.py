@@ -88,7 +88,8 @@ def test_a_local_path_remote_is_not_a_url_the_operator_of_a_remote_cluster_can_c
     # A local cluster's operator gets such a remote served on loopback (fleet.localflux); a cluster
     # elsewhere cannot read this machine's disk.
     root = init_repo(tmp_path / "fleet", remote_url=str(tmp_path / "remote.git")).root
-    add_cluster(root, ClusterSpec(name="dev-1", environment="dev", provider="kind"))
+    pytest.importorskip("pulumi_eks", reason="the eks provider's SDK is an optional extra (fleet[aws])")
+    add_cluster(root, ClusterSpec(name="dev-1", environment="dev", provider="eks", region="eu-west-1"))
     code, err = provision(capsys, root, "dev-1")
     assert code == 2
     assert f'git url "{tmp_path / "remote.git"}" is not an http(s) or ssh URL' in err
@@ -102,7 +103,7 @@ def test_no_git_url_at_all_is_refused_for_a_cluster_elsewhere(
     from fleet.registry import ClusterSpec, add_cluster
 
     root = new_fleet_repo(tmp_path)
-    add_cluster(root, ClusterSpec(name="dev-1", environment="dev", provider="kind"))
+    add_cluster(root, ClusterSpec(name="dev-1", environment="dev", provider="eks", region="eu-west-1"))
     code, err = provision(capsys, root, "dev-1")
     assert code == 2
     assert 'no git URL for the operator: fleet.yaml has no git.url and no remote "origin"' in err
