@@ -97,25 +97,13 @@ class FluxOperator(pulumi.ComponentResource):
         deps: list[pulumi.Resource] = [self.resources["install"]]
         if git_auth is not None:
             secret = git_auth.apply(lambda text: _managed(flux.git_auth_secret(parse_git_auth(text))))
-            self.resources["git-auth"] = k8s.core.v1.Secret(
-                f"{name}-git-auth",
-                metadata=secret.apply(lambda s: s["metadata"]),
-                type="Opaque",
-                data=pulumi.Output.secret(secret.apply(lambda s: s["data"])),
-                opts=opts_(*deps),
-            )
+            self.resources["git-auth"] = self._secret(f"{name}-git-auth", secret, opts_(*deps))
             deps.append(self.resources["git-auth"])
         if sops_age_key is not None:
             # flux-system/sops-age (age.agekey), which the Kustomization's spec.decryption names; its data is
             # a secret in the stack's state
             age = sops_age_key.apply(lambda text: _managed(flux.sops_age_secret(text)))
-            self.resources["sops-age"] = k8s.core.v1.Secret(
-                f"{name}-sops-age",
-                metadata=age.apply(lambda s: s["metadata"]),
-                type="Opaque",
-                data=pulumi.Output.secret(age.apply(lambda s: s["data"])),
-                opts=opts_(*deps),
-            )
+            self.resources["sops-age"] = self._secret(f"{name}-sops-age", age, opts_(*deps))
             deps.append(self.resources["sops-age"])
         if config.verify_keys:  # the public keys source-controller verifies commits with (fleet.yaml verify:)
             keys = _managed(flux.verify_keys_secret(dict(config.verify_keys)))
@@ -128,6 +116,14 @@ class FluxOperator(pulumi.ComponentResource):
         self.revision = pulumi.Output.from_input(config.revision or "")
         self.path = pulumi.Output.from_input(sync["spec"]["path"])
         self.register_outputs({"revision": self.revision, "path": self.path})
+
+    @staticmethod
+    def _secret(name: str, obj: pulumi.Output[dict[str, Any]], opts: pulumi.ResourceOptions) -> k8s.core.v1.Secret:
+        """A Secret made from a secret value (credentials, a key): its data stays a secret in the state."""
+        return k8s.core.v1.Secret(
+            name, metadata=obj.apply(lambda s: s["metadata"]), type="Opaque",
+            data=pulumi.Output.secret(obj.apply(lambda s: s["data"])), opts=opts,
+        )
 
     @staticmethod
     def _custom(name: str, obj: dict[str, Any], opts: pulumi.ResourceOptions) -> k8s.apiextensions.CustomResource:
