@@ -218,7 +218,13 @@ class LocalOperator:
                 # instead of waiting for their timeout.
                 args += ["--no-remote-bases=true",
                          "--feature-gates=StrictPostBuildSubstitutions=true,CancelHealthCheckOnNewRevision=true"]
-            env = {"KUBECONFIG": str(kubeconfig), "RUNTIME_NAMESPACE": NAMESPACE, _MARKER: self._marker(name)}
+            # Each controller gets a temp folder of its own: kustomize-controller removes every
+            # `kustomization-*` folder of its temp dir when it starts (the leftovers of its previous
+            # process), which in a shared /tmp are the builds in flight of the other clusters' controllers.
+            tmp = d / "tmp" / ctl
+            tmp.mkdir(parents=True, exist_ok=True, mode=0o700)
+            env = {"KUBECONFIG": str(kubeconfig), "RUNTIME_NAMESPACE": NAMESPACE, _MARKER: self._marker(name),
+                   "TMPDIR": str(tmp)}
             child = proc.spawn(args, env=env, log=d / "logs" / f"{ctl}.log")
             state[ctl] = {"pid": child.pid, "start": _start_time(child.pid), **ports}
             self._save(name, state)

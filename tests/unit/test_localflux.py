@@ -28,6 +28,7 @@ class H(http.server.BaseHTTPRequestHandler):
         self.send_response(200 if self.path == "/readyz" else 404); self.end_headers()
     def log_message(self, *a): pass
 print("args", " ".join(sys.argv[1:]), "kubeconfig", os.environ["KUBECONFIG"], flush=True)
+print("tmpdir", os.environ.get("TMPDIR", ""), flush=True)
 http.server.HTTPServer((host, int(port)), H).serve_forever()
 """
 
@@ -87,6 +88,24 @@ def test_controllers_start_ready_with_their_ports_recorded_and_stop_with_no_orph
     op.remove("c1")
     assert not any(_alive(p) for p in pids)
     assert not op.dir("c1").exists() and op.status("c1") == []
+
+
+def test_no_two_controllers_share_a_temp_folder(op: LocalOperator, tmp_path: Path) -> None:
+    """kustomize-controller removes every `kustomization-*` folder of its temp dir when it starts: in a
+    shared /tmp, a cluster's controller starting deleted the builds in flight of another cluster's
+    (`evalsymlink failure on '/tmp/kustomization-...'`, seen in the drill). Each has its own."""
+    kc = tmp_path / "kc.yaml"
+    kc.write_text("kubeconfig")
+    op.start_controllers("c1", kc)
+    op.start_controllers("c2", kc)
+    seen = []
+    for name in ("c1", "c2"):
+        for ctl in CONTROLLERS:
+            log = (op.dir(name) / "logs" / f"{ctl}.log").read_text()
+            tmp = next(line.split(" ", 1)[1] for line in log.splitlines() if line.startswith("tmpdir "))
+            assert Path(tmp).is_dir() and Path(tmp).is_relative_to(op.dir(name))
+            seen.append(tmp)
+    assert len(set(seen)) == 4
 
 
 def test_a_stopped_operator_is_restarted_on_its_recorded_ports(op: LocalOperator, tmp_path: Path) -> None:
