@@ -305,4 +305,5 @@ def tree_data(done: FluxRender) -> dict[str, Any]:
             for u in exp.unresolved
         ],
         "notes": list(exp.notes),
+        "replaced": list(exp.replaced),
     }

@@ -185,6 +185,7 @@ class Expansion:
     objects: tuple[ExpandedObject, ...]
     unresolved: tuple[Unresolved, ...]
     notes: tuple[str, ...] = ()  # identical objects produced by two Kustomizations, pinned refs, ...
+    replaced: tuple[str, ...] = ()  # the tree's copies of the operator's own objects, left out ("Kind/ns/name")
 
     def node(self, node_id: str) -> Node:
         return next(n for n in self.nodes if n.id == node_id)
@@ -428,6 +429,7 @@ class _State:
     sources: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     unresolved: list[Unresolved] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)
     pending: dict[str, _Pending] = field(default_factory=dict)
     done: set[str] = field(default_factory=set)
 
@@ -436,8 +438,7 @@ class _State:
         for text, obj in docs:
             key = _key(obj)
             if key in self.operator:
-                self.notes.append(f"{_ref(obj)} of {_who(node)} is the operator's own object: fleet's (pinned at "
-                                  "the revision) stands in its place, and Flux leaves it as it is")
+                self.replaced.append(_ref(obj))
                 continue
             if key in self.placed:
                 first = self.objects[self.placed[key]]
@@ -631,7 +632,8 @@ def expand(
             _expand_one(st, ready[0], final=True)  # ...so it is missing: optional ones go on without it
             continue
         raise _stuck(st)
-    return Expansion(root, tuple(st.nodes), tuple(st.objects), tuple(st.unresolved), tuple(st.notes))
+    return Expansion(root, tuple(st.nodes), tuple(st.objects), tuple(st.unresolved), tuple(st.notes),
+                     tuple(st.replaced))
 
 
 def _inner(where: str) -> str:
@@ -804,6 +806,10 @@ def tree_lines(exp: Expansion) -> list[str]:
     if exp.unresolved:
         lines.append(f"unresolved ({len(exp.unresolved)}): not rendered, listed so nothing is dropped silently")
         lines += [f"  {u.kind} {u.name}: {u.note}" for u in exp.unresolved]
+    if exp.replaced:
+        lines.append(f"the operator's own ({len(exp.replaced)}): fleet's, pinned at the revision, stand in their "
+                     "place on the cluster, and Flux applies nothing over them")
+        lines += [f"  {x}" for x in exp.replaced]
     if exp.notes:
         lines.append("notes:")
         lines += [f"  {x}" for x in exp.notes]
