@@ -171,7 +171,8 @@ def test_a_rollout_on_the_overlay_tree_moves_the_pin_and_leaves_no_drift(kust_wo
     text = (w.repo / "bases/app/configmap.yaml").read_text() + "  FAREWELL: bye from ${FLEET_CLUSTER}\n"
     new = _rollout(w, "bases/app/configmap.yaml", text)
     _all_ready_at(w, new)
-    assert kubectl_json(w.kubeconfig, "-n", "web-dev", "configmap", "web-config")["data"]["FAREWELL"] == f"bye from {KUST}"
+    data = kubectl_json(w.kubeconfig, "-n", "web-dev", "configmap", "web-config")["data"]
+    assert data["FAREWELL"] == f"bye from {KUST}"
     out = fleet(w.env, "diff", w.cluster).stdout
     assert "no drift" in out, out
 
@@ -212,7 +213,8 @@ def _parity(w: World, rev: str) -> None:
     # Kustomization that builds from its GitRepository; less fleet's own two objects (skipped by Flux).
     own = {"flux-system_flux-system_source.toolkit.fluxcd.io_GitRepository",
            "flux-system_flux-system_kustomize.toolkit.fluxcd.io_Kustomization"}
-    applied = {e["id"] for k in ks.values() for e in ((k.get("status") or {}).get("inventory") or {}).get("entries", [])}
+    applied = {e["id"] for k in ks.values()
+               for e in ((k.get("status") or {}).get("inventory") or {}).get("entries", [])}
     assert applied - own == {_id(o) for o in objects}
     for o in objects:
         ns = o["metadata"].get("namespace")

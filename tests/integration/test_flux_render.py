@@ -154,7 +154,8 @@ def test_tree_shows_the_graph_with_object_counts(repo: Path, capsys: pytest.Capt
     import json
 
     data = json.loads(out)
-    assert data["objects"] == 15 and len(data["replaced"]) == 2 and [u["kind"] for u in data["unresolved"]] == ["HelmRelease", "Kustomization"]
+    assert data["objects"] == 15 and len(data["replaced"]) == 2
+    assert [u["kind"] for u in data["unresolved"]] == ["HelmRelease", "Kustomization"]
     code, out, err = run_cli(capsys, "render", "staging", "-o", "table", "--repo", str(repo))
     assert code == 0 and "unresolved HelmRelease ingress-nginx/ingress-nginx" in err
 
