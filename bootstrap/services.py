@@ -114,10 +114,13 @@ class RealServices:
         elif age_key is not None:
             creates.append(f"SOPS secrets decrypted in memory by fleet with the age identity of {age_key.recipient}")
         if reg.settings.operator.kind == "flux":
+            from fleet.fluxtree import operator_name
+
+            own = operator_name(spec.source is not None)
             creates += [
                 f"Flux ({reg.settings.operator.source}) in flux-system",
-                f"GitRepository flux-system/fleet pinned to commit {resolved.revision[:12]}",
-                f"Kustomization flux-system/{cluster} for ./{rendered_from} ({len(spec.vars)} variables)",
+                f"GitRepository flux-system/{own} pinned to commit {resolved.revision[:12]}",
+                f"Kustomization flux-system/{own} for ./{rendered_from} ({len(spec.vars)} variables)",
             ]
         if mode == "direct":
             creates.append(f"{len(rendered.objects)} objects applied by fleet (server-side apply, inventory, prune)")

@@ -23,6 +23,7 @@ import yaml
 
 from fleet import toolchain
 from fleet.errors import ConfigError, InputError
+from fleet.fluxtree import OPERATOR_NAME, operator_name
 from fleet.registry.layout import Layout
 from fleet.render import cluster_vars, overlay_dir
 from fleet.stackconfig import StackConfig, flux_git_url
@@ -39,12 +40,14 @@ __all__ = [
     "install_source",
     "kustomization",
     "kustomization_path",
+    "object_name",
     "release_url",
     "verify_keys_secret",
 ]
 
 NAMESPACE = "flux-system"
-SOURCE_NAME = "fleet"  # the GitRepository and the Kustomization
+SOURCE_NAME = OPERATOR_NAME  # the GitRepository and the Kustomization (flux-system for a Flux directory)
+RECONCILE_DISABLED = ("kustomize.toolkit.fluxcd.io/reconcile", "disabled")
 AUTH_SECRET = "fleet-git-auth"
 VERIFY_SECRET = "fleet-verify-keys"  # spec.verify.secretRef of the GitRepository: public keys (fleet.yaml verify:)
 SOPS_SECRET = "sops-age"  # spec.decryption.secretRef of the Kustomization (fleet.sops.SECRET_NAME)
@@ -169,7 +172,7 @@ def git_repository(cfg: StackConfig, *, with_auth: bool) -> dict[str, Any]:
     return {
         "apiVersion": "source.toolkit.fluxcd.io/v1",
         "kind": "GitRepository",
-        "metadata": {"name": SOURCE_NAME, "namespace": NAMESPACE, "labels": _cluster_labels(cfg)},
+        "metadata": _metadata(cfg),
         "spec": spec,
     }
 
@@ -193,7 +196,7 @@ def kustomization(cfg: StackConfig) -> dict[str, Any]:
         "prune": True,
         "wait": True,  # health checks: every object it applies must become Ready
         "timeout": f"{gates.timeout}s",
-        "sourceRef": {"kind": "GitRepository", "name": SOURCE_NAME},
+        "sourceRef": {"kind": "GitRepository", "name": object_name(cfg)},
         "postBuild": {"substitute": cluster_vars(cfg.cluster)},
     }
     if cfg.settings.secrets.sops is not None:  # kustomize-controller decrypts SOPS (age) natively
@@ -201,9 +204,25 @@ def kustomization(cfg: StackConfig) -> dict[str, Any]:
     return {
         "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
         "kind": "Kustomization",
-        "metadata": {"name": SOURCE_NAME, "namespace": NAMESPACE, "labels": _cluster_labels(cfg)},
+        "metadata": _metadata(cfg),
         "spec": spec,
     }
+
+
+def object_name(cfg: StackConfig) -> str:
+    """The operator's GitRepository and Kustomization: ``fleet``, or ``flux-system`` on a cluster of a Flux
+    directory (the names ``flux bootstrap`` gives them, which the directory's own Kustomizations build from)."""
+    return operator_name(cfg.cluster.source is not None)
+
+
+def _metadata(cfg: StackConfig) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": object_name(cfg), "namespace": NAMESPACE, "labels": _cluster_labels(cfg)}
+    if cfg.cluster.source is not None:
+        # The directory holds its own flux-system GitRepository and Kustomization (following the team's
+        # branch): kustomize-controller applies no object over, and prunes none of, an in-cluster object so
+        # annotated, so fleet's pinned ones stand (docs/adopting.md).
+        meta["annotations"] = {RECONCILE_DISABLED[0]: RECONCILE_DISABLED[1]}
+    return meta
 
 
 def git_auth_secret(auth: dict[str, str]) -> dict[str, Any]:

@@ -30,6 +30,8 @@ from fleet.fluxtree import (
     Expansion,
     expand,
     flux_kustomization,
+    operator_keys,
+    operator_name,
     scan_resources,
 )
 from fleet.registry.load import FLEET_FILE, parse_settings
@@ -169,10 +171,13 @@ def _settings_at(g: GitRepo, sha: str) -> FleetSettings:
 
 def render_flux(g: GitRepo, sha: str, spec: ClusterSpec, settings: FleetSettings | None = None) -> FluxRender:
     """Expand ``spec``'s Flux cluster directory at ``sha``; the directory itself is substituted with the
-    cluster's variables (as the operator's Kustomization that applies it does)."""
+    cluster's variables (as the operator's Kustomization that applies it does). Where Flux is the fleet's
+    operator, the tree's own sync objects (``flux bootstrap``'s GitRepository and Kustomization
+    ``flux-system/flux-system``) are left out: fleet's, pinned, stand in their place on the cluster."""
     assert spec.source is not None
     settings = settings or _settings_at(g, sha)
     builder = _Builder(g, sha)
+    owned = operator_keys(operator_name(True)) if settings.operator.kind == "flux" else ()
     try:
         exp = expand(
             spec.source.flux,
@@ -180,6 +185,7 @@ def render_flux(g: GitRepo, sha: str, spec: ClusterSpec, settings: FleetSettings
             root_vars=cluster_vars(spec),
             fleet_urls=fleet_urls(g, settings),
             where=f' (cluster "{spec.name}" at {sha[:12]})',
+            operator=owned,
         )
     except FluxTreeError as e:
         found = _locate(g, sha, spec.source.flux, e.kustomization, e.key) if e.kustomization else None
@@ -299,4 +305,5 @@ def tree_data(done: FluxRender) -> dict[str, Any]:
             for u in exp.unresolved
         ],
         "notes": list(exp.notes),
+        "replaced": list(exp.replaced),
     }

@@ -32,7 +32,7 @@ import posixpath
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -56,6 +56,8 @@ __all__ = [
     "flux_kustomization",
     "is_fleet_source",
     "normalize_url",
+    "operator_keys",
+    "operator_name",
     "scan_resources",
     "tree_lines",
 ]
@@ -66,6 +68,22 @@ HELM_GROUP = "helm.toolkit.fluxcd.io"
 SUBSTITUTE_KEY = "kustomize.toolkit.fluxcd.io/substitute"
 FLUX_NAMESPACE = "flux-system"
 FLEET_SOURCES = ("flux-system", "fleet")  # flux bootstrap's GitRepository, and fleet's operator's
+# The name of fleet's operator objects (a GitRepository and a Kustomization in flux-system): "fleet", and
+# for a cluster of a Flux directory "flux-system", the names `flux bootstrap` gives them, so the tree's
+# Kustomizations that build from GitRepository flux-system get fleet's pinned source.
+OPERATOR_NAME = "fleet"
+FLUX_DIRECTORY_OPERATOR_NAME = "flux-system"
+
+
+def operator_name(flux_directory: bool) -> str:
+    """The name of fleet's operator objects on a cluster (of a Flux directory or not)."""
+    return FLUX_DIRECTORY_OPERATOR_NAME if flux_directory else OPERATOR_NAME
+
+
+def operator_keys(name: str) -> tuple[tuple[str, str, str, str], ...]:
+    """The keys (group, kind, namespace, name) of fleet's operator objects called ``name``."""
+    return ((SOURCE_GROUP, "GitRepository", FLUX_NAMESPACE, name), (KUSTOMIZE_GROUP, "Kustomization",
+                                                                      FLUX_NAMESPACE, name))
 _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -167,6 +185,7 @@ class Expansion:
     objects: tuple[ExpandedObject, ...]
     unresolved: tuple[Unresolved, ...]
     notes: tuple[str, ...] = ()  # identical objects produced by two Kustomizations, pinned refs, ...
+    replaced: tuple[str, ...] = ()  # the tree's copies of the operator's own objects, left out ("Kind/ns/name")
 
     def node(self, node_id: str) -> Node:
         return next(n for n in self.nodes if n.id == node_id)
@@ -403,12 +422,14 @@ class _State:
     build: Builder
     fleet_urls: Sequence[str]
     where: str
+    operator: frozenset[tuple[str, str, str, str]] = frozenset()
     nodes: list[Node] = field(default_factory=list)
     objects: list[ExpandedObject] = field(default_factory=list)
     placed: dict[tuple[str, str, str, str], int] = field(default_factory=dict)
     sources: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     unresolved: list[Unresolved] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)
     pending: dict[str, _Pending] = field(default_factory=dict)
     done: set[str] = field(default_factory=set)
 
@@ -416,6 +437,9 @@ class _State:
         count = 0
         for text, obj in docs:
             key = _key(obj)
+            if key in self.operator:
+                self.replaced.append(_ref(obj))
+                continue
             if key in self.placed:
                 first = self.objects[self.placed[key]]
                 if first.object == obj:
@@ -574,10 +598,14 @@ def expand(
     root_vars: Mapping[str, str] | None = None,
     fleet_urls: Sequence[str] = (),
     where: str = "",
+    operator: Collection[tuple[str, str, str, str]] = (),
 ) -> Expansion:
     """Expand the Flux cluster directory ``root`` (a repo path); see the module docstring. ``where`` ends
-    messages (e.g. ``' (cluster "eu-1" at 1a2b3c4d5e6f)'``)."""
-    st = _State(build, fleet_urls, where)
+    messages (e.g. ``' (cluster "eu-1" at 1a2b3c4d5e6f)'``). ``operator``: the keys (group, kind, namespace,
+    name) of the objects the operator that applies ``root`` owns on the cluster (fleet's own GitRepository
+    and Kustomization, annotated so Flux never applies over them): a copy the tree holds is left out, with
+    a note."""
+    st = _State(build, fleet_urls, where, frozenset(operator))
     docs = build(BuildRequest(root, {}, None))
     substituted = _substitute_docs(
         docs, root_vars, lambda ref: f" in {ref} (cluster directory {root or '.'}{_inner(where)})", MISSING_HINT
@@ -604,7 +632,8 @@ def expand(
             _expand_one(st, ready[0], final=True)  # ...so it is missing: optional ones go on without it
             continue
         raise _stuck(st)
-    return Expansion(root, tuple(st.nodes), tuple(st.objects), tuple(st.unresolved), tuple(st.notes))
+    return Expansion(root, tuple(st.nodes), tuple(st.objects), tuple(st.unresolved), tuple(st.notes),
+                     tuple(st.replaced))
 
 
 def _inner(where: str) -> str:
@@ -777,6 +806,10 @@ def tree_lines(exp: Expansion) -> list[str]:
     if exp.unresolved:
         lines.append(f"unresolved ({len(exp.unresolved)}): not rendered, listed so nothing is dropped silently")
         lines += [f"  {u.kind} {u.name}: {u.note}" for u in exp.unresolved]
+    if exp.replaced:
+        lines.append(f"the operator's own ({len(exp.replaced)}): fleet's, pinned at the revision, stand in their "
+                     "place on the cluster, and Flux applies nothing over them")
+        lines += [f"  {x}" for x in exp.replaced]
     if exp.notes:
         lines.append("notes:")
         lines += [f"  {x}" for x in exp.notes]

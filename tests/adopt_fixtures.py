@@ -12,7 +12,7 @@ import subprocess
 import textwrap
 from pathlib import Path
 
-__all__ = ["FLUX_URL", "flux_repo", "kustomize_repo", "write_tree"]
+__all__ = ["FLUX_URL", "flux_live_files", "flux_repo", "kustomize_repo", "write_tree"]
 
 FLUX_URL = "ssh://git@github.com/acme/fleet-infra"
 
@@ -439,3 +439,91 @@ def flux_repo(parent: Path, name: str = "fleet-infra", clusters: dict[str, tuple
     _commit_all(root, "flux repo")
     _git(root, "remote", "add", "origin", FLUX_URL)
     return root
+
+
+# What the local clusters can run for real: source- and kustomize-controller only (no helm-controller, no
+# OCI registry to reach), so the live tree keeps the layout and the Kustomizations' options but builds
+# plain objects: a controller Deployment instead of a HelmRelease, no OCI source.
+FLUX_LIVE_INFRA = {
+    "infrastructure/controllers/ingress.yaml": """
+        apiVersion: v1
+        kind: Namespace
+        metadata:
+          name: ingress
+        ---
+        apiVersion: apps/v1
+        kind: Deployment
+        metadata:
+          name: ingress-controller
+          namespace: ingress
+        spec:
+          replicas: 1
+          selector:
+            matchLabels: {app: ingress-controller}
+          template:
+            metadata:
+              labels: {app: ingress-controller}
+            spec:
+              containers:
+                - name: controller
+                  image: registry.k8s.io/ingress-nginx/controller:v1.11.0
+    """,
+    "infrastructure/controllers/README.md": "not YAML: Flux's generated kustomization leaves it out\n",
+    "infrastructure/configs/kustomization.yaml": """
+        apiVersion: kustomize.config.k8s.io/v1beta1
+        kind: Kustomization
+        resources:
+          - namespaces.yaml
+          - issuers.yaml
+    """,
+    "infrastructure/configs/namespaces.yaml": """
+        apiVersion: v1
+        kind: Namespace
+        metadata:
+          name: podinfo
+    """,
+    "infrastructure/configs/issuers.yaml": """
+        apiVersion: v1
+        kind: ConfigMap
+        metadata:
+          name: cluster-issuer
+          namespace: ingress
+        data:
+          email: ops@acme.example
+        ---
+        apiVersion: v1
+        kind: ConfigMap
+        metadata:
+          name: backup-script
+          namespace: ingress
+          annotations:
+            kustomize.toolkit.fluxcd.io/substitute: disabled
+        data:
+          backup.sh: |
+            #!/bin/sh
+            tar czf /backup/${HOSTNAME}.tgz /data
+    """,
+}
+
+
+def flux_live_files(cluster: str, env: str = "staging", region: str = "eu-west-1") -> dict[str, str]:
+    """A Flux repo of one cluster directory ``clusters/<cluster>`` that Flux's own controllers can apply on a
+    local cluster: flux bootstrap's sync objects, a ConfigMap of cluster variables, infra-controllers, then
+    infra-configs (dependsOn), then apps (dependsOn; targetNamespace, patches, images, a component,
+    commonMetadata, postBuild.substitute and substituteFrom the ConfigMap and an optional Secret)."""
+    files = {k: v for k, v in FLUX_COMMON.items() if k.startswith(("apps/", "components/"))}
+    files.update(FLUX_LIVE_INFRA)
+    files.update({
+        f"clusters/{cluster}/flux-system/gotk-sync.yaml": _sync(cluster),
+        f"clusters/{cluster}/flux-system/kustomization.yaml": """
+            apiVersion: kustomize.config.k8s.io/v1beta1
+            kind: Kustomization
+            resources:
+              - gotk-sync.yaml
+        """,
+        f"clusters/{cluster}/infrastructure.yaml": _infrastructure(),
+        f"clusters/{cluster}/apps.yaml": _apps(env, 2),
+        f"clusters/{cluster}/cluster-vars.yaml": _cluster_vars(cluster, region),
+    })
+    files.update(_env_overlay(env))
+    return files

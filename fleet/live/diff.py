@@ -81,18 +81,37 @@ def _unified(ref: str, live: Obj | None, desired: Obj | None) -> str:
 
 
 def _flux_inventory(kube: Kube) -> list[ObjectRef]:
-    """What fleet's Flux Kustomization applied (its status.inventory: ``ns_name_group_kind`` and version)."""
-    from fleet.live.flux import FLUX_NAMESPACE, KUSTOMIZE_API, OBJECT_NAME
+    """What Flux applied from the fleet repo: the status.inventory (``ns_name_group_kind`` and version) of
+    fleet's Kustomization and, on a cluster of a Flux directory, of every Kustomization that builds from
+    the same GitRepository (the tree's own)."""
+    from fleet.fluxtree import OPERATOR_NAME
+    from fleet.live.flux import FLUX_NAMESPACE, KUSTOMIZE_API, object_name
 
-    ks = kube.get(KUSTOMIZE_API, "Kustomization", OBJECT_NAME, FLUX_NAMESPACE) or {}
+    name = object_name(kube)
     out = []
-    for e in ((ks.get("status") or {}).get("inventory") or {}).get("entries") or []:
-        parts = str(e.get("id", "")).split("_")
-        if len(parts) != 4:
+    for ks in kube.list_objects(KUSTOMIZE_API, "Kustomization").items:
+        meta, spec = ks.get("metadata") or {}, ks.get("spec") or {}
+        ref = spec.get("sourceRef") or {}
+        own = meta.get("name") == name and meta.get("namespace") == FLUX_NAMESPACE
+        built_from_ours = (ref.get("kind") == "GitRepository" and ref.get("name") == name
+                           and (ref.get("namespace") or meta.get("namespace")) == FLUX_NAMESPACE)
+        if not own and not (name != OPERATOR_NAME and built_from_ours):
             continue
-        ns, name, group, kind = parts
-        out.append(ObjectRef(group, str(e.get("v") or "v1"), kind, ns, name))
+        for e in ((ks.get("status") or {}).get("inventory") or {}).get("entries") or []:
+            parts = str(e.get("id", "")).split("_")
+            if len(parts) != 4:
+                continue
+            ns, obj_name, group, kind = parts
+            out.append(ObjectRef(group, str(e.get("v") or "v1"), kind, ns, obj_name))
     return out
+
+
+def _flux_keeps(live: Obj) -> bool:
+    """Objects Flux never prunes: annotated or labelled ``kustomize.toolkit.fluxcd.io/prune: disabled`` or
+    ``.../reconcile: disabled`` (the operator's own objects on a cluster of a Flux directory are)."""
+    meta = live.get("metadata") or {}
+    marks = {**(meta.get("labels") or {}), **(meta.get("annotations") or {})}
+    return any(marks.get(f"kustomize.toolkit.fluxcd.io/{k}") == "disabled" for k in ("prune", "reconcile"))
 
 
 def diff(
@@ -167,7 +186,7 @@ def diff(
 
     def gone(ref: ObjectRef) -> None:
         live = kube.get(ref.api_version, ref.kind, ref.name, ref.namespace or None)
-        if live is not None and (operator or owned_by_fleet(live, cluster)):
+        if live is not None and (not _flux_keeps(live) if operator else owned_by_fleet(live, cluster)):
             with lock:
                 found.append(ObjectDiff(str(ref), "prune", _unified(str(ref), normalize(live), None)))
 

@@ -1,7 +1,8 @@
 """What Flux says of a cluster, and the two requests fleet makes of it: move the pin, reconcile now.
 
-fleet's operator objects are one GitRepository and one Kustomization, both ``flux-system/fleet``
-(:mod:`clusters.flux`). Their status is the operator's own account of what it fetched and applied;
+fleet's operator objects are one GitRepository and one Kustomization, both ``flux-system/fleet``, or
+``flux-system/flux-system`` on a cluster of a Flux directory (:mod:`clusters.flux`; :func:`object_name`
+reads which off the cluster). Their status is the operator's own account of what it fetched and applied;
 fleet reads it for ``fleet status``, the bootstrap's sync step and the recovery report, and never
 takes a controller Deployment's readiness for it.
 
@@ -19,6 +20,7 @@ from typing import Any
 
 from fleet.adapters.kube import Kube, KubeTarget
 from fleet.errors import GateFailed
+from fleet.fluxtree import FLUX_DIRECTORY_OPERATOR_NAME, OPERATOR_NAME
 from fleet.live.watch import Query
 from fleet.output import Reporter
 
@@ -31,6 +33,7 @@ __all__ = [
     "Promotion",
     "commit_of",
     "move_pin",
+    "object_name",
     "operator_applies",
     "promote",
     "read_status",
@@ -40,7 +43,8 @@ __all__ = [
 ]
 
 FLUX_NAMESPACE = "flux-system"
-OBJECT_NAME = "fleet"
+OBJECT_NAME = OPERATOR_NAME
+CLUSTER_LABEL = "fleet.dev/cluster"  # on fleet's operator objects (clusters.flux)
 SOURCE_API = "source.toolkit.fluxcd.io/v1"
 KUSTOMIZE_API = "kustomize.toolkit.fluxcd.io/v1"
 REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"
@@ -112,7 +116,20 @@ class FluxStatus:
         return f"{what}, {state}{msg}"
 
 
-def read_status(kube: Kube, namespace: str = FLUX_NAMESPACE, name: str = OBJECT_NAME) -> FluxStatus:
+def object_name(kube: Kube, namespace: str = FLUX_NAMESPACE) -> str:
+    """The name of fleet's operator objects on this cluster: ``fleet``, else ``flux-system`` when the
+    GitRepository of that name is fleet's (it carries fleet's cluster label), as on a cluster of a Flux
+    directory."""
+    if kube.get(SOURCE_API, "GitRepository", OBJECT_NAME, namespace) is not None:
+        return OBJECT_NAME
+    src = kube.get(SOURCE_API, "GitRepository", FLUX_DIRECTORY_OPERATOR_NAME, namespace)
+    if src is not None and CLUSTER_LABEL in ((src.get("metadata") or {}).get("labels") or {}):
+        return FLUX_DIRECTORY_OPERATOR_NAME
+    return OBJECT_NAME
+
+
+def read_status(kube: Kube, namespace: str = FLUX_NAMESPACE, name: str | None = None) -> FluxStatus:
+    name = name or object_name(kube, namespace)
     return status_of(kube.get(SOURCE_API, "GitRepository", name, namespace),
                      kube.get(KUSTOMIZE_API, "Kustomization", name, namespace))
 
@@ -141,8 +158,9 @@ def status_of(src: dict[str, Any] | None, ks: dict[str, Any] | None) -> FluxStat
     )
 
 
-def request_reconcile(kube: Kube, namespace: str = FLUX_NAMESPACE, name: str = OBJECT_NAME) -> str:
+def request_reconcile(kube: Kube, namespace: str = FLUX_NAMESPACE, name: str | None = None) -> str:
     """Ask both controllers to reconcile now (what ``flux reconcile kustomization --with-source`` does)."""
+    name = name or object_name(kube, namespace)
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     for api, kind in ((SOURCE_API, "GitRepository"), (KUSTOMIZE_API, "Kustomization")):
         kube.apply({"apiVersion": api, "kind": kind,
@@ -152,9 +170,10 @@ def request_reconcile(kube: Kube, namespace: str = FLUX_NAMESPACE, name: str = O
 
 
 def move_pin(kube: Kube, commit: str, branch: str, namespace: str = FLUX_NAMESPACE,
-             name: str = OBJECT_NAME) -> None:
+             name: str | None = None) -> None:
     """Pin the GitRepository to ``commit`` (server-side apply of ``spec.ref`` by fleet), then request a
     reconcile so the move is applied now, not at the next interval."""
+    name = name or object_name(kube, namespace)
     kube.apply({"apiVersion": SOURCE_API, "kind": "GitRepository",
                 "metadata": {"name": name, "namespace": namespace},
                 "spec": {"ref": {"branch": branch, "commit": commit}}}, field_manager=PIN_MANAGER)
@@ -173,8 +192,9 @@ def wait_applied(target: KubeTarget, revision: str, *, timeout: float, reporter:
     kube = kube or Kube.connect(target)
     try:
         reporter.wait(f"waiting for Flux to fetch and apply {revision[:12]}")
-        queries = [Query(SOURCE_API, "GitRepository", FLUX_NAMESPACE, OBJECT_NAME),
-                   Query(KUSTOMIZE_API, "Kustomization", FLUX_NAMESPACE, OBJECT_NAME)]
+        name = object_name(kube)
+        queries = [Query(SOURCE_API, "GitRepository", FLUX_NAMESPACE, name),
+                   Query(KUSTOMIZE_API, "Kustomization", FLUX_NAMESPACE, name)]
         fetched_said = False
 
         def current(snap: dict[Any, Any]) -> FluxStatus:
@@ -197,7 +217,7 @@ def wait_applied(target: KubeTarget, revision: str, *, timeout: float, reporter:
             why = "; ".join(x for x in (
                 f"GitRepository: {st.source_message}" if st.source_message else "",
                 f"Kustomization: {st.message}" if st.message else "",
-                *(f"event {e}" for e in kube.events_for("Kustomization", OBJECT_NAME, FLUX_NAMESPACE, limit=3)),
+                *(f"event {e}" for e in kube.events_for("Kustomization", name, FLUX_NAMESPACE, limit=3)),
             ) if x)
             what = "could not apply" if st.apply_failed(revision) else f"did not apply within {timeout:.0f}s"
             raise GateFailed(
@@ -240,19 +260,20 @@ def promote(target: KubeTarget, commit: str, branch: str, cfg: Any, *, timeout: 
     t0 = time.monotonic()
     kube = Kube.connect(target)
     try:
-        before = read_status(kube)
+        name = object_name(kube)
+        before = read_status(kube, name=name)
         if before.pinned == commit:
             reporter.step(f'"{target.cluster}" is pinned to {commit[:12]} already; requesting a reconcile')
-            request_reconcile(kube)
+            request_reconcile(kube, name=name)
         else:
             reporter.step(f'moving the pin of "{target.cluster}" from {before.pinned[:12] or branch} to {commit[:12]}')
-            move_pin(kube, commit, branch)
+            move_pin(kube, commit, branch, name=name)
         wait_applied(target, commit, timeout=timeout, reporter=reporter, kube=kube)
         from fleet.live.gates import run_gates
 
         left = max(1.0, timeout - (time.monotonic() - t0))
         run_gates(target, (), commit, cfg, timeout=left, reporter=reporter, kube=kube).raise_for_failure()
-        st = read_status(kube)
+        st = read_status(kube, name=name)
         return Promotion(target.cluster, commit, before.pinned, "operator", st.fetched_at, st.ready_since,
                          round(time.monotonic() - t0, 3))
     finally:

@@ -119,8 +119,12 @@ images:
 - {name: ghcr.io/stefanprodan/podinfo, newTag: 6.7.1}
 """)
     cluster_vars = render.cluster_vars(spec)
+    # fleet's operator owns flux-system/flux-system on the cluster: the tree's copies are left out
+    root = [o for o in _flux_subst(_kbuild(kustomize, co / "clusters/staging"), cluster_vars)
+            if not (o["metadata"]["name"] == "flux-system" and o["kind"] in ("GitRepository", "Kustomization"))]
+    assert sorted(exp.replaced) == ["GitRepository/flux-system/flux-system", "Kustomization/flux-system/flux-system"]
     expected = {
-        "": _flux_subst(_kbuild(kustomize, co / "clusters/staging"), cluster_vars),
+        "": root,
         "flux-system/infra-controllers": _kbuild(kustomize, co / "infrastructure/controllers"),
         "flux-system/infra-configs": _kbuild(kustomize, co / "infrastructure/configs"),
         "flux-system/apps": [
@@ -140,16 +144,18 @@ def test_tree_shows_the_graph_with_object_counts(repo: Path, capsys: pytest.Capt
     assert code == 0, err
     lines = out.splitlines()
     assert lines[0].split() == ["KUSTOMIZATION", "PATH", "OBJECTS", "NOTE"]
-    assert lines[1].split()[:3] == ["clusters/staging", "clusters/staging", "6"]
+    assert lines[1].split()[:3] == ["clusters/staging", "clusters/staging", "4"]
     row = next(line for line in lines if "flux-system/apps" in line)
     assert row.split()[:4] == ["└──", "flux-system/apps", "apps/staging", "4"]
     assert "after flux-system/infra-configs" in row
-    assert "17 objects from 4 builds" in out and "unresolved (2)" in out
+    assert "15 objects from 4 builds" in out and "unresolved (2)" in out
+    assert "the operator's own (2)" in out and "  Kustomization/flux-system/flux-system" in out
     code, out, _ = run_cli(capsys, "render", "staging", "--tree", "-o", "json", "--repo", str(repo))
     import json
 
     data = json.loads(out)
-    assert data["objects"] == 17 and [u["kind"] for u in data["unresolved"]] == ["HelmRelease", "Kustomization"]
+    assert data["objects"] == 15 and len(data["replaced"]) == 2
+    assert [u["kind"] for u in data["unresolved"]] == ["HelmRelease", "Kustomization"]
     code, out, err = run_cli(capsys, "render", "staging", "-o", "table", "--repo", str(repo))
     assert code == 0 and "unresolved HelmRelease ingress-nginx/ingress-nginx" in err
 

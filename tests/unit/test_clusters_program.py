@@ -139,6 +139,23 @@ def test_kustomization_has_path_vars_prune_timeout_and_health_checks() -> None:
     }
 
 
+def test_on_a_flux_directory_the_operator_objects_are_flux_bootstraps_and_flux_applies_nothing_over_them() -> None:
+    """The tree's Kustomizations build from GitRepository flux-system: fleet's pinned one takes that name,
+    and the annotation keeps kustomize-controller from applying the directory's own copies over it."""
+    cfg = stack_config(spec("prod-eu", environment="production", source={"flux": "clusters/production"}),
+                       revision=SHA)
+    src, sync = flux.git_repository(cfg, with_auth=False), flux.kustomization(cfg)
+    for obj in (src, sync):
+        assert obj["metadata"]["name"] == "flux-system"
+        assert obj["metadata"]["annotations"] == {"kustomize.toolkit.fluxcd.io/reconcile": "disabled"}
+    assert src["spec"]["ref"]["commit"] == SHA
+    assert sync["spec"]["sourceRef"] == {"kind": "GitRepository", "name": "flux-system"}
+    assert sync["spec"]["path"] == "./clusters/production"
+    plain = stack_config(spec())
+    assert flux.git_repository(plain, with_auth=False)["metadata"]["name"] == "fleet"
+    assert "annotations" not in flux.kustomization(plain)["metadata"]
+
+
 def test_install_source_is_the_toolchain_for_local_and_the_release_elsewhere() -> None:
     assert flux.install_source(stack_config(spec())) == "toolchain"
     eks = spec("e", "eks", region="eu-west-1")

@@ -19,6 +19,8 @@ from fleet.fluxtree import (
     expand,
     flux_kustomization,
     normalize_url,
+    operator_keys,
+    operator_name,
     scan_resources,
     tree_lines,
 )
@@ -121,6 +123,20 @@ def test_a_kustomization_applying_the_cluster_directory_again_is_not_expanded_tw
     exp, build = run(tree)
     assert exp.node("flux-system/flux-system").status == "self"
     assert len(build.requests) == 1 and len(exp.objects) == 2
+
+
+def test_the_operators_own_objects_are_left_out_and_listed() -> None:
+    sync = [{"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
+             "metadata": {"name": "flux-system", "namespace": "flux-system"}, "spec": {"url": FLEET_URL}},
+            ks("flux-system", "./clusters/prod")]
+    tree = {"clusters/prod": [*sync, ks("apps", "./apps")], "apps": [cm("app")]}
+    exp, _ = run(tree, operator=operator_keys(operator_name(True)))
+    assert [o.object["metadata"]["name"] for o in exp.objects] == ["apps", "app"]
+    assert exp.replaced == ("GitRepository/flux-system/flux-system", "Kustomization/flux-system/flux-system")
+    assert exp.node("flux-system/apps").status == "expanded"  # built from fleet's flux-system source
+    assert any("the operator's own (2)" in line for line in tree_lines(exp))
+    kept, _ = run(tree)  # without an operator (operator.kind none), the tree's copies are objects
+    assert len(kept.objects) == 4 and kept.replaced == ()
 
 
 def test_substitution_from_inline_configmaps_and_secrets_in_flux_order() -> None:
