@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bootstrap.report import StepTiming, svg_axis, write_files
-from bootstrap.rollout_journal import RolloutJournal
+from rollout.journal import RolloutJournal
 
 __all__ = ["ClusterTiming", "RolloutReport", "WaveTiming", "build_report", "to_markdown", "to_svg",
            "write_report"]

@@ -9,8 +9,8 @@ import threading
 from typing import Protocol
 
 from bootstrap.pipeline import STEPS
-from bootstrap.rollout_journal import ClusterRun, RolloutJournal
 from fleet.output import Reporter
+from rollout.journal import ClusterRun, RolloutJournal
 
 __all__ = ["Cancelled", "PlainView", "Prefixed", "RolloutView", "Tracking"]
 

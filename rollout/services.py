@@ -16,7 +16,6 @@ from typing import Any
 
 from bootstrap.journal import StepRecord
 from bootstrap.pipeline import BootstrapRequest, run_bootstrap
-from bootstrap.rollout import BringUp, Probe, SyncMode
 from bootstrap.services import RealServices
 from fleet.access import kubeconfig_for
 from fleet.adapters.pulumi_auto import Engine
@@ -25,6 +24,7 @@ from fleet.good import get_good, record_good
 from fleet.live.gates import gate_timeout
 from fleet.output import Reporter
 from fleet.registry.load import load_registry
+from rollout.engine import BringUp, Probe, SyncMode
 
 __all__ = ["RealRolloutServices"]
 
