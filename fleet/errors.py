@@ -14,7 +14,9 @@
     │   └── FluxTreeError       a Flux cluster directory cannot be expanded as Flux would apply it
     ├── KubeError               the Kubernetes API failed or refused a request
     │   ├── Unreachable         the API server cannot be reached
-    │   └── Forbidden           RBAC refused the request
+    │   ├── Forbidden           RBAC refused the request
+    │   ├── ApiRefused          the API server answered with an error status (``status``, ``reason``)
+    │   └── NotServed           the API server serves no such kind (its CRD is not installed)
     ├── GateFailed              a health gate did not pass
     ├── PulumiError             the Pulumi engine failed
     │   ├── StackNotFound
@@ -42,6 +44,7 @@ from __future__ import annotations
 from pathlib import Path
 
 __all__ = [
+    "ApiRefused",
     "ConcurrentUpdate",
     "ConfigError",
     "DirtyTree",
@@ -54,6 +57,7 @@ __all__ = [
     "KubeError",
     "LocalClusterError",
     "NotFound",
+    "NotServed",
     "ProgramError",
     "PulumiError",
     "RenderError",
@@ -151,6 +155,19 @@ class Unreachable(KubeError):
 
 class Forbidden(KubeError):
     pass
+
+
+class NotServed(KubeError):
+    """The API server serves no such kind (e.g. its CRD is not installed)."""
+
+
+class ApiRefused(KubeError):
+    """The API server answered with an error status; ``message`` carries its own words."""
+
+    def __init__(self, message: str, *, status: int, reason: str = "", hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+        self.reason = reason
 
 
 class GateFailed(FleetError):
