@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bootstrap.journal import Journal, StepRecord, now_iso
-from bootstrap.steps import StepFailed, run_step
-from fleet.errors import FleetError, InputError
+from bootstrap.steps import run_step
+from fleet.errors import FleetError, InputError, StepFailed
 from fleet.output import Reporter
 from rollout.journal import (
     ClusterRun,
