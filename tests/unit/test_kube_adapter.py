@@ -312,3 +312,58 @@ def test_what_comes_out_says_whether_another_attempt_may_cure_it(
     with pytest.raises(Unreachable, match="TLS") as e:
         Kube(KubeTarget("t1", tmp_path / "tls.yaml"), policy=RetryPolicy(attempts=3)).server_version()
     assert not e.value.transient
+
+
+def test_ready_is_what_readyz_says(server: tuple[Script, int], tmp_path: Path) -> None:
+    script, port = server
+    script.on("GET", "/readyz", (200, {}, b"ok"), (500, {}, b"[-]etcd failed"))
+    kube = kube_for(tmp_path, port, attempts=1)
+    assert kube.ready()
+    assert not kube.ready()  # a 500: not ready (after the policy's attempts), never an exception
+
+
+def test_ready_is_false_when_nothing_answers(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert not kube_for(tmp_path, port, attempts=1, connect_attempts=1).ready()
+
+
+def _node(name: str, ready: str) -> dict[str, Any]:
+    return {"metadata": {"name": name, "resourceVersion": "3"},
+            "status": {"conditions": [{"type": "Ready", "status": ready}]}}
+
+
+def _local_with_kubeconfig(tmp_path: Path, port: int) -> Any:
+    from fleet.local import LocalClusters
+
+    lc = LocalClusters(tmp_path / "local")
+    kube_for(tmp_path, port)  # writes tmp_path/kubeconfig
+    lc.kubeconfig_path("c1").parent.mkdir(parents=True, exist_ok=True)
+    lc.kubeconfig_path("c1").write_text((tmp_path / "kubeconfig").read_text())
+    return lc
+
+
+def test_a_local_cluster_is_healthy_when_its_api_server_is_ready(server: tuple[Script, int], tmp_path: Path) -> None:
+    script, port = server
+    lc = _local_with_kubeconfig(tmp_path, port)
+    script.on("GET", "/readyz", (200, {}, b"ok"))
+    assert lc.healthy("c1")
+    assert not lc.healthy("c2")  # no kubeconfig: not healthy, nothing asked
+    script.on("GET", "/readyz", (503, {}, b"not ready"))
+    assert not lc.healthy("c1")
+
+
+def test_local_nodes_are_waited_for_by_watching_them(server: tuple[Script, int], tmp_path: Path) -> None:
+    from fleet.errors import LocalClusterError
+
+    script, port = server
+    lc = _local_with_kubeconfig(tmp_path, port)
+    script.on("GET", "/api/v1/nodes", (200, {}, {"metadata": {"resourceVersion": "5"},
+                                                  "items": [_node("n0", "True"), _node("n1", "False")]}))
+    stream = json.dumps({"type": "MODIFIED", "object": _node("n1", "True")}).encode() + b"\n"
+    script.on("GET", "/api/v1/nodes?watch", (200, {}, stream))
+    lc._wait_nodes_ready("c1", 2, timeout=20)  # n1 became Ready through the watch
+    with pytest.raises(LocalClusterError, match="did not become Ready within 1s") as e:
+        lc._wait_nodes_ready("c1", 3, timeout=1)  # a third node never comes
+    assert e.value.transient

@@ -386,6 +386,15 @@ class Kube:
     def server_version(self) -> str:
         return str(self._json("GET", "/version", what="version").get("gitVersion", "?"))
 
+    def ready(self) -> bool:
+        """Whether the API server says it is ready (``GET /readyz`` answers 200), within the client's
+        policy; an API server that does not answer, or answers not ready, is not."""
+        try:
+            status, _, _ = self._call("GET", "/readyz", what="readyz")
+        except KubeError:
+            return False
+        return status == 200
+
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> Obj | None:
         res = self.find_resource(api_version, kind)
         if res is None:
