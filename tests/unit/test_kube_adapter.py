@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from fleet.adapters.kube import Kube, KubeTarget, NotServed, RetryPolicy
+from fleet.adapters.kube import Informer, Kube, KubeTarget, NotServed, RetryPolicy
 from fleet.errors import FleetError, Forbidden, InputError, KubeError, NotFound, Unreachable
 
 CORE = {
@@ -256,7 +256,7 @@ def test_informer_lists_watches_and_relists_after_410(server: tuple[Script, int]
     )
     script.on("GET", path + "?watch", (200, {}, stream))
     kube = kube_for(tmp_path, port)
-    inf = kube.informer("v1", "ConfigMap", namespace="ns", deadline=time.monotonic() + 10)
+    inf = Informer(kube, "v1", "ConfigMap", namespace="ns", deadline=time.monotonic() + 10)
     seen = []
     objects = []
     for ev in inf.events():

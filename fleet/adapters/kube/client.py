@@ -33,7 +33,6 @@ from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from kubernetes.config.config_exception import ConfigException
 
-from fleet.adapters.kube.informer import Informer
 from fleet.adapters.kube.model import Applied, KubeTarget, Obj, ObjectList, Resource, RetryPolicy
 from fleet.errors import ApiRefused, Forbidden, InputError, KubeError, NotFound, NotServed, Unreachable
 
@@ -507,20 +506,6 @@ class Kube:
             message = str(ev.get("message", "")).strip()
             out.append(f"{ev.get('type', '')} {ev.get('reason', '')}: {message}{count}")
         return out
-
-    # ------------------------------------------------------------------ watches
-
-    def informer(
-        self,
-        api_version: str,
-        kind: str,
-        *,
-        namespace: str | None = None,
-        field_selector: str | None = None,
-        deadline: float,
-    ) -> Informer:
-        """List then watch a kind until ``deadline`` (time.monotonic()); see :class:`Informer`."""
-        return Informer(self, api_version, kind, namespace, field_selector, deadline)
 
 
 def _show(kind: str, namespace: str | None, name: str) -> str:

@@ -1,4 +1,4 @@
-"""List-then-watch over the adapter's client: :class:`Informer` (made by :meth:`Kube.informer`)."""
+"""List-then-watch over the adapter's client: :class:`Informer`."""
 
 from __future__ import annotations
 
@@ -7,15 +7,13 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import urllib3
 
+from fleet.adapters.kube.client import Kube
 from fleet.adapters.kube.model import WatchEvent
 from fleet.errors import ApiRefused, KubeError
-
-if TYPE_CHECKING:
-    from fleet.adapters.kube.client import Kube
 
 __all__ = ["Informer"]
 
@@ -26,9 +24,11 @@ class Informer:
     deadline or :meth:`close`. Unserved kinds yield one empty ``SYNC`` and re-check now and then."""
 
     def __init__(
-        self, kube: Kube, api_version: str, kind: str, namespace: str | None, field_selector: str | None,
-        deadline: float,
+        self, kube: Kube, api_version: str, kind: str, *, namespace: str | None = None,
+        field_selector: str | None = None, deadline: float,
     ) -> None:
+        """List then watch ``kind`` (in ``namespace``, matching ``field_selector``) until ``deadline``
+        (time.monotonic())."""
         self.kube, self.api_version, self.kind = kube, api_version, kind
         self.namespace, self.field_selector, self.deadline = namespace, field_selector, deadline
         self._closed = threading.Event()
