@@ -136,9 +136,12 @@ class LocalClusters:
         def all_ready(nodes: Snapshot) -> bool:
             return len(nodes) >= count and all(_node_ready(n) for n in nodes.values())
 
-        kube = Kube.connect(KubeTarget(name, self.kubeconfig_path(name), source="local cluster"), pool_size=2)
-        with Watcher(kube, [Query("v1", "Node")], deadline=time.monotonic() + timeout) as w:
-            ready = w.wait(all_ready)
+        kube = Kube(KubeTarget(name, self.kubeconfig_path(name), source="local cluster"), pool_size=2)
+        try:
+            with Watcher(kube, [Query("v1", "Node")], deadline=time.monotonic() + timeout) as w:
+                ready = w.wait(all_ready)
+        finally:
+            kube.close()  # a client of its own, not kept: the cluster may be rebuilt under the same name
         if not ready:
             log = self.workdir / "kwok" / "clusters" / name / "logs" / "kwok-controller.log"
             raise LocalClusterError(
