@@ -42,13 +42,13 @@ test-e2e: venv toolchain
 	$(PY) -m pytest tests/e2e -q -n $(PYTEST_WORKERS) --dist loadfile
 
 check: venv
-	$(VENV)/bin/ruff check fleet bootstrap clusters tests bench
-	$(VENV)/bin/mypy fleet bootstrap clusters
+	$(VENV)/bin/ruff check fleet bootstrap rollout drill clusters tests bench
+	$(VENV)/bin/mypy fleet bootstrap rollout drill clusters
 	$(VENV)/bin/lint-imports
 
 ## The main job: a local DR drill on the embedded default (local clusters, real Pulumi engine).
 drill: venv toolchain
-	$(VENV)/bin/python -m bootstrap.drill
+	$(VENV)/bin/python -m drill
 
 ## The fresh-machine check: a clean clone runs `make drill` and `make test` with empty Go, toolchain
 ## and venv caches. COLD="etcd flux" builds only those families from nothing (default: all, ~45 min).

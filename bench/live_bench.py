@@ -32,7 +32,7 @@ import yaml
 from fleet import toolchain
 from fleet.adapters import proc
 from fleet.adapters.git import GitRepo
-from fleet.adapters.kube import Kube, KubeTarget
+from fleet.adapters.kube import Informer, Kube, KubeTarget
 from fleet.live.apply import sync
 from fleet.live.gates import GateConfig, run_gates
 from fleet.live.health import condition
@@ -266,7 +266,7 @@ def bench_gate_latency(lc: LocalClusters, rounds: int, deployments: int) -> dict
             ready: threading.Event = ready,
             stop: threading.Event = stop,
         ) -> None:
-            inf = kube.informer("apps/v1", "Deployment", namespace=ns, deadline=time.monotonic() + 120)
+            inf = Informer(kube, "apps/v1", "Deployment", namespace=ns, deadline=time.monotonic() + 120)
             for ev in inf.events():
                 ready.set()
                 if stop.is_set():

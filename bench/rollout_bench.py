@@ -51,9 +51,9 @@ def _setup(work: Path, names: list[str]) -> Path:
 
 
 def _rollout(repo: Path, parallel: int) -> dict[str, Any]:
-    from bootstrap.rollout import PlainView, RolloutRequest, run_rollout
-    from bootstrap.rollout_services import RealRolloutServices
     from fleet.output import StderrReporter
+    from rollout.engine import PlainView, RolloutRequest, run_rollout
+    from rollout.services import RealRolloutServices
 
     load = round(os.getloadavg()[0], 1)
     t0 = time.monotonic()

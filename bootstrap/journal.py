@@ -10,23 +10,29 @@ from __future__ import annotations
 import fcntl
 import json
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from fleet.errors import InputError
 from fleet.paths import fleet_home, open_private, write_private
 
-__all__ = ["Journal", "StepRecord", "exclusive_lock", "journal_dir", "locked_journal", "now_iso", "write_json_atomic"]
+__all__ = ["Journal", "StepRecord", "exclusive_lock", "journal_dir", "locked_journal", "new_run_id", "now_iso",
+           "read_journal", "write_json_atomic"]
 
 StepState = Literal["pending", "running", "done", "failed", "skipped"]
 
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def new_run_id() -> str:
+    """A run's id: when it started (UTC, to the second) and a random suffix, e.g. ``20260101T120000Z-3fa2c1``."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
 def journal_dir(cluster: str) -> Path:
@@ -60,8 +66,7 @@ class Journal:
 
     @classmethod
     def new(cls, cluster: str, revision: str, sync_mode: str, step_names: list[str]) -> Journal:
-        rid = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
-        return cls(cluster, rid, revision, sync_mode, now_iso(), [StepRecord(n) for n in step_names])
+        return cls(cluster, new_run_id(), revision, sync_mode, now_iso(), [StepRecord(n) for n in step_names])
 
     def step(self, name: str) -> StepRecord:
         for s in self.steps:
@@ -97,26 +102,33 @@ class Journal:
     def archive(self) -> Path:
         assert self.path is not None
         dest = self.path.parent / "runs" / f"{self.run_id}.json"
-        write_private(dest, json.dumps(self.to_dict(), indent=2))  # 0600 in a 0700 dir, whatever the umask
+        write_json_atomic(dest, self.to_dict())
         return dest
 
 
 def load(cluster: str) -> Journal | None:
-    p = journal_dir(cluster) / "journal.json"
-    if not p.is_file():
+    return read_journal(journal_dir(cluster) / "journal.json", Journal.from_dict)
+
+
+J = TypeVar("J")
+
+
+def read_journal(path: Path, parse: Callable[[dict[str, Any], Path], J]) -> J | None:
+    """The journal in ``path`` (None when there is none). A journal cut short by a crash mid-write cannot
+    happen (atomic rename); a hand-edited one that no longer parses is set aside (``.corrupt``), not trusted."""
+    if not path.is_file():
         return None
     try:
-        return Journal.from_dict(json.loads(p.read_text()), p)
+        return parse(json.loads(path.read_text()), path)
     except (ValueError, KeyError, TypeError):
-        # A journal cut short by a crash mid-write cannot happen (atomic rename); a hand-edited
-        # one that no longer parses is set aside rather than trusted.
-        p.rename(p.with_suffix(".corrupt"))
+        path.rename(path.with_suffix(".corrupt"))
         return None
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Replace ``path`` with ``data`` as JSON: write, fsync, rename; no reader sees half a file."""
-    write_private(path, json.dumps(data, indent=2), fsync=True)  # 0600, whatever the umask
+    """Replace ``path`` with ``data`` as JSON: write, fsync, rename; no reader sees half a file. 0600 in a
+    0700 directory, whatever the umask."""
+    write_private(path, json.dumps(data, indent=2) + "\n", fsync=True)
 
 
 @contextmanager

@@ -18,8 +18,8 @@ from typing import Any, Literal, Protocol
 from bootstrap import journal as journal_mod
 from bootstrap.journal import Journal, journal_dir, locked_journal, now_iso
 from bootstrap.report import RecoveryReport, build_report, write_report
-from bootstrap.steps import Budget, StepFailed, run_step
-from fleet.errors import FleetError
+from bootstrap.steps import Budget, run_step
+from fleet.errors import FleetError, StepFailed
 from fleet.output import Reporter
 
 __all__ = [

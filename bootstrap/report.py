@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
 import html
-import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from bootstrap.journal import Journal
-from fleet.output import to_plain
-from fleet.paths import write_private
+from bootstrap.timeline import Bar, StepTiming, fmt_s, md_cell, parse_ts, since, step_timings, svg_timeline, write_files
 
-__all__ = ["RecoveryReport", "StepTiming", "build_report", "svg_axis", "write_files", "write_report"]
-
-
-@dataclass(frozen=True)
-class StepTiming:
-    name: str
-    state: str
-    start_s: float | None  # seconds from the run's start
-    duration_s: float | None
-    attempts: int
-    detail: str
+__all__ = ["RecoveryReport", "StepTiming", "build_report", "to_markdown", "to_svg", "write_report"]
 
 
 @dataclass(frozen=True)
@@ -47,39 +32,19 @@ class RecoveryReport:
     files: dict[str, str] = field(default_factory=dict)
 
 
-def _ts(s: str | None) -> datetime | None:
-    return datetime.fromisoformat(s) if s else None
-
-
 def build_report(
     j: Journal, *, outcome: str, gates: tuple[dict[str, Any], ...] = (), notes: tuple[str, ...] = (),
     failure: dict[str, str] | None = None,
 ) -> RecoveryReport:
-    t0 = _ts(j.started)
+    t0 = parse_ts(j.started)
     assert t0 is not None
-    steps = []
-    for s in j.steps:
-        st = _ts(s.started)
-        steps.append(
-            StepTiming(
-                s.name, s.state,
-                round((st - t0).total_seconds(), 3) if st else None,
-                round(s.duration_s, 3) if s.duration_s is not None else None,
-                s.attempts, s.detail,
-            )
-        )
-    end = _ts(j.ended)
     return RecoveryReport(
         cluster=j.cluster, run_id=j.run_id, outcome=outcome, revision=j.revision, sync_mode=j.sync_mode,
         started=j.started, ended=j.ended,
-        recovery_time_s=round((end - t0).total_seconds(), 3) if end else None,
+        recovery_time_s=since(t0, j.ended),
         work_time_s=round(sum(s.duration_s or 0.0 for s in j.steps), 3),
-        resumed=j.resumed, steps=tuple(steps), gates=gates, notes=notes, failure=failure,
+        resumed=j.resumed, steps=step_timings(j.steps, t0), gates=gates, notes=notes, failure=failure,
     )
-
-
-def _fmt(s: float | None) -> str:
-    return "-" if s is None else f"{s:.1f}s"
 
 
 def to_markdown(r: RecoveryReport) -> str:
@@ -89,7 +54,7 @@ def to_markdown(r: RecoveryReport) -> str:
         "",
         f"- revision: `{r.revision}`",
         f"- sync: {r.sync_mode}",
-        f"- recovery time: **{_fmt(r.recovery_time_s)}** (steps' own time {_fmt(r.work_time_s)}"
+        f"- recovery time: **{fmt_s(r.recovery_time_s)}** (steps' own time {fmt_s(r.work_time_s)}"
         + (f", resumed {r.resumed}x" if r.resumed else "") + ")",
         f"- run: `{r.run_id}`, started {r.started}, ended {r.ended or '-'}",
         "",
@@ -97,8 +62,8 @@ def to_markdown(r: RecoveryReport) -> str:
         "|---|---|---:|---:|---:|---|",
     ]
     for s in r.steps:
-        detail = s.detail.replace("|", "\\|").replace("\n", " ")
-        lines.append(f"| {s.name} | {s.state} | {_fmt(s.start_s)} | {_fmt(s.duration_s)} | {s.attempts} | {detail} |")
+        lines.append(f"| {s.name} | {s.state} | {fmt_s(s.start_s)} | {fmt_s(s.duration_s)} | {s.attempts} | "
+                     f"{md_cell(s.detail)} |")
     if r.gates:
         lines += ["", "## Gates", "", "| gate | result | detail |", "|---|---|---|"]
         for g in r.gates:
@@ -118,61 +83,9 @@ _COLORS = {"done": "#2e7d32", "failed": "#c62828", "skipped": "#9e9e9e", "runnin
 
 def to_svg(r: RecoveryReport) -> str:
     """A Gantt-style timeline: one bar per step, placed at its start, as long as it took."""
-    rows = [s for s in r.steps if s.start_s is not None and s.duration_s is not None]
-    total = max([r.recovery_time_s or 0.0] + [(s.start_s or 0) + (s.duration_s or 0) for s in rows]) or 1.0
-    left, width, row_h, top = 120, 640, 26, 40
-    height = top + row_h * max(len(r.steps), 1) + 40
-    scale = width / total
-    out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 90}" height="{height}" '
-        'font-family="sans-serif" font-size="12">',
-        '<rect width="100%" height="100%" fill="white"/>',
-        f'<text x="10" y="20" font-size="14" font-weight="bold">{html.escape(r.cluster)}: {r.outcome} at '
-        f'{html.escape(r.revision[:12])} in {_fmt(r.recovery_time_s)}</text>',
-    ]
-    for i, s in enumerate(r.steps):
-        y = top + i * row_h
-        out.append(f'<text x="10" y="{y + 16}">{html.escape(s.name)}</text>')
-        if s.start_s is None or s.duration_s is None:
-            out.append(f'<text x="{left}" y="{y + 16}" fill="#9e9e9e">{s.state}</text>')
-            continue
-        x = left + s.start_s * scale
-        w = max(s.duration_s * scale, 2)
-        out.append(f'<rect x="{x:.1f}" y="{y + 4}" width="{w:.1f}" height="{row_h - 8}" '
-                   f'fill="{_COLORS.get(s.state, "#1565c0")}"><title>{html.escape(s.detail)}</title></rect>')
-        out.append(f'<text x="{x + w + 4:.1f}" y="{y + 16}">{_fmt(s.duration_s)}</text>')
-    out += svg_axis(left, width, top + row_h * len(r.steps) + 10, total)
-    out.append("</svg>")
-    return "\n".join(out) + "\n"
-
-
-def svg_axis(left: int, width: int, y: int, total: float) -> list[str]:
-    """The time axis under a timeline: a line and six ticks labelled in seconds."""
-    out = [f'<line x1="{left}" y1="{y}" x2="{left + width}" y2="{y}" stroke="#555"/>']
-    for k in range(6):
-        t = total * k / 5
-        x = left + t * width / total
-        out.append(f'<line x1="{x:.1f}" y1="{y}" x2="{x:.1f}" y2="{y + 4}" stroke="#555"/>')
-        out.append(f'<text x="{x - 10:.1f}" y="{y + 18}">{t:.0f}s</text>')
-    return out
-
-
-R = TypeVar("R", bound=Any)
-
-
-def write_files(r: R, directory: Path, markdown: Callable[[R], str], svg: Callable[[R], str]) -> R:
-    """Write report.json, report.md and timeline.svg of a report dataclass with a ``files`` field;
-    return it with their paths."""
-    files = {
-        "json": str(directory / "report.json"),
-        "markdown": str(directory / "report.md"),
-        "timeline": str(directory / "timeline.svg"),
-    }
-    full = dataclasses.replace(r, files=files)
-    write_private(Path(files["json"]), json.dumps(to_plain(full), indent=2) + "\n")  # 0600 in 0700 dirs
-    write_private(Path(files["markdown"]), markdown(full))
-    write_private(Path(files["timeline"]), svg(full))
-    return full
+    title = f"{html.escape(r.cluster)}: {r.outcome} at {html.escape(r.revision[:12])} in {fmt_s(r.recovery_time_s)}"
+    bars = [Bar(s.name, s.state, s.start_s, s.duration_s, s.detail) for s in r.steps]
+    return svg_timeline(title, bars, _COLORS, total=r.recovery_time_s, left=120, width=640, row_h=26, bottom=40)
 
 
 def write_report(r: RecoveryReport, directory: Path) -> RecoveryReport:

@@ -14,6 +14,7 @@ from bootstrap.pipeline import Plan, Resolved, SyncMode
 from clusters import program as cluster_program
 from fleet import provision as prov
 from fleet.access import kubeconfig_for
+from fleet.adapters.pulumi_auto import EngineSettings
 from fleet.errors import FleetError, GateFailed, InputError
 from fleet.good import get_good, history, record_good
 from fleet.live.apply import sync as live_sync
@@ -36,8 +37,12 @@ _WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CustomResourceDe
 
 
 class RealServices:
-    def __init__(self, repo: Path) -> None:
+    """The DR pipeline's services on the real world. ``engine``: where the Pulumi state is and how it is
+    encrypted, resolved by the caller (the CLI: from the environment); None means the adapter's defaults."""
+
+    def __init__(self, repo: Path, *, engine: EngineSettings | None = None) -> None:
         self.repo = repo
+        self.engine = engine
         self.git = open_repo(repo)
         self.verified: dict[str, str] = {}  # revision -> who signed it (fleet.yaml's verify:)
 
@@ -161,13 +166,14 @@ class RealServices:
 
     def provision(self, cluster: str, revision: str, reporter: Reporter) -> str:
         res = prov.provision(self.git, cluster, program=cluster_program, reporter=reporter,
-                             pin_revision=revision, refresh=True, phase="cluster")
+                             pin_revision=revision, refresh=True, phase="cluster", engine=self.engine)
         return _changes("cluster", res.changes, res.duration_s)
 
     def install_operator(self, cluster: str, revision: str, reporter: Reporter) -> str:
         if self.registry().settings.operator.kind == "none":
             return "no operator (fleet.yaml operator.kind none)"
-        res = prov.provision(self.git, cluster, program=cluster_program, reporter=reporter, pin_revision=revision)
+        res = prov.provision(self.git, cluster, program=cluster_program, reporter=reporter, pin_revision=revision,
+                             engine=self.engine)
         return _changes(f"operator pinned to {revision[:12]}", res.changes, res.duration_s)
 
     def sync(self, cluster: str, revision: str, mode: str, reporter: Reporter) -> str:

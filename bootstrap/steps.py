@@ -23,10 +23,10 @@ from tenacity import (
 )
 
 from bootstrap.journal import Journal, now_iso
-from fleet.errors import FleetError, InputError
+from fleet.errors import FleetError, InputError, StepFailed
 from fleet.output import Reporter
 
-__all__ = ["Budget", "StepFailed", "is_transient", "run_step"]
+__all__ = ["Budget", "is_transient", "run_step"]
 
 T = TypeVar("T")
 
@@ -35,15 +35,6 @@ T = TypeVar("T")
 class Budget:
     attempts: int = 3
     seconds: float = 600.0  # wall-clock budget for all attempts of the step together
-
-
-class StepFailed(FleetError):
-    def __init__(self, step: str, cause: BaseException, next_action: str) -> None:
-        msg = f'step "{step}" failed: {getattr(cause, "message", None) or cause}'
-        super().__init__(msg, hint=next_action)
-        self.step = step
-        self.cause = cause
-        self.next_action = next_action
 
 
 def is_transient(e: BaseException) -> bool:

@@ -11,16 +11,25 @@
     ├── ToolMissing             a binary of the local toolchain is missing (exit 2, with a hint)
     ├── GitError                git itself failed
     ├── RenderError             kustomize or variable substitution failed (exit 2: the input is bad)
-    │   └── FluxTreeError       a Flux cluster directory cannot be expanded as Flux would apply it
+    │   ├── FluxTreeError       a Flux cluster directory cannot be expanded as Flux would apply it
+    │   ├── SubstitutionError   a malformed ``${...}`` expression
+    │   └── MissingVariables    variables a manifest uses are not set (``names``)
     ├── KubeError               the Kubernetes API failed or refused a request
     │   ├── Unreachable         the API server cannot be reached
-    │   └── Forbidden           RBAC refused the request
+    │   ├── Forbidden           RBAC refused the request
+    │   ├── ApiRefused          the API server answered with an error status (``status``, ``reason``)
+    │   └── NotServed           the API server serves no such kind (its CRD is not installed)
     ├── GateFailed              a health gate did not pass
+    ├── StepFailed              a step of the DR pipeline or a rollout failed within its budget (``step``, ``cause``)
     ├── PulumiError             the Pulumi engine failed
     │   ├── StackNotFound
     │   ├── ConcurrentUpdate    another update holds the stack's lock
     │   └── ProgramError        the program failed; carries the useful part of its output
-    └── LocalClusterError       kwokctl could not create, start or delete a local cluster
+    ├── LocalClusterError       kwokctl could not create, start or delete a local cluster
+    └── KindError               the kind CLI failed (the kind provider of the Pulumi program)
+
+    Cancelled (a BaseException, not a FleetError): a rollout was interrupted (Ctrl-C); a cluster stops at
+    its next step, so that no step runner takes it for the step's own failure
 
 Adapters turn library errors into these (``raise ... from e``); nothing above them sees a library
 exception. The CLI maps them to exit codes in one place (``fleet.cli``); an exception that is not a
@@ -42,6 +51,9 @@ from __future__ import annotations
 from pathlib import Path
 
 __all__ = [
+    "MISSING_HINT",
+    "ApiRefused",
+    "Cancelled",
     "ConcurrentUpdate",
     "ConfigError",
     "DirtyTree",
@@ -51,14 +63,19 @@ __all__ = [
     "GateFailed",
     "GitError",
     "InputError",
+    "KindError",
     "KubeError",
     "LocalClusterError",
+    "MissingVariables",
     "NotFound",
+    "NotServed",
     "ProgramError",
     "PulumiError",
     "RenderError",
     "SecretsError",
     "StackNotFound",
+    "StepFailed",
+    "SubstitutionError",
     "ToolMissing",
     "Unreachable",
     "UnverifiedCommit",
@@ -153,6 +170,19 @@ class Forbidden(KubeError):
     pass
 
 
+class NotServed(KubeError):
+    """The API server serves no such kind (e.g. its CRD is not installed)."""
+
+
+class ApiRefused(KubeError):
+    """The API server answered with an error status; ``message`` carries its own words."""
+
+    def __init__(self, message: str, *, status: int, reason: str = "", hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+        self.reason = reason
+
+
 class GateFailed(FleetError):
     pass
 
@@ -177,6 +207,27 @@ class LocalClusterError(FleetError):
     pass
 
 
+class KindError(FleetError):
+    pass
+
+
+class StepFailed(FleetError):
+    """A step (of the DR pipeline or a rollout) failed once its attempts or its budget were spent: ``cause``
+    is the last error, ``next_action`` (the hint) what to do."""
+
+    def __init__(self, step: str, cause: BaseException, next_action: str) -> None:
+        msg = f'step "{step}" failed: {getattr(cause, "message", None) or cause}'
+        super().__init__(msg, hint=next_action)
+        self.step = step
+        self.cause = cause
+        self.next_action = next_action
+
+
+class Cancelled(BaseException):
+    """The rollout was interrupted: a cluster stops at its next step, its journal left to resume.
+    A BaseException, so that no step runner takes it for the step's own failure."""
+
+
 class FluxTreeError(RenderError):
     """A Flux cluster directory cannot be expanded as Flux would apply it: a Kustomization's field, a
     dependsOn nothing defines or a cycle, a substituteFrom the tree lacks, an object two Kustomizations
@@ -189,6 +240,26 @@ class FluxTreeError(RenderError):
         super().__init__(message, hint=hint)
         self.kustomization = kustomization
         self.key = key
+
+
+class SubstitutionError(RenderError):
+    """A malformed ``${...}`` expression."""
+
+
+# Text that is not meant for Flux (a shell script's ${VAR} in a ConfigMap, say) is the usual cause.
+MISSING_HINT = (
+    "set it with `fleet cluster set NAME --var KEY=VALUE`, or give a default: ${VAR:=value}; text not meant "
+    "for substitution (a script's ${VAR}) escapes it as $${VAR}, or its object opts out with the annotation "
+    "kustomize.toolkit.fluxcd.io/substitute: disabled"
+)
+
+
+class MissingVariables(RenderError):
+    def __init__(self, names: tuple[str, ...], where: str = "") -> None:
+        self.names = names
+        listed = ", ".join(f'"{n}"' for n in names)
+        noun = "variable" if len(names) == 1 else "variables"
+        super().__init__(f"{noun} {listed} not set{where}", hint=MISSING_HINT)
 
 
 class SecretsError(InputError):

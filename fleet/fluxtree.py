@@ -38,8 +38,8 @@ from typing import Any, Protocol
 
 import yaml
 
-from fleet.errors import FluxTreeError, RenderError
-from fleet.substitute import MISSING_HINT, MissingVariables, substitute
+from fleet.errors import MISSING_HINT, FluxTreeError, MissingVariables, RenderError
+from fleet.substitute import substitute
 
 __all__ = [
     "KUSTOMIZE_GROUP",

@@ -15,10 +15,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fleet import toolchain
 from fleet.adapters import proc
-from fleet.errors import InputError, LocalClusterError
+from fleet.errors import FleetError, InputError, LocalClusterError
 from fleet.localflux import LocalOperator, free_ports
 from fleet.paths import fleet_home
 
@@ -121,19 +122,27 @@ class LocalClusters:
         os.chmod(kubeconfig, 0o600)
         if nodes > 0:
             self.scale_nodes(name, nodes)
-            self._wait_nodes_ready(name, timeout=90)
+            self._wait_nodes_ready(name, nodes, timeout=90)
         if restart:
             self.operator.restart(name, kubeconfig)
         return LocalCluster(name, kubeconfig, self.workdir)
 
-    def _wait_nodes_ready(self, name: str, timeout: float) -> None:
-        """kwok marks its fake nodes Ready at once; if it does not, its controller died."""
-        done = proc.run(
-            [toolchain.find("kubectl"), "--kubeconfig", self.kubeconfig_path(name), "wait", "nodes", "--all",
-             "--for=condition=Ready", f"--timeout={int(timeout)}s"],
-            timeout=timeout + 30,
-        )
-        if not done.ok:
+    def _wait_nodes_ready(self, name: str, count: int, timeout: float) -> None:
+        """kwok marks its fake nodes Ready at once; if it does not, its controller died. Watched through
+        the kube adapter (list, then watch), until ``count`` nodes are there and every node is Ready."""
+        from fleet.adapters.kube import Kube, KubeTarget
+        from fleet.live.watch import Query, Snapshot, Watcher
+
+        def all_ready(nodes: Snapshot) -> bool:
+            return len(nodes) >= count and all(_node_ready(n) for n in nodes.values())
+
+        kube = Kube(KubeTarget(name, self.kubeconfig_path(name), source="local cluster"), pool_size=2)
+        try:
+            with Watcher(kube, [Query("v1", "Node")], deadline=time.monotonic() + timeout) as w:
+                ready = w.wait(all_ready)
+        finally:
+            kube.close()  # a client of its own, not kept: the cluster may be rebuilt under the same name
+        if not ready:
             log = self.workdir / "kwok" / "clusters" / name / "logs" / "kwok-controller.log"
             raise LocalClusterError(
                 f'the nodes of local cluster "{name}" did not become Ready within {timeout:.0f}s',
@@ -141,16 +150,21 @@ class LocalClusters:
             )
 
     def healthy(self, name: str) -> bool:
-        """True when the API server answers /readyz."""
+        """True when the API server answers /readyz (one look, through the kube adapter, on a connection
+        of its own: a control plane started again on the same port must not meet a pooled dead one)."""
+        from fleet.adapters.kube import FAST, Kube, KubeTarget
+
         kubeconfig = self.kubeconfig_path(name)
         if not kubeconfig.is_file():
             return False
-        done = proc.run(
-            [toolchain.find("kubectl"), "--kubeconfig", kubeconfig, "get", "--raw", "/readyz",
-             "--request-timeout=5s"],
-            timeout=15,
-        )
-        return done.ok
+        try:
+            kube = Kube(KubeTarget(name, kubeconfig, source="local cluster"), policy=FAST, pool_size=1)
+        except FleetError:
+            return False
+        try:
+            return kube.ready()
+        finally:
+            kube.close()
 
     def scale_nodes(self, name: str, count: int) -> None:
         """Make the cluster have ``count`` fake nodes (kwok answers for them as kubelets)."""
@@ -180,14 +194,11 @@ class LocalClusters:
         finally:
             shutil.rmtree(self.workdir / "kwok" / "clusters" / name, ignore_errors=True)
 
-    def wait_ready(self, name: str, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.healthy(name):
-                return
-            time.sleep(0.5)
-        raise LocalClusterError(f'local cluster "{name}" did not become ready within {timeout:.0f}s',
-                                transient=True)
+
+
+def _node_ready(node: dict[str, Any]) -> bool:
+    conditions = (node.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
 @contextmanager

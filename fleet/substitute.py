@@ -21,31 +21,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from fleet.errors import RenderError
+from fleet.errors import MissingVariables, SubstitutionError
 
-__all__ = ["MISSING_HINT", "MissingVariables", "SubstitutionError", "substitute", "variables_in"]
+__all__ = ["substitute", "variables_in"]
 
 _DEFAULT_OPS = ("=", ":=", ":-", ":?", ":+")
-
-
-class SubstitutionError(RenderError):
-    """A malformed ``${...}`` expression."""
-
-
-# Text that is not meant for Flux (a shell script's ${VAR} in a ConfigMap, say) is the usual cause.
-MISSING_HINT = (
-    "set it with `fleet cluster set NAME --var KEY=VALUE`, or give a default: ${VAR:=value}; text not meant "
-    "for substitution (a script's ${VAR}) escapes it as $${VAR}, or its object opts out with the annotation "
-    "kustomize.toolkit.fluxcd.io/substitute: disabled"
-)
-
-
-class MissingVariables(RenderError):
-    def __init__(self, names: tuple[str, ...], where: str = "") -> None:
-        self.names = names
-        listed = ", ".join(f'"{n}"' for n in names)
-        noun = "variable" if len(names) == 1 else "variables"
-        super().__init__(f"{noun} {listed} not set{where}", hint=MISSING_HINT)
 
 
 @dataclass(frozen=True)

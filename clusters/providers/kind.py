@@ -20,16 +20,12 @@ import yaml
 from clusters.providers import ClusterComponent, setting_int, setting_str
 from fleet import toolchain
 from fleet.adapters import proc
-from fleet.errors import FleetError
+from fleet.errors import KindError
 from fleet.registry.model import ClusterSpec
 
 __all__ = ["KindCli", "KindCluster", "KindClusterProvider", "check", "create", "kind_config"]
 
 REPLACE_ON = ("name", "image", "nodes")
-
-
-class KindError(FleetError):
-    pass
 
 
 def kind_config(workers: int) -> str:

@@ -29,7 +29,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Add a region: one entry per cluster of --from (region substituted in names, labels and variables;
         same environment, wave, provider and settings), shown, then written in one commit."""
-        from bootstrap.region import plan_region, write_region
+        from fleet.registry.region import plan_region, write_region
 
         path = repo_path(repo)
         plan = plan_region(path, name, source, environments=tuple(env))

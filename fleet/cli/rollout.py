@@ -61,9 +61,9 @@ def register(app: typer.Typer) -> None:
         Clusters that do not exist yet are brought up by the DR pipeline; the others are synced, gated and
         recorded as good. Killed or stopped? Run the same command again: it continues where it stopped.
         """
-        from bootstrap.rollout import PlainView, RolloutRequest, run_rollout
-        from bootstrap.rollout_report import to_markdown
-        from bootstrap.rollout_services import RealRolloutServices
+        from rollout.engine import PlainView, RolloutRequest, run_rollout
+        from rollout.report import to_markdown
+        from rollout.services import RealRolloutServices
 
         if sync not in ("auto", "operator", "direct"):
             raise InputError(f'--sync must be one of auto, operator, direct (got "{sync}")')

@@ -13,8 +13,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from bootstrap.rollout_journal import ClusterRun, RolloutJournal
 from fleet.output import Reporter
+from rollout.journal import ClusterRun, RolloutJournal
 
 __all__ = ["LiveView"]
 
@@ -64,7 +64,7 @@ def _elapsed(run: ClusterRun) -> str:
 
 
 class LiveView:
-    """A :class:`bootstrap.rollout.RolloutView` drawing a rich Live table; use as a context manager."""
+    """A :class:`rollout.engine.RolloutView` drawing a rich Live table; use as a context manager."""
 
     def __init__(self, console: Console | None = None) -> None:
         self.console = console or Console(stderr=True)

@@ -91,8 +91,8 @@ class Watcher:
 
     def __enter__(self) -> Watcher:
         for i, q in enumerate(self.queries):
-            inf = self.kube.informer(q.api_version, q.kind, namespace=q.namespace,
-                                     field_selector=q.field_selector, deadline=self.deadline)
+            inf = Informer(self.kube, q.api_version, q.kind, namespace=q.namespace,
+                           field_selector=q.field_selector, deadline=self.deadline)
             self._informers.append(inf)
             t = threading.Thread(target=self._run, args=(i, inf), daemon=True, name=f"watch-{q.kind}")
             self._threads.append(t)

@@ -19,7 +19,7 @@ def test_the_drill_brings_the_lost_cluster_back_at_its_last_good_commit_not_the_
     tmp_path: Path, pulumi_env: object
 ) -> None:
     need_local_clusters()
-    p = subprocess.run([sys.executable, "-m", "bootstrap.drill", "--workdir", str(tmp_path / "drill")],
+    p = subprocess.run([sys.executable, "-m", "drill", "--workdir", str(tmp_path / "drill")],
                        capture_output=True, text=True, timeout=900, env=dict(os.environ))
     out = p.stdout
     assert p.returncode == 0, (out + p.stderr)[-4000:]

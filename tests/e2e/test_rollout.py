@@ -22,7 +22,7 @@ import pytest
 from e2e_support import kill_at, kill_leftovers, make_fleet_repo, need_local_clusters, push
 from helpers import commit_file, run_cli
 
-from bootstrap.drill import BAD_PATCH
+from drill.runbook import BAD_PATCH
 from fleet.adapters.pulumi_auto import EngineSettings
 from fleet.good import get_good
 from fleet.local import LocalClusters

@@ -14,11 +14,11 @@ from helpers import git, need_tool, run_cli
 
 from fleet import render
 from fleet.adopt import adopt_repo
-from fleet.errors import FluxTreeError
+from fleet.errors import FluxTreeError, MissingVariables
 from fleet.fluxrender import render_flux
 from fleet.registry import load_registry, open_repo
 from fleet.render import render_all, render_cluster
-from fleet.substitute import MissingVariables, substitute
+from fleet.substitute import substitute
 from tests.adopt_fixtures import flux_repo, write_tree
 
 pytestmark = pytest.mark.integration

@@ -10,10 +10,9 @@ import yaml
 from helpers import commit_file, git, git_state, need_tool, new_fleet_repo
 
 from fleet import render
-from fleet.errors import RenderError
+from fleet.errors import MissingVariables, RenderError
 from fleet.registry import ClusterSpec, ClusterUpdate, add_cluster, set_cluster
 from fleet.render import build_overlay, inputs, render_all, render_cluster
-from fleet.substitute import MissingVariables
 
 pytestmark = pytest.mark.integration
 

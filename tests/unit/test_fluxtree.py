@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from fleet.errors import FluxTreeError
+from fleet.errors import MISSING_HINT, FluxTreeError, MissingVariables
 from fleet.fluxtree import (
     BuildRequest,
     expand,
@@ -24,7 +24,6 @@ from fleet.fluxtree import (
     scan_resources,
     tree_lines,
 )
-from fleet.substitute import MISSING_HINT, MissingVariables
 
 FLEET_URL = "https://git.example.com/acme/fleet.git"
 

@@ -156,7 +156,7 @@ try:
 except SystemExit as e:
     code = e.code
 roots = sorted({m.split(".")[0] for m in sys.modules} & {"pydantic", "git", "kubernetes", "pulumi", "rich",
-               "yaml", "bootstrap", "clusters", "tenacity", "typer"})
+               "yaml", "bootstrap", "rollout", "drill", "clusters", "tenacity", "typer"})
 from fleet.cli import COMMANDS
 commands = {f"fleet.cli.{m}" for m, _ in COMMANDS.values()} | {"fleet.cli.common", "fleet.registry", "fleet.render",
                                                                 "fleet.registry.store", "fleet.adapters.git"}

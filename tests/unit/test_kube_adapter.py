@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from fleet.adapters.kube import Kube, KubeTarget, NotServed, RetryPolicy
+from fleet.adapters.kube import Informer, Kube, KubeTarget, NotServed, RetryPolicy
 from fleet.errors import FleetError, Forbidden, InputError, KubeError, NotFound, Unreachable
 
 CORE = {
@@ -77,7 +78,12 @@ def server() -> Iterator[tuple[Script, int]]:
 
         do_GET = do_PATCH = do_DELETE = do_POST = handle_any
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    class Server(ThreadingHTTPServer):
+        def handle_error(self, request: Any, client_address: Any) -> None:
+            if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):  # a client that hung up
+                super().handle_error(request, client_address)
+
+    httpd = Server(("127.0.0.1", 0), Handler)
     httpd.daemon_threads = True
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     script.on("GET", "/api/v1", (200, {}, CORE))
@@ -256,7 +262,7 @@ def test_informer_lists_watches_and_relists_after_410(server: tuple[Script, int]
     )
     script.on("GET", path + "?watch", (200, {}, stream))
     kube = kube_for(tmp_path, port)
-    inf = kube.informer("v1", "ConfigMap", namespace="ns", deadline=time.monotonic() + 10)
+    inf = Informer(kube, "v1", "ConfigMap", namespace="ns", deadline=time.monotonic() + 10)
     seen = []
     objects = []
     for ev in inf.events():
@@ -312,3 +318,58 @@ def test_what_comes_out_says_whether_another_attempt_may_cure_it(
     with pytest.raises(Unreachable, match="TLS") as e:
         Kube(KubeTarget("t1", tmp_path / "tls.yaml"), policy=RetryPolicy(attempts=3)).server_version()
     assert not e.value.transient
+
+
+def test_ready_is_what_readyz_says(server: tuple[Script, int], tmp_path: Path) -> None:
+    script, port = server
+    script.on("GET", "/readyz", (200, {}, b"ok"), (500, {}, b"[-]etcd failed"))
+    kube = kube_for(tmp_path, port, attempts=1)
+    assert kube.ready()
+    assert not kube.ready()  # a 500: not ready (after the policy's attempts), never an exception
+
+
+def test_ready_is_false_when_nothing_answers(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert not kube_for(tmp_path, port, attempts=1, connect_attempts=1).ready()
+
+
+def _node(name: str, ready: str) -> dict[str, Any]:
+    return {"metadata": {"name": name, "resourceVersion": "3"},
+            "status": {"conditions": [{"type": "Ready", "status": ready}]}}
+
+
+def _local_with_kubeconfig(tmp_path: Path, port: int) -> Any:
+    from fleet.local import LocalClusters
+
+    lc = LocalClusters(tmp_path / "local")
+    kube_for(tmp_path, port)  # writes tmp_path/kubeconfig
+    lc.kubeconfig_path("c1").parent.mkdir(parents=True, exist_ok=True)
+    lc.kubeconfig_path("c1").write_text((tmp_path / "kubeconfig").read_text())
+    return lc
+
+
+def test_a_local_cluster_is_healthy_when_its_api_server_is_ready(server: tuple[Script, int], tmp_path: Path) -> None:
+    script, port = server
+    lc = _local_with_kubeconfig(tmp_path, port)
+    script.on("GET", "/readyz", (200, {}, b"ok"))
+    assert lc.healthy("c1")
+    assert not lc.healthy("c2")  # no kubeconfig: not healthy, nothing asked
+    script.on("GET", "/readyz", (503, {}, b"not ready"))
+    assert not lc.healthy("c1")
+
+
+def test_local_nodes_are_waited_for_by_watching_them(server: tuple[Script, int], tmp_path: Path) -> None:
+    from fleet.errors import LocalClusterError
+
+    script, port = server
+    lc = _local_with_kubeconfig(tmp_path, port)
+    script.on("GET", "/api/v1/nodes", (200, {}, {"metadata": {"resourceVersion": "5"},
+                                                  "items": [_node("n0", "True"), _node("n1", "False")]}))
+    stream = json.dumps({"type": "MODIFIED", "object": _node("n1", "True")}).encode() + b"\n"
+    script.on("GET", "/api/v1/nodes?watch", (200, {}, stream))
+    lc._wait_nodes_ready("c1", 2, timeout=20)  # n1 became Ready through the watch
+    with pytest.raises(LocalClusterError, match="did not become Ready within 1s") as e:
+        lc._wait_nodes_ready("c1", 3, timeout=1)  # a third node never comes
+    assert e.value.transient

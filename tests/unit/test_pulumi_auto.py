@@ -12,8 +12,11 @@ import pytest
 from pulumi.automation import errors as auto_errors
 from pulumi.automation._cmd import CommandResult
 
-from fleet.adapters import pulumi_auto as pa
 from fleet.adapters.pulumi_auto import LOCAL_PASSPHRASE, Engine, EngineSettings, default_settings
+from fleet.adapters.pulumi_auto import engine as pa
+from fleet.adapters.pulumi_auto import progress as pp
+from fleet.errors import ConcurrentUpdate
+from fleet.output import SilentReporter
 
 PULUMI_ENV = (
     "PULUMI_BACKEND_URL",
@@ -118,33 +121,33 @@ def test_no_locks_are_read_on_other_backends(tmp_path: Path) -> None:
 
 
 def test_a_failure_keeps_the_error_diagnostics_not_the_log() -> None:
-    progress = pa._Progress(pa.SilentReporter(), preview=False)
+    progress = pp.Progress(SilentReporter(), preview=False)
     progress.errors.append(
         'Exception calling application: applying 3 objects failed: error: no matches for kind "Bogus"\n'
         'Traceback (most recent call last):\n  File "x.py", line 1\n'
     )
     progress.errors.append("update failed")
     err = auto_errors.CommandError(CommandResult("lots of\nprogress output\n", "stderr noise\n", 255))
-    msg = pa._useful(progress, err)
+    msg = pp.useful(progress, err)
     assert (
         msg == 'Exception calling application: applying 3 objects failed: error: no matches for kind "Bogus"'
     )
 
 
 def test_without_diagnostics_the_error_lines_of_the_output_are_kept() -> None:
-    progress = pa._Progress(pa.SilentReporter(), preview=False)
+    progress = pp.Progress(SilentReporter(), preview=False)
     out = "Updating (s1):\n  pulumi:pulumi:Stack s1 running\nerror: failed to load plugin foo\n"
     err = auto_errors.CommandError(CommandResult(out, "", 255))
-    assert pa._useful(progress, err) == "error: failed to load plugin foo"
+    assert pp.useful(progress, err) == "error: failed to load plugin foo"
 
 
 def test_transient_failures_are_told_from_the_others() -> None:
     assert pa._transient_text("pulumi up failed: read tcp: connection reset by peer")
     assert pa._transient_text("the server is currently unable to handle the request")
     assert not pa._transient_text('no matches for kind "Bogus"')
-    assert not pa.ConcurrentUpdate("locked").transient
+    assert not ConcurrentUpdate("locked").transient
 
 
 def test_resources_are_named_by_type_and_name() -> None:
     urn = "urn:pulumi:c1::fleet::fleet:operator:Flux$pulumi-python:dynamic/fleet:Manifests::flux-sync"
-    assert pa._describe(urn) == 'Manifests "flux-sync"'
+    assert pp.describe(urn) == 'Manifests "flux-sync"'

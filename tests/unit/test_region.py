@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bootstrap.region import new_cluster_name, plan_region, substitute_region
 from fleet.errors import InputError
 from fleet.registry import ClusterSpec, add_cluster, add_clusters, load_registry
 from fleet.registry.model import GateSettings, KubeAccess
+from fleet.registry.region import new_cluster_name, plan_region, substitute_region
 from tests.helpers import git, git_state, new_fleet_repo, run_cli
 
 

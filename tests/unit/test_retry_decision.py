@@ -17,7 +17,7 @@ from pulumi.automation._cmd import CommandResult
 
 import bootstrap.steps as steps
 from bootstrap.journal import Journal
-from bootstrap.steps import Budget, StepFailed, run_step
+from bootstrap.steps import Budget, run_step
 from fleet.adapters import pulumi_auto as pa
 from fleet.errors import (
     ConcurrentUpdate,
@@ -28,6 +28,7 @@ from fleet.errors import (
     KubeError,
     NotFound,
     ProgramError,
+    StepFailed,
     Unreachable,
 )
 from fleet.output import SilentReporter

@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
-from bootstrap.rollout import (
+from fleet.errors import GateFailed, InputError, Unreachable
+from fleet.output import Reporter, SilentReporter
+from rollout.engine import (
     BringUp,
     PlainView,
     Probe,
@@ -21,9 +23,7 @@ from bootstrap.rollout import (
     order_waves,
     run_rollout,
 )
-from bootstrap.rollout_journal import load_current, locked_rollouts, rollout_dir, rollouts_dir
-from fleet.errors import GateFailed, InputError, Unreachable
-from fleet.output import Reporter, SilentReporter
+from rollout.journal import load_current, locked_rollouts, rollout_dir, rollouts_dir
 
 A, B, C = "a" * 40, "b" * 40, "c" * 40
 REVS = {"A": A, "B": B, "C": C, "HEAD": B}

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bootstrap.rollout_journal import rollouts_dir
 from fleet.registry import ClusterSpec, add_cluster
+from rollout.journal import rollouts_dir
 from tests.helpers import git_state, new_fleet_repo, run_cli
 
 
@@ -88,9 +88,9 @@ def _closed_port() -> int:
 
 def test_probe_tells_clusters_to_bring_up_from_clusters_to_leave_alone(repo: Path, tmp_path: Path,
                                                                          fleet_home: Path) -> None:
-    from bootstrap.rollout_services import RealRolloutServices
     from fleet.access import kubeconfig_cache_path
     from fleet.registry.model import KubeAccess
+    from rollout.services import RealRolloutServices
 
     dead = tmp_path / "dead.kubeconfig"
     dead.write_text(KUBECONFIG.format(port=_closed_port()))

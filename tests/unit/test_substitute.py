@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from fleet.errors import RenderError
+from fleet.errors import MissingVariables, RenderError, SubstitutionError
 from fleet.render import substitute
-from fleet.substitute import MissingVariables, SubstitutionError, variables_in
+from fleet.substitute import variables_in
 
 # Vectors from fluxcd/pkg/envsubst's own tests.
 FLUX_VECTORS = [

@@ -1,20 +1,12 @@
-"""The Pulumi Automation API adapter: the only module that imports ``pulumi.automation``.
+"""The Pulumi engine: stack operations through the Automation API, their retries and typed errors.
 
 One stack per cluster (stack name = cluster name) of the project ``fleet``, run with an INLINE
 program that is passed in (fleet's core never imports ``clusters/``): the Python SDK serves the
 language runtime in-process and hands the engine its address (``--client``), so no
 ``pulumi-language-python`` binary is needed. Dynamic providers run in ``pulumi-resource-pulumi-python``
 (found on PATH), which starts ``python3 -m pulumi.dynamic``: the PATH given to the engine starts with
-this interpreter's bin directory, then the toolchain's.
-
-Defaults, all overridable from the environment (read here, nowhere else):
-
-- backend ``file://$FLEET_HOME/pulumi`` (no account), or ``PULUMI_BACKEND_URL``;
-- secrets: ``PULUMI_CONFIG_PASSPHRASE`` / ``PULUMI_CONFIG_PASSPHRASE_FILE``, or a secrets provider
-  in ``PULUMI_SECRETS_PROVIDER`` (read by fleet; e.g. ``awskms://...``); with neither, for the file
-  backend, a random passphrase per FLEET_HOME kept 0600 in ``secrets/pulumi-passphrase``
-  (:func:`local_passphrase`; a home with stacks made before it keeps :data:`LOCAL_PASSPHRASE`);
-- ``PULUMI_HOME`` private under ``$FLEET_HOME/pulumi-home``; update checks and plugin downloads off.
+this interpreter's bin directory, then the toolchain's. Where state lives and which secrets
+provider is used: :mod:`fleet.adapters.pulumi_auto.settings`.
 
 Errors become fleet's: :class:`StackNotFound`, :class:`ConcurrentUpdate` (another update holds the
 lock), :class:`ProgramError` (with the error diagnostics, not the whole log); a :class:`FleetError`
@@ -27,21 +19,15 @@ engine failure (:data:`_TRANSIENT`) that outlasts its bound comes out with ``tra
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
 import os
-import re
-import socket
 import sys
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlparse
 
 from pulumi import automation as auto
 from pulumi.automation import errors as auto_errors
@@ -49,6 +35,9 @@ from pulumi.automation.events import EngineEvent, OpType
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from fleet import toolchain
+from fleet.adapters.pulumi_auto import locks as file_locks
+from fleet.adapters.pulumi_auto.progress import Progress, describe, useful
+from fleet.adapters.pulumi_auto.settings import EngineSettings, default_settings, private_state_dir
 from fleet.errors import (
     ConcurrentUpdate,
     FleetError,
@@ -56,24 +45,12 @@ from fleet.errors import (
     PulumiError,
     StackNotFound,
     ToolMissing,
-    Unwritable,
 )
 from fleet.output import Reporter, SilentReporter
-from fleet.paths import fleet_home, private_dir, private_secret, toolchain_dir, write_private
+from fleet.paths import toolchain_dir
 
-__all__ = [
-    "LOCAL_PASSPHRASE",
-    "PASSPHRASE_SECRET",
-    "Engine",
-    "EngineSettings",
-    "OpResult",
-    "StackOutput",
-    "StackRequest",
-    "default_settings",
-    "local_passphrase",
-]
+__all__ = ["PROJECT", "Engine", "OpResult", "StackOutput", "StackRequest"]
 
-LOCAL_PASSPHRASE = "fleet-local-state"  # the old fixed one: homes with stacks made before keep it
 PROJECT = "fleet"
 Operation = Literal["up", "preview", "refresh", "destroy"]
 ProgramFn = Callable[[], None]
@@ -93,91 +70,7 @@ _TRANSIENT = (
     "requestlimitexceeded",
     "throttling",
 )
-_COLOR = re.compile(r"<\{%[^%]*%\}>")
 
-
-@dataclass(frozen=True)
-class EngineSettings:
-    """Where state lives and how the engine runs; :func:`default_settings` builds it from the env."""
-
-    backend_url: str
-    pulumi_home: Path
-    work_root: Path  # per-stack work dirs (Pulumi.yaml, Pulumi.<stack>.yaml) under here
-    passphrase: str | None = LOCAL_PASSPHRASE
-    secrets_provider: str | None = None
-    pulumi_bin: Path | None = None  # default: toolchain.find("pulumi")
-    extra_path: tuple[Path, ...] = ()  # put first on the engine's PATH (default: this python's bin)
-    env: Mapping[str, str] = field(default_factory=dict)
-    lock_attempts: int = 4
-    transient_attempts: int = 3
-    retry_wait_s: float = 3.0
-
-    @property
-    def is_file_backend(self) -> bool:
-        return self.backend_url.startswith("file://")
-
-    @property
-    def file_backend_dir(self) -> Path | None:
-        return Path(urlparse(self.backend_url).path) if self.is_file_backend else None
-
-    def with_retries(self, *, lock_attempts: int, transient_attempts: int = 1, wait_s: float = 0.1) -> EngineSettings:
-        return replace(self, lock_attempts=lock_attempts, transient_attempts=transient_attempts, retry_wait_s=wait_s)
-
-
-def default_settings() -> EngineSettings:
-    """The engine settings from the environment (see the module docstring)."""
-    home = fleet_home()
-    backend = os.environ.get("PULUMI_BACKEND_URL") or f"file://{home / 'pulumi'}"
-    secrets_provider = os.environ.get("PULUMI_SECRETS_PROVIDER") or None
-    passphrase: str | None = os.environ.get("PULUMI_CONFIG_PASSPHRASE")
-    file_backend = backend.startswith("file://") and not secrets_provider
-    if passphrase is None and not os.environ.get("PULUMI_CONFIG_PASSPHRASE_FILE") and file_backend:
-        passphrase = local_passphrase(home, Path(urlparse(backend).path))
-    return EngineSettings(
-        backend_url=backend,
-        pulumi_home=home / "pulumi-home",
-        work_root=home / "pulumi-work",
-        passphrase=passphrase,
-        secrets_provider=secrets_provider,
-    )
-
-
-PASSPHRASE_SECRET = "pulumi-passphrase"
-
-
-def _private_dir(d: Path) -> Path:
-    """A directory 0700 (state, work dirs and PULUMI_HOME hold secrets); Unwritable when it cannot be."""
-    try:
-        return private_dir(d)
-    except OSError as e:
-        raise Unwritable.of(d, e) from e
-
-
-def local_passphrase(home: Path, backend_dir: Path) -> str:
-    """The default file backend's passphrase: random per FLEET_HOME, kept private (0600) in
-    ``$FLEET_HOME/secrets/pulumi-passphrase``. A home whose stacks were made with the old fixed passphrase
-    (:data:`LOCAL_PASSPHRASE`) before that file existed keeps that one, recorded in the same file, so its
-    stacks' encryption salts still match (change it with ``pulumi stack change-secrets-provider``)."""
-    secret = home / "secrets" / PASSPHRASE_SECRET
-    try:
-        if not secret.exists() and _has_stacks(backend_dir, home / "pulumi-work"):
-            write_private(secret, LOCAL_PASSPHRASE + "\n")
-        return private_secret(PASSPHRASE_SECRET)
-    except OSError as e:
-        raise Unwritable.of(secret, e, "the local Pulumi backend's passphrase") from e
-
-
-def _has_stacks(backend_dir: Path, work_root: Path) -> bool:
-    """Whether stacks exist already (state in the backend, or a stack config with an encryption salt)."""
-    stacks = backend_dir / ".pulumi" / "stacks"
-    if stacks.is_dir() and any(p.is_file() for p in stacks.rglob("*")):
-        return True
-    if work_root.is_dir():
-        for cfg in work_root.rglob("Pulumi.*.yaml"):
-            with contextlib.suppress(OSError, UnicodeDecodeError):
-                if "encryptionsalt:" in cfg.read_text(encoding="utf-8"):
-                    return True
-    return False
 
 
 @dataclass(frozen=True)
@@ -207,106 +100,6 @@ class OpResult:
 
 
 _Ran = tuple[dict[str, int], Mapping[str, Any]]  # what one operation gives back: changes, outputs
-
-# ---- progress ------------------------------------------------------------------------------------
-
-_VERB = {  # op -> (doing, done, would)
-    OpType.CREATE: ("creating", "created", "would create"),
-    OpType.UPDATE: ("updating", "updated", "would update"),
-    OpType.DELETE: ("deleting", "deleted", "would delete"),
-    OpType.REPLACE: ("replacing", "replaced", "would replace"),
-    OpType.CREATE_REPLACEMENT: ("creating replacement", "created replacement", "would create replacement"),
-    OpType.DELETE_REPLACED: ("deleting replaced", "deleted replaced", "would delete replaced"),
-    OpType.REFRESH: ("refreshing", "refreshed", "would refresh"),
-    OpType.READ: ("reading", "read", "would read"),
-    OpType.IMPORT: ("importing", "imported", "would import"),
-}
-
-
-def _describe(urn: str) -> str:
-    """``Manifests "flux-install"`` from a URN (type's last segment, then the name)."""
-    parts = urn.split("::")
-    name = parts[-1] if parts else urn
-    rtype = parts[2].split("$")[-1] if len(parts) > 3 else ""
-    short = rtype.rsplit(":", 1)[-1] or rtype
-    return f'{short} "{name}"'
-
-
-def _quiet(op: OpType, rtype: str, provider: str) -> bool:
-    """Operations not worth a line: unchanged resources, the stack, provider instances, and
-    components (no provider: their children have the lines)."""
-    skip_type = rtype == "pulumi:pulumi:Stack" or rtype.startswith("pulumi:providers:") or not provider
-    return op == OpType.SAME or op not in _VERB or skip_type
-
-
-# The engine warns each time it uses a plugin found on PATH; the toolchain's are there by design.
-_AMBIENT = re.compile(r"^using pulumi-resource-[\w-]+ from \$PATH at ")
-
-
-def _clean(msg: str) -> str:
-    return _COLOR.sub("", msg).strip()
-
-
-class _Progress:
-    """on_event callback: one reporter line per resource operation; keeps the error diagnostics."""
-
-    def __init__(self, reporter: Reporter, preview: bool) -> None:
-        self.reporter = reporter
-        self.preview = preview
-        self.errors: list[str] = []
-        self._lock = threading.Lock()
-
-    def __call__(self, ev: EngineEvent) -> None:
-        with contextlib.suppress(Exception):  # a display problem must never fail the update
-            self._handle(ev)
-
-    def _handle(self, ev: EngineEvent) -> None:
-        r = self.reporter
-        if ev.resource_pre_event is not None:
-            md = ev.resource_pre_event.metadata
-            if not _quiet(md.op, md.type, md.provider):
-                r.step(f"{_VERB[md.op][2 if self.preview else 0]} {_describe(md.urn)}")
-        elif ev.res_outputs_event is not None and not self.preview:
-            md = ev.res_outputs_event.metadata
-            if not _quiet(md.op, md.type, md.provider):
-                r.ok(f"{_VERB[md.op][1]} {_describe(md.urn)}")
-        elif ev.res_op_failed_event is not None:
-            md = ev.res_op_failed_event.metadata
-            r.fail(f"{md.op.value if isinstance(md.op, OpType) else md.op} failed: {_describe(md.urn)}")
-        elif ev.diagnostic_event is not None:
-            d = ev.diagnostic_event
-            msg = _clean(d.message)
-            if not msg:
-                return
-            if d.severity == "error":
-                with self._lock:
-                    self.errors.append(msg)
-            elif d.severity == "warning" and not d.ephemeral and not _AMBIENT.match(msg):
-                r.warn(msg.splitlines()[0][:300])
-
-
-def _useful(progress: _Progress, err: auto_errors.CommandError) -> str:
-    """The part of a failure worth a user's eyes: error diagnostics, else the 'error:' lines."""
-    lines: list[str] = []
-    for msg in progress.errors:
-        for ln in msg.splitlines():
-            ln = ln.strip()
-            if not ln or ln.startswith(("Traceback", 'File "')) or ln == "update failed":
-                continue
-            if ln not in lines:
-                lines.append(ln)
-    if not lines:
-        text = _command_text(err)
-        lines = [ln.strip() for ln in text.splitlines() if ln.strip().startswith("error:")] or [
-            ln.strip() for ln in text.strip().splitlines()[-6:]
-        ]
-    msg = " | ".join(lines[:12])
-    return msg[:2000]
-
-
-def _command_text(err: BaseException) -> str:
-    return _clean(str(err))  # the SDK's CommandError carries "code: .. stdout: .. stderr: .."
-
 
 # ---- the engine ----------------------------------------------------------------------------------
 
@@ -353,13 +146,13 @@ class Engine:
     def _work_dir(self, project: str, stack: str) -> Path:
         key = hashlib.sha256(self.settings.backend_url.encode()).hexdigest()[:10]
         d = self.settings.work_root / key / project / stack
-        return _private_dir(d)
+        return private_state_dir(d)
 
     def _options(self, project: str, stack: str, program: ProgramFn | None) -> auto.LocalWorkspaceOptions:
         s = self.settings
-        _private_dir(s.pulumi_home)
+        private_state_dir(s.pulumi_home)
         if (d := s.file_backend_dir) is not None:
-            _private_dir(d)
+            private_state_dir(d)
         pulumi_bin = s.pulumi_bin or toolchain.find("pulumi")
         return auto.LocalWorkspaceOptions(
             work_dir=str(self._work_dir(project, stack)),
@@ -415,7 +208,7 @@ class Engine:
         op: Operation = "preview" if preview else "up"
         target = [t.replace("{stack}", req.stack).replace("{project}", req.project) for t in targets or ()] or None
 
-        def run(stack: auto.Stack, progress: _Progress) -> _Ran:
+        def run(stack: auto.Stack, progress: Progress) -> _Ran:
             if preview:
                 pres = stack.preview(on_event=progress, refresh=refresh or None, color="never", target=target)
                 return _changes(pres.change_summary), {}
@@ -425,7 +218,7 @@ class Engine:
         return self._run(req, op, run, create=True)
 
     def refresh(self, req: StackRequest) -> OpResult:
-        def run(stack: auto.Stack, progress: _Progress) -> _Ran:
+        def run(stack: auto.Stack, progress: Progress) -> _Ran:
             res = stack.refresh(on_event=progress, color="never")
             return _changes(res.summary.resource_changes), stack.outputs()
 
@@ -437,7 +230,7 @@ class Engine:
         resource, (operation, ``Type "name"``, the properties that differ)."""
         drifted: list[tuple[str, str, tuple[str, ...]]] = []
 
-        def run(stack: auto.Stack, progress: _Progress) -> _Ran:
+        def run(stack: auto.Stack, progress: Progress) -> _Ran:
             def on_event(ev: EngineEvent) -> None:
                 progress(ev)
                 pre = ev.resource_pre_event
@@ -447,7 +240,7 @@ class Engine:
                 op = md.op.value if isinstance(md.op, OpType) else str(md.op)
                 if op in ("same", "read", "refresh") and not md.diffs:
                     return
-                drifted.append((op, _describe(md.urn), tuple(md.diffs or ())))
+                drifted.append((op, describe(md.urn), tuple(md.diffs or ())))
 
             res = stack.preview_refresh(on_event=on_event, color="never")
             return _changes(res.change_summary), {}
@@ -457,7 +250,7 @@ class Engine:
     def destroy(self, req: StackRequest, *, remove: bool = True) -> OpResult:
         """Destroy every resource of the stack, then (``remove``) the stack and its work dir."""
 
-        def run(stack: auto.Stack, progress: _Progress) -> _Ran:
+        def run(stack: auto.Stack, progress: Progress) -> _Ran:
             res = stack.destroy(on_event=progress, color="never")
             return _changes(res.summary.resource_changes), {}
 
@@ -548,7 +341,7 @@ class Engine:
         self,
         req: StackRequest,
         op: Operation,
-        run: Callable[[auto.Stack, _Progress], _Ran],
+        run: Callable[[auto.Stack, Progress], _Ran],
         *,
         create: bool,
     ) -> OpResult:
@@ -599,7 +392,7 @@ class Engine:
                 stack = self._stack(wrapped, create=create)
                 if op in ("up", "preview"):
                     self._set_config(stack, req)
-                progress = _Progress(self.reporter, preview=op == "preview")
+                progress = Progress(self.reporter, preview=op == "preview")
                 try:
                     changes, outs = run(stack, progress)
                 except auto_errors.CommandError as e:
@@ -617,7 +410,7 @@ class Engine:
             duration_s=round(time.monotonic() - started, 3),
         )
 
-    def _error(self, e: auto_errors.CommandError, progress: _Progress | None, stack: str, op: str) -> PulumiError:
+    def _error(self, e: auto_errors.CommandError, progress: Progress | None, stack: str, op: str) -> PulumiError:
         if isinstance(e, auto_errors.StackNotFoundError):
             return StackNotFound(
                 f'stack "{stack}" not found in {self._where()}', hint=f"run `fleet provision {stack}` first"
@@ -632,42 +425,24 @@ class Engine:
                 f'stack "{stack}" is locked by another update ({self._holders(stack)})',
                 hint=f"wait for it to finish; if no update is running, the lock is stale: {how}",
             )
-        detail = _useful(progress, e) if progress is not None else _useful(_Progress(SilentReporter(), False), e)
+        detail = useful(progress, e) if progress is not None else useful(Progress(SilentReporter(), False), e)
         return ProgramError(f'pulumi {op} of stack "{stack}" failed: {detail}',
                             transient=_transient_text(detail))
 
-    # -- stale locks of the file backend --
+
+    # -- stale locks of the file backend (fleet.adapters.pulumi_auto.locks) --
 
     def _holders(self, stack: str) -> str:
-        held = []
-        for lock in self.locks(stack):
-            try:
-                d = json.loads(lock.read_text())
-            except (OSError, ValueError):
-                continue
-            held.append(
-                f"pulumi pid {d.get('pid')} of {d.get('username')}@{d.get('hostname')} "
-                f"since {str(d.get('timestamp', ''))[:19]}"
-            )
-        return "; ".join(held) or "another process"
+        return file_locks.holders(self.locks(stack))
 
     def locks(self, stack: str, *, project: str = PROJECT) -> list[Path]:
         """The lock files the file backend holds for a stack (empty for other backends)."""
-        root = self.settings.file_backend_dir
-        if root is None:
-            return []
-        return sorted((root / ".pulumi" / "locks").glob(f"*/{project}/{stack}/*.json"))
+        return file_locks.stack_locks(self.settings.file_backend_dir, project, stack)
 
     def unlock(self, stack: str, *, project: str = PROJECT, force: bool = False) -> list[Path]:
         """Remove the stack's stale locks: held by a process of this host that is no longer running
         (or every lock with ``force``). Returns the removed lock files."""
-        removed = []
-        for lock in self.locks(stack, project=project):
-            if force or _stale(lock):
-                lock.unlink(missing_ok=True)
-                lock.with_name(lock.name + ".attrs").unlink(missing_ok=True)
-                removed.append(lock)
-        return removed
+        return file_locks.remove(self.locks(stack, project=project), force=force)
 
 
 def _no_program() -> None:
@@ -682,30 +457,3 @@ def _transient_text(text: str) -> bool:
     """Whether an engine failure's text is one a retry may cure (:data:`_TRANSIENT`)."""
     low = text.lower()
     return any(t in low for t in _TRANSIENT)
-
-
-def _stale(lock: Path) -> bool:
-    """A lock written by a process of this host that has exited."""
-    try:
-        data = json.loads(lock.read_text())
-    except (OSError, ValueError):
-        return False
-    pid, host = data.get("pid"), data.get("hostname")
-    if not isinstance(pid, int) or host != socket.gethostname():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return _zombie(pid)
-
-
-def _zombie(pid: int) -> bool:
-    """An exited process nobody has reaped yet (its parent died with it: a crash)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[:1] == ["Z"]

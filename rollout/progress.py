@@ -9,17 +9,13 @@ import threading
 from typing import Protocol
 
 from bootstrap.pipeline import STEPS
-from bootstrap.rollout_journal import ClusterRun, RolloutJournal
+from fleet.errors import Cancelled
 from fleet.output import Reporter
+from rollout.journal import ClusterRun, RolloutJournal
 
-__all__ = ["Cancelled", "PlainView", "Prefixed", "RolloutView", "Tracking"]
+__all__ = ["PlainView", "Prefixed", "RolloutView", "Tracking"]
 
 STEP_NAMES = frozenset(STEPS) | {"probe", "rollback"}
-
-
-class Cancelled(BaseException):
-    """The rollout was interrupted: a cluster stops at its next step, its journal left to resume.
-    A BaseException, so that no step runner takes it for the step's own failure."""
 
 
 class RolloutView(Protocol):

@@ -8,18 +8,15 @@ journal aside. A rollout that succeeded is moved to ``rollouts/<id>/journal.json
 
 from __future__ import annotations
 
-import json
-import secrets
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from bootstrap.journal import StepRecord, exclusive_lock, now_iso, write_json_atomic
-from fleet.paths import fleet_home, write_private
+from bootstrap.journal import StepRecord, exclusive_lock, new_run_id, now_iso, read_journal, write_json_atomic
+from fleet.paths import fleet_home
 
 __all__ = [
     "ClusterRun",
@@ -113,10 +110,9 @@ class RolloutJournal:
     @classmethod
     def new(cls, selector: str, revision: str, asked: str, waves: dict[int, list[str]],
             options: dict[str, Any]) -> RolloutJournal:
-        rid = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
         clusters = {n: ClusterRun(n, w) for w, names in sorted(waves.items()) for n in names}
         wave_runs = [WaveRun(w, list(names)) for w, names in sorted(waves.items())]
-        return cls(rid, selector, revision, asked, now_iso(), wave_runs, clusters, dict(options))
+        return cls(new_run_id(), selector, revision, asked, now_iso(), wave_runs, clusters, dict(options))
 
     @property
     def key(self) -> tuple[str, str]:
@@ -160,7 +156,7 @@ class RolloutJournal:
         """Move the journal beside its report (``rollouts/<id>/journal.json``); current.json goes away."""
         dest = rollout_dir(self.id) / "journal.json"
         with self._lock:
-            write_private(dest, json.dumps(self.to_dict(), indent=2) + "\n")  # 0600 in a 0700 dir
+            write_json_atomic(dest, self.to_dict())
             if self.path is not None:
                 self.path.unlink(missing_ok=True)
             self.path = None
@@ -169,14 +165,7 @@ class RolloutJournal:
 
 def load_current() -> RolloutJournal | None:
     """The unfinished rollout's journal, if any. One that no longer parses is set aside, not trusted."""
-    p = rollouts_dir() / "current.json"
-    if not p.is_file():
-        return None
-    try:
-        return RolloutJournal.from_dict(json.loads(p.read_text()), p)
-    except (ValueError, KeyError, TypeError):
-        p.rename(p.with_suffix(".corrupt"))
-        return None
+    return read_journal(rollouts_dir() / "current.json", RolloutJournal.from_dict)
 
 
 @contextmanager

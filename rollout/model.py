@@ -9,9 +9,9 @@ from typing import Any, Literal, Protocol
 
 from bootstrap.journal import StepRecord
 from bootstrap.pipeline import DEFAULT_BUDGETS
-from bootstrap.rollout_report import RolloutReport
 from bootstrap.steps import Budget
 from fleet.output import Reporter
+from rollout.report import RolloutReport
 
 __all__ = [
     "BringUp",

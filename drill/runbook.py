@@ -9,7 +9,7 @@
 5. `fleet bootstrap eu-1`: a new cluster, Flux installed and pinned to the last good commit, Flux
    applies it (not the bad one), with the recovery report printed at the end.
 
-    python -m bootstrap.drill [--workdir DIR] [--keep]
+    python -m drill [--workdir DIR] [--keep]
 
 Each step prints the `fleet` command it runs, so the drill doubles as a runbook to copy.
 """
@@ -153,7 +153,7 @@ class Drill:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bootstrap.drill", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m drill", description=__doc__.split("\n\n")[0])
     ap.add_argument("--workdir", type=Path, help="where the drill's repo and fleet home go (default: a new dir)")
     ap.add_argument("--keep", action="store_true", help="keep the local clusters afterwards")
     args = ap.parse_args(argv)

@@ -8,10 +8,10 @@
             with --rollback, the failed clusters (and the whole stopping wave) return to the revision that
             was their last good before the rollout (sync + gates + record)
 
-Journaled (:mod:`bootstrap.rollout_journal`): a rollout killed at any point, SIGKILL included, continues
+Journaled (:mod:`rollout.journal`): a rollout killed at any point, SIGKILL included, continues
 where it stopped when run again with the same selector and revision; clusters already done at that
 revision are skipped and a wave whose clusters all passed is not run again. The rollout talks to the
-world only through :class:`RolloutServices` (:mod:`bootstrap.rollout_services` wires the real ones) and
+world only through :class:`RolloutServices` (:mod:`rollout.services` wires the real ones) and
 says what it does through a :class:`RolloutView` (plain lines, or the CLI's live table).
 """
 
@@ -28,14 +28,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bootstrap.journal import Journal, StepRecord, now_iso
-from bootstrap.rollout_journal import (
+from bootstrap.steps import run_step
+from fleet.errors import FleetError, InputError, StepFailed
+from fleet.output import Reporter
+from rollout.journal import (
     ClusterRun,
     RolloutJournal,
     load_current,
     locked_rollouts,
     rollout_dir,
 )
-from bootstrap.rollout_model import (
+from rollout.model import (
     BringUp,
     PlannedCluster,
     PlannedWave,
@@ -46,11 +49,8 @@ from bootstrap.rollout_model import (
     RolloutServices,
     SyncMode,
 )
-from bootstrap.rollout_progress import PlainView, RolloutView, Tracking
-from bootstrap.rollout_report import build_report, write_report
-from bootstrap.steps import StepFailed, run_step
-from fleet.errors import FleetError, InputError
-from fleet.output import Reporter
+from rollout.progress import PlainView, RolloutView, Tracking
+from rollout.report import build_report, write_report
 
 __all__ = [
     "BringUp",

@@ -1,4 +1,4 @@
-"""The one module that talks to Kubernetes: it alone imports the ``kubernetes`` client.
+"""The Kubernetes client: the one place the ``kubernetes`` library is used.
 
 Every API call goes through :meth:`Kube._call`, which turns library errors into fleet's
 (:class:`~fleet.errors.Unreachable`, :class:`~fleet.errors.Forbidden`, :class:`~fleet.errors.KubeError`
@@ -22,8 +22,7 @@ import random
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlencode, urlsplit
@@ -34,34 +33,12 @@ from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from kubernetes.config.config_exception import ConfigException
 
-from fleet.errors import Forbidden, InputError, KubeError, NotFound, Unreachable
+from fleet.adapters.kube.model import Applied, KubeTarget, Obj, ObjectList, Resource, RetryPolicy
+from fleet.errors import ApiRefused, Forbidden, InputError, KubeError, NotFound, NotServed, Unreachable
 
-__all__ = [
-    "FIELD_MANAGER",
-    "ApiRefused",
-    "Applied",
-    "Informer",
-    "Kube",
-    "KubeTarget",
-    "NotServed",
-    "ObjectList",
-    "Resource",
-    "RetryPolicy",
-    "WatchEvent",
-]
+__all__ = ["FIELD_MANAGER", "Kube"]
 
 FIELD_MANAGER = "fleet"
-Obj = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class KubeTarget:
-    """Where a cluster's API server is: a kubeconfig file and a context in it (None: its current one)."""
-
-    cluster: str
-    kubeconfig: Path | None
-    context: str | None = None
-    source: str = ""  # how fleet found it, for messages ("provisioned", "registry access", ...)
 
 
 def _file_identity(path: Path | None) -> tuple[int, ...]:
@@ -72,75 +49,6 @@ def _file_identity(path: Path | None) -> tuple[int, ...]:
     except OSError:
         return ()
     return (st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    attempts: int = 8
-    budget_s: float = 90.0  # total time one call may spend retrying
-    connect_attempts: int = 3  # a server that refuses connections is down, not flaky: give up sooner
-    connect_timeout: float = 5.0
-    read_timeout: float = 60.0
-
-
-# For read-only looks at many clusters (fleet status): fail fast, never block the rest.
-FAST = RetryPolicy(attempts=1, budget_s=3.0, connect_timeout=2.0, read_timeout=5.0)
-
-
-@dataclass(frozen=True)
-class Resource:
-    """A kind as the API server serves it (from discovery)."""
-
-    group: str
-    version: str
-    kind: str
-    plural: str
-    namespaced: bool
-
-    @property
-    def api_version(self) -> str:
-        return f"{self.group}/{self.version}" if self.group else self.version
-
-    def path(self, namespace: str | None = None, name: str | None = None) -> str:
-        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
-        if self.namespaced and namespace:
-            base += f"/namespaces/{namespace}"
-        base += f"/{self.plural}"
-        return base + (f"/{name}" if name else "")
-
-
-@dataclass(frozen=True)
-class Applied:
-    object: Obj
-    created: bool
-
-
-@dataclass(frozen=True)
-class ObjectList:
-    items: tuple[Obj, ...]
-    resource_version: str
-
-
-@dataclass(frozen=True)
-class WatchEvent:
-    """``SYNC`` carries a full list (at start and after a re-list); others one object."""
-
-    type: str
-    object: Obj | None = None
-    items: tuple[Obj, ...] = ()
-
-
-class NotServed(KubeError):
-    """The API server serves no such kind (e.g. its CRD is not installed)."""
-
-
-class ApiRefused(KubeError):
-    """The API server answered with an error status; ``message`` carries its own words."""
-
-    def __init__(self, message: str, *, status: int, reason: str = "", hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.status = status
-        self.reason = reason
 
 
 class _Transient(Exception):
@@ -477,6 +385,15 @@ class Kube:
     def server_version(self) -> str:
         return str(self._json("GET", "/version", what="version").get("gitVersion", "?"))
 
+    def ready(self) -> bool:
+        """Whether the API server says it is ready (``GET /readyz`` answers 200), within the client's
+        policy; an API server that does not answer, or answers not ready, is not."""
+        try:
+            status, _, _ = self._call("GET", "/readyz", what="readyz")
+        except KubeError:
+            return False
+        return status == 200
+
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> Obj | None:
         res = self.find_resource(api_version, kind)
         if res is None:
@@ -589,112 +506,6 @@ class Kube:
             message = str(ev.get("message", "")).strip()
             out.append(f"{ev.get('type', '')} {ev.get('reason', '')}: {message}{count}")
         return out
-
-    # ------------------------------------------------------------------ watches
-
-    def informer(
-        self,
-        api_version: str,
-        kind: str,
-        *,
-        namespace: str | None = None,
-        field_selector: str | None = None,
-        deadline: float,
-    ) -> Informer:
-        """List then watch a kind until ``deadline`` (time.monotonic()); see :class:`Informer`."""
-        return Informer(self, api_version, kind, namespace, field_selector, deadline)
-
-
-class Informer:
-    """List-then-watch: yields a ``SYNC`` with the full list, then watch events, re-listing on
-    410 Gone and reconnecting after dropped streams (with the adapter's retry policy) until the
-    deadline or :meth:`close`. Unserved kinds yield one empty ``SYNC`` and re-check now and then."""
-
-    def __init__(
-        self, kube: Kube, api_version: str, kind: str, namespace: str | None, field_selector: str | None,
-        deadline: float,
-    ) -> None:
-        self.kube, self.api_version, self.kind = kube, api_version, kind
-        self.namespace, self.field_selector, self.deadline = namespace, field_selector, deadline
-        self._closed = threading.Event()
-        self._resp: Any = None
-
-    def close(self) -> None:
-        self._closed.set()
-        resp = self._resp
-        if resp is not None:
-            with contextlib.suppress(Exception):
-                resp.shutdown()
-            with contextlib.suppress(Exception):
-                resp.release_conn()
-
-    def _remaining(self) -> float:
-        return self.deadline - time.monotonic()
-
-    def events(self) -> Iterator[WatchEvent]:
-        kube = self.kube
-        while not self._closed.is_set() and self._remaining() > 0:
-            res = kube.find_resource(self.api_version, self.kind)
-            if res is None:  # CRD not there (yet): report empty, look again in a while
-                yield WatchEvent("SYNC")
-                self._closed.wait(min(2.0, max(self._remaining(), 0)))
-                continue
-            listed = kube.list_objects(self.api_version, self.kind, namespace=self.namespace,
-                               field_selector=self.field_selector)
-            yield WatchEvent("SYNC", items=listed.items)
-            rv = listed.resource_version
-            while not self._closed.is_set() and (left := self._remaining()) > 0:
-                query = [("watch", "1"), ("resourceVersion", rv), ("allowWatchBookmarks", "true"),
-                         ("timeoutSeconds", str(max(1, int(min(left, 290)))))]
-                if self.field_selector:
-                    query.append(("fieldSelector", self.field_selector))
-                try:
-                    _, _, resp = kube._call(
-                        "GET", res.path(self.namespace), query=query, stream=True,
-                        what=f"watch {self.kind}", timeout=(kube.policy.connect_timeout, left + 5),
-                    )
-                except ApiRefused as e:
-                    if e.status == 410:
-                        break  # too old: list again
-                    raise
-                self._resp = resp
-                if self._closed.is_set():  # closed while the stream was opening
-                    with contextlib.suppress(Exception):
-                        resp.shutdown()
-                    resp.release_conn()
-                    return
-                gone = False
-                try:
-                    for line in resp:
-                        if self._closed.is_set():
-                            return
-                        if not line.strip():
-                            continue
-                        ev = json.loads(line)
-                        obj = ev.get("object") or {}
-                        if ev.get("type") == "ERROR":
-                            if obj.get("code") == 410:
-                                gone = True
-                                break
-                            raise KubeError(
-                                f'cluster "{kube.target.cluster}": watch {self.kind}: {obj.get("message")}'
-                            )
-                        rv = str((obj.get("metadata") or {}).get("resourceVersion") or rv)
-                        if ev.get("type") == "BOOKMARK":
-                            continue
-                        obj.setdefault("apiVersion", res.api_version)
-                        obj.setdefault("kind", self.kind)
-                        yield WatchEvent(str(ev.get("type")), obj)
-                except (urllib3.exceptions.HTTPError, OSError, ValueError):
-                    if self._closed.is_set():
-                        return
-                    # a dropped stream: reconnect from the last resourceVersion (the call retries)
-                finally:
-                    self._resp = None
-                    with contextlib.suppress(Exception):
-                        resp.release_conn()
-                if gone:
-                    break
 
 
 def _show(kind: str, namespace: str | None, name: str) -> str:

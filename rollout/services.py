@@ -16,23 +16,24 @@ from typing import Any
 
 from bootstrap.journal import StepRecord
 from bootstrap.pipeline import BootstrapRequest, run_bootstrap
-from bootstrap.rollout import BringUp, Probe, SyncMode
 from bootstrap.services import RealServices
 from fleet.access import kubeconfig_for
-from fleet.adapters.pulumi_auto import Engine
+from fleet.adapters.pulumi_auto import Engine, EngineSettings
 from fleet.errors import FleetError, InputError, PulumiError, Unreachable
 from fleet.good import get_good, record_good
 from fleet.live.gates import gate_timeout
 from fleet.output import Reporter
 from fleet.registry.load import load_registry
+from rollout.engine import BringUp, Probe, SyncMode
 
 __all__ = ["RealRolloutServices"]
 
 
 class RealRolloutServices:
-    def __init__(self, repo: Path, services: RealServices | None = None) -> None:
+    def __init__(self, repo: Path, services: RealServices | None = None, *,
+                 engine: EngineSettings | None = None) -> None:
         self.repo = repo
-        self.real = services or RealServices(repo)
+        self.real = services or RealServices(repo, engine=engine)
         self.git = self.real.git
         self._lock = threading.Lock()
         self._counts: dict[str, int] | None = None
@@ -86,7 +87,7 @@ class RealRolloutServices:
         a cluster's own bring-up is the only thing that changes its stack meanwhile)."""
         with self._lock:
             if self._counts is None:
-                self._counts = Engine().resource_counts()
+                self._counts = Engine(self.real.engine).resource_counts()
             return self._counts
 
     def bring_up(self, cluster: str, revision: str, *, sync: SyncMode, gate_timeout: float | None,

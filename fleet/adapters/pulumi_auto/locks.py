@@ -1,0 +1,71 @@
+"""The file backend's stack locks: which are held, by whom, and which are stale (their process of
+this host has exited, or is a zombie nobody reaped) so they can be removed before an update."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+__all__ = ["holders", "remove", "stack_locks"]
+
+
+def stack_locks(backend_dir: Path | None, project: str, stack: str) -> list[Path]:
+    """The lock files a file backend (``backend_dir``; None: another backend) holds for a stack."""
+    if backend_dir is None:
+        return []
+    return sorted((backend_dir / ".pulumi" / "locks").glob(f"*/{project}/{stack}/*.json"))
+
+
+def holders(locks: list[Path]) -> str:
+    """Who holds these locks, for a message: pid, user, host and since when."""
+    held = []
+    for lock in locks:
+        try:
+            d = json.loads(lock.read_text())
+        except (OSError, ValueError):
+            continue
+        held.append(
+            f"pulumi pid {d.get('pid')} of {d.get('username')}@{d.get('hostname')} "
+            f"since {str(d.get('timestamp', ''))[:19]}"
+        )
+    return "; ".join(held) or "another process"
+
+
+def remove(locks: list[Path], *, force: bool = False) -> list[Path]:
+    """Remove the stale ones of these locks (every one with ``force``); returns those removed."""
+    removed = []
+    for lock in locks:
+        if force or _stale(lock):
+            lock.unlink(missing_ok=True)
+            lock.with_name(lock.name + ".attrs").unlink(missing_ok=True)
+            removed.append(lock)
+    return removed
+
+
+def _stale(lock: Path) -> bool:
+    """A lock written by a process of this host that has exited."""
+    try:
+        data = json.loads(lock.read_text())
+    except (OSError, ValueError):
+        return False
+    pid, host = data.get("pid"), data.get("hostname")
+    if not isinstance(pid, int) or host != socket.gethostname():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """An exited process nobody has reaped yet (its parent died with it: a crash)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[:1] == ["Z"]

@@ -1,0 +1,112 @@
+"""Where the Pulumi engine keeps its state and how it encrypts secrets: :class:`EngineSettings`.
+
+Defaults, all overridable from the environment (read here, nowhere else):
+
+- backend ``file://$FLEET_HOME/pulumi`` (no account), or ``PULUMI_BACKEND_URL``;
+- secrets: ``PULUMI_CONFIG_PASSPHRASE`` / ``PULUMI_CONFIG_PASSPHRASE_FILE``, or a secrets provider
+  in ``PULUMI_SECRETS_PROVIDER`` (read by fleet; e.g. ``awskms://...``); with neither, for the file
+  backend, a random passphrase per FLEET_HOME kept 0600 in ``secrets/pulumi-passphrase``
+  (:func:`local_passphrase`; a home with stacks made before it keeps :data:`LOCAL_PASSPHRASE`);
+- ``PULUMI_HOME`` private under ``$FLEET_HOME/pulumi-home``; update checks and plugin downloads off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from urllib.parse import urlparse
+
+from fleet.errors import Unwritable
+from fleet.paths import fleet_home, private_dir, private_secret, write_private
+
+__all__ = ["LOCAL_PASSPHRASE", "PASSPHRASE_SECRET", "EngineSettings", "default_settings", "local_passphrase",
+           "private_state_dir"]
+
+LOCAL_PASSPHRASE = "fleet-local-state"  # the old fixed one: homes with stacks made before keep it
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """Where state lives and how the engine runs; :func:`default_settings` builds it from the env."""
+
+    backend_url: str
+    pulumi_home: Path
+    work_root: Path  # per-stack work dirs (Pulumi.yaml, Pulumi.<stack>.yaml) under here
+    passphrase: str | None = LOCAL_PASSPHRASE
+    secrets_provider: str | None = None
+    pulumi_bin: Path | None = None  # default: toolchain.find("pulumi")
+    extra_path: tuple[Path, ...] = ()  # put first on the engine's PATH (default: this python's bin)
+    env: Mapping[str, str] = field(default_factory=dict)
+    lock_attempts: int = 4
+    transient_attempts: int = 3
+    retry_wait_s: float = 3.0
+
+    @property
+    def is_file_backend(self) -> bool:
+        return self.backend_url.startswith("file://")
+
+    @property
+    def file_backend_dir(self) -> Path | None:
+        return Path(urlparse(self.backend_url).path) if self.is_file_backend else None
+
+    def with_retries(self, *, lock_attempts: int, transient_attempts: int = 1, wait_s: float = 0.1) -> EngineSettings:
+        return replace(self, lock_attempts=lock_attempts, transient_attempts=transient_attempts, retry_wait_s=wait_s)
+
+
+def default_settings() -> EngineSettings:
+    """The engine settings from the environment (see the module docstring)."""
+    home = fleet_home()
+    backend = os.environ.get("PULUMI_BACKEND_URL") or f"file://{home / 'pulumi'}"
+    secrets_provider = os.environ.get("PULUMI_SECRETS_PROVIDER") or None
+    passphrase: str | None = os.environ.get("PULUMI_CONFIG_PASSPHRASE")
+    file_backend = backend.startswith("file://") and not secrets_provider
+    if passphrase is None and not os.environ.get("PULUMI_CONFIG_PASSPHRASE_FILE") and file_backend:
+        passphrase = local_passphrase(home, Path(urlparse(backend).path))
+    return EngineSettings(
+        backend_url=backend,
+        pulumi_home=home / "pulumi-home",
+        work_root=home / "pulumi-work",
+        passphrase=passphrase,
+        secrets_provider=secrets_provider,
+    )
+
+
+PASSPHRASE_SECRET = "pulumi-passphrase"
+
+
+def private_state_dir(d: Path) -> Path:
+    """A directory 0700 (state, work dirs and PULUMI_HOME hold secrets); Unwritable when it cannot be."""
+    try:
+        return private_dir(d)
+    except OSError as e:
+        raise Unwritable.of(d, e) from e
+
+
+def local_passphrase(home: Path, backend_dir: Path) -> str:
+    """The default file backend's passphrase: random per FLEET_HOME, kept private (0600) in
+    ``$FLEET_HOME/secrets/pulumi-passphrase``. A home whose stacks were made with the old fixed passphrase
+    (:data:`LOCAL_PASSPHRASE`) before that file existed keeps that one, recorded in the same file, so its
+    stacks' encryption salts still match (change it with ``pulumi stack change-secrets-provider``)."""
+    secret = home / "secrets" / PASSPHRASE_SECRET
+    try:
+        if not secret.exists() and _has_stacks(backend_dir, home / "pulumi-work"):
+            write_private(secret, LOCAL_PASSPHRASE + "\n")
+        return private_secret(PASSPHRASE_SECRET)
+    except OSError as e:
+        raise Unwritable.of(secret, e, "the local Pulumi backend's passphrase") from e
+
+
+def _has_stacks(backend_dir: Path, work_root: Path) -> bool:
+    """Whether stacks exist already (state in the backend, or a stack config with an encryption salt)."""
+    stacks = backend_dir / ".pulumi" / "stacks"
+    if stacks.is_dir() and any(p.is_file() for p in stacks.rglob("*")):
+        return True
+    if work_root.is_dir():
+        for cfg in work_root.rglob("Pulumi.*.yaml"):
+            with contextlib.suppress(OSError, UnicodeDecodeError):
+                if "encryptionsalt:" in cfg.read_text(encoding="utf-8"):
+                    return True
+    return False
