@@ -109,6 +109,29 @@ def test_a_stale_lock_of_a_dead_process_is_removed_and_the_update_runs(engine: E
         engine.destroy(StackRequest(stack, noop))
 
 
+def test_a_metadata_file_a_killed_run_left_empty_is_removed_and_the_stacks_list_again(engine: Engine) -> None:
+    """A run SIGKILLed while the file backend wrote a stack's ``.attrs`` leaves it empty, and the engine's
+    `pulumi stack ls` then fails for every stack of the project with `error: EOF` (found by
+    bench/reliability.py: a killed rollout could not resume)."""
+    stack = "e2e-attrs"
+    engine.up(StackRequest(stack, noop))
+    backend = engine.settings.file_backend_dir
+    assert backend is not None
+    attrs = backend / ".pulumi" / "stacks" / "fleet" / f"{stack}.json.attrs"
+    assert attrs.is_file()
+    attrs.write_bytes(b"")
+    r = SilentReporter()
+    try:
+        e2 = Engine(engine.settings, r)
+        assert e2.exists(stack)
+        assert not attrs.exists()
+        assert any("removed an unreadable metadata file of the Pulumi file backend" in ln for ln in r.lines)
+        assert e2.resource_counts()[stack] >= 1
+        assert set(e2.up(StackRequest(stack, noop)).changes) == {"same"}
+    finally:
+        engine.destroy(StackRequest(stack, noop))
+
+
 def test_a_program_error_carries_the_useful_part_only(engine: Engine) -> None:
     def broken() -> None:
         raise RuntimeError("the region eu-9 does not exist")

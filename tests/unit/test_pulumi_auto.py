@@ -151,3 +151,28 @@ def test_transient_failures_are_told_from_the_others() -> None:
 def test_resources_are_named_by_type_and_name() -> None:
     urn = "urn:pulumi:c1::fleet::fleet:operator:Flux$pulumi-python:dynamic/fleet:Manifests::flux-sync"
     assert pp.describe(urn) == 'Manifests "flux-sync"'
+
+
+def test_repair_removes_only_the_unreadable_metadata_files_of_the_project(tmp_path: Path) -> None:
+    from fleet.adapters.pulumi_auto import locks
+
+    stacks = tmp_path / ".pulumi" / "stacks" / "fleet"
+    stacks.mkdir(parents=True)
+    good = stacks / "a.json.attrs"
+    good.write_text('{"user.content-type": "application/json"}')
+    empty = stacks / "b.json.attrs"
+    empty.write_bytes(b"")
+    torn = stacks / "c.json.bak.attrs"
+    torn.write_text('{"user.md5": "ab')
+    other = tmp_path / ".pulumi" / "stacks" / "other"
+    other.mkdir()
+    (other / "d.json.attrs").write_bytes(b"")  # another project: not ours to touch
+    lock_dir = tmp_path / ".pulumi" / "locks" / "organization" / "fleet" / "b"
+    lock_dir.mkdir(parents=True)
+    (lock_dir / "x.json.attrs").write_bytes(b"")
+    state = stacks / "b.json"
+    state.write_text("{}")
+    removed = locks.repair(tmp_path, "fleet")
+    assert sorted(p.name for p in removed) == ["b.json.attrs", "c.json.bak.attrs", "x.json.attrs"]
+    assert good.exists() and state.exists() and (other / "d.json.attrs").exists()
+    assert locks.repair(tmp_path, "fleet") == [] and locks.repair(None, "fleet") == []

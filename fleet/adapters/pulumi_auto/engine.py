@@ -272,6 +272,7 @@ class Engine:
             f.unlink(missing_ok=True)
 
     def exists(self, stack: str, *, project: str = PROJECT) -> bool:
+        self.repair(project)
         ws = auto.LocalWorkspace(**vars(self._options(project, stack, None)))
         try:
             return any(s.name.rsplit("/", 1)[-1] == stack for s in ws.list_stacks())
@@ -281,6 +282,7 @@ class Engine:
     def resource_counts(self, *, project: str = PROJECT) -> dict[str, int]:
         """Every stack of the project and how many resources it has (one ``pulumi stack ls``): what
         ``fleet rollout`` asks to tell a cluster that exists from one to bring up."""
+        self.repair(project)
         ws = auto.LocalWorkspace(**vars(self._options(project, "_", None)))
         try:
             return {s.name.rsplit("/", 1)[-1]: int(s.resource_count or 0) for s in ws.list_stacks()}
@@ -389,6 +391,7 @@ class Engine:
                     self.reporter.warn(
                         f'removed a stale lock of stack "{req.stack}" ({lock.name}): its process has exited'
                     )
+                self.repair(req.project)
                 stack = self._stack(wrapped, create=create)
                 if op in ("up", "preview"):
                     self._set_config(stack, req)
@@ -438,6 +441,15 @@ class Engine:
     def locks(self, stack: str, *, project: str = PROJECT) -> list[Path]:
         """The lock files the file backend holds for a stack (empty for other backends)."""
         return file_locks.stack_locks(self.settings.file_backend_dir, project, stack)
+
+    def repair(self, project: str = PROJECT) -> list[Path]:
+        """Remove the unreadable metadata files a killed run left in the file backend (they fail every
+        ``pulumi stack ls`` of the project), saying so."""
+        removed = file_locks.repair(self.settings.file_backend_dir, project)
+        for f in removed:
+            self.reporter.warn(f"removed an unreadable metadata file of the Pulumi file backend ({f.name}): "
+                               "a run was killed while writing it")
+        return removed
 
     def unlock(self, stack: str, *, project: str = PROJECT, force: bool = False) -> list[Path]:
         """Remove the stack's stale locks: held by a process of this host that is no longer running

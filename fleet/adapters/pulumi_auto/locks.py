@@ -8,7 +8,7 @@ import os
 import socket
 from pathlib import Path
 
-__all__ = ["holders", "remove", "stack_locks"]
+__all__ = ["holders", "remove", "repair", "stack_locks"]
 
 
 def stack_locks(backend_dir: Path | None, project: str, stack: str) -> list[Path]:
@@ -41,6 +41,26 @@ def remove(locks: list[Path], *, force: bool = False) -> list[Path]:
             lock.unlink(missing_ok=True)
             lock.with_name(lock.name + ".attrs").unlink(missing_ok=True)
             removed.append(lock)
+    return removed
+
+
+def repair(backend_dir: Path | None, project: str) -> list[Path]:
+    """Remove the file backend's metadata files (``*.attrs``) of ``project``'s stacks and locks that do not
+    parse: what a run killed while the backend wrote one leaves (an empty file). The backend reads a
+    missing one as "no metadata", but an unreadable one fails every ``pulumi stack ls`` of the project
+    (``error: EOF``), so no stack of it could be listed, resumed or rolled out again. Returns those removed."""
+    if backend_dir is None:
+        return []
+    root = backend_dir / ".pulumi"
+    removed = []
+    for attrs in [*(root / "stacks" / project).glob("*.attrs"), *(root / "locks").glob(f"*/{project}/*/*.attrs")]:
+        try:
+            ok = isinstance(json.loads(attrs.read_bytes() or b"null"), dict)
+        except (OSError, ValueError):
+            ok = False
+        if not ok:
+            attrs.unlink(missing_ok=True)
+            removed.append(attrs)
     return removed
 
 
