@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from fleet import toolchain
+from fleet import rendercache, toolchain
 from fleet.adapters import proc
 from fleet.adapters.git import GitRepo
 from fleet.confine import check_overlay
@@ -279,9 +279,7 @@ def _cache_key(
 
 
 def _kustomize_identity() -> str:
-    path = toolchain.find("kustomize")
-    st = path.stat()
-    return f"{path} {st.st_size} {int(st.st_mtime)}"
+    return rendercache.kustomize_identity()
 
 
 # ---- building ---------------------------------------------------------------------------------
@@ -497,7 +495,19 @@ def render_cluster(repo: GitRepo | str | Path, name: str, rev: str | None = None
     g = open_repo(repo)
     sha = g.resolve(rev or "HEAD")
     layout = layout_at(g, sha)
-    return _render_spec(g, sha, _spec_at(g, sha, name, layout), layout)
+    spec = _spec_at(g, sha, name, layout)
+    rendered = _render_spec(g, sha, spec, layout)
+    if spec.source is None:  # kept whole, for `fleet render` of this commit again (fleet.rendercache)
+        _keep(g, rendered, overlay_dir(spec.environment, layout), layout)
+    return rendered
+
+
+def _keep(g: GitRepo, r: Rendered, directory: str, layout: Layout) -> None:
+    from fleet.sops import is_encrypted
+
+    paths = _input_paths(g, r.revision, directory)[1]
+    plain = all(isinstance(o, dict) and not is_encrypted(o) for o in r.objects)
+    rendercache.store(rendercache.Result(r.cluster, r.revision, r.text, r.digest, paths, layout.registry, plain))
 
 
 def render_all(

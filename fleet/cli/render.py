@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import typer
 
@@ -61,11 +63,26 @@ def _replace(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def _plain(r: Rendered) -> dict[str, object]:
+class _Shown(Protocol):
+    """What is printed of a render: a :class:`fleet.render.Rendered`, or :class:`_Kept` from the cache."""
+
+    @property
+    def cluster(self) -> str: ...
+    @property
+    def revision(self) -> str: ...
+    @property
+    def digest(self) -> str: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def objects(self) -> tuple[dict[str, Any], ...]: ...
+
+
+def _plain(r: _Shown) -> dict[str, object]:
     return {"cluster": r.cluster, "revision": r.revision, "digest": r.digest, "objects": list(r.objects)}
 
 
-def _objects_row(r: Rendered) -> list[tuple[str, str, str, str]]:
+def _objects_row(r: _Shown) -> list[tuple[str, str, str, str]]:
     rows = []
     for o in r.objects:
         meta = o.get("metadata") or {}
@@ -91,9 +108,65 @@ def _warn_uncommitted(g: GitRepo, rendered: list[Rendered]) -> None:
     envs = {s.environment for s in specs if s.source is None}
     watched = {p for e in envs for p in inputs(g, e, sha, registry.layout)}
     watched |= {p for s in specs if s.source is not None for p in flux_inputs(g, sha, s)}
+    _warn_edits(dirty, watched)
+
+
+def _warn_edits(dirty: Iterable[str], watched: Iterable[str]) -> None:
+    watched = tuple(watched)
     hit = [d for d in dirty if any(d == w or d.startswith(w.rstrip("/") + "/") for w in watched)]
     if hit:
         reporter().warn(f"uncommitted changes ({', '.join(hit[:3])}) are not rendered: fleet renders Git")
+
+
+class _Kept:
+    """A render :mod:`fleet.rendercache` kept, shown as :class:`fleet.render.Rendered` would be."""
+
+    def __init__(self, cluster: str, revision: str, text: str, digest: str) -> None:
+        self.cluster, self.revision, self.text, self.digest = cluster, revision, text, digest
+
+    @functools.cached_property
+    def objects(self) -> tuple[dict[str, Any], ...]:
+        import yaml  # only for -o json|table: -o yaml prints the text
+
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        return tuple(yaml.load_all(self.text, Loader=loader))
+
+
+def _kept(path: Path, cluster: str, rev: str | None) -> _Kept | None:
+    """The render of ``cluster`` at ``rev`` that fleet kept for that commit (:mod:`fleet.rendercache`), found
+    without GitPython, the registry's models or kustomize; None (the full path runs) when there is none,
+    when it holds SOPS-encrypted objects, or when git cannot answer plainly. Warns of uncommitted edits to
+    what it renders, as the full path does."""
+    from fleet import rendercache
+    from fleet.adapters import gitplain
+
+    found = gitplain.resolve(path, rev)
+    if found is None:
+        return None
+    root, sha = found
+    kept = rendercache.load(sha, cluster)
+    if kept is None or not kept.plain:
+        return None
+    if rev is None:
+        dirty = gitplain.changed_paths(root)
+        if dirty is None:
+            return None
+        _warn_edits((p for p in dirty if not p.startswith(kept.registry + "/")), kept.inputs)
+    return _Kept(kept.cluster, kept.revision, kept.text, kept.digest)
+
+
+def _show(rendered: Sequence[_Shown], fmt: OutputFormat, all_: bool) -> None:
+    if fmt is OutputFormat.yaml:
+        typer.echo("---\n".join(r.text for r in rendered), nl=False)
+        return
+    data = [_plain(r) for r in rendered] if all_ else _plain(rendered[0])
+    emit(
+        data,
+        fmt,
+        list_kind="RenderList" if all_ else None,
+        columns=["cluster", "kind", "namespace", "name"],
+        rows=lambda _: [row for r in rendered for row in _objects_row(r)],
+    )
 
 
 def _tree(g: GitRepo, cluster: str | None, all_: bool, rev: str | None, output: str) -> None:
@@ -174,15 +247,21 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Render what a cluster should run at a revision: its overlay built by kustomize from Git (never
         the working tree), with its variables substituted as Flux postBuild does."""
-        from fleet.registry import load_registry, open_repo
-        from fleet.render import render_all, render_cluster
-
         if all_ == (cluster is not None):
             raise InputError(
                 "name one cluster, or pass --all", hint="fleet render eu-1  |  fleet render --all -o out/"
             )
         if selector and not all_:
             raise InputError("--selector goes with --all")
+        if cluster is not None and not tree and not decrypt and output.lower() in _FORMATS:
+            kept = _kept(repo_path(repo), cluster, rev)
+            if kept is not None:
+                _show([kept], OutputFormat(output.lower()), all_)
+                return
+
+        from fleet.registry import load_registry, open_repo
+        from fleet.render import render_all, render_cluster
+
         g = open_repo(repo_path(repo))
         if tree:
             _tree(g, cluster, all_, rev, output)
@@ -213,15 +292,4 @@ def register(app: typer.Typer) -> None:
                 f"rendered {len(rendered)} cluster(s) at {rendered[0].short if rendered else '-'} to {out}/"
             )
             return
-        fmt = OutputFormat(output.lower())
-        if fmt is OutputFormat.yaml:
-            typer.echo("---\n".join(r.text for r in rendered), nl=False)
-            return
-        data = [_plain(r) for r in rendered] if all_ else _plain(rendered[0])
-        emit(
-            data,
-            fmt,
-            list_kind="RenderList" if all_ else None,
-            columns=["cluster", "kind", "namespace", "name"],
-            rows=lambda _: [row for r in rendered for row in _objects_row(r)],
-        )
+        _show(rendered, OutputFormat(output.lower()), all_)
