@@ -40,6 +40,7 @@ class Result:
     inputs: tuple[str, ...]  # the repo paths the overlay reads: uncommitted edits to them are not rendered
     registry: str  # the registry's folder at that commit ("clusters")
     plain: bool  # every object a mapping and none SOPS-encrypted: shown as rendered
+    objects: str | None = None  # the objects as a JSON list, when JSON holds them exactly (else parse text)
 
 
 def kustomize_identity() -> str:
@@ -93,6 +94,7 @@ def load(revision: str, cluster: str) -> Result | None:
                 inputs=tuple(str(p) for p in d["inputs"]),
                 registry=str(d["registry"]),
                 plain=d["plain"] is True,
+                objects=d["objects"] if isinstance(d.get("objects"), str) else None,
             )
         except (ValueError, KeyError, TypeError):
             result = None
@@ -116,6 +118,7 @@ def store(result: Result) -> None:
         "inputs": list(result.inputs),
         "registry": result.registry,
         "plain": result.plain,
+        "objects": result.objects,
     })
     seal = _seal(key, payload)
     if seal is None:

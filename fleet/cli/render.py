@@ -121,11 +121,14 @@ def _warn_edits(dirty: Iterable[str], watched: Iterable[str]) -> None:
 class _Kept:
     """A render :mod:`fleet.rendercache` kept, shown as :class:`fleet.render.Rendered` would be."""
 
-    def __init__(self, cluster: str, revision: str, text: str, digest: str) -> None:
+    def __init__(self, cluster: str, revision: str, text: str, digest: str, objects: str | None) -> None:
         self.cluster, self.revision, self.text, self.digest = cluster, revision, text, digest
+        self._objects = objects
 
     @functools.cached_property
     def objects(self) -> tuple[dict[str, Any], ...]:
+        if self._objects is not None:
+            return tuple(json.loads(self._objects))
         import yaml  # only for -o json|table: -o yaml prints the text
 
         loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -152,7 +155,7 @@ def _kept(path: Path, cluster: str, rev: str | None) -> _Kept | None:
         if dirty is None:
             return None
         _warn_edits((p for p in dirty if not p.startswith(kept.registry + "/")), kept.inputs)
-    return _Kept(kept.cluster, kept.revision, kept.text, kept.digest)
+    return _Kept(kept.cluster, kept.revision, kept.text, kept.digest, kept.objects)
 
 
 def _show(rendered: Sequence[_Shown], fmt: OutputFormat, all_: bool) -> None:
