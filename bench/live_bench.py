@@ -390,7 +390,8 @@ def main(argv: list[str] | None = None) -> int:
                 (
                     f"{s['objects']} objects, {what}: kubectl SSA / fleet sync",
                     f"{k['wall_s']} s / {f['wall_s']} s",
-                    f"{s[f'speedup_{case}']}x ({SYNC_GOALS.get(case, 'no goal')}); CPU client {k['client_cpu_s']}/{f['client_cpu_s']} s,"
+                    f"{s[f'speedup_{case}']}x ({SYNC_GOALS.get(case, 'no goal')}); "
+                    f"CPU client {k['client_cpu_s']}/{f['client_cpu_s']} s,"
                     f" cluster {k['cluster_cpu_s']}/{f['cluster_cpu_s']} s",
                 )
             )

@@ -28,14 +28,12 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from fleet import rendercache, toolchain
-from fleet.adapters import proc
-from fleet.adapters.git import GitRepo
-from fleet.confine import check_overlay
+from fleet.adapters import gitplain, proc
 from fleet.errors import ConfigError, FleetError, NotFound, RenderError
 from fleet.paths import fleet_home, private_secret, write_private
 from fleet.registry.layout import DEFAULT_LAYOUT, Layout
@@ -50,6 +48,9 @@ from fleet.registry.load import (
 )
 from fleet.registry.model import ClusterSpec
 from fleet.substitute import substitute
+
+if TYPE_CHECKING:  # GitPython loads when a Git object is read, not for a render kept for its commit
+    from fleet.adapters.git import GitRepo
 
 __all__ = [
     "BUILTIN_VARS",
@@ -251,6 +252,8 @@ def _input_paths(
     start = directory
     if g.tree_id(sha, start) is None:
         raise NotFound(f"{what or 'directory'} not found: {start}/ does not exist at {sha[:12]}".lstrip())
+    from fleet.confine import check_overlay
+
     check_overlay(g, sha, start)  # nothing outside the tree, nothing remote
     override = yaml.load(kustomization, Loader=_YAML_LOADER) if kustomization is not None else None
     paths = _walk_inputs(g, sha, start, override)
@@ -564,17 +567,30 @@ def _render_spec(g: GitRepo, sha: str, spec: ClusterSpec, layout: Layout) -> Ren
 def render_cluster(repo: GitRepo | str | Path, name: str, rev: str | None = None) -> Rendered:
     """The manifests cluster ``name`` should run at ``rev`` (default HEAD), as registered at ``rev``: its
     environment's overlay, or its Flux cluster directory expanded as Flux would (:mod:`fleet.fluxrender`)."""
+    if isinstance(repo, (str, Path)):  # a kept render is found with plain git, without GitPython
+        found = gitplain.resolve(Path(repo), rev)
+        hit = _kept(found[1], name) if found is not None else None
+        if hit is not None:
+            return hit
     g = open_repo(repo)
     sha = g.resolve(rev or "HEAD")
-    kept = rendercache.load(sha, name)
-    if kept is not None and kept.objects is not None:  # rendered at this commit before: nothing to build
-        return Rendered(name, sha, tuple(json.loads(kept.objects)), kept.text, kept.digest)
+    hit = _kept(sha, name)
+    if hit is not None:
+        return hit
     layout = layout_at(g, sha)
     spec = _spec_at(g, sha, name, layout)
     rendered = _render_spec(g, sha, spec, layout)
     if spec.source is None:  # kept whole, for `fleet render` of this commit again (fleet.rendercache)
         _keep(g, rendered, overlay_dir(spec.environment, layout), layout)
     return rendered
+
+
+def _kept(sha: str, name: str) -> Rendered | None:
+    """The render of ``name`` at commit ``sha`` kept by an earlier one (:mod:`fleet.rendercache`)."""
+    kept = rendercache.load(sha, name)
+    if kept is None or kept.objects is None:
+        return None
+    return Rendered(name, sha, tuple(json.loads(kept.objects)), kept.text, kept.digest)
 
 
 def _keep(g: GitRepo, r: Rendered, directory: str, layout: Layout) -> None:
