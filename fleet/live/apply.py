@@ -157,8 +157,8 @@ def _fleet_alone(live: Mapping[str, Any]) -> bool:
 
 
 def _already_applied(kube: Kube, items: list[PlannedObject], workers: int) -> set[tuple[str, str, str, str]]:
-    """Objects live exactly as fleet would apply them: one list per kind (and namespace, for a few), the
-    lists made in parallel."""
+    """Objects live exactly as fleet would apply them (the digest of what fleet applied, no other field
+    manager): one list per kind (and namespace, for a few), of metadata only, the lists made in parallel."""
     groups: dict[tuple[str, str], list[PlannedObject]] = {}
     for it in items:
         if it.served:
@@ -174,7 +174,7 @@ def _already_applied(kube: Kube, items: list[PlannedObject], workers: int) -> se
     def live_of(scope: tuple[str, str, str | None]) -> list[Obj]:
         api_version, kind, ns = scope
         try:
-            return list(kube.list_objects(api_version, kind, namespace=ns,
+            return list(kube.list_objects(api_version, kind, namespace=ns, metadata_only=True,
                                           label_selector=f"{LABEL_MANAGED}=fleet").items)
         except FleetError:
             return []  # e.g. no right to list cluster-wide: apply them all
