@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import typer
 
 from fleet.cli.common import RepoOpt, repo_path, reporter
+from fleet.cli.kept import kept_render, warn_edits
 from fleet.errors import InputError
 from fleet.output import OutputFormat, emit
 
@@ -64,7 +64,7 @@ def _replace(path: Path, text: str) -> None:
 
 
 class _Shown(Protocol):
-    """What is printed of a render: a :class:`fleet.render.Rendered`, or :class:`_Kept` from the cache."""
+    """What is printed of a render: a :class:`fleet.render.Rendered`, or a :class:`fleet.cli.kept.Kept`."""
 
     @property
     def cluster(self) -> str: ...
@@ -108,54 +108,7 @@ def _warn_uncommitted(g: GitRepo, rendered: list[Rendered]) -> None:
     envs = {s.environment for s in specs if s.source is None}
     watched = {p for e in envs for p in inputs(g, e, sha, registry.layout)}
     watched |= {p for s in specs if s.source is not None for p in flux_inputs(g, sha, s)}
-    _warn_edits(dirty, watched)
-
-
-def _warn_edits(dirty: Iterable[str], watched: Iterable[str]) -> None:
-    watched = tuple(watched)
-    hit = [d for d in dirty if any(d == w or d.startswith(w.rstrip("/") + "/") for w in watched)]
-    if hit:
-        reporter().warn(f"uncommitted changes ({', '.join(hit[:3])}) are not rendered: fleet renders Git")
-
-
-class _Kept:
-    """A render :mod:`fleet.rendercache` kept, shown as :class:`fleet.render.Rendered` would be."""
-
-    def __init__(self, cluster: str, revision: str, text: str, digest: str, objects: str | None) -> None:
-        self.cluster, self.revision, self.text, self.digest = cluster, revision, text, digest
-        self._objects = objects
-
-    @functools.cached_property
-    def objects(self) -> tuple[dict[str, Any], ...]:
-        if self._objects is not None:
-            return tuple(json.loads(self._objects))
-        import yaml  # only for -o json|table: -o yaml prints the text
-
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        return tuple(yaml.load_all(self.text, Loader=loader))
-
-
-def _kept(path: Path, cluster: str, rev: str | None) -> _Kept | None:
-    """The render of ``cluster`` at ``rev`` that fleet kept for that commit (:mod:`fleet.rendercache`), found
-    without GitPython, the registry's models or kustomize; None (the full path runs) when there is none,
-    when it holds SOPS-encrypted objects, or when git cannot answer plainly. Warns of uncommitted edits to
-    what it renders, as the full path does."""
-    from fleet import rendercache
-    from fleet.adapters import gitplain
-
-    found = gitplain.resolve(path, rev)
-    if found is None:
-        return None
-    root, sha = found
-    kept = rendercache.load(sha, cluster)
-    if kept is None or not kept.plain:
-        return None
-    if rev is None:
-        dirty = gitplain.changed_paths(root)
-        if dirty is None:
-            return None
-        _warn_edits((p for p in dirty if not p.startswith(kept.registry + "/")), kept.inputs)
-    return _Kept(kept.cluster, kept.revision, kept.text, kept.digest, kept.objects)
+    warn_edits(dirty, watched)
 
 
 def _show(rendered: Sequence[_Shown], fmt: OutputFormat, all_: bool) -> None:
@@ -257,7 +210,7 @@ def register(app: typer.Typer) -> None:
         if selector and not all_:
             raise InputError("--selector goes with --all")
         if cluster is not None and not tree and not decrypt and output.lower() in _FORMATS:
-            kept = _kept(repo_path(repo), cluster, rev)
+            kept = kept_render(repo_path(repo), cluster, rev)
             if kept is not None:
                 _show([kept], OutputFormat(output.lower()), all_)
                 return

@@ -94,11 +94,13 @@ def test_uncommitted_edits_are_warned_of_when_kept(
     assert err.strip() == "⚠ uncommitted changes (base/service.yaml) are not rendered: fleet renders Git"
 
 
-def test_a_kept_render_loads_no_git_library_no_models_and_no_kustomize(repo: Path, capsys: Capsys) -> None:
+def test_a_kept_render_loads_no_git_library_no_models_no_kustomize_and_no_typer(repo: Path, capsys: Capsys) -> None:
+    """`fleet render CLUSTER` of a kept commit is printed before typer (and the pydantic its option parsing
+    needs) loads, as `fleet --help` is drawn without it (fleet.cli.kept)."""
     assert run_cli(capsys, "render", "eu-1")[0] == 0
     probe = (
         "import sys\nfrom fleet.cli import main\ncode = main(sys.argv[1:])\n"
-        "print(code, sorted({m.split('.')[0] for m in sys.modules} & {'git', 'yaml', 'kubernetes', 'rich'}),"
+        "print(code, sorted({m.split('.')[0] for m in sys.modules} & {'git', 'yaml', 'kubernetes', 'rich', 'typer', 'pydantic'}),"
         " sorted(m for m in sys.modules if m in {'fleet.registry', 'fleet.render', 'fleet.adapters.git', 'fleet.sops',"
         " 'fleet.adapters.gitplain', 'fleet.rendercache'}), file=sys.stderr)\n"
     )
