@@ -17,6 +17,8 @@ import contextlib
 import hashlib
 import hmac
 import json
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +29,8 @@ from fleet.paths import fleet_home, private_secret, write_private
 __all__ = ["Result", "kustomize_identity", "load", "store"]
 
 _VERSION = "fleet-render-result-v1"
+_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")  # a cluster name (a DNS label): a folder name here
+KEEP_PER_CLUSTER = 8  # the newest renders kept per cluster (one per commit it was rendered at)
 
 
 @dataclass(frozen=True)
@@ -59,8 +63,12 @@ def _key(revision: str, cluster: str) -> str | None:
     return hashlib.sha256(material.encode()).hexdigest()
 
 
-def _path(key: str) -> Path:
-    return fleet_home() / "cache" / "render" / "results" / key[:2] / f"{key}.json"
+def _dir(cluster: str) -> Path:
+    return fleet_home() / "cache" / "render" / "results" / cluster
+
+
+def _path(cluster: str, key: str) -> Path:
+    return _dir(cluster) / f"{key}.json"
 
 
 def _seal(key: str, payload: str) -> str | None:
@@ -73,10 +81,10 @@ def _seal(key: str, payload: str) -> str | None:
 
 def load(revision: str, cluster: str) -> Result | None:
     """The kept render of ``cluster`` at commit ``revision`` (a full id), when there is one that verifies."""
-    key = _key(revision, cluster)
+    key = _key(revision, cluster) if _NAME.fullmatch(cluster) else None
     if key is None:
         return None
-    path = _path(key)
+    path = _path(cluster, key)
     try:
         raw = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
@@ -106,8 +114,9 @@ def load(revision: str, cluster: str) -> Result | None:
 
 
 def store(result: Result) -> None:
-    """Keep ``result``, sealed; a FLEET_HOME that cannot be written only means nothing is kept."""
-    key = _key(result.revision, result.cluster)
+    """Keep ``result``, sealed, and only the :data:`KEEP_PER_CLUSTER` newest of its cluster; a FLEET_HOME
+    that cannot be written only means nothing is kept."""
+    key = _key(result.revision, result.cluster) if _NAME.fullmatch(result.cluster) else None
     if key is None:
         return
     payload = json.dumps({
@@ -124,4 +133,17 @@ def store(result: Result) -> None:
     if seal is None:
         return
     with contextlib.suppress(OSError):
-        write_private(_path(key), f"{_VERSION} {seal}\n{payload}")
+        write_private(_path(result.cluster, key), f"{_VERSION} {seal}\n{payload}")
+        _prune(_dir(result.cluster))
+
+
+def _prune(folder: Path) -> None:
+    """Remove all but the newest :data:`KEEP_PER_CLUSTER` entries of a cluster (by modification time)."""
+    entries = []
+    for e in os.scandir(folder):
+        if e.name.endswith(".json") and e.is_file(follow_symlinks=False):
+            with contextlib.suppress(OSError):
+                entries.append((e.stat(follow_symlinks=False).st_mtime_ns, e.path))
+    for _, path in sorted(entries, reverse=True)[KEEP_PER_CLUSTER:]:
+        with contextlib.suppress(OSError):
+            os.unlink(path)

@@ -33,7 +33,7 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fleet_home: Path) -> I
 
 
 def _entries(home: Path) -> list[Path]:
-    return sorted((home / "cache" / "render" / "results").glob("*/*.json"))
+    return sorted((home / "cache" / "render" / "results").glob("eu-1/*.json"))
 
 
 def test_a_kept_render_prints_what_the_full_render_printed(
@@ -60,6 +60,20 @@ def test_a_new_commit_renders_in_full_and_an_old_one_from_its_entry(
     assert len(_entries(fleet_home)) == 2
     render.clear_cache()
     assert run_cli(capsys, "render", "eu-1", "--rev", "HEAD~1")[1] == before
+
+
+def test_only_the_newest_renders_of_a_cluster_are_kept(
+    repo: Path, capsys: Capsys, fleet_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fleet import rendercache
+
+    monkeypatch.setattr(rendercache, "KEEP_PER_CLUSTER", 2)
+    for n in range(3):
+        commit_file(repo, "NOTES.md", f"note {n}\n")
+        assert run_cli(capsys, "render", "eu-1")[0] == 0
+        render.clear_cache()
+    assert len(_entries(fleet_home)) == 2
+    assert rendercache.load("0" * 40, "../eu-1") is None  # a name that is no cluster name is never a path
 
 
 def test_an_edited_entry_is_ignored_and_removed(
@@ -100,7 +114,8 @@ def test_a_kept_render_loads_no_git_library_no_models_no_kustomize_and_no_typer(
     assert run_cli(capsys, "render", "eu-1")[0] == 0
     probe = (
         "import sys\nfrom fleet.cli import main\ncode = main(sys.argv[1:])\n"
-        "print(code, sorted({m.split('.')[0] for m in sys.modules} & {'git', 'yaml', 'kubernetes', 'rich', 'typer', 'pydantic'}),"
+        "heavy = {'git', 'yaml', 'kubernetes', 'rich', 'typer', 'pydantic'}\n"
+        "print(code, sorted({m.split('.')[0] for m in sys.modules} & heavy),"
         " sorted(m for m in sys.modules if m in {'fleet.registry', 'fleet.render', 'fleet.adapters.git', 'fleet.sops',"
         " 'fleet.adapters.gitplain', 'fleet.rendercache'}), file=sys.stderr)\n"
     )
