@@ -123,6 +123,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         goal = (f"{f['of_goal']:.2f} of {f['goal_s']} s " + ("✔" if f["meets_goal"] else "✗")) if "goal_s" in f else ""
         ratio = f"{f['x_python']:.1f}x, {f['x_python_cpu'] or 0:.1f}x"
         print(f"  {name:32}  {f['wall_median_s']:6.3f}s  {f['cpu_median_s']:6.3f}s  {ratio:>20}  {goal}")
+    goals = {name: f for name, f in figures.items() if "goal_s" in f}
+    met = [name for name, f in goals.items() if f["meets_goal"]]
+    results["goals_met"] = f"{len(met)} of {len(goals)}"
+    print(f"goals (median wall < goal): {len(met)} of {len(goals)} met"
+          + (f"; not met: {', '.join(n for n in goals if n not in met)}" if len(met) < len(goals) else ""))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "startup_bench.json").write_text(json.dumps(results, indent=2) + "\n")
     return results

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from fleet.adapters.git import GitRepo
+if TYPE_CHECKING:
+    from fleet.adapters.git import GitRepo
 from fleet.errors import ConfigError, InputError
 from fleet.registry.yamlpos import load_yaml
 

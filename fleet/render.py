@@ -18,6 +18,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import json
+import math
 import posixpath
 import re
 import tempfile
@@ -26,14 +28,12 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from fleet import toolchain
-from fleet.adapters import proc
-from fleet.adapters.git import GitRepo
-from fleet.confine import check_overlay
+from fleet import rendercache, toolchain
+from fleet.adapters import gitplain, proc
 from fleet.errors import ConfigError, FleetError, NotFound, RenderError
 from fleet.paths import fleet_home, private_secret, write_private
 from fleet.registry.layout import DEFAULT_LAYOUT, Layout
@@ -49,10 +49,14 @@ from fleet.registry.load import (
 from fleet.registry.model import ClusterSpec
 from fleet.substitute import substitute
 
+if TYPE_CHECKING:  # GitPython loads when a Git object is read, not for a render kept for its commit
+    from fleet.adapters.git import GitRepo
+
 __all__ = [
     "BUILTIN_VARS",
     "Doc",
     "Rendered",
+    "as_json",
     "build_directory",
     "build_inputs",
     "build_overlay",
@@ -93,6 +97,7 @@ class _Doc:
     text: str
     ref: str  # "Kind/namespace/name", for messages
     substitute: bool
+    data: str | None = None  # the object as JSON (parsed once, kept with the build), None when JSON cannot hold it
 
 
 Doc = _Doc  # one built object: its text, "Kind/namespace/name", and whether substitution applies
@@ -247,6 +252,8 @@ def _input_paths(
     start = directory
     if g.tree_id(sha, start) is None:
         raise NotFound(f"{what or 'directory'} not found: {start}/ does not exist at {sha[:12]}".lstrip())
+    from fleet.confine import check_overlay
+
     check_overlay(g, sha, start)  # nothing outside the tree, nothing remote
     override = yaml.load(kustomization, Loader=_YAML_LOADER) if kustomization is not None else None
     paths = _walk_inputs(g, sha, start, override)
@@ -279,9 +286,7 @@ def _cache_key(
 
 
 def _kustomize_identity() -> str:
-    path = toolchain.find("kustomize")
-    st = path.stat()
-    return f"{path} {st.st_size} {int(st.st_mtime)}"
+    return rendercache.kustomize_identity()
 
 
 # ---- building ---------------------------------------------------------------------------------
@@ -325,22 +330,81 @@ def _write_cached(disk: Path, key: str, text: str) -> None:
         write_private(disk, f"{_CACHE_VERSION} {seal}\n{text}")
 
 
+def as_json(obj: Any) -> str | None:
+    """``obj`` as JSON text when JSON gives it back exactly (mappings with string keys, lists, strings,
+    booleans, integers, finite floats, null); None when YAML gave something more (a date, binary, ...)."""
+
+    def plain(o: Any, depth: int) -> bool:
+        if depth > 100:
+            return False
+        if o is None or isinstance(o, (str, bool, int)):
+            return True
+        if isinstance(o, float):
+            return math.isfinite(o)
+        if isinstance(o, list):
+            return all(plain(v, depth + 1) for v in o)
+        if isinstance(o, dict):
+            return all(isinstance(k, str) and plain(v, depth + 1) for k, v in o.items())
+        return False
+
+    if not plain(obj, 0):
+        return None
+    return json.dumps(obj, separators=(",", ":"))
+
+
+def _parts(text: str) -> list[str]:
+    return [p if p.endswith("\n") else p + "\n" for p in _DOC_SPLIT.split(text) if p.strip()]
+
+
+def _docs_file(disk: Path) -> Path:
+    return disk.with_name(disk.name.removesuffix(".yaml") + ".docs.json")
+
+
+def _read_docs(disk: Path, key: str, text: str) -> tuple[_Doc, ...] | None:
+    """The build's objects as :func:`_split` found them, kept beside its entry (sealed as it is), so that a
+    build from the disk cache is not parsed again; None when missing or not verified (then it is)."""
+    path = _docs_file(disk)
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    header, sep, payload = raw.partition("\n")
+    seal = _seal(f"{key} docs", payload)
+    parts = _parts(text)
+    if sep and seal is not None and hmac.compare_digest(header, f"{_CACHE_VERSION} {seal}"):
+        with contextlib.suppress(ValueError, TypeError):
+            meta = json.loads(payload)
+            if isinstance(meta, list) and len(meta) == len(parts):
+                return tuple(_Doc(body, str(ref), bool(sub), data if isinstance(data, str) else None)
+                             for body, (ref, sub, data) in zip(parts, meta, strict=True))
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
+    return None
+
+
+def _write_docs(disk: Path, key: str, docs: Sequence[_Doc]) -> None:
+    payload = json.dumps([[d.ref, d.substitute, d.data] for d in docs])
+    seal = _seal(f"{key} docs", payload)
+    if seal is None:
+        return
+    with contextlib.suppress(OSError):
+        write_private(_docs_file(disk), f"{_CACHE_VERSION} {seal}\n{payload}")
+
+
 def _split(text: str) -> tuple[_Doc, ...]:
     docs = []
-    for part in _DOC_SPLIT.split(text):
-        if not part.strip():
-            continue
-        body = part if part.endswith("\n") else part + "\n"
+    for body in _parts(text):
         try:
-            obj = yaml.load(body, Loader=_YAML_LOADER) or {}
+            parsed = yaml.load(body, Loader=_YAML_LOADER)
         except yaml.YAMLError as e:
             raise RenderError(f"kustomize printed YAML fleet cannot read: {e}") from e
+        obj = parsed or {}
         meta = obj.get("metadata") or {} if isinstance(obj, dict) else {}
         ref = (
             f"{obj.get('kind', '?')}/{meta.get('namespace') or '-'}/{meta.get('name', '?')}" if meta else "?"
         )
         off = any((meta.get(k) or {}).get(_DISABLED) == "disabled" for k in ("annotations", "labels"))
-        docs.append(_Doc(body, ref, not off))
+        docs.append(_Doc(body, ref, not off, as_json(parsed)))
     return tuple(docs)
 
 
@@ -426,7 +490,12 @@ def _build(g: GitRepo, sha: str, directory: str, what: str = "", kustomization: 
             cacheable = False
         if cacheable:
             _write_cached(disk, key, text)
-    build = _Build(key, _split(text))
+    docs = _read_docs(disk, key, text) if cached is not None else None
+    if docs is None:
+        docs = _split(text)
+        if cacheable:
+            _write_docs(disk, key, docs)
+    build = _Build(key, docs)
     if not cacheable:
         return build
     with _lock:
@@ -439,15 +508,19 @@ def _build(g: GitRepo, sha: str, directory: str, what: str = "", kustomization: 
 def _render(build: _Build, spec: ClusterSpec, sha: str, directory: str) -> Rendered:
     values = cluster_vars(spec)
     texts = []
+    parsed: list[str | None] = []  # an object's JSON, when the build's parse of it still holds
     for doc in build.docs:
         if doc.substitute and "$" in doc.text:
             where = f' in {doc.ref} (cluster "{spec.name}", {directory} at {sha[:12]})'
             texts.append(substitute(doc.text, values, where=where))
+            parsed.append(None)
         else:
             texts.append(doc.text)
+            parsed.append(doc.data)
     text = "---\n".join(texts)
     try:
-        objects = tuple(yaml.load(t, Loader=_YAML_LOADER) for t in texts)
+        objects = tuple(yaml.load(t, Loader=_YAML_LOADER) if data is None else json.loads(data)
+                        for t, data in zip(texts, parsed, strict=True))
     except yaml.YAMLError as e:
         raise RenderError(f'cluster "{spec.name}": substituted manifests are not valid YAML: {e}') from e
     return Rendered(spec.name, sha, objects, text, hashlib.sha256(text.encode()).hexdigest())
@@ -494,10 +567,39 @@ def _render_spec(g: GitRepo, sha: str, spec: ClusterSpec, layout: Layout) -> Ren
 def render_cluster(repo: GitRepo | str | Path, name: str, rev: str | None = None) -> Rendered:
     """The manifests cluster ``name`` should run at ``rev`` (default HEAD), as registered at ``rev``: its
     environment's overlay, or its Flux cluster directory expanded as Flux would (:mod:`fleet.fluxrender`)."""
+    if isinstance(repo, (str, Path)):  # a kept render is found with plain git, without GitPython
+        found = gitplain.resolve(Path(repo), rev)
+        hit = _kept(found[1], name) if found is not None else None
+        if hit is not None:
+            return hit
     g = open_repo(repo)
     sha = g.resolve(rev or "HEAD")
+    hit = _kept(sha, name)
+    if hit is not None:
+        return hit
     layout = layout_at(g, sha)
-    return _render_spec(g, sha, _spec_at(g, sha, name, layout), layout)
+    spec = _spec_at(g, sha, name, layout)
+    rendered = _render_spec(g, sha, spec, layout)
+    if spec.source is None:  # kept whole, for `fleet render` of this commit again (fleet.rendercache)
+        _keep(g, rendered, overlay_dir(spec.environment, layout), layout)
+    return rendered
+
+
+def _kept(sha: str, name: str) -> Rendered | None:
+    """The render of ``name`` at commit ``sha`` kept by an earlier one (:mod:`fleet.rendercache`)."""
+    kept = rendercache.load(sha, name)
+    if kept is None or kept.objects is None:
+        return None
+    return Rendered(name, sha, tuple(json.loads(kept.objects)), kept.text, kept.digest)
+
+
+def _keep(g: GitRepo, r: Rendered, directory: str, layout: Layout) -> None:
+    from fleet.sops import is_encrypted
+
+    paths = _input_paths(g, r.revision, directory)[1]
+    plain = all(isinstance(o, dict) and not is_encrypted(o) for o in r.objects)
+    rendercache.store(rendercache.Result(r.cluster, r.revision, r.text, r.digest, paths, layout.registry, plain,
+                                         as_json(list(r.objects))))
 
 
 def render_all(

@@ -8,8 +8,6 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from fleet.adapters import proc
 from fleet.errors import FleetError, ToolMissing
 from fleet.paths import toolchain_dir
@@ -126,7 +124,6 @@ class ToolStatus:
 
 
 _VERSION_RE = re.compile(r"v?\d+\.\d+(\.\d+)?([-+][\w.]+)?")
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _REPAIR = "run `make toolchain` (it rebuilds a family whose outputs differ from what was built)"
 
 
@@ -184,6 +181,9 @@ def _check_tool(tool: Tool) -> ToolStatus:
 def flux_manifest_problem(root: Path) -> str | None:
     """Why the Flux manifests under ``root`` cannot be installed, or None: every file parses, the
     CRDs fleet installs and each controller's Deployment are there."""
+    import yaml  # here: finding a binary (every render) needs no YAML
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     for ctl, kinds in FLUX_CRDS.items():
         found: dict[str, set[str]] = {"CustomResourceDefinition": set(), "Deployment": set()}
         for sub in ("crds", "manager"):
@@ -192,7 +192,7 @@ def flux_manifest_problem(root: Path) -> str | None:
                 return f"{ctl}/{sub} holds no manifests"
             for f in files:
                 try:
-                    docs = [d for d in yaml.load_all(f.read_text(), Loader=_Loader) if d]
+                    docs = [d for d in yaml.load_all(f.read_text(), Loader=loader) if d]
                 except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
                     return f"{ctl}/{sub}/{f.name} does not parse: {str(e).splitlines()[0]}"
                 for d in docs:

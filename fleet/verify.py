@@ -29,13 +29,16 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fleet.adapters import proc
-from fleet.adapters.git import GitRepo, SignatureCheck
-from fleet.errors import ConfigError, ToolMissing, UnverifiedCommit
-from fleet.registry.load import FLEET_FILE, open_repo, parse_settings
+from fleet.errors import ConfigError, FleetError, ToolMissing, UnverifiedCommit
+from fleet.registry.load import FLEET_FILE, open_repo, parse_settings, worktree_root
 from fleet.registry.model import VerifySettings, shown
 from fleet.registry.yamlpos import load_yaml
+
+if TYPE_CHECKING:  # GitPython loads when a commit is verified, not to learn that none need be
+    from fleet.adapters.git import GitRepo, SignatureCheck
 
 __all__ = ["Policy", "Verification", "flux_keys", "policy", "require", "verify"]
 
@@ -238,9 +241,20 @@ def verify(repo: GitRepo | str | Path, revision: str, pol: Policy) -> Verificati
     return done
 
 
+def _may_require(root: Path) -> bool:
+    """False only when ``root``'s fleet.yaml reads and says ``verify.mode: none`` (what :func:`policy` then
+    finds); anything else is left to :func:`policy`, which reads the same file and reports what is wrong."""
+    try:
+        return parse_settings((root / FLEET_FILE).read_text(encoding="utf-8")).verify.mode != "none"
+    except (OSError, UnicodeDecodeError, FleetError):
+        return True
+
+
 def require(repo: GitRepo | str | Path, revision: str) -> Verification | None:
     """Verify ``revision`` when the working tree's fleet.yaml requires signed commits (None when it does
     not). Call it before anything is applied, created or written."""
+    if isinstance(repo, (str, Path)) and not _may_require(worktree_root(repo)):
+        return None  # read without GitPython: most fleets sign nothing
     g = open_repo(repo)
     pol = policy(g)
     return verify(g, revision, pol) if pol is not None else None

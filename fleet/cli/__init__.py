@@ -110,6 +110,15 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def _fleet_error(e: FleetError, debug: bool) -> int:
+    if debug:
+        traceback.print_exc()
+    print(f"✗ {e.message}", file=sys.stderr)
+    if e.hint:
+        print(f"  hint: {e.hint}", file=sys.stderr)
+    return e.exit_code
+
+
 def _internal_error(e: BaseException, debug: bool) -> int:
     if debug:
         traceback.print_exc()
@@ -128,6 +137,18 @@ def main(argv: list[str] | None = None) -> int:
     if is_root_help(args):  # names and help lines only: drawn without loading typer
         print_root_help(COMMANDS)
         return EXIT_OK
+    try:  # `fleet render CLUSTER` of a commit whose render is kept: printed without loading typer
+        from fleet.cli.kept import print_kept
+
+        if print_kept(args):
+            return EXIT_OK
+    except FleetError as e:
+        return _fleet_error(e, debug)
+    except KeyboardInterrupt:
+        print("✗ interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as e:
+        return _internal_error(e, debug)
 
     import typer
 
@@ -142,12 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         command = typer.main.get_command(app)
         rv = command.main(args=args, prog_name="fleet", standalone_mode=False)
     except FleetError as e:
-        if debug:
-            traceback.print_exc()
-        print(f"✗ {e.message}", file=sys.stderr)
-        if e.hint:
-            print(f"  hint: {e.hint}", file=sys.stderr)
-        return e.exit_code
+        return _fleet_error(e, debug)
     except typer.Abort:
         print("✗ aborted", file=sys.stderr)
         return EXIT_FAILED

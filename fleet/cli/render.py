@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import typer
 
 from fleet.cli.common import RepoOpt, repo_path, reporter
+from fleet.cli.kept import kept_render, warn_edits
 from fleet.errors import InputError
 from fleet.output import OutputFormat, emit
 
@@ -61,11 +63,26 @@ def _replace(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def _plain(r: Rendered) -> dict[str, object]:
+class _Shown(Protocol):
+    """What is printed of a render: a :class:`fleet.render.Rendered`, or a :class:`fleet.cli.kept.Kept`."""
+
+    @property
+    def cluster(self) -> str: ...
+    @property
+    def revision(self) -> str: ...
+    @property
+    def digest(self) -> str: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def objects(self) -> tuple[dict[str, Any], ...]: ...
+
+
+def _plain(r: _Shown) -> dict[str, object]:
     return {"cluster": r.cluster, "revision": r.revision, "digest": r.digest, "objects": list(r.objects)}
 
 
-def _objects_row(r: Rendered) -> list[tuple[str, str, str, str]]:
+def _objects_row(r: _Shown) -> list[tuple[str, str, str, str]]:
     rows = []
     for o in r.objects:
         meta = o.get("metadata") or {}
@@ -91,9 +108,21 @@ def _warn_uncommitted(g: GitRepo, rendered: list[Rendered]) -> None:
     envs = {s.environment for s in specs if s.source is None}
     watched = {p for e in envs for p in inputs(g, e, sha, registry.layout)}
     watched |= {p for s in specs if s.source is not None for p in flux_inputs(g, sha, s)}
-    hit = [d for d in dirty if any(d == w or d.startswith(w.rstrip("/") + "/") for w in watched)]
-    if hit:
-        reporter().warn(f"uncommitted changes ({', '.join(hit[:3])}) are not rendered: fleet renders Git")
+    warn_edits(dirty, watched)
+
+
+def _show(rendered: Sequence[_Shown], fmt: OutputFormat, all_: bool) -> None:
+    if fmt is OutputFormat.yaml:
+        typer.echo("---\n".join(r.text for r in rendered), nl=False)
+        return
+    data = [_plain(r) for r in rendered] if all_ else _plain(rendered[0])
+    emit(
+        data,
+        fmt,
+        list_kind="RenderList" if all_ else None,
+        columns=["cluster", "kind", "namespace", "name"],
+        rows=lambda _: [row for r in rendered for row in _objects_row(r)],
+    )
 
 
 def _tree(g: GitRepo, cluster: str | None, all_: bool, rev: str | None, output: str) -> None:
@@ -174,15 +203,21 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Render what a cluster should run at a revision: its overlay built by kustomize from Git (never
         the working tree), with its variables substituted as Flux postBuild does."""
-        from fleet.registry import load_registry, open_repo
-        from fleet.render import render_all, render_cluster
-
         if all_ == (cluster is not None):
             raise InputError(
                 "name one cluster, or pass --all", hint="fleet render eu-1  |  fleet render --all -o out/"
             )
         if selector and not all_:
             raise InputError("--selector goes with --all")
+        if cluster is not None and not tree and not decrypt and output.lower() in _FORMATS:
+            kept = kept_render(repo_path(repo), cluster, rev)
+            if kept is not None:
+                _show([kept], OutputFormat(output.lower()), all_)
+                return
+
+        from fleet.registry import load_registry, open_repo
+        from fleet.render import render_all, render_cluster
+
         g = open_repo(repo_path(repo))
         if tree:
             _tree(g, cluster, all_, rev, output)
@@ -213,15 +248,4 @@ def register(app: typer.Typer) -> None:
                 f"rendered {len(rendered)} cluster(s) at {rendered[0].short if rendered else '-'} to {out}/"
             )
             return
-        fmt = OutputFormat(output.lower())
-        if fmt is OutputFormat.yaml:
-            typer.echo("---\n".join(r.text for r in rendered), nl=False)
-            return
-        data = [_plain(r) for r in rendered] if all_ else _plain(rendered[0])
-        emit(
-            data,
-            fmt,
-            list_kind="RenderList" if all_ else None,
-            columns=["cluster", "kind", "namespace", "name"],
-            rows=lambda _: [row for r in rendered for row in _objects_row(r)],
-        )
+        _show(rendered, OutputFormat(output.lower()), all_)

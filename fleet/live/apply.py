@@ -156,32 +156,41 @@ def _fleet_alone(live: Mapping[str, Any]) -> bool:
     return True
 
 
-def _already_applied(kube: Kube, items: list[PlannedObject]) -> set[tuple[str, str, str, str]]:
-    """Objects live exactly as fleet would apply them: one list per kind (and namespace, for a few)."""
+def _already_applied(kube: Kube, items: list[PlannedObject], workers: int) -> set[tuple[str, str, str, str]]:
+    """Objects live exactly as fleet would apply them (the digest of what fleet applied, no other field
+    manager): one list per kind (and namespace, for a few), of metadata only, the lists made in parallel."""
     groups: dict[tuple[str, str], list[PlannedObject]] = {}
     for it in items:
         if it.served:
             groups.setdefault((str(it.obj["apiVersion"]), str(it.obj["kind"])), []).append(it)
-    same: set[tuple[str, str, str, str]] = set()
+    want: dict[tuple[str, str, str, str], str] = {}
+    lists: list[tuple[str, str, str | None]] = []
     for (api_version, kind), its in groups.items():
-        want = {it.ref.key: it.obj["metadata"]["annotations"][ANN_DIGEST] for it in its}
+        want.update({it.ref.key: it.obj["metadata"]["annotations"][ANN_DIGEST] for it in its})
         namespaces = sorted({it.ref.namespace for it in its})
         scopes: list[str | None] = list(namespaces) if len(namespaces) <= 5 and all(namespaces) else [None]
-        for ns in scopes:
-            try:
-                live = kube.list_objects(api_version, kind, namespace=ns, label_selector=f"{LABEL_MANAGED}=fleet")
-            except FleetError:
-                continue  # e.g. no right to list cluster-wide: apply them all
-            for obj in live.items:
-                ref = ObjectRef.of(obj, namespaced=bool((obj.get("metadata") or {}).get("namespace")))
-                digest = ((obj.get("metadata") or {}).get("annotations") or {}).get(ANN_DIGEST)
-                if digest is not None and want.get(ref.key) == digest and _fleet_alone(obj):
-                    same.add(ref.key)
+        lists.extend((api_version, kind, ns) for ns in scopes)
+
+    def live_of(scope: tuple[str, str, str | None]) -> list[Obj]:
+        api_version, kind, ns = scope
+        try:
+            return list(kube.list_objects(api_version, kind, namespace=ns, metadata_only=True,
+                                          label_selector=f"{LABEL_MANAGED}=fleet").items)
+        except FleetError:
+            return []  # e.g. no right to list cluster-wide: apply them all
+
+    same: set[tuple[str, str, str, str]] = set()
+    for live in parallel(live_of, lists, workers):
+        for obj in live:
+            ref = ObjectRef.of(obj, namespaced=bool((obj.get("metadata") or {}).get("namespace")))
+            digest = ((obj.get("metadata") or {}).get("annotations") or {}).get(ANN_DIGEST)
+            if digest is not None and want.get(ref.key) == digest and _fleet_alone(obj):
+                same.add(ref.key)
     return same
 
 
 def _apply_all(kube: Kube, items: list[PlannedObject], *, dry_run: bool, workers: int, out: _Outcome) -> None:
-    skip = _already_applied(kube, items)
+    skip = _already_applied(kube, items, workers)
     out.unchanged += sum(1 for it in items if it.ref.key in skip)
     items = [it for it in items if it.ref.key not in skip]
     stop = threading.Event()  # an unreachable API server: the rest would fail the same way

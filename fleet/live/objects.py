@@ -128,9 +128,24 @@ def validate(objects: Iterable[Mapping[str, Any]]) -> list[Obj]:
     return out
 
 
+_IMMUTABLE = (str, int, float, bool, type(None))
+
+
+def _copy(o: Any) -> Any:
+    """A deep copy of a manifest: dicts and lists copied, scalars shared (they are immutable); anything
+    else through ``copy.deepcopy``. Several times faster than ``copy.deepcopy`` for a thousand objects."""
+    if isinstance(o, dict):
+        return {k: v if isinstance(v, _IMMUTABLE) else _copy(v) for k, v in o.items()}
+    if isinstance(o, list):
+        return [v if isinstance(v, _IMMUTABLE) else _copy(v) for v in o]
+    if isinstance(o, _IMMUTABLE):
+        return o
+    return copy.deepcopy(o)
+
+
 def stamp(obj: Mapping[str, Any], *, cluster: str, revision: str) -> Obj:
     """A copy of ``obj`` carrying fleet's label and annotations."""
-    out = copy.deepcopy(dict(obj))
+    out: Obj = _copy(dict(obj))
     meta = out.setdefault("metadata", {})
     meta.setdefault("labels", {})[LABEL_MANAGED] = "fleet"
     ann = meta.setdefault("annotations", {})

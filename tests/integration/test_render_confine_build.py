@@ -3,6 +3,8 @@ only entries it sealed (an edited or foreign entry is rebuilt); a read-only cach
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -25,6 +27,11 @@ def repo(tmp_path: Path) -> Path:
     add_cluster(root, ClusterSpec(name="eu-1", environment="prod", vars={"REPLICAS": "4"}))
     render.clear_cache()
     return root
+
+
+def forget_kept(home: Path) -> None:
+    """Drop the whole renders kept per commit (tests/integration/test_render_kept.py), so the build runs."""
+    shutil.rmtree(home / "cache" / "render" / "results", ignore_errors=True)
 
 
 def symlink(repo: Path, path: str, target: str) -> None:
@@ -52,13 +59,28 @@ def test_an_edited_cache_entry_is_ignored_and_rebuilt(repo: Path, fleet_home: Pa
     assert entry.stat().st_mode & 0o777 == 0o600
     entry.write_text(entry.read_text().replace("hello-prod", "evil"))
     render.clear_cache()
+    forget_kept(fleet_home)
     again = render.render_cluster(repo, "eu-1")
     assert again.text == first.text and "evil" not in again.text
     assert render.stats() == {"kustomize_runs": 1, "memo_hits": 0, "disk_hits": 0}
     assert "evil" not in entry.read_text()  # rebuilt and sealed again
     render.clear_cache()
+    forget_kept(fleet_home)
     render.render_cluster(repo, "eu-1")
     assert render.stats()["disk_hits"] == 1
+
+
+def test_an_edited_list_of_parsed_objects_is_ignored(repo: Path, fleet_home: Path) -> None:
+    """The objects a build parsed are kept beside it (sealed): edited, they are parsed again from the build."""
+    first = render.render_cluster(repo, "eu-1")
+    [docs] = list((fleet_home / "cache" / "render").rglob("*.docs.json"))
+    docs.write_text(docs.read_text().replace("hello-prod", "evil"))
+    render.clear_cache()
+    forget_kept(fleet_home)
+    again = render.render_cluster(repo, "eu-1")
+    assert again.objects == first.objects and "evil" not in json.dumps(again.objects)
+    assert render.stats() == {"kustomize_runs": 0, "memo_hits": 0, "disk_hits": 1}
+    assert "evil" not in docs.read_text()  # parsed and sealed again
 
 
 def test_a_cache_entry_sealed_by_another_home_is_not_trusted(

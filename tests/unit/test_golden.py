@@ -4,7 +4,8 @@ toolchain binary, on a fleet repo whose commit ids are the same on every machine
     UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/unit/test_golden.py   # rewrite them, then review
 
 ``render`` and ``bootstrap --dry-run`` need kustomize: tests/integration/test_golden_render.py. ``diff``,
-``gate`` and ``sync`` need a live cluster: not golden-tested yet (see docs/output.md).
+``sync``, ``gate`` and ``status`` of a reachable cluster: tests/integration/test_golden_live.py; ``drift``
+and ``local list`` with clusters: tests/unit/test_golden_fixed.py (see docs/output.md).
 """
 
 from __future__ import annotations
@@ -60,13 +61,17 @@ def test_golden(case: Case, fleet: Path, places: tuple[tuple[Path, str], ...], t
 
 
 def test_every_read_command_has_a_golden_case_or_a_reason() -> None:
-    """A new read command gets a golden case here, in tests/integration/test_golden_render.py, or a line
-    in LIVE (it needs a cluster)."""
+    """A new read command gets a golden case here, in tests/integration/test_golden_render.py (kustomize),
+    tests/integration/test_golden_live.py (a live cluster), tests/unit/test_golden_fixed.py (fixed data at
+    the service boundary), or a line in ``engine`` (it changes what the Pulumi engine manages)."""
     from fleet.cli import COMMANDS
 
-    live = {"diff", "drift", "gate", "sync", "provision", "destroy"}  # need a cluster or the Pulumi engine
+    engine = {"provision", "destroy"}  # they create and delete stacks: the e2e tests pin their shapes
     writes = {"init", "adopt", "push", "pull"}  # no -o: nothing to golden-test
-    elsewhere = {"render", "bootstrap"}  # tests/integration/test_golden_render.py (kustomize)
+    elsewhere = {"render", "bootstrap",  # tests/integration/test_golden_render.py
+                 "diff", "sync", "gate",  # tests/integration/test_golden_live.py (and status of a live cluster)
+                 "drift"}  # tests/unit/test_golden_fixed.py (and local list with clusters)
+    live = engine
     covered = {c.args[0] for c in CASES}
     assert set(COMMANDS) - live - writes - elsewhere <= covered | {"cluster", "region", "local"}
     assert set(COMMANDS) - live - writes - elsewhere - covered == set()

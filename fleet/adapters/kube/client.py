@@ -39,6 +39,7 @@ from fleet.errors import ApiRefused, Forbidden, InputError, KubeError, NotFound,
 __all__ = ["FIELD_MANAGER", "Kube"]
 
 FIELD_MANAGER = "fleet"
+_METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 
 
 def _file_identity(path: Path | None) -> tuple[int, ...]:
@@ -195,10 +196,11 @@ class Kube:
         what: str,
         timeout: tuple[float, float] | None,
         stream: bool,
+        accept: str = "application/json",
     ) -> tuple[int, bytes, Any]:
         # The ApiClient's own connection pool (its TLS, proxy and auth settings), without the generated
         # layer's per-request serialisation: the client's CPU is what limits parallel applies.
-        headers = {"Accept": "application/json", "User-Agent": "fleet"}
+        headers = {"Accept": accept, "User-Agent": "fleet"}
         auth = self._cfg.auth_settings().get("BearerToken")
         if auth and auth.get("value"):
             headers["Authorization"] = str(auth["value"])
@@ -280,6 +282,7 @@ class Kube:
         timeout: tuple[float, float] | None = None,
         stream: bool = False,
         retry_conflicts: bool = True,
+        accept: str = "application/json",
     ) -> tuple[int, bytes, Any]:
         """Make one API call with the retry policy. Returns (status, body, stream response or None)."""
         retrying = tenacity.Retrying(
@@ -297,7 +300,7 @@ class Kube:
         try:
             return retrying(
                 self._once, method, path, query=query, body=body, content_type=content_type, what=what,
-                timeout=timeout, stream=stream,
+                timeout=timeout, stream=stream, accept=accept,
             )
         except _Transient as t:
             t.error.transient = not t.conflict  # the step above may try again; a lost race may not
@@ -413,8 +416,10 @@ class Kube:
         namespace: str | None = None,
         label_selector: str | None = None,
         field_selector: str | None = None,
+        metadata_only: bool = False,
     ) -> ObjectList:
-        """Every object of a kind (all pages). An unserved kind lists as empty."""
+        """Every object of a kind (all pages). An unserved kind lists as empty. ``metadata_only``: each
+        object's ``apiVersion``, ``kind`` and ``metadata`` only (the API server's PartialObjectMetadata)."""
         res = self.find_resource(api_version, kind)
         if res is None:
             return ObjectList((), "")
@@ -427,8 +432,11 @@ class Kube:
         cont, rv = "", ""
         while True:
             q = [*query, ("continue", cont)] if cont else query
-            doc = self._json("GET", res.path(namespace), query=q, what=f"list {kind}")
+            doc = self._json("GET", res.path(namespace), query=q, what=f"list {kind}",
+                             accept=_METADATA_LIST if metadata_only else "application/json")
             for item in doc.get("items") or []:
+                if metadata_only:  # PartialObjectMetadata: named as the object it describes
+                    item["apiVersion"], item["kind"] = res.api_version, kind
                 item.setdefault("apiVersion", res.api_version)
                 item.setdefault("kind", kind)
                 items.append(item)

@@ -1,0 +1,56 @@
+"""The few Git reads a cached render needs, with the ``git`` program and without GitPython.
+
+A render served from the cache needs two facts from Git: the commit a revision names (the cache is keyed
+by it) and which paths of the working tree have uncommitted changes. Importing GitPython and starting its
+helper processes costs more than the whole cached render, so these run ``git`` directly.
+
+Every function returns None when git cannot answer plainly (not a repository, an unknown or unusual
+revision, an unborn branch, no git binary): the caller then takes the full path through
+:class:`fleet.adapters.git.GitRepo`, whose errors are the ones users see. Nothing here writes.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from fleet.adapters import proc
+from fleet.errors import FleetError
+
+__all__ = ["changed_paths", "resolve"]
+
+_NO_PROMPT = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "LC_ALL": "C", "GIT_OPTIONAL_LOCKS": "0"}
+# what the fast path resolves: a commit id (short or full), or a ref name with ~N / ^N steps. Anything
+# else (``@{upstream}``, ``:/text``, ...) takes GitRepo's path, so both paths accept the same revisions.
+_PLAIN_REV = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/-]{0,254}(?:[~^][0-9]{0,4})*")
+_COMMIT_ID = re.compile(r"[0-9a-f]{40}")
+
+
+def _git(root: Path, *args: str) -> str | None:
+    try:
+        done = proc.run(["git", "-C", str(root), *args], env=_NO_PROMPT, timeout=60)
+    except FleetError:  # no git binary, or it hung: the full path reports it
+        return None
+    return done.stdout if done.ok else None
+
+
+def resolve(path: Path, rev: str | None) -> tuple[Path, str] | None:
+    """(the root of the working tree holding ``path``, the full commit id ``rev`` names there; default
+    HEAD), or None."""
+    rev = rev or "HEAD"
+    if not _PLAIN_REV.fullmatch(rev) or ".." in rev or rev.endswith((".", "/", ".lock")):
+        return None
+    out = _git(path, "rev-parse", "--show-toplevel", "--verify", "--quiet", f"{rev}^{{commit}}")
+    lines = (out or "").splitlines()
+    if len(lines) != 2 or not _COMMIT_ID.fullmatch(lines[1]) or not lines[0].startswith("/"):
+        return None
+    return Path(lines[0]).resolve(), lines[1]
+
+
+def changed_paths(root: Path) -> list[str] | None:
+    """Paths of the working tree at ``root`` with uncommitted changes, staged, unstaged or untracked (as
+    :meth:`fleet.adapters.git.GitRepo.is_dirty` of ``["."]`` lists them), or None."""
+    out = _git(root, "status", "--porcelain=v1", "--untracked-files=all", "--", ".")
+    if out is None:
+        return None
+    return [line[3:] for line in out.splitlines() if line.strip()]

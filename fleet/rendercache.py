@@ -1,0 +1,149 @@
+"""Whole renders of a cluster at a commit, kept on disk, so that ``fleet render CLUSTER`` of a commit it
+rendered before needs neither GitPython nor the registry's models nor kustomize.
+
+What an overlay cluster renders at a commit is fixed by that commit (its registry entry, ``fleet.yaml``
+and every file the overlay reads are in the commit's tree), by kustomize (its identity: path, size and
+modification time) and by fleet itself (its version and this module's format). An entry is keyed by all
+of them, the commit by its full id (resolved first: never a branch name), and its content is sealed with
+an HMAC under the home's private render-cache secret, as the build cache's entries are (:mod:`fleet.render`):
+an entry that does not verify is removed and the render runs in full. Only overlay clusters are kept; a
+Flux-directory cluster (whose render can carry notes) is always rendered in full. Entries are written by
+:func:`fleet.render.render_cluster`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from fleet import __version__, toolchain
+from fleet.errors import ToolMissing
+from fleet.paths import fleet_home, private_secret, write_private
+
+__all__ = ["Result", "kustomize_identity", "load", "store"]
+
+_VERSION = "fleet-render-result-v1"
+_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")  # a cluster name (a DNS label): a folder name here
+KEEP_PER_CLUSTER = 8  # the newest renders kept per cluster (one per commit it was rendered at)
+
+
+@dataclass(frozen=True)
+class Result:
+    """One cluster's render at one commit, as :func:`fleet.render.render_cluster` returned it."""
+
+    cluster: str
+    revision: str  # full commit id
+    text: str  # multi-document YAML
+    digest: str  # sha256 of text
+    inputs: tuple[str, ...]  # the repo paths the overlay reads: uncommitted edits to them are not rendered
+    registry: str  # the registry's folder at that commit ("clusters")
+    plain: bool  # every object a mapping and none SOPS-encrypted: shown as rendered
+    objects: str | None = None  # the objects as a JSON list, when JSON holds them exactly (else parse text)
+
+
+def kustomize_identity() -> str:
+    """Which kustomize builds: its path, size and modification time (a rebuilt one is another)."""
+    path = toolchain.find("kustomize")
+    st = path.stat()
+    return f"{path} {st.st_size} {int(st.st_mtime)}"
+
+
+def _key(revision: str, cluster: str) -> str | None:
+    try:
+        identity = kustomize_identity()
+    except (ToolMissing, OSError):
+        return None
+    material = f"{_VERSION}\n{__version__}\n{identity}\n{revision}\n{cluster}\n"
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+def _dir(cluster: str) -> Path:
+    return fleet_home() / "cache" / "render" / "results" / cluster
+
+
+def _path(cluster: str, key: str) -> Path:
+    return _dir(cluster) / f"{key}.json"
+
+
+def _seal(key: str, payload: str) -> str | None:
+    try:
+        secret = private_secret("render-cache")
+    except OSError:
+        return None
+    return hmac.new(secret.encode(), f"{_VERSION}\n{key}\n{payload}".encode(), hashlib.sha256).hexdigest()
+
+
+def load(revision: str, cluster: str) -> Result | None:
+    """The kept render of ``cluster`` at commit ``revision`` (a full id), when there is one that verifies."""
+    key = _key(revision, cluster) if _NAME.fullmatch(cluster) else None
+    if key is None:
+        return None
+    path = _path(cluster, key)
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    header, sep, payload = raw.partition("\n")
+    seal = _seal(key, payload)
+    if sep and seal is not None and hmac.compare_digest(header, f"{_VERSION} {seal}"):
+        try:
+            d = json.loads(payload)
+            result = Result(
+                cluster=str(d["cluster"]),
+                revision=str(d["revision"]),
+                text=str(d["text"]),
+                digest=str(d["digest"]),
+                inputs=tuple(str(p) for p in d["inputs"]),
+                registry=str(d["registry"]),
+                plain=d["plain"] is True,
+                objects=d["objects"] if isinstance(d.get("objects"), str) else None,
+            )
+        except (ValueError, KeyError, TypeError):
+            result = None
+        if result is not None and (result.cluster, result.revision) == (cluster, revision):
+            return result
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
+    return None
+
+
+def store(result: Result) -> None:
+    """Keep ``result``, sealed, and only the :data:`KEEP_PER_CLUSTER` newest of its cluster; a FLEET_HOME
+    that cannot be written only means nothing is kept."""
+    key = _key(result.revision, result.cluster) if _NAME.fullmatch(result.cluster) else None
+    if key is None:
+        return
+    payload = json.dumps({
+        "cluster": result.cluster,
+        "revision": result.revision,
+        "text": result.text,
+        "digest": result.digest,
+        "inputs": list(result.inputs),
+        "registry": result.registry,
+        "plain": result.plain,
+        "objects": result.objects,
+    })
+    seal = _seal(key, payload)
+    if seal is None:
+        return
+    with contextlib.suppress(OSError):
+        write_private(_path(result.cluster, key), f"{_VERSION} {seal}\n{payload}")
+        _prune(_dir(result.cluster))
+
+
+def _prune(folder: Path) -> None:
+    """Remove all but the newest :data:`KEEP_PER_CLUSTER` entries of a cluster (by modification time)."""
+    entries = []
+    for e in os.scandir(folder):
+        if e.name.endswith(".json") and e.is_file(follow_symlinks=False):
+            with contextlib.suppress(OSError):
+                entries.append((e.stat(follow_symlinks=False).st_mtime_ns, e.path))
+    for _, path in sorted(entries, reverse=True)[KEEP_PER_CLUSTER:]:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
