@@ -169,6 +169,37 @@ def test_bad_verify_settings_name_file_line_and_key(tmp_path: Path, verify: str,
                                       .replace("{3}", str(n + 3))), e.value.message
 
 
+@pytest.mark.parametrize("options, words", [
+    ("cert-authority", "line 2: cert-authority: Flux verifies signatures by the key itself"),
+    ('valid-before="20300101"', "line 2: valid-before: Flux does not check a key's validity period"),
+    ('valid-after="20200101"', "line 2: valid-after: "),
+    ('namespaces="file"', 'line 2: namespaces="file": Flux accepts the key for git signatures anyway'),
+    ('cert-authority,namespaces="git"', "line 2: cert-authority: "),
+])
+def test_allowed_signers_options_flux_cannot_honour_are_refused(
+    tmp_path: Path, keys: Keys, options: str, words: str
+) -> None:
+    signers = tmp_path / "allowed_signers"
+    signers.write_text(f"# who may sign\nalice@example.com {options} {(keys.dir / 'alice.pub').read_text()}")
+    root = new_fleet_repo(tmp_path)
+    (root / "fleet.yaml").write_text((root / "fleet.yaml").read_text()
+                                     + f"verify:\n  mode: head\n  allowedSigners: {signers}\n")
+    with pytest.raises(ConfigError) as e:
+        policy(root)
+    assert f"verify.allowedSigners: {signers} {words}" in e.value.message, e.value.message
+    assert "the operator (Flux) would not verify the same way" in e.value.message
+
+
+def test_a_namespaces_option_that_lets_git_sign_is_what_flux_does(tmp_path: Path, keys: Keys) -> None:
+    signers = tmp_path / "allowed_signers"
+    signers.write_text(f'alice@example.com namespaces="file,git" {(keys.dir / "alice.pub").read_text()}')
+    root = new_fleet_repo(tmp_path)
+    (root / "fleet.yaml").write_text((root / "fleet.yaml").read_text()
+                                     + f"verify:\n  mode: head\n  allowedSigners: {signers}\n")
+    sha = commit(root, keys, "ssh-alice", "signed")
+    assert require(root, sha) is not None
+
+
 def test_flux_spelling_of_the_mode_is_accepted(tmp_path: Path, keys: Keys) -> None:
     root = new_fleet_repo(tmp_path)
     (root / "fleet.yaml").write_text((root / "fleet.yaml").read_text()
