@@ -35,7 +35,7 @@ from fleet.adapters import proc
 from fleet.adapters.git import GitRepo
 from fleet.confine import check_overlay
 from fleet.errors import ConfigError, FleetError, NotFound, RenderError
-from fleet.paths import fleet_home, private_secret, write_private
+from fleet.paths import fleet_home, private_secret, write_private, writes_allowed
 from fleet.registry.layout import DEFAULT_LAYOUT, Layout
 from fleet.registry.load import (
     CLUSTERS_DIR,
@@ -311,13 +311,18 @@ def _read_cached(disk: Path, key: str) -> str | None:
     seal = _seal(key, text)
     if sep and seal is not None and hmac.compare_digest(header, f"{_CACHE_VERSION} {seal}"):
         return text
+    if not writes_allowed():
+        return None
     with contextlib.suppress(OSError):
         disk.unlink(missing_ok=True)
     return None
 
 
 def _write_cached(disk: Path, key: str, text: str) -> None:
-    """Store a build, sealed; a FLEET_HOME that cannot be written only means no disk cache."""
+    """Store a build, sealed; a FLEET_HOME that cannot be written only means no disk cache, and a dry run
+    (:func:`fleet.paths.no_writes`) does not fill it."""
+    if not writes_allowed():
+        return
     seal = _seal(key, text)
     if seal is None:
         return
