@@ -1,5 +1,5 @@
 """A dry run writes nothing at all: ``sync --dry-run``, ``bootstrap --dry-run``, ``rollout --dry-run`` and
-``region add --dry-run`` against a real cluster leave FLEET_HOME and the repository (every file, its bytes,
+``region add --dry-run`` against a real cluster, and ``adopt --dry-run`` of a Flux repository, leave FLEET_HOME and the repository (every file, its bytes,
 mode and mtime, and git's refs) exactly as they were: no lock file, no render-cache entry or secret, no
 journal, no Pulumi state, no kubeconfig copy. Checked on a fresh FLEET_HOME, then on one that a real sync
 has filled, at a revision never rendered before (so each dry run has to render it).
@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 from live_support import commit_objects, configmap, live_repo, namespace
+
+from tests.adopt_fixtures import flux_repo
 
 from fleet.adapters.kube import KubeTarget
 
@@ -90,3 +92,14 @@ def test_dry_runs_write_nothing_under_fleet_home_or_in_the_repo(
     assert any(fleet_home.rglob("*")), "a real sync wrote nothing under FLEET_HOME: the check would prove nothing"
     commit_objects(repo, [namespace(ns), configmap(ns, "a", K="2")])
     each_dry_run_writes_nothing("a used FLEET_HOME, a revision never rendered")
+
+
+def test_adopt_dry_run_writes_nothing(tmp_path: Path, fleet_home: Path) -> None:
+    root = flux_repo(tmp_path)
+    before, before_refs = snapshot(fleet_home, root), refs(root)
+    done = subprocess.run([sys.executable, "-m", "fleet", "adopt", str(root), "--dry-run"], capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    wrote = changes(before, snapshot(fleet_home, root))
+    assert not wrote, "fleet adopt --dry-run wrote " + "; ".join(wrote)
+    assert refs(root) == before_refs
