@@ -26,6 +26,7 @@ __all__ = [
     "private_dir",
     "private_secret",
     "repo_from_env",
+    "scratch_dir",
     "toolchain_dir",
     "write_private",
     "writes_allowed",
@@ -72,6 +73,7 @@ def age_key_file_from_env(name: str) -> str | None:
 
 _dry = 0  # how many no_writes() blocks are open (process-wide: a dry run's threads write nothing either)
 _dry_lock = threading.Lock()
+_scratch: Path | None = None  # a dry run's scratch directory (scratch_dir), made on first use
 
 
 class DryRunWrite(RuntimeError):
@@ -81,7 +83,7 @@ class DryRunWrite(RuntimeError):
 @contextlib.contextmanager
 def no_writes() -> Iterator[None]:
     """Within: nothing is written through this module (see the module's docstring)."""
-    global _dry
+    global _dry, _scratch
     with _dry_lock:
         _dry += 1
     try:
@@ -89,6 +91,27 @@ def no_writes() -> Iterator[None]:
     finally:
         with _dry_lock:
             _dry -= 1
+            done, scratch = _dry == 0, _scratch
+            if done:
+                _scratch = None
+        if done and scratch is not None:
+            import shutil
+
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def scratch_dir() -> Path:
+    """In a dry run: a private temporary directory outside FLEET_HOME, removed when the dry run ends, for a
+    tool that writes files to work even when it only reads (Pulumi's workspace settings and logs)."""
+    global _scratch
+    if writes_allowed():
+        raise RuntimeError("scratch_dir() is for dry runs (fleet.paths.no_writes)")
+    with _dry_lock:
+        if _scratch is None:
+            import tempfile
+
+            _scratch = Path(tempfile.mkdtemp(prefix="fleet-dry-run-"))  # 0700
+        return _scratch
 
 
 def writes_allowed() -> bool:
@@ -97,7 +120,7 @@ def writes_allowed() -> bool:
 
 
 def _refuse_in_dry_run(path: Path) -> None:
-    if not writes_allowed():
+    if not writes_allowed() and not (_scratch is not None and _under(path, _scratch)):
         raise DryRunWrite(f"a dry run tried to write {path}")
 
 
@@ -107,10 +130,9 @@ def _refuse_in_dry_run(path: Path) -> None:
 def private_dir(path: Path) -> Path:
     """Create ``path`` and its missing parents 0700 whatever the umask; an existing directory fleet owns
     under :func:`fleet_home` is narrowed to 0700. Raises OSError as the file system does."""
-    if not writes_allowed():
-        if path.is_dir():
-            return path
-        _refuse_in_dry_run(path)
+    if not writes_allowed() and path.is_dir():
+        return path
+    _refuse_in_dry_run(path)
     home = fleet_home()
     missing: list[Path] = []
     p = path

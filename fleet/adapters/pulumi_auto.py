@@ -32,6 +32,7 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import socket
 import sys
 import threading
@@ -59,7 +60,15 @@ from fleet.errors import (
     Unwritable,
 )
 from fleet.output import Reporter, SilentReporter
-from fleet.paths import fleet_home, private_dir, private_secret, toolchain_dir, write_private
+from fleet.paths import (
+    fleet_home,
+    private_dir,
+    private_secret,
+    scratch_dir,
+    toolchain_dir,
+    write_private,
+    writes_allowed,
+)
 
 __all__ = [
     "LOCAL_PASSPHRASE",
@@ -159,6 +168,8 @@ def local_passphrase(home: Path, backend_dir: Path) -> str:
     (:data:`LOCAL_PASSPHRASE`) before that file existed keeps that one, recorded in the same file, so its
     stacks' encryption salts still match (change it with ``pulumi stack change-secrets-provider``)."""
     secret = home / "secrets" / PASSPHRASE_SECRET
+    if not writes_allowed() and not secret.exists():  # a dry run makes no secret: what a run would use
+        return LOCAL_PASSPHRASE if _has_stacks(backend_dir, home / "pulumi-work") else secrets.token_hex(32)
     try:
         if not secret.exists() and _has_stacks(backend_dir, home / "pulumi-work"):
             write_private(secret, LOCAL_PASSPHRASE + "\n")
@@ -350,20 +361,38 @@ class Engine:
         env.update(s.env)
         return env
 
+    def _roots(self) -> tuple[Path, Path]:
+        """The work root and PULUMI_HOME. Pulumi writes there even to read (the project's settings, the
+        selected stack, logs), so a dry run (:func:`fleet.paths.no_writes`) gets them in its scratch
+        directory, outside FLEET_HOME and gone when it ends."""
+        if writes_allowed():
+            return self.settings.work_root, self.settings.pulumi_home
+        scratch = scratch_dir()
+        return scratch / "pulumi-work", scratch / "pulumi-home"
+
     def _work_dir(self, project: str, stack: str) -> Path:
         key = hashlib.sha256(self.settings.backend_url.encode()).hexdigest()[:10]
-        d = self.settings.work_root / key / project / stack
+        d = self._roots()[0] / key / project / stack
+        if not writes_allowed():  # a dry run reads the stack's settings (its secrets' salt) from a copy
+            _private_dir(d)
+            real = self.settings.work_root / key / project / stack
+            for f in real.glob(f"Pulumi.{stack}.*") if real.is_dir() else ():
+                write_private(d / f.name, f.read_bytes())
+            return d
         return _private_dir(d)
 
     def _options(self, project: str, stack: str, program: ProgramFn | None) -> auto.LocalWorkspaceOptions:
         s = self.settings
-        _private_dir(s.pulumi_home)
-        if (d := s.file_backend_dir) is not None:
+        pulumi_home = _private_dir(self._roots()[1])
+        if (d := s.file_backend_dir) is not None and writes_allowed():
             _private_dir(d)
+        elif d is not None and not d.is_dir():  # a dry run before anything was provisioned: no stack at all
+            raise StackNotFound(f"no stack in {self._where()}: nothing was provisioned yet",
+                                hint=f"run `fleet provision {stack}` first" if stack != "_" else None)
         pulumi_bin = s.pulumi_bin or toolchain.find("pulumi")
         return auto.LocalWorkspaceOptions(
             work_dir=str(self._work_dir(project, stack)),
-            pulumi_home=str(s.pulumi_home),
+            pulumi_home=str(pulumi_home),
             program=program,
             env_vars=self._env(),
             secrets_provider=s.secrets_provider,
@@ -479,7 +508,10 @@ class Engine:
             f.unlink(missing_ok=True)
 
     def exists(self, stack: str, *, project: str = PROJECT) -> bool:
-        ws = auto.LocalWorkspace(**vars(self._options(project, stack, None)))
+        try:
+            ws = auto.LocalWorkspace(**vars(self._options(project, stack, None)))
+        except StackNotFound:
+            return False
         try:
             return any(s.name.rsplit("/", 1)[-1] == stack for s in ws.list_stacks())
         except auto_errors.CommandError as e:
@@ -488,7 +520,10 @@ class Engine:
     def resource_counts(self, *, project: str = PROJECT) -> dict[str, int]:
         """Every stack of the project and how many resources it has (one ``pulumi stack ls``): what
         ``fleet rollout`` asks to tell a cluster that exists from one to bring up."""
-        ws = auto.LocalWorkspace(**vars(self._options(project, "_", None)))
+        try:
+            ws = auto.LocalWorkspace(**vars(self._options(project, "_", None)))
+        except StackNotFound:
+            return {}
         try:
             return {s.name.rsplit("/", 1)[-1]: int(s.resource_count or 0) for s in ws.list_stacks()}
         except auto_errors.CommandError as e:

@@ -1,60 +1,30 @@
 """A dry run writes nothing at all: ``sync --dry-run``, ``bootstrap --dry-run``, ``rollout --dry-run`` and
-``region add --dry-run`` against a real cluster, and ``adopt --dry-run`` of a Flux repository, leave FLEET_HOME and the repository (every file, its bytes,
-mode and mtime, and git's refs) exactly as they were: no lock file, no render-cache entry or secret, no
-journal, no Pulumi state, no kubeconfig copy. Checked on a fresh FLEET_HOME, then on one that a real sync
-has filled, at a revision never rendered before (so each dry run has to render it).
+``region add --dry-run`` against a real cluster, and ``adopt --dry-run`` of a Flux repository, leave
+FLEET_HOME and the repository (every file, its bytes, mode and mtime, and git's refs) exactly as they were: no
+lock file, no render-cache entry or secret, no journal, no Pulumi state, no kubeconfig copy. Checked on a
+fresh FLEET_HOME, then on one that a real sync has filled, at a revision never rendered before (so each dry
+run has to render it).
 
 Each command runs as its own process (``python -m fleet``), as a user runs it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import changes, refs, snapshot
 from live_support import commit_objects, configmap, live_repo, namespace
 
-from tests.adopt_fixtures import flux_repo
-
 from fleet.adapters.kube import KubeTarget
+from tests.adopt_fixtures import flux_repo
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("live")]
 
 CLUSTER = "it-dry"
-
-
-def snapshot(*roots: Path) -> dict[str, tuple[str, ...]]:
-    """Every path under ``roots``: its kind, mode, mtime and content digest (a link: its target)."""
-    out: dict[str, tuple[str, ...]] = {}
-    for root in roots:
-        if not root.exists():
-            continue
-        for dirpath, dirnames, filenames in os.walk(root):
-            for name in [*dirnames, *filenames]:
-                p = Path(dirpath) / name
-                st = p.lstat()
-                if p.is_symlink():
-                    out[str(p)] = ("link", os.readlink(p))
-                elif p.is_dir():
-                    out[str(p)] = ("dir", oct(st.st_mode), str(st.st_mtime_ns))
-                else:
-                    out[str(p)] = ("file", oct(st.st_mode), str(st.st_mtime_ns),
-                                   hashlib.sha256(p.read_bytes()).hexdigest())
-    return out
-
-
-def refs(repo: Path) -> str:
-    return subprocess.run(["git", "-C", str(repo), "for-each-ref", "--format=%(refname) %(objectname)"],
-                          capture_output=True, text=True, check=True).stdout + (repo / ".git/HEAD").read_text()
-
-
-def changes(before: dict[str, tuple[str, ...]], after: dict[str, tuple[str, ...]]) -> list[str]:
-    return sorted({f"{'+' if k not in before else '-' if k not in after else '~'} {k}"
-                   for k in before.keys() | after.keys() if before.get(k) != after.get(k)})
 
 
 def fleet(repo: Path, *args: str, ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[str]:
