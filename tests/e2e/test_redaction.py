@@ -113,8 +113,10 @@ def world(tmp_path_factory: pytest.TempPathFactory, pulumi_env: EngineSettings) 
     add_cluster(repo, ClusterSpec(name=NAME, environment="dev"))
     commit_file(repo, "fleet.yaml", (repo / "fleet.yaml").read_text()
                 + f"secrets:\n  sops:\n    ageRecipients: [{age.recipient}]\n", "the fleet uses sops")
+    # keys in alphabetical order, as `kubectl create secret --dry-run=client -o yaml` writes them: the order
+    # kustomize and Flux put them in, which the SOPS MAC (over values in order) depends on
     secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": "hello-dev"},
-              "type": "Opaque", "stringData": {"password": password}}
+              "stringData": {"password": password}, "type": "Opaque"}
     enc = sops.encrypt_object(secret, [age.recipient], encrypted_regex="^(data|stringData)$")
     commit_file(repo, "environments/dev/db-secret.yaml", yaml.safe_dump(enc, sort_keys=False), "dev: db secret")
     kust = (repo / "environments/dev/kustomization.yaml").read_text().replace(
