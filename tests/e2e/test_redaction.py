@@ -14,8 +14,8 @@ sync) writes nothing under FLEET_HOME, in the Pulumi backend or in the repo, now
 Searched, for each value in clear and base64: every command's stdout and stderr, every file under FLEET_HOME
 (reports, journals, logs of the controllers and the git endpoint, caches, Pulumi's work dirs), the Pulumi file
 backend (its state: secrets there are ciphertext, so a match is a value in plaintext), commit messages, notes
-and the repository's files. The only places a value may be are where it must be: the kubeconfig files (the
-credential).
+and the repository's files. The only places a value may be are where it must be: the cluster's etcd (its
+Secrets) and the kubeconfig files (the credential).
 
 The planted values must really be used (the positive controls): the cluster holds the decrypted password, the
 token and the age identity in its Secrets.
@@ -171,13 +171,15 @@ def world(tmp_path_factory: pytest.TempPathFactory, pulumi_env: EngineSettings) 
 
 
 def _allowed(path: Path, what: str, home: Path) -> bool:
-    """Where a value must be: the kubeconfig files hold the cluster's credential (and kwokctl's own files
-    for the cluster: its PKI)."""
+    """Where a value must be: the cluster's etcd holds its Secrets (the token, the age identity and the
+    password are Secrets there: where they are meant to go; encryption at rest is the cluster's matter), and
+    the kubeconfig files and kwokctl's own files for the cluster (its PKI) hold the cluster's credential."""
+    rel = path.relative_to(home).parts if path.is_relative_to(home) else ()
+    if rel[:3] == ("local", "kwok", "clusters") and len(rel) > 5 and rel[4] == "etcd":
+        return True
     if not what.startswith("kubeconfig credential"):
         return False
-    rel = path.relative_to(home) if path.is_relative_to(home) else None
-    return rel is not None and (rel.parts[:1] == ("kubeconfigs",) or rel.parts[:2] == ("local", "kubeconfigs")
-                                or rel.parts[:2] == ("local", "kwok"))
+    return rel[:1] == ("kubeconfigs",) or rel[:2] in (("local", "kubeconfigs"), ("local", "kwok"))
 
 
 def _files(*roots: Path) -> Iterator[Path]:
