@@ -157,9 +157,13 @@ def world(tmp_path_factory: pytest.TempPathFactory, pulumi_env: EngineSettings) 
         w.fleet("rollout", "-o", "json")
         db = kubectl_json(lc.kubeconfig_path(NAME), "-n", "hello-dev", "get", "secret", "db")
         assert base64.b64decode(db["data"]["password"]).decode() == password
-        for args in (("status", "-o", "json"), ("render", NAME), ("render", NAME, "-o", "json"),
-                     ("history", NAME), ("good", NAME, "-o", "json"), ("diff", NAME), ("local", "list")):
-            w.fleet(*args, ok=(0, 1))
+        for args in (("render", NAME), ("render", NAME, "-o", "json"), ("history", NAME), ("good", NAME, "-o", "json"),
+                     ("local", "list")):
+            w.fleet(*args)
+        # diff compares the decrypted Secret with the cluster's (exit 0: no drift), and status --drift too
+        w.fleet("diff", NAME)
+        rows = json.loads(w.fleet("status", "--drift", "-o", "json").stdout)["items"]
+        assert next(r for r in rows if r["name"] == NAME)["drift"] == "no", rows
         w.dry_run_writes_nothing("sync", NAME, "--dry-run", "--sync", "direct", "-o", "json")
         yield w
     finally:
