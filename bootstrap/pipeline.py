@@ -129,29 +129,34 @@ def run_bootstrap(req: BootstrapRequest, services: Services, reporter: Reporter)
     # 1. resolve and 2. plan happen before anything is created or journaled, so bad input
     # (an unknown revision, a cluster with no last good) is refused with nothing changed.
     reporter.step(f'resolving the target revision of cluster "{req.cluster}"')
+    if req.dry_run:  # a dry run writes nothing at all: not even the journal's lock file
+        return BootstrapResult("planned", _resolve_and_plan(req, services, reporter, journal_mod.load(req.cluster)),
+                               None)
     with locked_journal(req.cluster) as jpath:
         existing = journal_mod.load(req.cluster)
-        to = req.to
-        if to is None and existing is not None and existing.state != "recovered":
-            to = existing.revision  # resume what the interrupted run was rebuilding
-        resolved = services.resolve(req.cluster, to)
-        reporter.ok(f"target revision {resolved.revision[:12]} ({resolved.source}): {resolved.subject}")
-        plan = services.plan(req.cluster, resolved, req.sync, req.gate_timeout)
-        plan = replace(plan, budgets=_plan_budgets(req.budgets))
-        if req.dry_run:
-            return BootstrapResult("planned", plan, None)
-
+        plan = _resolve_and_plan(req, services, reporter, existing)
         if (
             existing is not None
             and existing.state == "recovered"
-            and existing.revision == resolved.revision
-            and services.already_recovered(req.cluster, resolved.revision)
+            and existing.revision == plan.revision
+            and services.already_recovered(req.cluster, plan.revision)
         ):
-            reporter.ok(f'cluster "{req.cluster}" is already recovered at {resolved.revision[:12]}; nothing to do')
+            reporter.ok(f'cluster "{req.cluster}" is already recovered at {plan.revision[:12]}; nothing to do')
             return BootstrapResult("already-recovered", plan, None)
 
         j = _open_journal(existing, jpath, req, plan, reporter)
         return _execute(j, req, plan, services, reporter)
+
+
+def _resolve_and_plan(req: BootstrapRequest, services: Services, reporter: Reporter,
+                      existing: Journal | None) -> Plan:
+    to = req.to
+    if to is None and existing is not None and existing.state != "recovered":
+        to = existing.revision  # resume what the interrupted run was rebuilding
+    resolved = services.resolve(req.cluster, to)
+    reporter.ok(f"target revision {resolved.revision[:12]} ({resolved.source}): {resolved.subject}")
+    plan = services.plan(req.cluster, resolved, req.sync, req.gate_timeout)
+    return replace(plan, budgets=_plan_budgets(req.budgets))
 
 
 def _open_journal(existing: Journal | None, jpath: Path, req: BootstrapRequest, plan: Plan, r: Reporter) -> Journal:

@@ -2,6 +2,10 @@
 
 Everything fleet writes under :func:`fleet_home` is private whatever the umask: directories 0700
 (:func:`private_dir`), files 0600 (:func:`write_private`, :func:`open_private`).
+
+A dry run writes nothing at all: inside :func:`no_writes` (the CLI enters it for every ``--dry-run``)
+caches are read but not filled (:func:`writes_allowed`), a missing secret is not made, and a write
+through these helpers is a bug (:class:`DryRunWrite`, an internal error), never a silent file.
 """
 
 from __future__ import annotations
@@ -9,18 +13,23 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
 __all__ = [
+    "DryRunWrite",
     "debug_from_env",
     "fleet_home",
+    "no_writes",
     "open_private",
     "private_dir",
     "private_secret",
     "repo_from_env",
+    "scratch_dir",
     "toolchain_dir",
     "write_private",
+    "writes_allowed",
 ]
 
 DIR_MODE = 0o700
@@ -60,12 +69,70 @@ def age_key_file_from_env(name: str) -> str | None:
     return os.environ.get(name) or None
 
 
+# ---- dry runs ----------------------------------------------------------------------------------
+
+_dry = 0  # how many no_writes() blocks are open (process-wide: a dry run's threads write nothing either)
+_dry_lock = threading.Lock()
+_scratch: Path | None = None  # a dry run's scratch directory (scratch_dir), made on first use
+
+
+class DryRunWrite(RuntimeError):
+    """A dry run tried to write under FLEET_HOME: a bug in fleet (exit 70), never a silent write."""
+
+
+@contextlib.contextmanager
+def no_writes() -> Iterator[None]:
+    """Within: nothing is written through this module (see the module's docstring)."""
+    global _dry, _scratch
+    with _dry_lock:
+        _dry += 1
+    try:
+        yield
+    finally:
+        with _dry_lock:
+            _dry -= 1
+            done, scratch = _dry == 0, _scratch
+            if done:
+                _scratch = None
+        if done and scratch is not None:
+            import shutil
+
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def scratch_dir() -> Path:
+    """In a dry run: a private temporary directory outside FLEET_HOME, removed when the dry run ends, for a
+    tool that writes files to work even when it only reads (Pulumi's workspace settings and logs)."""
+    global _scratch
+    if writes_allowed():
+        raise RuntimeError("scratch_dir() is for dry runs (fleet.paths.no_writes)")
+    with _dry_lock:
+        if _scratch is None:
+            import tempfile
+
+            _scratch = Path(tempfile.mkdtemp(prefix="fleet-dry-run-"))  # 0700
+        return _scratch
+
+
+def writes_allowed() -> bool:
+    """False inside :func:`no_writes`: a cache is read but not filled."""
+    return _dry == 0
+
+
+def _refuse_in_dry_run(path: Path) -> None:
+    if not writes_allowed() and not (_scratch is not None and _under(path, _scratch)):
+        raise DryRunWrite(f"a dry run tried to write {path}")
+
+
 # ---- private files -----------------------------------------------------------------------------
 
 
 def private_dir(path: Path) -> Path:
     """Create ``path`` and its missing parents 0700 whatever the umask; an existing directory fleet owns
     under :func:`fleet_home` is narrowed to 0700. Raises OSError as the file system does."""
+    if not writes_allowed() and path.is_dir():
+        return path
+    _refuse_in_dry_run(path)
     home = fleet_home()
     missing: list[Path] = []
     p = path
@@ -97,6 +164,7 @@ def _under(path: Path, home: Path) -> bool:
 def write_private(path: Path, data: str | bytes, *, fsync: bool = False) -> Path:
     """Write ``path`` atomically, 0600 whatever the umask, its directory 0700 (the file is replaced, never
     written through a symlink); with ``fsync`` the data is on disk before the rename."""
+    _refuse_in_dry_run(path)
     private_dir(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, FILE_MODE)
@@ -116,6 +184,7 @@ def write_private(path: Path, data: str | bytes, *, fsync: bool = False) -> Path
 
 def open_private(path: Path, mode: str = "a") -> IO[str]:
     """Open a text file for writing or appending, created 0600 (its directory 0700) whatever the umask."""
+    _refuse_in_dry_run(path)
     private_dir(path.parent)
     flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_APPEND if "a" in mode else os.O_TRUNC)
     fd = os.open(path, flags, FILE_MODE)
@@ -124,7 +193,8 @@ def open_private(path: Path, mode: str = "a") -> IO[str]:
 
 
 def private_secret(name: str, nbytes: int = 32) -> str:
-    """A random secret kept in ``fleet_home()/secrets/<name>`` (0600), made on first use (hex text)."""
+    """A random secret kept in ``fleet_home()/secrets/<name>`` (0600), made on first use (hex text). In a
+    dry run a missing secret is not made: FileNotFoundError."""
     import secrets  # with hmac and OpenSSL: loaded by the commands that use a secret, not at every start-up
 
     path = fleet_home() / "secrets" / name
@@ -135,7 +205,8 @@ def private_secret(name: str, nbytes: int = 32) -> str:
                 os.chmod(path, FILE_MODE)
             return text
     except FileNotFoundError:
-        pass
+        if not writes_allowed():
+            raise
     value = secrets.token_hex(nbytes)
     tmp = write_private(path.with_name(f".{name}.{secrets.token_hex(4)}.new"), value + "\n")
     try:  # link: created with its content or not at all, so two processes on first use agree on one

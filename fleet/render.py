@@ -35,7 +35,7 @@ import yaml
 from fleet import rendercache, toolchain
 from fleet.adapters import gitplain, proc
 from fleet.errors import ConfigError, FleetError, NotFound, RenderError
-from fleet.paths import fleet_home, private_secret, write_private
+from fleet.paths import fleet_home, private_secret, write_private, writes_allowed
 from fleet.registry.layout import DEFAULT_LAYOUT, Layout
 from fleet.registry.load import (
     CLUSTERS_DIR,
@@ -316,13 +316,18 @@ def _read_cached(disk: Path, key: str) -> str | None:
     seal = _seal(key, text)
     if sep and seal is not None and hmac.compare_digest(header, f"{_CACHE_VERSION} {seal}"):
         return text
+    if not writes_allowed():
+        return None
     with contextlib.suppress(OSError):
         disk.unlink(missing_ok=True)
     return None
 
 
 def _write_cached(disk: Path, key: str, text: str) -> None:
-    """Store a build, sealed; a FLEET_HOME that cannot be written only means no disk cache."""
+    """Store a build, sealed; a FLEET_HOME that cannot be written only means no disk cache, and a dry run
+    (:func:`fleet.paths.no_writes`) does not fill it."""
+    if not writes_allowed():
+        return
     seal = _seal(key, text)
     if seal is None:
         return

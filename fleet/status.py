@@ -29,6 +29,7 @@ from fleet.output import Reporter, SilentReporter
 from fleet.registry.load import load_registry, open_repo
 from fleet.registry.model import ClusterSpec, FleetSettings
 from fleet.render import Rendered, render_all
+from fleet.sops import AgeKey, key_for
 
 __all__ = ["ClusterStatus", "FleetStatus", "cluster_status", "fleet_status"]
 
@@ -75,6 +76,7 @@ def cluster_status(
     last_good: str | None = None,
     rendered: Rendered | None = None,
     drift: bool = False,
+    age_keys: Sequence[AgeKey] = (),
 ) -> ClusterStatus:
     """One cluster's row. Never raises for the cluster's own trouble: it goes into ``message``."""
     t0 = time.monotonic()
@@ -102,9 +104,9 @@ def cluster_status(
     except FleetError as e:
         return row(message=e.message)
     if flux is not None and flux[0].installed and (inv is None or flux[1]):
-        return _flux_row(row, flux[0], flux[1], target, settings, spec, kube, _drift(target, rendered, drift))
+        return _flux_row(row, flux[0], flux[1], target, settings, spec, kube, _drift(target, rendered, drift, age_keys))
     if inv is None:
-        return row(message="never synced by fleet", drift=_drift(target, rendered, drift))
+        return row(message="never synced by fleet", drift=_drift(target, rendered, drift, age_keys))
     applied, state = inv.revision[:12], inv.state
     cfg: GateConfig = gate_config(settings, spec)
     cfg = GateConfig(operator=cfg.operator, operator_gate=cfg.operator_gate, custom=cfg.custom,
@@ -124,7 +126,7 @@ def cluster_status(
         unfinished = f"sync of {applied} did not finish"
         message = f"{unfinished}; {message}" if message else unfinished
     return row(applied=applied, applied_state=state, health=health, message=message,
-               drift=_drift(target, rendered, drift), applied_by="fleet")
+               drift=_drift(target, rendered, drift, age_keys), applied_by="fleet")
 
 
 def _flux(kube: Kube) -> tuple[FluxStatus, bool]:
@@ -164,13 +166,13 @@ def _flux_row(row: Callable[..., ClusterStatus], st: FluxStatus, runs: bool, tar
                health=health, message=message, drift=drift)
 
 
-def _drift(target: Any, rendered: Rendered | None, wanted: bool) -> str:
+def _drift(target: Any, rendered: Rendered | None, wanted: bool, age_keys: Sequence[AgeKey] = ()) -> str:
     if not wanted:
         return "-"
     if rendered is None:
         return "unknown"
     try:
-        result = diff(target, rendered.objects, rendered.revision, reporter=SilentReporter())
+        result = diff(target, rendered.objects, rendered.revision, reporter=SilentReporter(), age_keys=age_keys)
         return "yes" if result.drift else "no"
     except FleetError:
         return "unknown"
@@ -201,12 +203,20 @@ def fleet_status(
         except FleetError as e:
             if reporter is not None:
                 reporter.warn(f"drift unknown: {e.message}")
+    keys: list[AgeKey] = []
+    if rendered and registry.settings.secrets.sops is not None:
+        try:  # a fleet that uses SOPS: compared decrypted in memory, as `fleet diff` does
+            key = key_for(registry.settings, g.root)
+            keys = [key] if key else []
+        except FleetError as e:
+            if reporter is not None:
+                reporter.warn(f"drift of encrypted Secrets unknown: {e.message}")
     if reporter is not None:
         reporter.step(f"asking {len(specs)} clusters")
 
     def one(spec: ClusterSpec) -> ClusterStatus:
         return cluster_status(spec, registry.settings, head, last_good=goods.get(spec.name),
-                              rendered=rendered.get(spec.name), drift=drift)
+                              rendered=rendered.get(spec.name), drift=drift, age_keys=keys)
 
     if len(specs) > 1:
         size = max(1, min(workers, len(specs)))

@@ -40,7 +40,7 @@ from fleet.registry.yamlpos import load_yaml
 if TYPE_CHECKING:  # GitPython loads when a commit is verified, not to learn that none need be
     from fleet.adapters.git import GitRepo, SignatureCheck
 
-__all__ = ["Policy", "Verification", "flux_keys", "policy", "require", "verify"]
+__all__ = ["Policy", "Verification", "flux_gaps", "flux_keys", "policy", "require", "verify"]
 
 _SSH_KEY_TYPE = re.compile(r"^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)"
                            r"|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com)(-cert-v01@openssh\.com)?$")
@@ -129,6 +129,36 @@ def ssh_keys(allowed_signers: str) -> list[str]:
     return out
 
 
+# What git's allowed-signers options do that Flux's source-controller (v1.9.6) cannot: it verifies an SSH
+# signature against plain authorized_keys lines, so a line restricted by one of these would be accepted by
+# the operator where fleet refuses it (or the reverse, for cert-authority). `namespaces` is fine when it
+# lets "git" sign (both check that namespace).
+_FLUX_CANNOT = {
+    "cert-authority": "Flux verifies signatures by the key itself, not certificates it issued",
+    "valid-after": "Flux does not check a key's validity period",
+    "valid-before": "Flux does not check a key's validity period",
+}
+_OPTION = re.compile(r'([A-Za-z-]+)(?:="([^"]*)")?(?:,|$)')
+
+
+def flux_gaps(allowed_signers: str) -> list[str]:
+    """The options of an allowed-signers file that Flux's source-controller cannot honour, one line each
+    (``line N: option: why``): with them, fleet and the operator would not verify the same way."""
+    out: list[str] = []
+    for n, line in enumerate(allowed_signers.splitlines(), 1):
+        tokens = line.split()
+        if not tokens or tokens[0].startswith("#"):
+            continue
+        at = next((i for i, t in enumerate(tokens[1:], 1) if _SSH_KEY_TYPE.match(t)), len(tokens))
+        for name, value in _OPTION.findall(",".join(tokens[1:at])):
+            name = name.lower()
+            if name in _FLUX_CANNOT:
+                out.append(f"line {n}: {name}: {_FLUX_CANNOT[name]}")
+            elif name == "namespaces" and "git" not in [v.strip() for v in value.split(",")]:
+                out.append(f'line {n}: namespaces="{value}": Flux accepts the key for git signatures anyway')
+    return out
+
+
 def policy(repo: GitRepo | str | Path) -> Policy | None:
     """The verification the working tree's fleet.yaml requires, or None (``mode: none``). Bad paths and
     key files are ConfigErrors naming fleet.yaml, the line and the key."""
@@ -152,6 +182,11 @@ def policy(repo: GitRepo | str | Path) -> Policy | None:
         if not ssh_keys(signers_text):
             raise ConfigError(f"{signers} holds no SSH public key (lines: PRINCIPALS [OPTIONS] KEYTYPE KEY)",
                               file=FLEET_FILE, line=_line(text, "allowedSigners"), key="verify.allowedSigners")
+        if gaps := flux_gaps(signers_text):
+            raise ConfigError(f"{signers} {gaps[0]}; the operator (Flux) would not verify the same way",
+                              file=FLEET_FILE, line=_line(text, "allowedSigners"), key="verify.allowedSigners",
+                              hint="list the signing keys themselves, without cert-authority, valid-after, "
+                              "valid-before or a namespaces option that leaves out git")
     keys: list[tuple[Path, str]] = []
     if settings.publicKeys is not None:
         where = _where(g, settings.publicKeys)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
-__all__ = ["commit_file", "git", "git_state", "need_flux_manifests", "need_tool", "new_fleet_repo", "run_cli"]
+__all__ = [
+    "changes", "commit_file", "git", "git_state", "need_flux_manifests", "need_tool", "new_fleet_repo", "refs",
+    "run_cli", "snapshot",
+]
 
 
 def need_tool(name: str) -> Path:
@@ -88,3 +92,37 @@ def commit_file(repo: Path, path: str, text: str, message: str = "edit") -> str:
     git(repo, "add", path)
     git(repo, "commit", "-q", "-m", message, "--", path)
     return git(repo, "rev-parse", "HEAD").strip()
+
+
+def snapshot(*roots: Path, skip: tuple[Path, ...] = ()) -> dict[str, tuple[str, ...]]:
+    """Every path under ``roots`` (but not under ``skip``): its kind, mode, mtime and content digest (a link:
+    its target). Compare two with :func:`changes`: what a command wrote."""
+    out: dict[str, tuple[str, ...]] = {}
+    for root in roots:
+        if not root.exists():
+            continue
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = [d for d in dirnames if Path(dirpath) / d not in skip]
+            for name in [*dirnames, *filenames]:
+                p = Path(dirpath) / name
+                st = p.lstat()
+                if p.is_symlink():
+                    out[str(p)] = ("link", os.readlink(p))
+                elif p.is_dir():
+                    out[str(p)] = ("dir", oct(st.st_mode), str(st.st_mtime_ns))
+                else:
+                    out[str(p)] = ("file", oct(st.st_mode), str(st.st_mtime_ns),
+                                   hashlib.sha256(p.read_bytes()).hexdigest())
+    return out
+
+
+def refs(repo: Path) -> str:
+    """Every ref of ``repo`` and its HEAD."""
+    return subprocess.run(["git", "-C", str(repo), "for-each-ref", "--format=%(refname) %(objectname)"],
+                          capture_output=True, text=True, check=True).stdout + (repo / ".git/HEAD").read_text()
+
+
+def changes(before: dict[str, tuple[str, ...]], after: dict[str, tuple[str, ...]]) -> list[str]:
+    """What differs between two :func:`snapshot` s: ``+ path`` made, ``- path`` removed, ``~ path`` changed."""
+    return sorted({f"{'+' if k not in before else '-' if k not in after else '~'} {k}"
+                   for k in before.keys() | after.keys() if before.get(k) != after.get(k)})

@@ -42,7 +42,9 @@ __all__ = ["NOTES_REF", "Entry", "GitRepo", "LogEntry", "SignatureCheck"]
 
 NOTES_REF = "refs/notes/fleet"
 LOCK_TIMEOUT_S = 60.0
-_NO_PROMPT = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "LC_ALL": "C"}
+# GIT_OPTIONAL_LOCKS=0: a read (`git status`) never rewrites the index to refresh its stat cache, so a
+# command that only reads the repository (a dry run) leaves .git exactly as it was
+_NO_PROMPT = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "LC_ALL": "C", "GIT_OPTIONAL_LOCKS": "0"}
 
 
 _DIR = 0o040000

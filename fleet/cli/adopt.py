@@ -6,11 +6,12 @@ from pathlib import Path
 
 import typer
 
-from fleet.cli.common import reporter
+from fleet.cli.common import dry_run_writes_nothing, reporter
 
 
 def register(app: typer.Typer) -> None:
     @app.command()
+    @dry_run_writes_nothing
     def adopt(
         directory: Path = typer.Argument(Path("."), help="The repository to adopt (default: here)."),
         name: str | None = typer.Option(None, "--name", help="The fleet's name (default: the directory's)."),

@@ -10,7 +10,7 @@ import typer
 
 from bootstrap.pipeline import BootstrapRequest, BootstrapResult, run_bootstrap
 from bootstrap.report import to_markdown
-from fleet.cli.common import OutputOpt, RepoOpt, repo_path, reporter
+from fleet.cli.common import OutputOpt, RepoOpt, dry_run_writes_nothing, repo_path, reporter
 from fleet.errors import InputError
 from fleet.output import OutputFormat, emit
 
@@ -65,6 +65,7 @@ def _render(results: list[BootstrapResult], output: OutputFormat, dry_run: bool,
 
 def register(app: typer.Typer) -> None:
     @app.command()
+    @dry_run_writes_nothing
     def bootstrap(
         cluster: str = typer.Argument(None, help="The cluster to rebuild (or use -l)."),
         to: str = typer.Option(None, "--to", help="Rebuild at this revision instead of the last good one."),

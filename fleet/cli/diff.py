@@ -47,10 +47,15 @@ def register(app: typer.Typer) -> None:
 
         r = reporter()
         try:
+            from fleet.sops import key_for
+
             path = repo_path(repo)
-            spec = load_registry(path).get(name)
+            reg = load_registry(path)
+            spec = reg.get(name)
             rendered = render_cluster(path, name, rev)
-            result = diff(kubeconfig_for(spec), rendered.objects, rendered.revision, reporter=r)
+            key = key_for(reg.settings, path)  # the fleet uses SOPS: decrypted in memory, as a sync does
+            result = diff(kubeconfig_for(spec), rendered.objects, rendered.revision, reporter=r,
+                          age_keys=[key] if key else ())
         except FleetError as e:
             e.exit_code = max(e.exit_code, 2)  # 1 means drift here
             raise

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from fleet.cli.common import OutputOpt, RepoOpt, repo_path, reporter
+from fleet.cli.common import OutputOpt, RepoOpt, dry_run_writes_nothing, repo_path, reporter
 from fleet.output import OutputFormat, emit
 
 __all__ = ["register"]
@@ -18,6 +18,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(region, name="region")
 
     @region.command("add")
+    @dry_run_writes_nothing
     def add(
         name: str = typer.Argument(..., metavar="REGION", help="The new region."),
         source: str = typer.Option(..., "--from", help="The region whose clusters the new ones are modelled on."),

@@ -13,7 +13,7 @@ from typing import Any
 
 import typer
 
-from fleet.cli.common import OutputOpt, RepoOpt, repo_path, reporter
+from fleet.cli.common import OutputOpt, RepoOpt, dry_run_writes_nothing, repo_path, reporter
 from fleet.cli.gate import parse_duration
 from fleet.errors import InputError
 from fleet.output import OutputFormat, emit
@@ -40,6 +40,7 @@ def _plan_text(plan: Any) -> str:
 
 def register(app: typer.Typer) -> None:
     @app.command()
+    @dry_run_writes_nothing
     def rollout(
         selector: str = typer.Option(None, "-l", "--selector", help="Roll out to the clusters matching this."),
         rev: str = typer.Option("HEAD", "--rev", help="The revision to roll out."),

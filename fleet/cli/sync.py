@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from fleet.cli.common import OutputOpt, RepoOpt, repo_path, reporter
+from fleet.cli.common import OutputOpt, RepoOpt, dry_run_writes_nothing, repo_path, reporter
 from fleet.output import OutputFormat, emit
 
 if TYPE_CHECKING:  # the live layer (and the kubernetes client) load when a command runs
@@ -22,6 +22,7 @@ def _rows(r: SyncResult) -> list[tuple[object, ...]]:
 
 def register(app: typer.Typer) -> None:
     @app.command("sync")
+    @dry_run_writes_nothing
     def sync_cmd(
         name: str = typer.Argument(..., help="The cluster to sync."),
         rev: str = typer.Option(None, "--rev", help="Revision to apply (default: HEAD)."),

@@ -13,7 +13,7 @@ import copy
 import difflib
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +24,7 @@ from fleet.live.apply import PlannedObject, parallel, plan_objects
 from fleet.live.inventory import read_inventory
 from fleet.live.objects import ANN_DIGEST, ANN_REVISION, ObjectRef, owned_by_fleet, validate
 from fleet.output import Reporter
+from fleet.sops import AgeKey, decrypt_objects, require_key
 
 __all__ = ["DiffResult", "ObjectDiff", "diff", "normalize"]
 
@@ -74,7 +75,26 @@ def _yaml(obj: Mapping[str, Any]) -> list[str]:
     return yaml.safe_dump(dict(obj), sort_keys=True, default_flow_style=False).splitlines(keepends=True)
 
 
+def _masked(live: Obj | None, desired: Obj | None) -> tuple[Obj | None, Obj | None]:
+    """A Secret's values masked as ``kubectl diff`` does: ``***`` where both sides hold the same value,
+    ``*** (before)`` and ``*** (after)`` where it changed. A diff never prints what a Secret holds."""
+    if not any(o is not None and o.get("kind") == "Secret" and o.get("apiVersion") == "v1" for o in (live, desired)):
+        return live, desired
+    a, b = copy.deepcopy(live), copy.deepcopy(desired)
+    for field in ("data", "stringData"):
+        old = dict((a or {}).get(field) or {})
+        new = dict((b or {}).get(field) or {})
+        for k in old.keys() | new.keys():
+            same = k in old and k in new and old[k] == new[k]
+            if a is not None and k in old:
+                a[field][k] = "***" if same else "*** (before)"
+            if b is not None and k in new:
+                b[field][k] = "***" if same else "*** (after)"
+    return a, b
+
+
 def _unified(ref: str, live: Obj | None, desired: Obj | None) -> str:
+    live, desired = _masked(live, desired)
     a = _yaml(live) if live is not None else []
     b = _yaml(desired) if desired is not None else []
     return "".join(difflib.unified_diff(a, b, fromfile=f"live/{ref}", tofile=f"desired/{ref}"))
@@ -122,14 +142,19 @@ def diff(
     reporter: Reporter,
     workers: int = 16,
     operator: bool | None = None,
+    age_keys: Sequence[AgeKey] = (),
 ) -> DiffResult:
     """Compare the desired ``objects`` at ``revision`` with the cluster. Where the operator applies the
     cluster (``operator``; None: find out), the objects are compared as Flux applies them (without
-    fleet's marks) and what Flux would prune comes from its Kustomization's inventory."""
+    fleet's marks) and what Flux would prune comes from its Kustomization's inventory. SOPS-encrypted
+    objects are decrypted with ``age_keys`` in memory, as a sync does (refused without a key); the diff
+    shows no Secret's values (:func:`_masked`)."""
     t0 = time.monotonic()
     cluster = target.cluster
+    objects = list(objects)
+    require_key(age_keys, objects, f'cluster "{cluster}"')
     kube = Kube.connect(target, pool_size=workers + 4)
-    manifests = validate(objects)
+    manifests = validate(decrypt_objects(objects, age_keys) if age_keys else objects)
     if operator is None:
         from fleet.live.flux import operator_applies
 

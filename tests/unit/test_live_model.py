@@ -11,7 +11,7 @@ from fleet.access import kubeconfig_cache_path, kubeconfig_for
 from fleet.cli.gate import parse_duration
 from fleet.errors import InputError, NotFound
 from fleet.live import health as h
-from fleet.live.diff import normalize
+from fleet.live.diff import _unified, normalize
 from fleet.live.inventory import CHUNK_BYTES, _split
 from fleet.live.objects import (
     ANN_CLUSTER,
@@ -185,6 +185,24 @@ def test_normalize_drops_what_the_server_owns() -> None:
         "metadata": {"name": "a", "labels": {"k": "v"}},
     }
     assert live["metadata"]["uid"] == "u"  # not changed in place
+
+
+def test_a_diff_never_prints_what_a_secret_holds() -> None:
+    def secret(**data: str) -> dict[str, object]:
+        return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": "app"},
+                "data": dict(data), "stringData": {"token": data.get("password", "")}}
+
+    live, desired = secret(password="b2xkLXB3", user="YWRtaW4="), secret(password="bmV3LXB3", user="YWRtaW4=")
+    text = _unified("Secret/app/db", live, desired)
+    for value in ("b2xkLXB3", "bmV3LXB3", "YWRtaW4="):
+        assert value not in text
+    assert "-  password: '*** (before)'" in text and "+  password: '*** (after)'" in text
+    assert "  user: '***'" in text and "user: '*** (" not in text  # unchanged: no -/+ line
+    created = _unified("Secret/app/db", None, desired)
+    assert "bmV3LXB3" not in created and "+  password: '*** (after)'" in created
+    assert live["data"] == {"password": "b2xkLXB3", "user": "YWRtaW4="}  # the objects are not changed
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"k": "shown"}}
+    assert "+  k: shown" in _unified("ConfigMap/c", None, cm)
 
 
 def test_queries_cover_refs_with_few_watches() -> None:

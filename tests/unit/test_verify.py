@@ -7,10 +7,8 @@ git, gpg and ssh-keygen are system tools, not the toolchain's; a machine without
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,68 +16,16 @@ import pytest
 from fleet.errors import ConfigError, UnverifiedCommit
 from fleet.verify import flux_keys, policy, require, ssh_keys
 from tests.helpers import git, git_state, new_fleet_repo, run_cli
+from tests.signing import HAVE_TOOLS, Keys, commit, make_keys, require_signatures, stop_agent
 
-pytestmark = pytest.mark.skipif(
-    not all(shutil.which(t) for t in ("git", "gpg", "ssh-keygen")), reason="needs git, gpg and ssh-keygen"
-)
-
-
-@dataclass(frozen=True)
-class Keys:
-    dir: Path
-    ssh_alice: Path  # private key files (their .pub beside them)
-    ssh_mallory: Path
-    allowed_signers: Path  # alice only
-    gnupg: Path  # a keyring holding both OpenPGP secret keys, to sign with
-    pgp_alice: str  # fingerprints
-    pgp_mallory: str
-    alice_asc: Path  # alice's public key, armored
-
-
-def _run(*args: str | Path, env: dict[str, str] | None = None) -> str:
-    done = subprocess.run([str(a) for a in args], capture_output=True, text=True, check=True,
-                          env={**os.environ, **(env or {})})
-    return done.stdout
+pytestmark = pytest.mark.skipif(not HAVE_TOOLS, reason="needs git, gpg and ssh-keygen")
 
 
 @pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
-    d = tmp_path_factory.mktemp("keys")
-    for who in ("alice", "mallory"):
-        _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", who, "-f", d / who)
-    signers = d / "allowed_signers"
-    signers.write_text(f"# who may sign\nalice@example.com {(d / 'alice.pub').read_text()}")
-    home = d / "gnupg"
-    home.mkdir(mode=0o700)
-    env = {"GNUPGHOME": str(home)}
-    fprs = {}
-    for who in ("Alice <alice@example.com>", "Mallory <mallory@example.com>"):
-        _run("gpg", "--batch", "--quiet", "--pinentry-mode", "loopback", "--passphrase", "", "--quick-gen-key",
-             who, "ed25519", "sign", "never", env=env)
-        out = _run("gpg", "--batch", "--with-colons", "--list-keys", who, env=env)
-        fprs[who.split()[0]] = next(ln.split(":")[9] for ln in out.splitlines() if ln.startswith("fpr:"))
-    asc = d / "alice.asc"
-    asc.write_text(_run("gpg", "--batch", "--armor", "--export", fprs["Alice"], env=env))
-    yield Keys(d, d / "alice", d / "mallory", signers, home, fprs["Alice"], fprs["Mallory"], asc)
-    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], capture_output=True, check=False)
-
-
-def commit(repo: Path, keys: Keys, how: str, message: str, files: dict[str, str] | None = None) -> str:
-    """A commit on HEAD: ``how`` is unsigned, ssh-alice, ssh-mallory, pgp-alice or pgp-mallory."""
-    for name, text in (files or {}).items():
-        (repo / name).parent.mkdir(parents=True, exist_ok=True)
-        (repo / name).write_text(text)
-        git(repo, "add", name)
-    sign: list[str] = []
-    if how.startswith("ssh-"):
-        sign = ["-c", "gpg.format=ssh", "-c", f"user.signingkey={keys.dir / how[4:]}"]
-    elif how.startswith("pgp-"):
-        sign = ["-c", "gpg.format=openpgp", "-c",
-                f"user.signingkey={keys.pgp_alice if how == 'pgp-alice' else keys.pgp_mallory}"]
-    args = [*sign, "commit", "-q", "--allow-empty", "-m", message, *(["-S"] if sign else [])]
-    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
-                   env={**os.environ, "GNUPGHOME": str(keys.gnupg)})
-    return git(repo, "rev-parse", "HEAD").strip()
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Keys]:
+    made = make_keys(tmp_path_factory.mktemp("keys"))
+    yield made
+    stop_agent(made)
 
 
 def tampered(repo: Path, sha: str) -> str:
@@ -90,14 +36,6 @@ def tampered(repo: Path, sha: str) -> str:
     done = subprocess.run(["git", "-C", str(repo), "hash-object", "-t", "commit", "-w", "--stdin"],
                           input=changed, capture_output=True, text=True, check=True)
     return done.stdout.strip()
-
-
-def require_signatures(repo: Path, keys: Keys, how: str = "ssh-alice", **verify: str) -> str:
-    """fleet.yaml gains ``verify:`` (keys outside the repo by default), committed as ``how``."""
-    fields = verify or {"allowedSigners": str(keys.allowed_signers), "publicKeys": str(keys.alice_asc)}
-    text = (repo / "fleet.yaml").read_text() + "verify:\n  mode: head\n" + "".join(
-        f"  {k}: {v}\n" for k, v in fields.items())
-    return commit(repo, keys, how, "require signed commits", {"fleet.yaml": text})
 
 
 @pytest.fixture
@@ -229,6 +167,37 @@ def test_bad_verify_settings_name_file_line_and_key(tmp_path: Path, verify: str,
         require(root, "HEAD")
     assert e.value.message.startswith(words.replace("{1}", str(n + 1)).replace("{2}", str(n + 2))
                                       .replace("{3}", str(n + 3))), e.value.message
+
+
+@pytest.mark.parametrize("options, words", [
+    ("cert-authority", "line 2: cert-authority: Flux verifies signatures by the key itself"),
+    ('valid-before="20300101"', "line 2: valid-before: Flux does not check a key's validity period"),
+    ('valid-after="20200101"', "line 2: valid-after: "),
+    ('namespaces="file"', 'line 2: namespaces="file": Flux accepts the key for git signatures anyway'),
+    ('cert-authority,namespaces="git"', "line 2: cert-authority: "),
+])
+def test_allowed_signers_options_flux_cannot_honour_are_refused(
+    tmp_path: Path, keys: Keys, options: str, words: str
+) -> None:
+    signers = tmp_path / "allowed_signers"
+    signers.write_text(f"# who may sign\nalice@example.com {options} {(keys.dir / 'alice.pub').read_text()}")
+    root = new_fleet_repo(tmp_path)
+    (root / "fleet.yaml").write_text((root / "fleet.yaml").read_text()
+                                     + f"verify:\n  mode: head\n  allowedSigners: {signers}\n")
+    with pytest.raises(ConfigError) as e:
+        policy(root)
+    assert f"verify.allowedSigners: {signers} {words}" in e.value.message, e.value.message
+    assert "the operator (Flux) would not verify the same way" in e.value.message
+
+
+def test_a_namespaces_option_that_lets_git_sign_is_what_flux_does(tmp_path: Path, keys: Keys) -> None:
+    signers = tmp_path / "allowed_signers"
+    signers.write_text(f'alice@example.com namespaces="file,git" {(keys.dir / "alice.pub").read_text()}')
+    root = new_fleet_repo(tmp_path)
+    (root / "fleet.yaml").write_text((root / "fleet.yaml").read_text()
+                                     + f"verify:\n  mode: head\n  allowedSigners: {signers}\n")
+    sha = commit(root, keys, "ssh-alice", "signed")
+    assert require(root, sha) is not None
 
 
 def test_flux_spelling_of_the_mode_is_accepted(tmp_path: Path, keys: Keys) -> None:

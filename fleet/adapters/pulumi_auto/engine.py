@@ -47,7 +47,7 @@ from fleet.errors import (
     ToolMissing,
 )
 from fleet.output import Reporter, SilentReporter
-from fleet.paths import toolchain_dir
+from fleet.paths import scratch_dir, toolchain_dir, write_private, writes_allowed
 
 __all__ = ["PROJECT", "Engine", "OpResult", "StackOutput", "StackRequest"]
 
@@ -143,20 +143,38 @@ class Engine:
         env.update(s.env)
         return env
 
+    def _roots(self) -> tuple[Path, Path]:
+        """The work root and PULUMI_HOME. Pulumi writes there even to read (the project's settings, the
+        selected stack, logs), so a dry run (:func:`fleet.paths.no_writes`) gets them in its scratch
+        directory, outside FLEET_HOME and gone when it ends."""
+        if writes_allowed():
+            return self.settings.work_root, self.settings.pulumi_home
+        scratch = scratch_dir()
+        return scratch / "pulumi-work", scratch / "pulumi-home"
+
     def _work_dir(self, project: str, stack: str) -> Path:
         key = hashlib.sha256(self.settings.backend_url.encode()).hexdigest()[:10]
-        d = self.settings.work_root / key / project / stack
+        d = self._roots()[0] / key / project / stack
+        if not writes_allowed():  # a dry run reads the stack's settings (its secrets' salt) from a copy
+            private_state_dir(d)
+            real = self.settings.work_root / key / project / stack
+            for f in real.glob(f"Pulumi.{stack}.*") if real.is_dir() else ():
+                write_private(d / f.name, f.read_bytes())
+            return d
         return private_state_dir(d)
 
     def _options(self, project: str, stack: str, program: ProgramFn | None) -> auto.LocalWorkspaceOptions:
         s = self.settings
-        private_state_dir(s.pulumi_home)
-        if (d := s.file_backend_dir) is not None:
+        pulumi_home = private_state_dir(self._roots()[1])
+        if (d := s.file_backend_dir) is not None and writes_allowed():
             private_state_dir(d)
+        elif d is not None and not d.is_dir():  # a dry run before anything was provisioned: no stack at all
+            raise StackNotFound(f"no stack in {self._where()}: nothing was provisioned yet",
+                                hint=f"run `fleet provision {stack}` first" if stack != "_" else None)
         pulumi_bin = s.pulumi_bin or toolchain.find("pulumi")
         return auto.LocalWorkspaceOptions(
             work_dir=str(self._work_dir(project, stack)),
-            pulumi_home=str(s.pulumi_home),
+            pulumi_home=str(pulumi_home),
             program=program,
             env_vars=self._env(),
             secrets_provider=s.secrets_provider,
@@ -273,7 +291,10 @@ class Engine:
 
     def exists(self, stack: str, *, project: str = PROJECT) -> bool:
         self.repair(project)
-        ws = auto.LocalWorkspace(**vars(self._options(project, stack, None)))
+        try:
+            ws = auto.LocalWorkspace(**vars(self._options(project, stack, None)))
+        except StackNotFound:
+            return False
         try:
             return any(s.name.rsplit("/", 1)[-1] == stack for s in ws.list_stacks())
         except auto_errors.CommandError as e:
@@ -283,7 +304,10 @@ class Engine:
         """Every stack of the project and how many resources it has (one ``pulumi stack ls``): what
         ``fleet rollout`` asks to tell a cluster that exists from one to bring up."""
         self.repair(project)
-        ws = auto.LocalWorkspace(**vars(self._options(project, "_", None)))
+        try:
+            ws = auto.LocalWorkspace(**vars(self._options(project, "_", None)))
+        except StackNotFound:
+            return {}
         try:
             return {s.name.rsplit("/", 1)[-1]: int(s.resource_count or 0) for s in ws.list_stacks()}
         except auto_errors.CommandError as e:
@@ -445,6 +469,8 @@ class Engine:
     def repair(self, project: str = PROJECT) -> list[Path]:
         """Remove the unreadable metadata files a killed run left in the file backend (they fail every
         ``pulumi stack ls`` of the project), saying so."""
+        if not writes_allowed():  # a dry run changes nothing, not even to repair
+            return []
         removed = file_locks.repair(self.settings.file_backend_dir, project)
         for f in removed:
             self.reporter.warn(f"removed an unreadable metadata file of the Pulumi file backend ({f.name}): "

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlparse
 
 from fleet.errors import Unwritable
-from fleet.paths import fleet_home, private_dir, private_secret, write_private
+from fleet.paths import fleet_home, private_dir, private_secret, write_private, writes_allowed
 
 __all__ = ["LOCAL_PASSPHRASE", "PASSPHRASE_SECRET", "EngineSettings", "default_settings", "local_passphrase",
            "private_state_dir"]
@@ -91,6 +92,8 @@ def local_passphrase(home: Path, backend_dir: Path) -> str:
     (:data:`LOCAL_PASSPHRASE`) before that file existed keeps that one, recorded in the same file, so its
     stacks' encryption salts still match (change it with ``pulumi stack change-secrets-provider``)."""
     secret = home / "secrets" / PASSPHRASE_SECRET
+    if not writes_allowed() and not secret.exists():  # a dry run makes no secret: what a run would use
+        return LOCAL_PASSPHRASE if _has_stacks(backend_dir, home / "pulumi-work") else secrets.token_hex(32)
     try:
         if not secret.exists() and _has_stacks(backend_dir, home / "pulumi-work"):
             write_private(secret, LOCAL_PASSPHRASE + "\n")

@@ -1,0 +1,64 @@
+"""A dry run writes nothing at all (fleet.paths.no_writes): what each piece does inside it. The commands
+themselves are checked end to end in tests/integration/test_dry_runs.py and tests/e2e/test_redaction.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fleet import paths
+from fleet.adapters.pulumi_auto import LOCAL_PASSPHRASE, default_settings
+from fleet.errors import StackNotFound
+
+
+def files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*")) if root.exists() else []
+
+
+def test_a_write_through_fleets_helpers_in_a_dry_run_is_a_bug_never_a_file(fleet_home: Path) -> None:
+    with paths.no_writes():
+        assert not paths.writes_allowed()
+        for write in (lambda: paths.write_private(fleet_home / "a" / "b", "x"),
+                      lambda: paths.open_private(fleet_home / "c.log"),
+                      lambda: paths.private_dir(fleet_home / "d")):
+            with pytest.raises(paths.DryRunWrite, match="a dry run tried to write"):
+                write()
+        with pytest.raises(FileNotFoundError):
+            paths.private_secret("render-cache")  # not made in a dry run
+    assert paths.writes_allowed()
+    assert files(fleet_home) == []
+    assert paths.private_secret("render-cache")  # outside, made on first use as before
+
+
+def test_an_existing_secret_is_read_in_a_dry_run(fleet_home: Path) -> None:
+    value = paths.private_secret("render-cache")
+    with paths.no_writes():
+        assert paths.private_secret("render-cache") == value
+
+
+def test_the_scratch_dir_is_outside_fleet_home_private_and_gone_when_the_dry_run_ends(fleet_home: Path) -> None:
+    with pytest.raises(RuntimeError):
+        paths.scratch_dir()
+    with paths.no_writes():
+        scratch = paths.scratch_dir()
+        with paths.no_writes():  # nested: one scratch dir, removed by the outermost block only
+            assert paths.scratch_dir() == scratch
+        paths.write_private(scratch / "pulumi-home" / "x", "y")
+        assert not scratch.is_relative_to(fleet_home) and scratch.stat().st_mode & 0o777 == 0o700
+    assert not scratch.exists()
+
+
+def test_the_engine_makes_no_passphrase_and_knows_no_stack_before_anything_was_provisioned(
+    fleet_home: Path
+) -> None:
+    from fleet.adapters.pulumi_auto import Engine
+
+    with paths.no_writes():
+        s = default_settings()
+        assert s.passphrase and s.passphrase != LOCAL_PASSPHRASE
+        engine = Engine(s)
+        assert engine.resource_counts() == {} and engine.exists("eu-1") is False
+        with pytest.raises(StackNotFound, match="nothing was provisioned yet"):
+            engine.outputs("eu-1")
+    assert files(fleet_home) == []
