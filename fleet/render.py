@@ -388,6 +388,8 @@ def _read_docs(disk: Path, key: str, text: str) -> tuple[_Doc, ...] | None:
 
 
 def _write_docs(disk: Path, key: str, docs: Sequence[_Doc]) -> None:
+    if not writes_allowed():  # a dry run reads the cache, never fills it
+        return
     payload = json.dumps([[d.ref, d.substitute, d.data] for d in docs])
     seal = _seal(f"{key} docs", payload)
     if seal is None:

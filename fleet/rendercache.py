@@ -24,7 +24,7 @@ from pathlib import Path
 
 from fleet import __version__, toolchain
 from fleet.errors import ToolMissing
-from fleet.paths import fleet_home, private_secret, write_private
+from fleet.paths import fleet_home, private_secret, write_private, writes_allowed
 
 __all__ = ["Result", "kustomize_identity", "load", "store"]
 
@@ -108,6 +108,8 @@ def load(revision: str, cluster: str) -> Result | None:
             result = None
         if result is not None and (result.cluster, result.revision) == (cluster, revision):
             return result
+    if not writes_allowed():  # a dry run leaves even a bad entry where it is
+        return None
     with contextlib.suppress(OSError):
         path.unlink(missing_ok=True)
     return None
@@ -117,7 +119,7 @@ def store(result: Result) -> None:
     """Keep ``result``, sealed, and only the :data:`KEEP_PER_CLUSTER` newest of its cluster; a FLEET_HOME
     that cannot be written only means nothing is kept."""
     key = _key(result.revision, result.cluster) if _NAME.fullmatch(result.cluster) else None
-    if key is None:
+    if key is None or not writes_allowed():  # a dry run reads kept renders, never keeps one
         return
     payload = json.dumps({
         "cluster": result.cluster,
