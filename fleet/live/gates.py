@@ -294,14 +294,18 @@ def run_gates(
         passed: set[int] = set()
 
         def done(s: Snapshot) -> bool:
-            terminal = False
+            """Every gate passes in one and the same snapshot (or one failed for good). A gate that passed
+            earlier does not count: an object can pass on its previous spec and start rolling out when the
+            operator applies the revision later (a Flux Kustomization that waited for its dependencies)."""
+            terminal, every = False, True
             for i, g in enumerate(gates):
                 hh = g.evaluate(s)
                 if hh.ok and i not in passed:
                     passed.add(i)
                     reporter.ok(f"{g.label}: {hh.message}")
+                every = every and hh.ok
                 terminal = terminal or hh.state == h.FAILED
-            return terminal or len(passed) == len(gates)
+            return terminal or every
 
         with Watcher(kube, queries, deadline=t0 + timeout) as w:
             finished = w.wait(done)

@@ -220,3 +220,32 @@ def test_operator_gate_auto_on_and_off(kube: Kube, live_target: KubeTarget, ns: 
     finally:
         kube.delete("kustomize.toolkit.fluxcd.io/v1", "Kustomization", f"fleet-{ns}", "flux-system")
         kube.delete("apiextensions.k8s.io/v1", "CustomResourceDefinition", crd["metadata"]["name"])
+
+
+def test_gates_pass_together_not_one_at_a_time(kube: Kube, live_target: KubeTarget, ns: str) -> None:
+    """A gate that passed and then regressed (its object changed after it passed: an operator applying
+    the revision later, as a Flux Kustomization waiting for its dependencies does) does not count: the
+    gates pass only when all hold in one snapshot. The change is made when the first gate passes (the
+    reporter's own line), and the regressed object never recovers: the run waits to its deadline."""
+    first = deployment(ns, "first")
+    second = deployment(ns, "second", node_selector={"fleet.dev/pool": "later"})  # pending until changed
+    objects = [namespace(ns), first, second]
+    sync(live_target, objects, "f" * 40, reporter=SilentReporter())
+
+    class Hook(SilentReporter):
+        def ok(self, msg: str) -> None:
+            super().ok(msg)
+            if msg.startswith(f"Deployment/{ns}/first:"):
+                # first rolls to pods no node takes; second becomes schedulable
+                kube.apply(deployment(ns, "first", node_selector={"fleet.dev/pool": "none"}), field_manager="it")
+                kube.apply({**second, "spec": {**second["spec"], "template": {
+                    "metadata": {"labels": {"app": "second"}},
+                    "spec": {"containers": [{"name": "app", "image": "registry.fleet.local/app:1"}]}}}},
+                    field_manager="fleet")
+
+    r = Hook()
+    report = run_gates(live_target, objects, "f" * 40, GateConfig(), timeout=15, reporter=r)
+    by = {res.object: res for res in report.results}
+    assert by[f"Deployment/{ns}/second"].status == "passed", r.lines
+    assert not report.passed and report.timed_out, r.lines
+    assert by[f"Deployment/{ns}/first"].message.startswith("did not pass within 15s"), r.lines
