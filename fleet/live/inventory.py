@@ -160,12 +160,17 @@ def write_inventory(
     except ApiRefused as e:
         if e.status != 409:
             raise
+        now_head = kube.get("v1", "ConfigMap", INVENTORY_NAME, INVENTORY_NAMESPACE) or {}
+        # Our own write when the head carries this write's own chunk prefix (never another writer's): the
+        # server acted, its answer was lost (a reset), and the retry met the head just written.
+        written = now_head if (now_head.get("data") or {}).get("chunkPrefix") == prefix else {}
+    if not written:
         for i in range(1, len(chunks)):
             kube.delete("v1", "ConfigMap", f"{prefix}-{i}", INVENTORY_NAMESPACE)
         raise KubeError(
             f'cluster "{kube.target.cluster}": its inventory changed while this sync ran (another fleet sync?)',
             hint="nothing was lost: run the sync again once the other one finished",
-        ) from e
+        )
     current = {f"{prefix}-{i}" for i in range(1, len(chunks))}
     for cm in kube.list_objects("v1", "ConfigMap", namespace=INVENTORY_NAMESPACE,
                                 label_selector="fleet.dev/inventory=true").items:

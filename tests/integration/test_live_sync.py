@@ -240,3 +240,32 @@ def test_a_concurrent_writer_is_never_overwritten(kube: Kube, live_target: KubeT
                         old_generation=ours.generation, expect_version=ours.resource_version)
     now = read_inventory(kube)
     assert now is not None and now.revision == "2" * 40 and f"ConfigMap/{ns}/b" in {str(e) for e in now.entries}
+
+
+def test_a_head_write_whose_answer_was_lost_is_not_taken_for_another_writer(
+    kube: Kube, live_target: KubeTarget, ns: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server wrote the inventory's head but the answer was lost (a connection reset after it acted),
+    so the client sent it again and met its own write as a conflict: that is this sync's write, not
+    another sync's (found by bench/reliability.py behind the fault-injecting proxy)."""
+    from fleet.live.inventory import INVENTORY_NAME, Inventory, write_inventory
+
+    sync(live_target, [namespace(ns), configmap(ns, "a")], "4" * 40, reporter=SilentReporter())
+    ours = read_inventory(kube)
+    assert ours is not None and ours.resource_version
+    real = kube.apply
+    sent: list[str] = []
+
+    def answer_lost(obj: dict, **kw: object):  # type: ignore[no-untyped-def,type-arg]
+        if obj["metadata"]["name"] == INVENTORY_NAME:
+            sent.append("head")
+            real(obj, **kw)  # the server acts; the answer never comes back, and the client sends it again
+        return real(obj, **kw)
+
+    monkeypatch.setattr(kube, "apply", answer_lost)
+    written = write_inventory(kube, Inventory("it", "5" * 40, "applied", "", ours.entries),
+                              old_generation=ours.generation, expect_version=ours.resource_version)
+    monkeypatch.undo()
+    assert sent == ["head"]
+    now = read_inventory(kube)
+    assert now is not None and now.revision == "5" * 40 and now.resource_version == written.resource_version
