@@ -195,7 +195,6 @@ def bootstrap_points(world: World, cluster: str, which: list[int]) -> list[Point
         return bool(stack_locks(cluster))
 
     every = [
-        Point("plan: rendering the revision", lambda t: st("plan") == "running"),
         Point("provision: engine update started, before the cluster",
               lambda t: st("provision") == "running" and locked() and "creating LocalCluster" not in t),
         Point("provision: kwokctl creating the cluster (inside the engine's update)",
@@ -203,6 +202,8 @@ def bootstrap_points(world: World, cluster: str, which: list[int]) -> list[Point
               and "created LocalCluster" not in t and cdir.is_dir(), settled=kc.is_file),
         Point("provision: cluster created, the engine finishing its update",
               lambda t: st("provision") == "running" and "created LocalCluster" in t),
+        Point("operator: engine update started, nothing created yet",
+              lambda t: st("operator") == "running" and locked() and "creating " not in t.split("► operator", 1)[-1]),
         Point("operator: engine update, Flux's CRDs being created",
               lambda t: st("operator") == "running" and locked() and "creating CustomResourceDefinition" in t
               and "creating GitRepository" not in t),
@@ -341,9 +342,38 @@ def _kwokctl_running(home: Path) -> bool:
 
 # ---- 3. faults ----------------------------------------------------------------------------------------
 
+SWEEP_OBJECTS = 100
+
+
+def sweep_overlay(repo: Path) -> None:
+    """environments/sweep: a Namespace, 3 Deployments and ConfigMaps whose data follow ${SWEEP}, so two
+    revisions differ in every object (each sync applies them all)."""
+    d = repo / "environments" / "sweep"
+    d.mkdir(parents=True, exist_ok=True)
+    docs = ["apiVersion: v1\nkind: Namespace\nmetadata:\n  name: sweep\n"]
+    for i in range(3):
+        docs.append(
+            f"apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app-{i}\n  namespace: sweep\nspec:\n"
+            f"  replicas: 1\n  selector:\n    matchLabels: {{app: app-{i}}}\n  template:\n"
+            f"    metadata:\n      labels: {{app: app-{i}}}\n    spec:\n      containers:\n"
+            f"        - name: app\n          image: registry.fleet.local/app:{i}\n")
+    for i in range(SWEEP_OBJECTS - 4):
+        docs.append(f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{i:03d}\n  namespace: sweep\n"
+                    f"data:\n  round: \"${{SWEEP}}\"\n")
+    (d / "objects.yaml").write_text("---\n".join(docs))
+    (d / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - objects.yaml\n")
+    subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True)
+    subprocess.run(["git", "-C", str(repo), "commit", "-qm", "environments/sweep"], check=True)
+
+
 def fault_sweep(world: World, cluster: str, rates: list[float]) -> list[dict[str, Any]]:
+    """``cluster`` (bootstrapped, its Flux suspended so fleet alone applies) moves to environments/sweep;
+    at each rate fleet syncs the revision it is not at (every object changes), gates it and shows status,
+    through the proxy."""
     from faultproxy import FaultProxy, Faults
 
+    from fleet import toolchain
     from fleet.access import kubeconfig_cache_path
     from fleet.local import LocalClusters
 
@@ -351,15 +381,35 @@ def fault_sweep(world: World, cluster: str, rates: list[float]) -> list[dict[str
     saved = kc.read_bytes()
     real = world.work / f"{cluster}.real.kubeconfig"
     real.write_bytes(saved)
+    kubectl = [str(toolchain.find("kubectl")), "--kubeconfig", str(real)]
+    for ks in subprocess.run([*kubectl, "-n", "flux-system", "get", "kustomizations", "-o", "name"],
+                             capture_output=True, text=True, check=True).stdout.split():
+        subprocess.run([*kubectl, "-n", "flux-system", "patch", ks, "--type", "merge", "-p",
+                        '{"spec":{"suspend":true}}'], check=True, capture_output=True)
+    sweep_overlay(world.repo)
+    revs = []
+    for n in (1, 2):
+        args = ("--env", "sweep") if n == 1 else ()
+        p = world.fleet("cluster", "set", cluster, *args, "--var", f"SWEEP={n}", "--repo", str(world.repo))
+        if p.returncode != 0:
+            raise SystemExit(p.stderr)
+        revs.append(subprocess.run(["git", "-C", str(world.repo), "rev-parse", "HEAD"], capture_output=True,
+                                   text=True, check=True).stdout.strip())
+    p = world.fleet("sync", cluster, "--sync", "direct", "--rev", revs[0], "--repo", str(world.repo))
+    if p.returncode != 0:
+        raise SystemExit(p.stderr)
     pki = LocalClusters().workdir / "kwok" / "clusters" / cluster / "pki"
     rows: list[dict[str, Any]] = []
-    commands = {
-        "sync": ["sync", cluster, "--sync", "direct", "--rev", "HEAD"],
-        "gate": ["gate", cluster],
-        "status": ["status", "-l", "region=eu"],
-    }
+    k = 0
     try:
         for rate in rates:
+            k += 1
+            rev = revs[k % 2]
+            commands = {
+                "sync": ["sync", cluster, "--sync", "direct", "--rev", rev],
+                "gate": ["gate", cluster, "--rev", rev, "--operator-gate", "off", "--timeout", "120s"],
+                "status": ["status", "-l", "region=eu"],
+            }
             for name, args in commands.items():
                 faults = Faults(status_503=rate * 0.4, status_429=rate * 0.1, reset_before=rate * 0.25,
                                 reset_after=rate * 0.25, retry_after="1", seed=int(rate * 100) + len(name))
@@ -371,12 +421,12 @@ def fault_sweep(world: World, cluster: str, rates: list[float]) -> list[dict[str
                     injected = {k: v for k, v in faults.counts.items() if k != "requests"}
                     requests = faults.counts.get("requests", 0)
                 kc.write_bytes(saved)
-                err = [ln for ln in p.stderr.splitlines() if ln.startswith(("error", "✗", "hint"))]
+                err = [ln for ln in p.stderr.splitlines() if ln.startswith(("error", "✗"))]
                 rows.append({
                     "command": f"fleet {name}", "rate": rate, "rc": p.returncode, "seconds": round(took, 1),
                     "requests": requests, "injected": sum(injected.values()),
                     "traceback": "Traceback" in p.stderr,
-                    "message": (err[0] if err else "")[:160],
+                    "message": (err[-1] if err else "")[:200],
                 })
     finally:
         kc.write_bytes(saved)
@@ -427,6 +477,9 @@ def markdown(chains: list[ChainResult], faults: list[dict[str, Any]], bad: dict[
                 "Shares of API requests that fail: 40 % of them answered 503, 10 % 429 with `Retry-After: 1`, "
                 "25 % a connection reset before the request reached the server, 25 % a reset after it acted "
                 "(the client never hears). Watches pass through. Seeded, so a run is repeatable.", "",
+                f"Workload: `fleet sync --sync direct` of {SWEEP_OBJECTS} objects that all change between the two "
+                "revisions synced in turn (the cluster's Flux suspended, so fleet alone applies), `fleet gate` of "
+                "that revision (3 Deployments, the inventory), `fleet status` of the region.", "",
                 "| command | failing requests | exit | seconds | requests | injected | message |",
                 "|---|---|---|---|---|---|---|"]
         for r in faults:
@@ -459,9 +512,9 @@ def main(argv: list[str] | None = None) -> int:
     made = ["rel-a", "rel-b", "rel-us-1", "rel-us-2"]
     try:
         if not args.skip_kills:
-            chains.append(bootstrap_chain(world, "rel-a", [1, 3, 5, 7, 9]))
+            chains.append(bootstrap_chain(world, "rel-a", [0, 2, 4, 6, 8]))
             print(json.dumps(chains[-1].__dict__, default=str)[:3000], flush=True)
-            chains.append(bootstrap_chain(world, "rel-b", [0, 2, 4, 6, 8]))
+            chains.append(bootstrap_chain(world, "rel-b", [1, 3, 5, 7, 9]))
             print(json.dumps(chains[-1].__dict__, default=str)[:3000], flush=True)
             chains.append(rollout_chain(world))
             print(json.dumps(chains[-1].__dict__, default=str)[:3000], flush=True)
