@@ -28,6 +28,7 @@ import random
 import signal
 import socket
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -42,6 +43,8 @@ from fleet.errors import LocalClusterError
 __all__ = ["CONTROLLERS", "LocalOperator", "ProcessStatus", "free_ports"]
 
 _PORT_RANGE = (20000, 32000)  # below Linux's ephemeral range (32768-60999)
+_handed: set[int] = set()  # the ports this process has handed out (free_ports)
+_handed_lock = threading.Lock()
 
 CONTROLLERS = ("source-controller", "kustomize-controller")
 NAMESPACE = "flux-system"
@@ -90,13 +93,18 @@ def free_ports(count: int) -> list[int]:
     out: list[int] = []
     while len(out) < count:
         port = rng.randrange(*_PORT_RANGE)
-        if port in out:
-            continue
+        with _handed_lock:  # clusters brought up in parallel by one process never get the same port
+            if port in out or port in _handed:
+                continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             try:
                 s.bind(("0.0.0.0", port))
             except OSError:
                 continue
+        with _handed_lock:
+            if port in _handed:
+                continue
+            _handed.add(port)
         out.append(port)
     return out
 
@@ -240,7 +248,7 @@ class LocalOperator:
         while True:
             try:
                 with urllib.request.urlopen(url, timeout=5) as resp:
-                    if resp.status == 200:
+                    if resp.status == 200 and child.poll() is None:
                         return
             except (urllib.error.URLError, OSError):
                 pass

@@ -215,7 +215,8 @@ def wait_applied(target: KubeTarget, revision: str, *, timeout: float, reporter:
             st = current(w.snapshot)
         if not finished or st.apply_failed(revision):
             why = "; ".join(x for x in (
-                f"GitRepository: {st.source_message}" if st.source_message else "",
+                f"GitRepository: {st.source_message}" if st.source_message
+                else "GitRepository: no status (source-controller has not reconciled it: is it running?)",
                 f"Kustomization: {st.message}" if st.message else "",
                 *(f"event {e}" for e in kube.events_for("Kustomization", name, FLUX_NAMESPACE, limit=3)),
             ) if x)
