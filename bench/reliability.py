@@ -390,7 +390,8 @@ def fault_sweep(world: World, cluster: str, rates: list[float]) -> list[dict[str
     revs = []
     for n in (1, 2):
         args = ("--env", "sweep") if n == 1 else ()
-        p = world.fleet("cluster", "set", cluster, *args, "--var", f"SWEEP={n}", "--repo", str(world.repo))
+        p = world.fleet("cluster", "set", cluster, *args, "--var", f"SWEEP=round-{n}",  # a string, not a number
+                        "--repo", str(world.repo))
         if p.returncode != 0:
             raise SystemExit(p.stderr)
         revs.append(subprocess.run(["git", "-C", str(world.repo), "rev-parse", "HEAD"], capture_output=True,
