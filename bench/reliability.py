@@ -150,7 +150,7 @@ def run_chain(world: World, what: str, cmd: list[str], points: list[Point], snap
                     killed = True
                     break
                 _thaw(proc.pid)
-            elif _past(points, i, log):
+            elif any(q.ready(text) for q in points[i + 1:]):  # a later point holds: this one was passed
                 res.points.append((p.label, "missed"))
                 i += 1
                 continue
@@ -165,12 +165,6 @@ def run_chain(world: World, what: str, cmd: list[str], points: list[Point], snap
         res.duration_s = round(time.monotonic() - t0, 1)
         res.detail = log.read_text(errors="replace")[-2000:] if res.rc != 0 else ""
         return res
-
-
-def _past(points: list[Point], i: int, log: Path) -> bool:
-    """A later point's state already holds: the run went past point ``i`` before it was seen."""
-    text = log.read_text(errors="replace")
-    return any(p.ready(text) for p in points[i + 1:])
 
 
 # ---- 1. bootstrap ------------------------------------------------------------------------------------

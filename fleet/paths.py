@@ -21,6 +21,7 @@ __all__ = [
     "DryRunWrite",
     "debug_from_env",
     "fleet_home",
+    "hmac_of",
     "no_writes",
     "open_private",
     "private_dir",
@@ -190,6 +191,19 @@ def open_private(path: Path, mode: str = "a") -> IO[str]:
     fd = os.open(path, flags, FILE_MODE)
     os.fchmod(fd, FILE_MODE)
     return os.fdopen(fd, mode, encoding="utf-8")
+
+
+def hmac_of(secret_name: str, message: str) -> str | None:
+    """The HMAC-SHA256 (hex) of ``message`` under the private secret ``secret_name`` (:func:`private_secret`);
+    None when there is none and none can be made (a FLEET_HOME that cannot be written, a dry run)."""
+    import hashlib
+    import hmac
+
+    try:
+        secret = private_secret(secret_name)
+    except OSError:
+        return None
+    return hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
 
 
 def private_secret(name: str, nbytes: int = 32) -> str:

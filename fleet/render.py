@@ -35,7 +35,7 @@ import yaml
 from fleet import rendercache, toolchain
 from fleet.adapters import gitplain, proc
 from fleet.errors import ConfigError, FleetError, NotFound, RenderError
-from fleet.paths import fleet_home, private_secret, write_private, writes_allowed
+from fleet.paths import fleet_home, hmac_of, write_private, writes_allowed
 from fleet.registry.layout import DEFAULT_LAYOUT, Layout
 from fleet.registry.load import (
     CLUSTERS_DIR,
@@ -298,11 +298,7 @@ def _cache_dir() -> Path:
 
 def _seal(key: str, text: str) -> str | None:
     """The HMAC of a cache entry under the home's private render-cache secret (None: no secret)."""
-    try:
-        secret = private_secret("render-cache")
-    except OSError:
-        return None
-    return hmac.new(secret.encode(), f"{key}\n{text}".encode(), hashlib.sha256).hexdigest()
+    return hmac_of("render-cache", f"{key}\n{text}")
 
 
 def _read_cached(disk: Path, key: str) -> str | None:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from fleet import __version__, toolchain
 from fleet.errors import ToolMissing
-from fleet.paths import fleet_home, private_secret, write_private, writes_allowed
+from fleet.paths import fleet_home, hmac_of, write_private, writes_allowed
 
 __all__ = ["Result", "kustomize_identity", "load", "store"]
 
@@ -72,11 +72,7 @@ def _path(cluster: str, key: str) -> Path:
 
 
 def _seal(key: str, payload: str) -> str | None:
-    try:
-        secret = private_secret("render-cache")
-    except OSError:
-        return None
-    return hmac.new(secret.encode(), f"{_VERSION}\n{key}\n{payload}".encode(), hashlib.sha256).hexdigest()
+    return hmac_of("render-cache", f"{_VERSION}\n{key}\n{payload}")
 
 
 def load(revision: str, cluster: str) -> Result | None:
