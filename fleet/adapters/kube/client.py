@@ -10,8 +10,10 @@ else fails at once. It is also where an error is classified for the layers above
 spent comes out ``transient``; TLS verification, 401/403 (:class:`~fleet.errors.Forbidden`), 404, a
 conflict and every other refusal do not.
 
-One :class:`Kube` per cluster and policy is kept (:meth:`Kube.connect`), so one ``ApiClient`` and its
-connection pool (sized for the callers' parallelism) serve every thread.
+One :class:`Kube` per cluster and policy is kept (:meth:`Kube.connect`), so one connection pool (sized
+for the callers' parallelism) serves every thread. A plain kubeconfig (a CA, a client certificate or a
+token) is read by :mod:`fleet.adapters.kube.kubeconfig` without importing the library; any other goes
+through the library's loader and ``ApiClient``.
 """
 
 from __future__ import annotations
@@ -22,17 +24,15 @@ import random
 import threading
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlencode, urlsplit
 
 import tenacity
 import urllib3
-from kubernetes import client as k8s_client
-from kubernetes import config as k8s_config
-from kubernetes.config.config_exception import ConfigException
 
+from fleet.adapters.kube.kubeconfig import load_plain
 from fleet.adapters.kube.model import Applied, KubeTarget, Obj, ObjectList, Resource, RetryPolicy
 from fleet.errors import ApiRefused, Forbidden, InputError, KubeError, NotFound, NotServed, Unreachable
 
@@ -138,9 +138,39 @@ class Kube:
     ) -> None:
         self.target = target
         self.policy = policy
-        cfg = type.__call__(k8s_client.Configuration)
         if target.kubeconfig is not None and not Path(target.kubeconfig).expanduser().is_file():
             raise NotFound(f'kubeconfig {target.kubeconfig} of cluster "{target.cluster}" does not exist')
+        plain = load_plain(Path(target.kubeconfig), target.context) if target.kubeconfig is not None else None
+        self._api: Any = None  # the library's ApiClient, when it read the kubeconfig
+        self._cfg: Any = None
+        self.host: str = ""
+        self._pool: Any = None
+        self._token: Callable[[], str | None]
+        if plain is not None:  # read without the kubernetes library (see fleet.adapters.kube.kubeconfig)
+            self.host = plain.host
+            kw: dict[str, Any] = {"maxsize": max(4, pool_size)}
+            if plain.ssl_context is not None:
+                kw.update(ssl_context=plain.ssl_context, cert_reqs="CERT_REQUIRED" if plain.verify else "CERT_NONE")
+                if not plain.verify:
+                    kw["assert_hostname"] = False
+                    warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
+            self._pool = urllib3.connectionpool.connection_from_url(plain.host, **kw)
+            token = f"Bearer {plain.token}" if plain.token else None
+            self._token = lambda: token
+        else:
+            self._connect_library(target, pool_size)
+        self._prefix = urlsplit(self.host).path.rstrip("/")
+        self._discovery: dict[str, tuple[float, dict[str, Resource]]] = {}
+        self._disc_lock = threading.Lock()
+
+    def _connect_library(self, target: KubeTarget, pool_size: int) -> None:
+        """Every other kubeconfig (exec plugins, auth providers, merged KUBECONFIG lists, in-cluster):
+        through the ``kubernetes`` library, loaded only now (it costs about a third of a second)."""
+        from kubernetes import client as k8s_client
+        from kubernetes import config as k8s_config
+        from kubernetes.config.config_exception import ConfigException
+
+        cfg = type.__call__(k8s_client.Configuration)
         try:
             k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
                 config_file=str(Path(target.kubeconfig).expanduser()) if target.kubeconfig else None,
@@ -156,13 +186,16 @@ class Kube:
         cfg.retries = False  # tenacity retries here, urllib3 must not
         if not cfg.verify_ssl:
             warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
-        self.host: str = cfg.host
+        self.host = cfg.host
         self._cfg = cfg
         self._api = k8s_client.ApiClient(cfg)
         self._pool = self._api.rest_client.pool_manager.connection_from_url(cfg.host)
-        self._prefix = urlsplit(cfg.host).path.rstrip("/")
-        self._discovery: dict[str, tuple[float, dict[str, Resource]]] = {}
-        self._disc_lock = threading.Lock()
+
+        def token() -> str | None:
+            auth = cfg.auth_settings().get("BearerToken")  # refreshed by the library (exec plugins)
+            return str(auth["value"]) if auth and auth.get("value") else None
+
+        self._token = token
 
     @classmethod
     def connect(cls, target: KubeTarget, *, policy: RetryPolicy = RetryPolicy(), pool_size: int = 16) -> Kube:
@@ -181,7 +214,10 @@ class Kube:
             for k, v in list(self._cache.items()):
                 if v is self:
                     del self._cache[k]
-        self._api.close()  # type: ignore[no-untyped-call]
+        if self._api is not None:
+            self._api.close()
+        else:
+            self._pool.close()
 
     # ------------------------------------------------------------------ the choke point
 
@@ -201,9 +237,9 @@ class Kube:
         # The ApiClient's own connection pool (its TLS, proxy and auth settings), without the generated
         # layer's per-request serialisation: the client's CPU is what limits parallel applies.
         headers = {"Accept": accept, "User-Agent": "fleet"}
-        auth = self._cfg.auth_settings().get("BearerToken")
-        if auth and auth.get("value"):
-            headers["Authorization"] = str(auth["value"])
+        auth = self._token()
+        if auth:
+            headers["Authorization"] = auth
         data_out: bytes | None = None
         if body is not None:
             headers["Content-Type"] = content_type or "application/json"
