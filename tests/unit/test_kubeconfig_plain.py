@@ -208,6 +208,15 @@ def test_anything_but_a_plain_kubeconfig_is_left_to_the_library(
     assert load_plain(cfg, "no-such-context") is None
 
 
+def test_an_encrypted_client_key_is_left_to_the_library_without_a_prompt(pki: PKI, tmp_path: Path) -> None:
+    key = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"passw0rd"))
+    cfg = kubeconfig(tmp_path / "kc.yaml", {"server": "https://127.0.0.1:1", "certificate-authority-data": b64(pki.ca)},
+                     {"client-certificate-data": b64(pki.client), "client-key-data": b64(key)})
+    assert load_plain(cfg, None) is None
+
+
 def test_an_exec_plugin_goes_through_the_library_and_its_token_is_sent(pki: PKI, tmp_path: Path) -> None:
     s = Server(pki, require_client_cert=False)
     try:

@@ -120,7 +120,7 @@ def load_plain(path: Path, context: str | None) -> Plain | None:
             return None
         if cert is not None and key is not None:
             with _as_file(cert) as cert_file, _as_file(key) as key_file:
-                tls.load_cert_chain(cert_file, key_file)
+                tls.load_cert_chain(cert_file, key_file, password=b"")  # an encrypted key: never a prompt
         return Plain(host, tls, verify, token)
     except (OSError, ValueError, binascii.Error, ssl.SSLError, yaml.YAMLError, UnicodeError):
         return None  # the library reads it, and says what is wrong with it
