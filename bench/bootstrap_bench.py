@@ -96,7 +96,7 @@ def run(objects: int) -> dict[str, Any]:
     from clusters import program
     from fleet import provision as prov
     from fleet.adapters.kube import Kube
-    from fleet.adapters.pulumi_auto import Engine
+    from fleet.adapters.pulumi_auto import Engine, default_settings
     from fleet.live.watch import Watcher
     from fleet.local import LocalClusters
     from fleet.output import SilentReporter
@@ -112,7 +112,8 @@ def run(objects: int) -> dict[str, Any]:
     subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True)
     subprocess.run(["git", "-C", str(repo), "commit", "-qm", f"big overlay: {objects} objects"], check=True)
     add_cluster(repo, ClusterSpec(name="bench-dr", environment="big"))
-    services = RealServices(repo)  # no remote: fleet serves the repo itself to the cluster's operator
+    engine = default_settings()  # the bench is its own composition root
+    services = RealServices(repo, engine=engine)  # no remote: fleet serves the repo itself to the cluster's operator
     try:
         first = run_bootstrap(BootstrapRequest(repo, "bench-dr", to="HEAD"), services, SilentReporter())
         assert first.outcome == "recovered", first.error
@@ -141,7 +142,7 @@ def run(objects: int) -> dict[str, Any]:
         out["self_heal_s"] = self_heal(LocalClusters().kubeconfig_path("bench-dr"))
         return out
     finally:
-        prov.destroy("bench-dr", program=program, reporter=SilentReporter())
+        prov.destroy("bench-dr", program=program, reporter=SilentReporter(), engine=engine)
         LocalClusters().delete("bench-dr")
 
 

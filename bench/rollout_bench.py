@@ -51,6 +51,7 @@ def _setup(work: Path, names: list[str]) -> Path:
 
 
 def _rollout(repo: Path, parallel: int) -> dict[str, Any]:
+    from fleet.adapters.pulumi_auto import default_settings
     from fleet.output import StderrReporter
     from rollout.engine import PlainView, RolloutRequest, run_rollout
     from rollout.services import RealRolloutServices
@@ -58,7 +59,7 @@ def _rollout(repo: Path, parallel: int) -> dict[str, Any]:
     load = round(os.getloadavg()[0], 1)
     t0 = time.monotonic()
     res = run_rollout(RolloutRequest(repo=repo, selector="region=bench", max_parallel=parallel),
-                      RealRolloutServices(repo), PlainView(StderrReporter(quiet=True)))
+                      RealRolloutServices(repo, engine=default_settings()), PlainView(StderrReporter(quiet=True)))
     wall = time.monotonic() - t0
     rep = res.report
     if rep is None or res.outcome != "succeeded":
@@ -89,13 +90,15 @@ def _destroy(names: list[str]) -> None:
     import shutil
 
     from clusters import program
+    from fleet.adapters.pulumi_auto import default_settings
     from fleet.local import LocalClusters
     from fleet.output import SilentReporter
     from fleet.paths import fleet_home
     from fleet.provision import destroy
 
+    engine = default_settings()
     for name in names:
-        destroy(name, program=program, reporter=SilentReporter())
+        destroy(name, program=program, reporter=SilentReporter(), engine=engine)
         LocalClusters()._delete_quietly(name)
         shutil.rmtree(fleet_home() / "bootstrap" / name, ignore_errors=True)
 

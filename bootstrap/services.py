@@ -38,9 +38,9 @@ _WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CustomResourceDe
 
 class RealServices:
     """The DR pipeline's services on the real world. ``engine``: where the Pulumi state is and how it is
-    encrypted, resolved by the caller (the CLI: from the environment); None means the adapter's defaults."""
+    encrypted, resolved by the caller (the CLI, from the environment); nothing here reads the environment."""
 
-    def __init__(self, repo: Path, *, engine: EngineSettings | None = None) -> None:
+    def __init__(self, repo: Path, *, engine: EngineSettings) -> None:
         self.repo = repo
         self.engine = engine
         self.git = open_repo(repo)

@@ -24,7 +24,6 @@ import yaml
 from fleet import toolchain
 from fleet.errors import ConfigError, InputError
 from fleet.fluxtree import OPERATOR_NAME, operator_name
-from fleet.registry.layout import Layout
 from fleet.render import cluster_vars, overlay_dir
 from fleet.stackconfig import StackConfig, flux_git_url
 
@@ -182,7 +181,7 @@ def kustomization_path(cfg: StackConfig) -> str:
     overlay where fleet.yaml's ``environments.path`` puts it."""
     if cfg.cluster.source is not None:
         return f"./{cfg.cluster.source.flux}"
-    return f"./{overlay_dir(cfg.cluster.environment, Layout.of(cfg.settings))}"
+    return f"./{overlay_dir(cfg.cluster.environment, cfg.settings.layout)}"
 
 
 def kustomization(cfg: StackConfig) -> dict[str, Any]:

@@ -230,7 +230,7 @@ def plan_adoption(
         settings = parse_settings(settings_text)
     except InputError as e:
         raise InputError(e.message.replace("fleet.yaml:", "the proposed fleet.yaml:", 1), hint=e.hint) from None
-    layout = Layout.of(settings)
+    layout = settings.layout
     envs = tuple(layout.environments_in(
         lambda d: [e.name for e in g.list_dir(head, d) if e.kind == "dir"],
         lambda d: [e.name for e in g.list_dir(head, d) if e.kind == "file"],

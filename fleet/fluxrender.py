@@ -1,6 +1,6 @@
 """What a cluster whose registry entry names a Flux cluster directory (``source: {flux: clusters/prod-eu}``)
 should run: the directory expanded as Flux would apply it (:mod:`fleet.fluxtree`), every build through
-fleet's own machinery (:func:`fleet.render.build_directory`: read from Git at the revision, confined to
+fleet's own machinery (:func:`fleet.build.build_directory`: read from Git at the revision, confined to
 the tree, cached by the content of its inputs).
 
 Each build gets the kustomization Flux's kustomize-controller would write into its copy of the source
@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from fleet.adapters.git import GitRepo
+from fleet.build import Rendered, build_directory, build_inputs, cluster_vars
 from fleet.confine import check_overlay
 from fleet.errors import ConfigError, FluxTreeError, InputError
 from fleet.fluxtree import (
@@ -36,7 +37,6 @@ from fleet.fluxtree import (
 )
 from fleet.registry.load import FLEET_FILE, parse_settings
 from fleet.registry.model import ClusterSpec, FleetSettings
-from fleet.render import Rendered, build_directory, build_inputs, cluster_vars
 
 __all__ = ["FluxRender", "clear_cache", "fleet_urls", "flux_inputs", "render_flux", "tree_data"]
 
@@ -55,7 +55,7 @@ class FluxRender:
 
 def clear_cache() -> None:
     """Forget what is kept in-process (parsed kustomizations and objects, remote URLs); the builds'
-    caches are :func:`fleet.render.clear_cache`'s."""
+    caches are :func:`fleet.build.clear_cache`'s."""
     from fleet import fluxtree
 
     with _lock:

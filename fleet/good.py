@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from fleet.adapters.git import GitRepo
+from fleet.build import inputs
 from fleet.errors import InputError, NotFound
 from fleet.registry.load import cluster_file, layout_at, load_registry, open_repo
 from fleet.registry.model import text_problem
-from fleet.render import inputs
 
 __all__ = [
     "GOOD_PREFIX",

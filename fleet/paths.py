@@ -206,12 +206,12 @@ def hmac_of(secret_name: str, message: str) -> str | None:
     return hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
 
 
-def private_secret(name: str, nbytes: int = 32) -> str:
-    """A random secret kept in ``fleet_home()/secrets/<name>`` (0600), made on first use (hex text). In a
-    dry run a missing secret is not made: FileNotFoundError."""
+def private_secret(name: str, nbytes: int = 32, *, home: Path | None = None) -> str:
+    """A random secret kept in ``<home>/secrets/<name>`` (0600; ``home`` defaults to :func:`fleet_home`),
+    made on first use (hex text). In a dry run a missing secret is not made: FileNotFoundError."""
     import secrets  # with hmac and OpenSSL: loaded by the commands that use a secret, not at every start-up
 
-    path = fleet_home() / "secrets" / name
+    path = (home or fleet_home()) / "secrets" / name
     try:
         text = path.read_text(encoding="utf-8").strip()
         if text:

@@ -4,9 +4,12 @@ The program (``clusters.program``) is passed in by the composition root (``fleet
 pipeline, so fleet's core never imports ``clusters/``. This module does not import
 ``pulumi.automation`` either: :mod:`fleet.adapters.pulumi_auto` does.
 
-    provision(repo, name, program=..., reporter=...)  -> ProvisionResult   (pulumi up / preview)
-    destroy(name, program=..., reporter=...)           -> DestroyResult     (pulumi destroy, stack rm)
-    stack_outputs(name)                                -> dict              (outputs of the last up)
+    provision(repo, name, program=..., reporter=..., engine=...)  -> ProvisionResult   (pulumi up / preview)
+    destroy(name, program=..., reporter=..., engine=...)           -> DestroyResult     (pulumi destroy, stack rm)
+    stack_outputs(name, engine=...)                                -> dict              (outputs of the last up)
+
+``engine`` (:class:`~fleet.adapters.pulumi_auto.EngineSettings`: backend, secrets, homes) is always
+given: the composition root resolves it once; nothing here reads the environment for it.
 """
 
 from __future__ import annotations
@@ -224,7 +227,7 @@ def provision(
     refresh: bool = False,
     phase: Phase = "all",
     git_auth: Mapping[str, str] | None = None,
-    engine: EngineSettings | None = None,
+    engine: EngineSettings,
 ) -> ProvisionResult:
     """Create or update cluster ``name`` and its operator (``pulumi up``), or show what would change
     (``preview``). After an up, the kubeconfig output is written to ``$FLEET_HOME/kubeconfigs/<name>.yaml``
@@ -354,7 +357,7 @@ class DriftResult:
     duration_s: float
 
 
-def drift(name: str, *, program: Program, reporter: Reporter, engine: EngineSettings | None = None) -> DriftResult:
+def drift(name: str, *, program: Program, reporter: Reporter, engine: EngineSettings) -> DriftResult:
     """A dry-run ``pulumi refresh`` of the cluster's stack: the infrastructure drift of what Pulumi
     manages (the cluster, Flux's install set, the GitRepository and Kustomization), changing nothing."""
     started = time.monotonic()
@@ -371,13 +374,13 @@ def drift(name: str, *, program: Program, reporter: Reporter, engine: EngineSett
     return res
 
 
-def refresh(name: str, *, program: Program, reporter: Reporter, engine: EngineSettings | None = None) -> OpResult:
+def refresh(name: str, *, program: Program, reporter: Reporter, engine: EngineSettings) -> OpResult:
     """Read the live state of every resource of the stack into its state (``pulumi refresh``)."""
     reporter.step(f'refreshing stack "{name}"')
     return Engine(engine, reporter).refresh(StackRequest(name, program))
 
 
-def destroy(name: str, *, program: Program, reporter: Reporter, engine: EngineSettings | None = None) -> DestroyResult:
+def destroy(name: str, *, program: Program, reporter: Reporter, engine: EngineSettings) -> DestroyResult:
     """Destroy cluster ``name`` (every resource of its stack), remove the stack and the cached
     kubeconfig. A cluster without a stack has nothing to destroy (``existed`` is False)."""
     started = time.monotonic()
@@ -393,13 +396,13 @@ def destroy(name: str, *, program: Program, reporter: Reporter, engine: EngineSe
     return DestroyResult(name, name, True, op.changes, round(time.monotonic() - started, 3))
 
 
-def stack_outputs(name: str, *, engine: EngineSettings | None = None, show_secrets: bool = True) -> dict[str, Any]:
+def stack_outputs(name: str, *, engine: EngineSettings, show_secrets: bool = True) -> dict[str, Any]:
     """The outputs of cluster ``name``'s stack (``kubeconfig``, ``cluster``, ``revision``, ...)."""
     outs = Engine(engine).outputs(name)
     return {k: (v.value if show_secrets or not v.secret else SECRET) for k, v in outs.items()}
 
 
-def unlock(name: str, *, engine: EngineSettings | None = None) -> list[Path]:
+def unlock(name: str, *, engine: EngineSettings) -> list[Path]:
     """Remove every lock of the stack (file backend): for a lock left by an update that died."""
     return Engine(engine).unlock(name, force=True)
 
@@ -413,7 +416,7 @@ def provision_many(
     max_parallel: int = 4,
     preview: bool = False,
     pin_revision: str | None = None,
-    engine: EngineSettings | None = None,
+    engine: EngineSettings,
 ) -> list[ProvisionOutcome]:
     """Provision several clusters in parallel (threads: the Automation API keeps its per-run state in
     context variables). One failure does not stop the others; outcomes come back in ``names`` order."""

@@ -1,53 +1,42 @@
-"""What a cluster should run at a revision: its environment overlay built by kustomize at that
-revision, read from Git (never the working tree), with the cluster's variables substituted with Flux
-``postBuild.substitute`` semantics.
+"""What a cluster should run at a revision, as registered at that revision: its environment's overlay
+(:mod:`fleet.build`: built by kustomize from Git, never the working tree, with the cluster's variables
+substituted with Flux ``postBuild.substitute`` semantics), or its Flux cluster directory expanded as
+Flux would apply it (:mod:`fleet.fluxrender`). A cluster's whole render at a commit is kept
+(:mod:`fleet.rendercache`), so rendering it again needs no build.
 
-Builds are cached by the content of their inputs: the Git object ids of every file and directory the
-overlay's kustomizations reference (found by following them), so a thousand clusters over five
-environments run kustomize five times, and a commit that touches only ``clusters/`` runs it not at all.
-The cache is in-process and on disk (``fleet_home()/cache/render``); substitution is per cluster on top.
-
-Rendering is confined to the repository (:mod:`fleet.confine`): before any build, every path the
-overlay's kustomizations name is checked to stay inside the tree at the revision. A disk cache entry
-carries an HMAC of its key and content under a private per-home secret; an entry that does not verify is
-ignored and rebuilt.
+The builds and their caches live in :mod:`fleet.build`; the names re-exported here from it are the
+ones callers of a cluster's render use with it.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import hmac
 import json
-import math
-import posixpath
-import re
-import tempfile
-import threading
-from collections import OrderedDict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import yaml
-
-from fleet import rendercache, toolchain
-from fleet.adapters import gitplain, proc
-from fleet.errors import ConfigError, FleetError, NotFound, RenderError
-from fleet.paths import fleet_home, hmac_of, write_private, writes_allowed
-from fleet.registry.layout import DEFAULT_LAYOUT, Layout
-from fleet.registry.load import (
-    CLUSTERS_DIR,
-    KUSTOMIZATION_FILES,
-    cluster_file,
-    layout_at,
-    load_registry,
-    open_repo,
-    parse_cluster,
+from fleet import rendercache
+from fleet.adapters import gitplain
+from fleet.build import (
+    BUILTIN_VARS,
+    Doc,
+    Rendered,
+    as_json,
+    build_directory,
+    build_inputs,
+    build_overlay,
+    clear_cache,
+    cluster_vars,
+    inputs,
+    overlay_dir,
+    render_overlay,
+    stats,
+    substitute,
 )
+from fleet.errors import ConfigError, NotFound, RenderError
+from fleet.registry.layout import Layout
+from fleet.registry.load import cluster_file, layout_at, load_registry, open_repo, parse_cluster
 from fleet.registry.model import ClusterSpec
-from fleet.substitute import substitute
 
 if TYPE_CHECKING:  # GitPython loads when a Git object is read, not for a render kept for its commit
     from fleet.adapters.git import GitRepo
@@ -69,464 +58,6 @@ __all__ = [
     "stats",
     "substitute",
 ]
-
-BUILTIN_VARS = ("FLEET_CLUSTER", "FLEET_ENVIRONMENT", "FLEET_REGION", "FLEET_PROVIDER", "FLEET_WAVE")
-_CACHE_VERSION = "fleet-render-v2"
-_DISABLED = "kustomize.toolkit.fluxcd.io/substitute"
-_DOC_SPLIT = re.compile(r"^---[ \t]*\n", re.MULTILINE)
-_YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_MEMO_SIZE = 512  # builds kept in-process: a Flux repo expands to hundreds (bench/flux_expand_bench.py)
-
-
-@dataclass(frozen=True)
-class Rendered:
-    cluster: str
-    revision: str  # full commit id
-    objects: tuple[dict[str, Any], ...]  # in kustomize's order
-    text: str  # multi-document YAML
-    digest: str  # sha256 of text
-    notes: tuple[str, ...] = ()  # what the render could not include, said on stderr (a Flux tree's unresolved)
-
-    @property
-    def short(self) -> str:
-        return self.revision[:12]
-
-
-@dataclass(frozen=True)
-class _Doc:
-    text: str
-    ref: str  # "Kind/namespace/name", for messages
-    substitute: bool
-    data: str | None = None  # the object as JSON (parsed once, kept with the build), None when JSON cannot hold it
-
-
-Doc = _Doc  # one built object: its text, "Kind/namespace/name", and whether substitution applies
-
-
-@dataclass(frozen=True)
-class _Build:
-    key: str
-    docs: tuple[_Doc, ...]
-
-
-_memo: OrderedDict[str, _Build] = OrderedDict()
-_inputs_memo: dict[tuple[str, str, str], tuple[bool, tuple[str, ...]]] = {}
-_key_memo: dict[tuple[str, str, str], tuple[str, tuple[str, ...]]] = {}
-_lock = threading.Lock()
-_stats = {"kustomize_runs": 0, "memo_hits": 0, "disk_hits": 0}
-
-
-def stats() -> dict[str, int]:
-    """Counters since the last :func:`clear_cache`: kustomize runs, in-process and on-disk cache hits."""
-    return dict(_stats)
-
-
-def clear_cache(*, disk: bool = False) -> None:
-    """Forget the in-process cache (and the on-disk one with ``disk``); reset :func:`stats`."""
-    with _lock:
-        _memo.clear()
-        _inputs_memo.clear()
-        _key_memo.clear()
-        for k in _stats:
-            _stats[k] = 0
-    if disk:
-        import shutil
-
-        shutil.rmtree(_cache_dir(), ignore_errors=True)
-
-
-def cluster_vars(spec: ClusterSpec) -> dict[str, str]:
-    """The variables substituted for a cluster: fleet's built-ins, then the cluster's ``vars`` (which win).
-
-    The operator's Flux Kustomization must carry the same (``postBuild.substitute``).
-    """
-    builtin = {
-        "FLEET_CLUSTER": spec.name,
-        "FLEET_ENVIRONMENT": spec.environment,
-        "FLEET_REGION": spec.region,
-        "FLEET_PROVIDER": spec.provider,
-        "FLEET_WAVE": str(spec.wave),
-    }
-    return {**builtin, **spec.vars}
-
-
-def overlay_dir(environment: str, layout: Layout = DEFAULT_LAYOUT) -> str:
-    """The overlay directory of ``environment`` (fleet.yaml's ``environments.path``, default
-    ``environments/{env}``)."""
-    return layout.overlay_dir(environment)
-
-
-# ---- inputs: what kustomize reads -------------------------------------------------------------
-
-
-def _strings(node: Any, seen: set[int] | None = None, depth: int = 0) -> Iterable[str]:
-    """Every string in ``node``; a container reached twice (a YAML alias) is walked once, so an alias
-    bomb (a billion laughs) costs its size in nodes, not its expansion."""
-    seen = set() if seen is None else seen
-    if isinstance(node, str):
-        yield node
-    elif isinstance(node, (dict, list)):
-        if id(node) in seen or depth > 64:
-            return
-        seen.add(id(node))
-        for v in node.values() if isinstance(node, dict) else node:
-            yield from _strings(v, seen, depth + 1)
-
-
-def _is_remote(s: str) -> bool:
-    return "://" in s or s.startswith(("github.com/", "gitlab.com/", "bitbucket.org/", "git@"))
-
-
-def _walk_inputs(g: GitRepo, rev: str, start: str, override: Any = None) -> tuple[str, ...] | None:
-    """Repo paths the kustomization in ``start`` reads, following every path-like string it holds
-    (``override``: the parsed kustomization used in ``start`` instead of its file, as Flux writes one).
-
-    None when that cannot be known (a remote resource, a kustomization that is not YAML): the caller
-    then keys on the whole tree but ``clusters/``.
-    """
-    found: set[str] = {start}
-    queue = [start]
-    seen: set[str] = set()
-    while queue:
-        d = queue.pop()
-        if d in seen:
-            continue
-        seen.add(d)
-        names = {e.name for e in g.list_dir(rev, d)}
-        kfile = next((k for k in KUSTOMIZATION_FILES if k in names), None)
-        if d == start and override is not None:
-            data = override
-        elif kfile is None:
-            continue
-        else:
-            try:
-                data = yaml.load(g.read_file(rev, f"{d}/{kfile}") or "", Loader=_YAML_LOADER)
-            except (yaml.YAMLError, RecursionError):
-                return None
-        for s in _strings(data):
-            if not s or "\n" in s or len(s) > 1024:
-                continue
-            if _is_remote(s):
-                return None
-            target = posixpath.normpath(posixpath.join(d, s.split("?", 1)[0]))
-            if target == "." or target.startswith(("../", "/")) or target == "..":
-                continue
-            oid = g.tree_id(rev, target)
-            if oid is None:
-                continue
-            found.add(target)
-            if g.list_dir(rev, target):  # a directory: it may hold a kustomization of its own
-                queue.append(target)
-    # drop paths inside other found directories: the directory's tree id covers them
-    dirs = sorted(found)
-    return tuple(p for p in dirs if not any(p.startswith(q + "/") for q in dirs if q != p))
-
-
-def _whole_tree(g: GitRepo, rev: str) -> tuple[str, ...]:
-    """Every top-level path but the registry's folder (when it is one: an adopted Flux repo's registry
-    lives deeper, and its ``clusters/`` holds what Flux builds)."""
-    try:
-        registry = layout_at(g, rev).registry
-    except FleetError:
-        registry = CLUSTERS_DIR
-    return tuple(e.name for e in g.list_dir(rev, "") if e.name != registry and e.kind != "submodule")
-
-
-def inputs(
-    repo: GitRepo | str | Path, environment: str, rev: str = "HEAD", layout: Layout | None = None
-) -> tuple[str, ...]:
-    """The repo paths (files or directories) the overlay of ``environment`` reads at ``rev``."""
-    g = open_repo(repo)
-    sha = g.resolve(rev)
-    directory = overlay_dir(environment, layout or layout_at(g, sha))
-    return _input_paths(g, sha, directory, f'environment "{environment}"')[1]
-
-
-def _input_paths(
-    g: GitRepo, sha: str, directory: str, what: str = "", kustomization: str | None = None
-) -> tuple[bool, tuple[str, ...]]:
-    """(exact, paths): exact is False when fleet fell back to the whole tree but ``clusters/``."""
-    memo_key = (str(g.git_dir), sha, directory + "\0" + (kustomization or ""))
-    if memo_key in _inputs_memo:
-        return _inputs_memo[memo_key]
-    start = directory
-    if g.tree_id(sha, start) is None:
-        raise NotFound(f"{what or 'directory'} not found: {start}/ does not exist at {sha[:12]}".lstrip())
-    from fleet.confine import check_overlay
-
-    check_overlay(g, sha, start)  # nothing outside the tree, nothing remote
-    override = yaml.load(kustomization, Loader=_YAML_LOADER) if kustomization is not None else None
-    paths = _walk_inputs(g, sha, start, override)
-    result = (True, paths) if paths is not None else (False, _whole_tree(g, sha))
-    if len(_inputs_memo) > 4096:  # a long-lived process renders many revisions
-        _inputs_memo.clear()
-        _key_memo.clear()
-    _inputs_memo[memo_key] = result
-    return result
-
-
-def _cache_key(
-    g: GitRepo, sha: str, directory: str, what: str = "", kustomization: str | None = None
-) -> tuple[str, tuple[str, ...]]:
-    """The content key of a build: kustomize's identity and the object id of every input path (and the
-    kustomization written in place of the directory's own, when there is one)."""
-    memo_key = (str(g.git_dir), sha, directory + "\0" + (kustomization or ""))
-    if memo_key in _key_memo:
-        return _key_memo[memo_key]
-    exact, paths = _input_paths(g, sha, directory, what, kustomization)
-    h = hashlib.sha256(
-        f"{_CACHE_VERSION}\n{_kustomize_identity()}\n{directory}\n{exact}\n".encode()
-    )
-    if kustomization is not None:
-        h.update(f"kustomization {hashlib.sha256(kustomization.encode()).hexdigest()}\n".encode())
-    for p in paths:
-        h.update(f"{p} {g.tree_id(sha, p)}\n".encode())
-    _key_memo[memo_key] = (h.hexdigest(), paths)
-    return _key_memo[memo_key]
-
-
-def _kustomize_identity() -> str:
-    return rendercache.kustomize_identity()
-
-
-# ---- building ---------------------------------------------------------------------------------
-
-
-def _cache_dir() -> Path:
-    return fleet_home() / "cache" / "render"
-
-
-def _seal(key: str, text: str) -> str | None:
-    """The HMAC of a cache entry under the home's private render-cache secret (None: no secret)."""
-    return hmac_of("render-cache", f"{key}\n{text}")
-
-
-def _read_cached(disk: Path, key: str) -> str | None:
-    """A disk cache entry's text when its seal verifies; a missing, unreadable, edited or foreign entry
-    is None (and a bad one is removed), so the build runs again."""
-    try:
-        raw = disk.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return None
-    header, sep, text = raw.partition("\n")
-    seal = _seal(key, text)
-    if sep and seal is not None and hmac.compare_digest(header, f"{_CACHE_VERSION} {seal}"):
-        return text
-    if not writes_allowed():
-        return None
-    with contextlib.suppress(OSError):
-        disk.unlink(missing_ok=True)
-    return None
-
-
-def _write_cached(disk: Path, key: str, text: str) -> None:
-    """Store a build, sealed; a FLEET_HOME that cannot be written only means no disk cache, and a dry run
-    (:func:`fleet.paths.no_writes`) does not fill it."""
-    if not writes_allowed():
-        return
-    seal = _seal(key, text)
-    if seal is None:
-        return
-    with contextlib.suppress(OSError):
-        write_private(disk, f"{_CACHE_VERSION} {seal}\n{text}")
-
-
-def as_json(obj: Any) -> str | None:
-    """``obj`` as JSON text when JSON gives it back exactly (mappings with string keys, lists, strings,
-    booleans, integers, finite floats, null); None when YAML gave something more (a date, binary, ...)."""
-
-    def plain(o: Any, depth: int) -> bool:
-        if depth > 100:
-            return False
-        if o is None or isinstance(o, (str, bool, int)):
-            return True
-        if isinstance(o, float):
-            return math.isfinite(o)
-        if isinstance(o, list):
-            return all(plain(v, depth + 1) for v in o)
-        if isinstance(o, dict):
-            return all(isinstance(k, str) and plain(v, depth + 1) for k, v in o.items())
-        return False
-
-    if not plain(obj, 0):
-        return None
-    return json.dumps(obj, separators=(",", ":"))
-
-
-def _parts(text: str) -> list[str]:
-    return [p if p.endswith("\n") else p + "\n" for p in _DOC_SPLIT.split(text) if p.strip()]
-
-
-def _docs_file(disk: Path) -> Path:
-    return disk.with_name(disk.name.removesuffix(".yaml") + ".docs.json")
-
-
-def _read_docs(disk: Path, key: str, text: str) -> tuple[_Doc, ...] | None:
-    """The build's objects as :func:`_split` found them, kept beside its entry (sealed as it is), so that a
-    build from the disk cache is not parsed again; None when missing or not verified (then it is)."""
-    path = _docs_file(disk)
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return None
-    header, sep, payload = raw.partition("\n")
-    seal = _seal(f"{key} docs", payload)
-    parts = _parts(text)
-    if sep and seal is not None and hmac.compare_digest(header, f"{_CACHE_VERSION} {seal}"):
-        with contextlib.suppress(ValueError, TypeError):
-            meta = json.loads(payload)
-            if isinstance(meta, list) and len(meta) == len(parts):
-                return tuple(_Doc(body, str(ref), bool(sub), data if isinstance(data, str) else None)
-                             for body, (ref, sub, data) in zip(parts, meta, strict=True))
-    with contextlib.suppress(OSError):
-        path.unlink(missing_ok=True)
-    return None
-
-
-def _write_docs(disk: Path, key: str, docs: Sequence[_Doc]) -> None:
-    if not writes_allowed():  # a dry run reads the cache, never fills it
-        return
-    payload = json.dumps([[d.ref, d.substitute, d.data] for d in docs])
-    seal = _seal(f"{key} docs", payload)
-    if seal is None:
-        return
-    with contextlib.suppress(OSError):
-        write_private(_docs_file(disk), f"{_CACHE_VERSION} {seal}\n{payload}")
-
-
-def _split(text: str) -> tuple[_Doc, ...]:
-    docs = []
-    for body in _parts(text):
-        try:
-            parsed = yaml.load(body, Loader=_YAML_LOADER)
-        except yaml.YAMLError as e:
-            raise RenderError(f"kustomize printed YAML fleet cannot read: {e}") from e
-        obj = parsed or {}
-        meta = obj.get("metadata") or {} if isinstance(obj, dict) else {}
-        ref = (
-            f"{obj.get('kind', '?')}/{meta.get('namespace') or '-'}/{meta.get('name', '?')}" if meta else "?"
-        )
-        off = any((meta.get(k) or {}).get(_DISABLED) == "disabled" for k in ("annotations", "labels"))
-        docs.append(_Doc(body, ref, not off, as_json(parsed)))
-    return tuple(docs)
-
-
-def _kustomize(
-    g: GitRepo, sha: str, directory: str, paths: Sequence[str], kustomization: str | None = None
-) -> str:
-    kustomize = toolchain.find("kustomize")
-    with tempfile.TemporaryDirectory(prefix="fleet-render-") as tmp:
-        root = Path(tmp)
-        g.extract(sha, root, paths)
-        if kustomization is not None:  # as Flux's kustomize-controller writes it into its copy of the source
-            (root / directory).mkdir(parents=True, exist_ok=True)
-            for name in KUSTOMIZATION_FILES:
-                (root / directory / name).unlink(missing_ok=True)
-            (root / directory / "kustomization.yaml").write_text(kustomization, encoding="utf-8")
-        done = proc.run(
-            [
-                kustomize,
-                "build",
-                "--load-restrictor",
-                "LoadRestrictionsNone",
-                str(root / directory),
-            ],
-            timeout=300,
-            error=RenderError,
-        )
-        with _lock:
-            _stats["kustomize_runs"] += 1
-        if not done.ok:
-            msg = " ".join((done.stderr.strip() or done.stdout.strip()).split())
-            msg = (
-                msg.replace(str(root.resolve()) + "/", "")
-                .replace(str(root) + "/", "")
-                .removeprefix("Error: ")
-            )
-            raise RenderError(f"kustomize build {directory} at {sha[:12]} failed: {msg}")
-        return done.stdout
-
-
-def build_overlay(repo: GitRepo | str | Path, environment: str, rev: str = "HEAD") -> str:
-    """``kustomize build environments/<environment>`` at ``rev`` (cached), before substitution."""
-    g = open_repo(repo)
-    sha = g.resolve(rev)
-    directory = overlay_dir(environment, layout_at(g, sha))
-    return "".join(d.text for d in _build(g, sha, directory, f'environment "{environment}"').docs)
-
-
-def build_directory(g: GitRepo, sha: str, directory: str, kustomization: str | None = None) -> tuple[Doc, ...]:
-    """``kustomize build DIRECTORY`` at ``sha``, confined and cached as an overlay's build, before
-    substitution; ``kustomization`` is written in place of the directory's own (as Flux does)."""
-    return _build(g, sha, directory, "directory", kustomization).docs
-
-
-def build_inputs(g: GitRepo, sha: str, directory: str, kustomization: str | None = None) -> tuple[str, ...]:
-    """The repo paths :func:`build_directory` reads for the same arguments (confined, as it is)."""
-    return _input_paths(g, sha, directory, "directory", kustomization)[1]
-
-
-def _build(g: GitRepo, sha: str, directory: str, what: str = "", kustomization: str | None = None) -> _Build:
-    key, paths = _cache_key(g, sha, directory, what, kustomization)
-    with _lock:
-        if key in _memo:
-            _memo.move_to_end(key)
-            _stats["memo_hits"] += 1
-            return _memo[key]
-    disk = _cache_dir() / key[:2] / f"{key}.yaml"
-    cacheable = True
-    cached = _read_cached(disk, key)
-    if cached is not None:
-        text = cached
-        with _lock:
-            _stats["disk_hits"] += 1
-    else:
-        try:
-            text = _kustomize(g, sha, directory, paths, kustomization)
-        except RenderError:
-            whole = _whole_tree(g, sha)
-            if tuple(paths) == whole:
-                raise
-            # kustomize read something fleet did not see: build from the whole tree, and do not cache
-            # under a key that misses that input.
-            text = _kustomize(g, sha, directory, whole, kustomization)
-            cacheable = False
-        if cacheable:
-            _write_cached(disk, key, text)
-    docs = _read_docs(disk, key, text) if cached is not None else None
-    if docs is None:
-        docs = _split(text)
-        if cacheable:
-            _write_docs(disk, key, docs)
-    build = _Build(key, docs)
-    if not cacheable:
-        return build
-    with _lock:
-        _memo[key] = build
-        while len(_memo) > _MEMO_SIZE:
-            _memo.popitem(last=False)
-    return build
-
-
-def _render(build: _Build, spec: ClusterSpec, sha: str, directory: str) -> Rendered:
-    values = cluster_vars(spec)
-    texts = []
-    parsed: list[str | None] = []  # an object's JSON, when the build's parse of it still holds
-    for doc in build.docs:
-        if doc.substitute and "$" in doc.text:
-            where = f' in {doc.ref} (cluster "{spec.name}", {directory} at {sha[:12]})'
-            texts.append(substitute(doc.text, values, where=where))
-            parsed.append(None)
-        else:
-            texts.append(doc.text)
-            parsed.append(doc.data)
-    text = "---\n".join(texts)
-    try:
-        objects = tuple(yaml.load(t, Loader=_YAML_LOADER) if data is None else json.loads(data)
-                        for t, data in zip(texts, parsed, strict=True))
-    except yaml.YAMLError as e:
-        raise RenderError(f'cluster "{spec.name}": substituted manifests are not valid YAML: {e}') from e
-    return Rendered(spec.name, sha, objects, text, hashlib.sha256(text.encode()).hexdigest())
 
 
 def _spec_at(g: GitRepo, sha: str, name: str, layout: Layout) -> ClusterSpec:
@@ -559,12 +90,11 @@ def _spec_at(g: GitRepo, sha: str, name: str, layout: Layout) -> ClusterSpec:
 
 
 def _render_spec(g: GitRepo, sha: str, spec: ClusterSpec, layout: Layout) -> Rendered:
-    if spec.source is not None:
+    if spec.source is not None:  # imported here: GitPython and the Flux expansion only for such clusters
         from fleet.fluxrender import render_flux
 
         return render_flux(g, sha, spec).rendered
-    directory = overlay_dir(spec.environment, layout)
-    return _render(_build(g, sha, directory, f'environment "{spec.environment}"'), spec, sha, directory)
+    return render_overlay(g, sha, spec, overlay_dir(spec.environment, layout))
 
 
 def render_cluster(repo: GitRepo | str | Path, name: str, rev: str | None = None) -> Rendered:
@@ -599,7 +129,7 @@ def _kept(sha: str, name: str) -> Rendered | None:
 def _keep(g: GitRepo, r: Rendered, directory: str, layout: Layout) -> None:
     from fleet.sops import is_encrypted
 
-    paths = _input_paths(g, r.revision, directory)[1]
+    paths = build_inputs(g, r.revision, directory)
     plain = all(isinstance(o, dict) and not is_encrypted(o) for o in r.objects)
     rendercache.store(rendercache.Result(r.cluster, r.revision, r.text, r.digest, paths, layout.registry, plain,
                                          as_json(list(r.objects))))

@@ -30,10 +30,11 @@ __all__ = ["RealRolloutServices"]
 
 
 class RealRolloutServices:
-    def __init__(self, repo: Path, services: RealServices | None = None, *,
-                 engine: EngineSettings | None = None) -> None:
+    def __init__(self, repo: Path, *, engine: EngineSettings) -> None:
+        """``engine``: the Pulumi settings the caller resolved (the CLI, from the environment), also the DR
+        pipeline's; nothing here reads the environment."""
         self.repo = repo
-        self.real = services or RealServices(repo, engine=engine)
+        self.real = RealServices(repo, engine=engine)
         self.git = self.real.git
         self._lock = threading.Lock()
         self._counts: dict[str, int] | None = None

@@ -1,5 +1,5 @@
 """The typer application behind ``fleet``: a root group that knows every command by name and help line
-(:data:`fleet.cli.COMMANDS`) and imports a command's module only when that command runs, or its own
+(:data:`fleet.cli.commands.COMMANDS`) and imports a command's module only when that command runs, or its own
 help is asked for. :func:`fleet.cli.main` runs it (and draws the root help without it)."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ try:  # typer >= 0.20 vendors click
 except ImportError:  # pragma: no cover
     from click import Command, Context  # type: ignore[assignment]
 
-from fleet.cli import COMMANDS
+from fleet.cli.commands import COMMANDS
 from fleet.cli.help import DEBUG_HELP, HELP
 
 __all__ = ["LazyGroup", "app", "load_module"]

@@ -10,7 +10,7 @@ import typer
 
 from bootstrap.pipeline import BootstrapRequest, BootstrapResult, run_bootstrap
 from bootstrap.report import to_markdown
-from fleet.cli.common import OutputOpt, RepoOpt, dry_run_writes_nothing, repo_path, reporter
+from fleet.cli.common import OutputOpt, RepoOpt, dry_run_writes_nothing, engine_settings, repo_path, reporter
 from fleet.errors import InputError
 from fleet.output import OutputFormat, emit
 
@@ -86,7 +86,7 @@ def register(app: typer.Typer) -> None:
             raise InputError("name one CLUSTER, or give -l SELECTOR, or --all")
         from bootstrap.services import RealServices  # the Pulumi program and the live layer: loaded when used
 
-        services = RealServices(repo_path(repo))
+        services = RealServices(repo_path(repo), engine=engine_settings())
         names = [cluster] if cluster else services.select(selector)
         if not names:
             raise InputError(

@@ -5,13 +5,16 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
 from fleet.output import OutputFormat, StderrReporter
 
-__all__ = ["OutputOpt", "RepoOpt", "dry_run_writes_nothing", "reporter"]
+if TYPE_CHECKING:
+    from fleet.adapters.pulumi_auto.settings import EngineSettings
+
+__all__ = ["OutputOpt", "RepoOpt", "dry_run_writes_nothing", "engine_settings", "reporter"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -32,6 +35,15 @@ def reporter(quiet: bool = False) -> StderrReporter:
 
 def repo_path(repo: Path | None) -> Path:
     return (repo or Path.cwd()).expanduser()
+
+
+def engine_settings() -> EngineSettings:
+    """The Pulumi engine's settings, resolved from this process's environment: once per command, here in
+    the composition root, and handed to every service that provisions. Reads only; the file backend's
+    passphrase is made when the engine first needs it (never in a dry run)."""
+    from fleet.adapters.pulumi_auto.settings import default_settings  # pulumi loads with the commands that use it
+
+    return default_settings()
 
 
 def dry_run_writes_nothing(command: _F) -> _F:

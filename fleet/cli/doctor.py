@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import typer
 
-from fleet import toolchain
+from fleet import doctor as checks
 from fleet.cli.common import OutputOpt
 from fleet.output import OutputFormat, emit
 from fleet.paths import toolchain_dir
 
 
-def _status(t: toolchain.ToolStatus) -> str:
+def _status(t: checks.ToolStatus) -> str:
     if not t.found:
         return "MISSING" if t.required else "optional"
     return "BROKEN" if t.problem else "ok"
@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def doctor(output: OutputFormat = OutputOpt) -> None:
         """Check the local toolchain: each tool with the version found and where."""
-        found = toolchain.check_all()
+        found = checks.check_all()
         emit(
             {"toolchain_dir": str(toolchain_dir()), "tools": found},
             output,

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from fleet.cli.common import OutputOpt, RepoOpt, repo_path, reporter
+from fleet.cli.common import OutputOpt, RepoOpt, engine_settings, repo_path, reporter
 from fleet.errors import InputError
 from fleet.output import OutputFormat, emit
 from fleet.registry.load import load_registry
@@ -113,10 +113,11 @@ def register(app: typer.Typer) -> None:
         auth = _git_auth(git_auth)
         root = repo_path(repo)
         program = _program()
+        engine = engine_settings()
         r = reporter()
         if not all_:
             if force_unlock:
-                for lock in _p().unlock(cluster):
+                for lock in _p().unlock(cluster, engine=engine):
                     r.warn(f'removed lock {lock.name} of stack "{cluster}"')
             res = _p().provision(
                 root,
@@ -127,6 +128,7 @@ def register(app: typer.Typer) -> None:
                 pin_revision=pin,
                 refresh=refresh,
                 git_auth=auth,
+                engine=engine,
             )
             emit(res, output, columns=_COLUMNS, rows=lambda d: _rows([d]))
             return
@@ -146,6 +148,7 @@ def register(app: typer.Typer) -> None:
             preview=preview,
             pin_revision=pin,
             reporter_for=lambda n: r.child(f"{n}: "),
+            engine=engine,
         )
         _emit_many(outcomes, output)
         failed = [o for o in outcomes if o.error]
@@ -162,7 +165,7 @@ def register(app: typer.Typer) -> None:
         output: OutputFormat = OutputOpt,
     ) -> None:
         """Infrastructure drift of what Pulumi manages (a dry-run refresh): exit 0 none, 1 drift."""
-        res = _p().drift(name, program=_program(), reporter=reporter())
+        res = _p().drift(name, program=_program(), reporter=reporter(), engine=engine_settings())
         emit(res, output, columns=["op", "resource", "properties"],
              rows=lambda d: [(x["op"], x["resource"], ", ".join(x["properties"]) or "-") for x in d.resources])
         if res.drift:
@@ -184,7 +187,7 @@ def register(app: typer.Typer) -> None:
                 f'Destroy cluster "{cluster}" and everything its stack created?', default=False
             ):
                 raise typer.Abort()
-        res = _p().destroy(cluster, program=_program(), reporter=reporter())
+        res = _p().destroy(cluster, program=_program(), reporter=reporter(), engine=engine_settings())
         emit(
             res,
             output,

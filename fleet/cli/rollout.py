@@ -13,7 +13,7 @@ from typing import Any
 
 import typer
 
-from fleet.cli.common import OutputOpt, RepoOpt, dry_run_writes_nothing, repo_path, reporter
+from fleet.cli.common import OutputOpt, RepoOpt, dry_run_writes_nothing, engine_settings, repo_path, reporter
 from fleet.cli.gate import parse_duration
 from fleet.errors import InputError
 from fleet.output import OutputFormat, emit
@@ -74,7 +74,7 @@ def register(app: typer.Typer) -> None:
             repo=path, selector=selector, rev=rev, max_parallel=max_parallel, max_failures=max_failures,
             rollback=rollback, gate_timeout=seconds, sync=sync, dry_run=dry_run,  # type: ignore[arg-type]
         )
-        services = RealRolloutServices(path)
+        services = RealRolloutServices(path, engine=engine_settings())
         live = sys.stderr.isatty() and not dry_run
         if live:
             from fleet.cli.rollout_view import LiveView

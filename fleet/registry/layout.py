@@ -13,10 +13,6 @@ import posixpath
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from fleet.registry.model import FleetSettings
 
 __all__ = [
     "DEFAULT_ENVIRONMENTS",
@@ -69,8 +65,10 @@ class Layout:
     environments: str = DEFAULT_ENVIRONMENTS
 
     @classmethod
-    def of(cls, settings: FleetSettings) -> Layout:
-        return cls(_clean(settings.registry.path), _clean(settings.environments.path))
+    def of(cls, registry: str, environments: str) -> Layout:
+        """The layout of fleet.yaml's ``registry.path`` and ``environments.path`` (``./`` and a trailing
+        ``/`` dropped); :attr:`fleet.registry.model.FleetSettings.layout` gives a fleet.yaml's."""
+        return cls(_clean(registry), _clean(environments))
 
     @property
     def env_parent(self) -> str:

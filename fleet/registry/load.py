@@ -390,9 +390,9 @@ def layout_at(repo: GitRepo | str | Path, rev: str | None = None) -> Layout:
     """The layout (registry folder, environment pattern) ``fleet.yaml`` sets at ``rev`` (None: the working
     tree)."""
     if rev is None:
-        return Layout.of(parse_settings(_Worktree(worktree_root(repo)).read(FLEET_FILE)))
+        return parse_settings(_Worktree(worktree_root(repo)).read(FLEET_FILE)).layout
     g = open_repo(repo)
-    return Layout.of(parse_settings(g.read_file(g.resolve(rev), FLEET_FILE)))
+    return parse_settings(g.read_file(g.resolve(rev), FLEET_FILE)).layout
 
 
 def load_registry(repo: GitRepo | str | Path, rev: str | None = None) -> Registry:
@@ -406,7 +406,7 @@ def load_registry(repo: GitRepo | str | Path, rev: str | None = None) -> Registr
         root, revision = g.root, g.resolve(rev)
         src = _Revision(g, revision)
     settings = parse_settings(src.read(FLEET_FILE))
-    layout = Layout.of(settings)
+    layout = settings.layout
     envs = _environments(src, layout)
     clusters: dict[str, ClusterSpec] = {}
     for fname in src.files(layout.registry):

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from fleet.registry.layout import DEFAULT_ENVIRONMENTS, DEFAULT_REGISTRY, path_problem
+from fleet.registry.layout import DEFAULT_ENVIRONMENTS, DEFAULT_REGISTRY, Layout, path_problem
 
 __all__ = [
     "DNS_LABEL",
@@ -350,6 +350,11 @@ class FleetSettings(_Frozen):
         description="secrets.sops: {ageRecipients: [age1...], keySource: {env, file}} when the repo holds "
                     "SOPS-encrypted manifests.",
     )
+
+    @property
+    def layout(self) -> Layout:
+        """Where this fleet repo keeps its registry and its environment overlays."""
+        return Layout.of(self.registry.path, self.environments.path)
 
 
 class GitSettings(_Frozen):

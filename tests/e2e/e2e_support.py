@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -36,6 +37,17 @@ def need_local_clusters() -> None:
     need_engine()
     for t in CLUSTER_TOOLS:
         need_tool(t)
+
+
+def fleet(env: dict[str, str], *args: str, ok: tuple[int, ...] = (0,),
+          timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m fleet ARGS`` as a user would, in ``env`` (this tree first on PYTHONPATH, the test's
+    FLEET_HOME and Pulumi backend); fail the test, with the end of its stderr, unless it exits with one of
+    ``ok``."""
+    done = subprocess.run([sys.executable, "-m", "fleet", *args], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    assert done.returncode in ok, f"fleet {' '.join(args)} exited {done.returncode}:\n{done.stderr[-4000:]}"
+    return done
 
 
 def make_fleet_repo(parent: Path) -> Path:

@@ -20,14 +20,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import need_local_clusters, push
+from e2e_support import fleet, need_local_clusters, push
 from helpers import commit_file, git
 
 from fleet import toolchain
@@ -50,13 +49,6 @@ class World:
     cluster: str
     kubeconfig: Path
     good: str  # the commit bootstrap rebuilt at (the last good one)
-
-
-def fleet(env: dict[str, str], *args: str, ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([sys.executable, "-m", "fleet", *args], env=env, capture_output=True, text=True,
-                          timeout=900)
-    assert done.returncode in ok, f"fleet {' '.join(args)} exited {done.returncode}:\n{done.stderr[-4000:]}"
-    return done
 
 
 def kubectl_json(kc: Path, *args: str) -> Any:

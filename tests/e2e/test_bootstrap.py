@@ -17,22 +17,10 @@ import pytest
 from e2e_support import kill_at, make_fleet_repo, need_local_clusters, push, stack_locks
 from helpers import commit_file, git
 
+from drill.runbook import BAD_PATCH  # the drill's bad release: hello on a GPU pool no node has
 from fleet.local import LocalClusters
 
 pytestmark = pytest.mark.e2e
-
-BAD_PATCH = """\
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: hello
-spec:
-  template:
-    spec:
-      nodeSelector:
-        fleet.dev/pool: gpu
-"""
-
 
 def fleet(repo: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -163,10 +151,7 @@ def test_a_gate_that_never_passes_fails_the_run_with_a_report(
     repo = make_fleet_repo(tmp_path)
     add_cluster(repo, "gate-1")
     destroy_after.append((repo, "gate-1"))
-    bad = commit_file(repo, "environments/prod/gpu.yaml", BAD_PATCH, "prod: hello on the GPU pool")
-    kust = (repo / "environments/prod/kustomization.yaml").read_text()
-    bad = commit_file(repo, "environments/prod/kustomization.yaml",
-                      kust.replace("  - path: hello.yaml", "  - path: hello.yaml\n  - path: gpu.yaml"), "use it")
+    bad = commit_file(repo, "environments/prod/hello.yaml", BAD_PATCH, "prod: release hello 2.0 on the GPU pool")
     push(repo)  # the operator fetches from the remote
     report_dir = tmp_path / "report"
     p = fleet(repo, "bootstrap", "gate-1", "--to", bad, "--gate-timeout", "6", "--report-dir", str(report_dir),

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import make_fleet_repo, need_local_clusters, push
+from e2e_support import fleet, make_fleet_repo, need_local_clusters, push
 from helpers import commit_file, git
 
 from fleet import toolchain
@@ -72,13 +71,6 @@ class World:
     env: dict[str, str]
     kubeconfig: Path
     rev: str
-
-
-def fleet(world_env: dict[str, str], *args: str, ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([sys.executable, "-m", "fleet", *args], env=world_env, capture_output=True, text=True,
-                          timeout=900)
-    assert done.returncode in ok, f"fleet {' '.join(args)} exited {done.returncode}:\n{done.stderr[-3000:]}"
-    return done
 
 
 def kubectl(kc: Path, *args: str, check: bool = True) -> Any:

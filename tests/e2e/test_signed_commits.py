@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import make_fleet_repo, need_local_clusters, push
+from e2e_support import fleet, make_fleet_repo, need_local_clusters, push
 
 from fleet import toolchain
 from fleet.adapters.kube import Kube, KubeTarget
@@ -58,13 +57,6 @@ class World:
     kubeconfig: Path
     keys: Keys
     signed: str
-
-
-def fleet(env: dict[str, str], *args: str, ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([sys.executable, "-m", "fleet", *args], env=env, capture_output=True, text=True,
-                          timeout=900)
-    assert done.returncode in ok, f"fleet {' '.join(args)} exited {done.returncode}:\n{done.stderr[-3000:]}"
-    return done
 
 
 def get(kc: Path, *args: str) -> Any:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fleet import render
+from fleet import build, render
 from fleet.registry import ClusterSpec, add_cluster
 from tests.helpers import commit_file, git, need_tool, new_fleet_repo
 
@@ -99,5 +99,5 @@ def test_a_read_only_cache_only_means_no_disk_cache(repo: Path, monkeypatch: pyt
     def refuse(*_: object, **__: object) -> None:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(render, "write_private", refuse)
+    monkeypatch.setattr(build, "write_private", refuse)  # the builds' disk cache lives in fleet.build
     assert render.render_cluster(repo, "eu-1").objects

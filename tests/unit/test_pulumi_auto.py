@@ -32,7 +32,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(k, raising=False)
 
 
-def test_default_is_a_file_backend_under_fleet_home_with_a_private_passphrase(
+def test_default_is_a_file_backend_under_fleet_home_with_a_private_passphrase_made_on_first_need(
     fleet_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     s = default_settings()
@@ -41,12 +41,17 @@ def test_default_is_a_file_backend_under_fleet_home_with_a_private_passphrase(
     assert s.pulumi_home == fleet_home / "pulumi-home"
     assert s.secrets_provider is None
     secret = fleet_home / "secrets" / "pulumi-passphrase"
-    assert s.passphrase == secret.read_text().strip() and len(s.passphrase) == 64  # random, per home
-    assert s.passphrase != LOCAL_PASSPHRASE
+    assert s.passphrase is None and s.passphrase_home == fleet_home
+    assert not fleet_home.exists() or not any(fleet_home.rglob("*"))  # resolving wrote nothing
+    made = Engine(s).passphrase()  # the engine's first need makes it
+    assert made == secret.read_text().strip() and made is not None and len(made) == 64  # random, per home
+    assert made != LOCAL_PASSPHRASE
     assert secret.stat().st_mode & 0o777 == 0o600 and secret.parent.stat().st_mode & 0o777 == 0o700
-    assert default_settings().passphrase == s.passphrase  # stable
+    assert Engine(default_settings()).passphrase() == made  # stable
     monkeypatch.setenv("FLEET_HOME", str(fleet_home.parent / "other-home"))
-    assert default_settings().passphrase != s.passphrase  # another home, another passphrase
+    other = default_settings()
+    assert Engine(other).passphrase() != made  # another home, another passphrase
+    assert Engine(s).passphrase() == made  # settings resolved before keep their home
 
 
 @pytest.mark.parametrize("made_before", ["state", "stack-config"])
@@ -59,7 +64,7 @@ def test_a_home_with_stacks_made_with_the_old_passphrase_keeps_it(fleet_home: Pa
         work = fleet_home / "pulumi-work" / "abc" / "fleet" / "eu-1"
         work.mkdir(parents=True)
         (work / "Pulumi.eu-1.yaml").write_text("encryptionsalt: v1:abc:v1:def:ghi\n")
-    assert default_settings().passphrase == LOCAL_PASSPHRASE
+    assert Engine(default_settings()).passphrase() == LOCAL_PASSPHRASE
     assert (fleet_home / "secrets" / "pulumi-passphrase").read_text().strip() == LOCAL_PASSPHRASE  # recorded
 
 
@@ -67,13 +72,19 @@ def test_a_team_backend_and_secrets_come_from_the_environment(monkeypatch: pytes
     monkeypatch.setenv("PULUMI_BACKEND_URL", "s3://team-state/fleet")
     s = default_settings()
     assert s.backend_url == "s3://team-state/fleet" and not s.is_file_backend
-    assert s.passphrase is None  # not the fixed local one on a shared backend
+    assert s.passphrase is None and s.passphrase_home is None  # not the local one on a shared backend
     monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", "team-secret")
     assert default_settings().passphrase == "team-secret"
     monkeypatch.delenv("PULUMI_CONFIG_PASSPHRASE")
     monkeypatch.setenv("PULUMI_SECRETS_PROVIDER", "awskms://alias/fleet")
     s = default_settings()
-    assert s.secrets_provider == "awskms://alias/fleet" and s.passphrase is None
+    assert s.secrets_provider == "awskms://alias/fleet" and s.passphrase is None and s.passphrase_home is None
+    monkeypatch.delenv("PULUMI_SECRETS_PROVIDER")
+    monkeypatch.delenv("PULUMI_BACKEND_URL")
+    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE_FILE", "/run/secrets/pulumi")
+    s = default_settings()  # a file backend whose passphrase is in a file of the user's: handed to the engine
+    assert s.passphrase is None and s.passphrase_home is None
+    assert s.env["PULUMI_CONFIG_PASSPHRASE_FILE"] == "/run/secrets/pulumi"
 
 
 def test_engine_environment_puts_this_python_first_and_turns_off_downloads(tmp_path: Path) -> None:

@@ -89,6 +89,7 @@ def _closed_port() -> int:
 def test_probe_tells_clusters_to_bring_up_from_clusters_to_leave_alone(repo: Path, tmp_path: Path,
                                                                          fleet_home: Path) -> None:
     from fleet.access import kubeconfig_cache_path
+    from fleet.adapters.pulumi_auto import default_settings
     from fleet.registry.model import KubeAccess
     from rollout.services import RealRolloutServices
 
@@ -99,7 +100,7 @@ def test_probe_tells_clusters_to_bring_up_from_clusters_to_leave_alone(repo: Pat
     cached = kubeconfig_cache_path("eu-2")  # provisioned once; its control plane is gone now
     cached.parent.mkdir(parents=True, exist_ok=True)
     cached.write_text(KUBECONFIG.format(port=_closed_port()))
-    services = RealRolloutServices(repo)
+    services = RealRolloutServices(repo, engine=default_settings())
 
     never = services.probe("eu-1")
     assert not never.exists and never.why.startswith("no kubeconfig")

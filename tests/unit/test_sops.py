@@ -261,9 +261,10 @@ def test_bootstrap_plan_refuses_without_the_key_and_names_the_recipient(sops_rep
                                                                        key: sops.AgeKey) -> None:
     from bootstrap.pipeline import Resolved
     from bootstrap.services import RealServices
+    from fleet.adapters.pulumi_auto import default_settings
     from tests.helpers import git
 
-    svc = RealServices(sops_repo)
+    svc = RealServices(sops_repo, engine=default_settings())
     resolved = Resolved(git(sops_repo, "rev-parse", "HEAD").strip(), "--to", "x")
     with pytest.raises(SecretsError, match="age key is missing") as e:
         svc.plan("eu-1", resolved, "auto", None)
@@ -277,6 +278,7 @@ def test_bootstrap_plan_refuses_without_the_key_and_names_the_recipient(sops_rep
 
 def test_provision_stops_before_the_engine_without_the_key(sops_repo: Path, tmp_path: Path) -> None:
     from fleet import provision as prov
+    from fleet.adapters.pulumi_auto import default_settings
     from fleet.output import SilentReporter
 
     class Program:
@@ -284,5 +286,5 @@ def test_provision_stops_before_the_engine_without_the_key(sops_repo: Path, tmp_
             raise AssertionError("the engine must not run")
 
     with pytest.raises(SecretsError, match="age key is missing"):
-        prov.provision(sops_repo, "eu-1", program=Program(), reporter=SilentReporter())
+        prov.provision(sops_repo, "eu-1", program=Program(), reporter=SilentReporter(), engine=default_settings())
     assert not (tmp_path / "home" / "pulumi").exists()

@@ -129,7 +129,7 @@ def test_invalid_variable_names_are_refused_as_flux_does(name: str) -> None:
 
 
 def test_a_disabled_object_is_left_alone() -> None:
-    from fleet.render import _split
+    from fleet.build import _split
 
     docs = _split(
         "kind: A\nmetadata:\n  name: a\n  annotations:\n    kustomize.toolkit.fluxcd.io/substitute: disabled\n"

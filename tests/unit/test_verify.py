@@ -301,9 +301,10 @@ def test_bootstrap_refuses_a_last_good_that_no_longer_verifies(
 
 def test_bootstrap_resolve_notes_who_signed(repo: Path, keys: Keys) -> None:
     from bootstrap.services import RealServices
+    from fleet.adapters.pulumi_auto import default_settings
 
     sha = commit(repo, keys, "pgp-alice", "x")
-    s = RealServices(repo)
+    s = RealServices(repo, engine=default_settings())
     assert s.resolve("eu-1", sha).revision == sha
     assert s.verified[sha].startswith(f"commit {sha[:12]} is signed by Alice <alice@example.com> (OpenPGP key ")
 

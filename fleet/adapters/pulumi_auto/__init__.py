@@ -1,7 +1,7 @@
 """The Pulumi Automation API adapter: the only package that imports ``pulumi`` in fleet and bootstrap.
 
     engine.py     :class:`Engine`: stack operations, the one choke point for retries and typed errors
-    settings.py   :class:`EngineSettings`: backend, secrets and homes, from the environment
+    settings.py   :class:`EngineSettings`: backend, secrets and homes, resolved from an environment by the CLI
     progress.py   engine events as progress lines; the useful part of a failure
     locks.py      the file backend's stack locks: held by whom, stale or not
 """
@@ -14,7 +14,9 @@ from fleet.adapters.pulumi_auto.settings import (
     PASSPHRASE_SECRET,
     EngineSettings,
     default_settings,
+    engine_passphrase,
     local_passphrase,
+    resolve_settings,
 )
 
 __all__ = [
@@ -27,5 +29,7 @@ __all__ = [
     "StackOutput",
     "StackRequest",
     "default_settings",
+    "engine_passphrase",
     "local_passphrase",
+    "resolve_settings",
 ]

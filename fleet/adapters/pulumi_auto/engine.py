@@ -37,7 +37,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 from fleet import toolchain
 from fleet.adapters.pulumi_auto import locks as file_locks
 from fleet.adapters.pulumi_auto.progress import Progress, describe, useful
-from fleet.adapters.pulumi_auto.settings import EngineSettings, default_settings, private_state_dir
+from fleet.adapters.pulumi_auto.settings import EngineSettings, engine_passphrase, private_state_dir
 from fleet.errors import (
     ConcurrentUpdate,
     FleetError,
@@ -119,9 +119,19 @@ def _pulumi_command(root: str) -> auto.PulumiCommand:
 class Engine:
     """Runs stack operations through the Automation API; progress goes to ``reporter``."""
 
-    def __init__(self, settings: EngineSettings | None = None, reporter: Reporter | None = None) -> None:
-        self.settings = settings or default_settings()
+    def __init__(self, settings: EngineSettings, reporter: Reporter | None = None) -> None:
+        """``settings`` as the composition root resolved them (:func:`~fleet.adapters.pulumi_auto.settings.
+        resolve_settings`): the engine never falls back to the environment for them."""
+        self.settings = settings
         self.reporter: Reporter = reporter or SilentReporter()
+        self._passphrase: tuple[str | None] | None = None  # made on first need (a file backend's own)
+
+    def passphrase(self) -> str | None:
+        """The passphrase the engine runs with; a file backend's private one is made now, on first need
+        (never in a dry run)."""
+        if self._passphrase is None:
+            self._passphrase = (engine_passphrase(self.settings),)
+        return self._passphrase[0]
 
     # -- workspace --
 
@@ -138,8 +148,8 @@ class Engine:
             "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
             "PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK": "true",
         }
-        if s.passphrase is not None:
-            env["PULUMI_CONFIG_PASSPHRASE"] = s.passphrase
+        if (passphrase := self.passphrase()) is not None:
+            env["PULUMI_CONFIG_PASSPHRASE"] = passphrase
         env.update(s.env)
         return env
 
