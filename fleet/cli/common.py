@@ -11,7 +11,7 @@ import typer
 
 from fleet.output import OutputFormat, StderrReporter
 
-__all__ = ["OutputOpt", "RepoOpt", "dry_run_writes_nothing", "reporter"]
+__all__ = ["OutputOpt", "RepoOpt", "dry_run_writes_nothing", "reporter", "writes_nothing_when"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -37,14 +37,23 @@ def repo_path(repo: Path | None) -> Path:
 def dry_run_writes_nothing(command: _F) -> _F:
     """A command whose ``--dry-run`` writes nothing at all: run with ``dry_run`` true, it runs inside
     :func:`fleet.paths.no_writes` (no cache filled, no secret made, no lock, journal or state file)."""
+    return writes_nothing_when("dry_run")(command)
 
-    @functools.wraps(command)
-    def run(*args: Any, **kwargs: Any) -> Any:
-        if not kwargs.get("dry_run"):
-            return command(*args, **kwargs)
-        from fleet.paths import no_writes
 
-        with no_writes():
-            return command(*args, **kwargs)
+def writes_nothing_when(option: str | None) -> Callable[[_F], _F]:
+    """:func:`dry_run_writes_nothing` for the option ``option`` (``provision --preview``); None: a read-only
+    command that always runs inside :func:`fleet.paths.no_writes` (``fleet drift``)."""
 
-    return run  # type: ignore[return-value]
+    def decorate(command: _F) -> _F:
+        @functools.wraps(command)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            if option is not None and not kwargs.get(option):
+                return command(*args, **kwargs)
+            from fleet.paths import no_writes
+
+            with no_writes():
+                return command(*args, **kwargs)
+
+        return run  # type: ignore[return-value]
+
+    return decorate
