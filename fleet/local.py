@@ -3,6 +3,12 @@ kwokctl on this machine, with kwok faking the nodes and kubelets so Pods really 
 
 Used by the ``local`` provider, the demo and the tests. Every cluster lives under a work directory
 fleet owns (``$FLEET_HOME/local`` by default), so nothing touches ``~/.kwok``.
+
+A cluster is complete once fleet wrote its marker (:data:`CREATED`, in the cluster's directory) after
+``kwokctl create`` returned and its nodes were Ready. A ``kwokctl create`` killed part-way (Ctrl-C, a
+SIGKILLed ``fleet bootstrap``) leaves the directory half made, which ``kwokctl start`` cannot start (it
+waits out its whole timeout): :meth:`LocalClusters.create` deletes such a cluster, with a warning, and
+creates it again; a complete cluster that is merely stopped is started, its data kept.
 """
 
 from __future__ import annotations
@@ -10,8 +16,9 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,13 +30,15 @@ from fleet.errors import FleetError, InputError, LocalClusterError
 from fleet.localflux import LocalOperator, free_ports
 from fleet.paths import fleet_home
 
-__all__ = ["LocalCluster", "LocalClusters", "local_cluster"]
+__all__ = ["CREATED", "LocalCluster", "LocalClusters", "local_cluster"]
 
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$")
 KUBE_VERSION = "v1.36.3"
 # kwokctl picks ports by scanning down from 32767, separately per work directory: two work
 # directories (tests, e2e drills, benchmarks running at once) then pick the same ports and a
 # component dies with "address already in use". fleet picks random free ports instead.
+# fleet's marker in a cluster's directory: its `kwokctl create` returned and its nodes were Ready
+CREATED = "fleet-created"
 _PORT_OPTIONS = ("etcdPort", "etcdPeerPort", "kubeApiserverPort", "kubeControllerManagerPort",
                  "kubeSchedulerPort", "kwokControllerPort")
 
@@ -72,18 +81,42 @@ class LocalClusters:
     def exists(self, name: str) -> bool:
         return name in self.list()
 
+    def _dir(self, name: str) -> Path:
+        return self.workdir / "kwok" / "clusters" / name
+
+    def complete(self, name: str) -> bool:
+        """Whether the cluster was fully created (:data:`CREATED`), as opposed to left half made by a
+        ``kwokctl create`` that was killed. A cluster made by a fleet before the marker counts as complete
+        when fleet's copy of its kubeconfig, written once ``kwokctl create`` had returned, is newer than the
+        cluster's kwok.yaml (a stale one of an earlier cluster of that name is older)."""
+        d = self._dir(name)
+        if (d / CREATED).is_file():
+            return True
+        try:
+            return self.kubeconfig_path(name).stat().st_mtime_ns > (d / "kwok.yaml").stat().st_mtime_ns
+        except OSError:
+            return False
+
     def list(self) -> list[str]:
         d = self.workdir / "kwok" / "clusters"
         if not d.is_dir():
             return []
         return sorted(p.name for p in d.iterdir() if (p / "kwok.yaml").is_file())
 
-    def create(self, name: str, *, nodes: int = 2, wait: float = 180) -> LocalCluster:
-        """Create (or start again) a cluster; idempotent. Returns its kubeconfig."""
+    def create(self, name: str, *, nodes: int = 2, wait: float = 180,
+               warn: Callable[[str], None] | None = None) -> LocalCluster:
+        """Create (or start again) a cluster; idempotent. Returns its kubeconfig. A cluster left half made
+        by a killed ``kwokctl create`` is deleted and created again, saying so through ``warn`` (default:
+        a line on stderr)."""
         if not _NAME_RE.match(name):
             raise InputError(f'local cluster name "{name}" must be a DNS label of at most 40 characters')
         kubeconfig = self.kubeconfig_path(name)
         kubeconfig.parent.mkdir(parents=True, exist_ok=True)
+        if (self.exists(name) or self._dir(name).is_dir()) and not self.complete(name):
+            (warn or _warn_on_stderr)(
+                f'local cluster "{name}" was left half made (its `kwokctl create` did not finish): '
+                "deleting it and creating it again")
+            self._delete_quietly(name)
         if self.exists(name):
             if self.healthy(name):
                 self.operator.restart(name, kubeconfig)  # what ran beside it before, if it stopped
@@ -94,6 +127,7 @@ class LocalClusters:
             restart = False
             # Controllers left from an earlier cluster of this name would talk to a dead API server.
             self.operator.stop(name, controllers_only=True)
+            kubeconfig.unlink(missing_ok=True)  # an earlier cluster's: written again once this one is made
             tc = toolchain.find
             ports = self.workdir / "kwok" / f"{name}.ports.yaml"
             ports.parent.mkdir(parents=True, exist_ok=True)
@@ -125,6 +159,9 @@ class LocalClusters:
             self._wait_nodes_ready(name, nodes, timeout=90)
         if restart:
             self.operator.restart(name, kubeconfig)
+        marker = self._dir(name) / CREATED
+        if not marker.is_file():
+            marker.write_text("kwokctl create returned and the nodes were Ready\n")
         return LocalCluster(name, kubeconfig, self.workdir)
 
     def _wait_nodes_ready(self, name: str, count: int, timeout: float) -> None:
@@ -184,6 +221,7 @@ class LocalClusters:
             self.kubeconfig_path(name).unlink(missing_ok=True)
             return False
         self._kwokctl("delete", "cluster", "--name", name, timeout=180)
+        proc.stop_all(self._dir(name) / "bin")  # a half-made cluster's components that no pid file names
         self.kubeconfig_path(name).unlink(missing_ok=True)
         return True
 
@@ -191,9 +229,15 @@ class LocalClusters:
         try:
             self.operator.remove(name)
             self._kwokctl("delete", "cluster", "--name", name, timeout=180, check=False)
+            # what a killed `kwokctl create` started but never recorded (no pid file): kwokctl cannot stop it
+            proc.stop_all(self._dir(name) / "bin")
         finally:
-            shutil.rmtree(self.workdir / "kwok" / "clusters" / name, ignore_errors=True)
+            shutil.rmtree(self._dir(name), ignore_errors=True)
 
+
+
+def _warn_on_stderr(message: str) -> None:
+    print(f"⚠ {message}", file=sys.stderr, flush=True)
 
 
 def _node_ready(node: dict[str, Any]) -> bool:

@@ -283,7 +283,7 @@ def provision(
             targets=CLUSTER_TARGETS if phase == "cluster" else None,
         )
     except BaseException:
-        if local_operator:
+        if local_operator and not preview:
             _forget_operator_without_cluster(name)
         raise
     kubeconfig_path = None

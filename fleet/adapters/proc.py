@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from fleet.errors import FleetError, ToolMissing
 
-__all__ = ["Child", "Completed", "run", "run_bytes", "spawn"]
+__all__ = ["Child", "Completed", "run", "run_bytes", "running_from", "spawn", "stop_all"]
 
 
 @dataclass(frozen=True)
@@ -99,3 +102,45 @@ def run_bytes(
     except subprocess.TimeoutExpired as e:
         raise FleetError(f"{Path(argv[0]).name} did not finish within {timeout:.0f}s") from e
     return proc.returncode, proc.stdout
+
+
+def running_from(directory: Path) -> list[int]:
+    """The running processes of this user started from a program under ``directory`` (their ``argv[0]``):
+    for instance a local cluster's components that a killed ``kwokctl create`` started but never recorded."""
+    prefix = str(directory.absolute()).rstrip("/") + "/"
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if entry.stat().st_uid != os.getuid():
+                continue
+            argv0 = (entry / "cmdline").read_bytes().split(b"\0", 1)[0].decode(errors="replace")
+            state = (entry / "stat").read_text().rsplit(")", 1)[-1].split()[0]
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if argv0.startswith(prefix) and state not in ("Z", "X"):
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def stop_all(directory: Path, grace: float = 10) -> list[int]:
+    """Stop every process :func:`running_from` ``directory`` finds: SIGTERM, then SIGKILL after ``grace``
+    seconds, waiting until none is left (the explicit state). Returns the pids it signalled."""
+    pids = running_from(directory)
+    if not pids:
+        return []
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline, sent_kill = time.monotonic() + grace, False
+    while left := running_from(directory):
+        if time.monotonic() > deadline:
+            if sent_kill:
+                raise FleetError(f"processes {left} started from {directory} did not exit after SIGKILL")
+            for pid in left:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            deadline, sent_kill = time.monotonic() + grace, True
+        time.sleep(0.05)  # waiting for the processes to be gone
+    return pids

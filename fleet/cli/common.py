@@ -14,7 +14,7 @@ from fleet.output import OutputFormat, StderrReporter
 if TYPE_CHECKING:
     from fleet.adapters.pulumi_auto.settings import EngineSettings
 
-__all__ = ["OutputOpt", "RepoOpt", "dry_run_writes_nothing", "engine_settings", "reporter"]
+__all__ = ["OutputOpt", "RepoOpt", "dry_run_writes_nothing", "engine_settings", "reporter", "writes_nothing_when"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -49,14 +49,23 @@ def engine_settings() -> EngineSettings:
 def dry_run_writes_nothing(command: _F) -> _F:
     """A command whose ``--dry-run`` writes nothing at all: run with ``dry_run`` true, it runs inside
     :func:`fleet.paths.no_writes` (no cache filled, no secret made, no lock, journal or state file)."""
+    return writes_nothing_when("dry_run")(command)
 
-    @functools.wraps(command)
-    def run(*args: Any, **kwargs: Any) -> Any:
-        if not kwargs.get("dry_run"):
-            return command(*args, **kwargs)
-        from fleet.paths import no_writes
 
-        with no_writes():
-            return command(*args, **kwargs)
+def writes_nothing_when(option: str | None) -> Callable[[_F], _F]:
+    """:func:`dry_run_writes_nothing` for the option ``option`` (``provision --preview``); None: a read-only
+    command that always runs inside :func:`fleet.paths.no_writes` (``fleet drift``)."""
 
-    return run  # type: ignore[return-value]
+    def decorate(command: _F) -> _F:
+        @functools.wraps(command)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            if option is not None and not kwargs.get(option):
+                return command(*args, **kwargs)
+            from fleet.paths import no_writes
+
+            with no_writes():
+                return command(*args, **kwargs)
+
+        return run  # type: ignore[return-value]
+
+    return decorate

@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
         """Create (or restart) a local cluster and print its kubeconfig path."""
         r = reporter()
         r.step(f'creating local cluster "{name}"')
-        c = LocalClusters().create(name, nodes=nodes)
+        c = LocalClusters().create(name, nodes=nodes, warn=r.warn)
         r.ok(f'local cluster "{name}" is ready')
         typer.echo(str(c.kubeconfig))
 

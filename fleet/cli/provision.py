@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from fleet.cli.common import OutputOpt, RepoOpt, engine_settings, repo_path, reporter
+from fleet.cli.common import OutputOpt, RepoOpt, engine_settings, repo_path, reporter, writes_nothing_when
 from fleet.errors import InputError
 from fleet.output import OutputFormat, emit
 from fleet.registry.load import load_registry
@@ -69,6 +69,7 @@ def _git_auth(path: Path | None) -> dict[str, str] | None:
 
 def register(app: typer.Typer) -> None:
     @app.command("provision")
+    @writes_nothing_when("preview")
     def provision_cmd(
         cluster: str = typer.Argument(
             None, help="The cluster to provision (its registry entry).", show_default=False
@@ -110,6 +111,8 @@ def register(app: typer.Typer) -> None:
             )
         if selector and not all_:
             raise InputError("-l/--selector goes with --all")
+        if preview and force_unlock:
+            raise InputError("--force-unlock removes a lock; --preview changes nothing: give one of them")
         auth = _git_auth(git_auth)
         root = repo_path(repo)
         program = _program()
@@ -160,6 +163,7 @@ def register(app: typer.Typer) -> None:
         r.ok(f"{len(outcomes)} clusters provisioned")
 
     @app.command("drift")
+    @writes_nothing_when(None)
     def drift_cmd(
         name: str = typer.Argument(..., help="The cluster whose stack to check."),
         output: OutputFormat = OutputOpt,

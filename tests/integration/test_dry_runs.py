@@ -5,7 +5,8 @@ lock file, no render-cache entry or secret, no journal, no Pulumi state, no kube
 fresh FLEET_HOME, then on one that a real sync has filled, at a revision never rendered before (so each dry
 run has to render it).
 
-Each command runs as its own process (``python -m fleet``), as a user runs it.
+Each command runs as its own process (``python -m fleet``), as a user runs it. The engine's read-only commands
+(``provision --preview``, ``drift``) are checked the same way in tests/e2e/test_read_only.py.
 """
 
 from __future__ import annotations

@@ -62,3 +62,27 @@ def test_the_engine_makes_no_passphrase_and_knows_no_stack_before_anything_was_p
         with pytest.raises(StackNotFound, match="nothing was provisioned yet"):
             engine.outputs("eu-1")
     assert files(fleet_home) == []
+
+
+def test_a_dry_run_runs_the_engine_on_a_copy_of_the_file_backend_gone_when_it_ends(fleet_home: Path) -> None:
+    """A preview or a dry-run refresh takes the stack's lock and writes backups (and a preview of a new stack
+    creates it and removes it again): in a dry run the engine runs on a copy of the stacks in the scratch dir."""
+    from fleet.adapters.pulumi_auto import Engine
+
+    real = fleet_home / "pulumi" / ".pulumi"
+    for name, text in {"meta.yaml": "version: 1\n", "stacks/fleet/eu-1.json": "{}", "stacks/fleet/eu-1.json.bak": "{}",
+                       "locks/organization/fleet/eu-1/x.json": "{}", "history/fleet/eu-1/h.json": "{}"}.items():
+        (real / name).parent.mkdir(parents=True, exist_ok=True)
+        (real / name).write_text(text)
+    before = {f: (real / f).stat().st_mtime_ns for f in files(real)}
+    engine = Engine(default_settings())
+    assert engine.settings.backend_url == f"file://{fleet_home / 'pulumi'}"
+    with paths.no_writes():
+        url = engine._backend_url()
+        copy = Path(url.removeprefix("file://"))
+        assert copy.is_relative_to(paths.scratch_dir()) and engine.locks("eu-1") == []
+        assert files(copy / ".pulumi") == ["meta.yaml", "stacks", "stacks/fleet", "stacks/fleet/eu-1.json"]
+        assert engine._env()["PULUMI_BACKEND_URL"] == url
+    assert not copy.exists()
+    assert engine._backend_url() == engine.settings.backend_url
+    assert {f: (real / f).stat().st_mtime_ns for f in files(real)} == before

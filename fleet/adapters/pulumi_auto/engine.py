@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -143,7 +145,7 @@ class Engine:
         ]
         env = {
             "PATH": os.pathsep.join([*path, os.environ.get("PATH", "")]),
-            "PULUMI_BACKEND_URL": s.backend_url,
+            "PULUMI_BACKEND_URL": self._backend_url(),
             "PULUMI_SKIP_UPDATE_CHECK": "true",
             "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
             "PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK": "true",
@@ -152,6 +154,22 @@ class Engine:
             env["PULUMI_CONFIG_PASSPHRASE"] = passphrase
         env.update(s.env)
         return env
+
+    def _backend_url(self) -> str:
+        """The backend the engine runs against: the settings', except in a dry run with a file backend,
+        where it is a copy of that backend's stacks in the dry run's scratch directory
+        (:func:`_scratch_backend`): a preview or a dry-run refresh still takes the stack's lock and
+        writes backups, and a preview of a new stack creates the stack and removes it again; done on
+        the copy, none of it reaches the real backend, which stays byte-identical."""
+        d = self.settings.file_backend_dir
+        if writes_allowed() or d is None:
+            return self.settings.backend_url
+        return f"file://{_scratch_backend(d)}"
+
+    def _backend_dir(self) -> Path | None:
+        """The directory of the file backend the engine runs against (None: another backend)."""
+        url = self._backend_url()
+        return Path(url.removeprefix("file://")) if url.startswith("file://") else None
 
     def _roots(self) -> tuple[Path, Path]:
         """The work root and PULUMI_HOME. Pulumi writes there even to read (the project's settings, the
@@ -173,14 +191,17 @@ class Engine:
             return d
         return private_state_dir(d)
 
-    def _options(self, project: str, stack: str, program: ProgramFn | None) -> auto.LocalWorkspaceOptions:
+    def _options(self, project: str, stack: str, program: ProgramFn | None, *,
+                 create: bool = False) -> auto.LocalWorkspaceOptions:
         s = self.settings
         pulumi_home = private_state_dir(self._roots()[1])
         if (d := s.file_backend_dir) is not None and writes_allowed():
             private_state_dir(d)
-        elif d is not None and not d.is_dir():  # a dry run before anything was provisioned: no stack at all
+        elif d is not None and not d.is_dir() and not create:
+            # a dry run before anything was provisioned: no stack at all (a preview goes on, on an empty copy)
             raise StackNotFound(f"no stack in {self._where()}: nothing was provisioned yet",
                                 hint=f"run `fleet provision {stack}` first" if stack != "_" else None)
+        backend = self._backend_url()
         pulumi_bin = s.pulumi_bin or toolchain.find("pulumi")
         return auto.LocalWorkspaceOptions(
             work_dir=str(self._work_dir(project, stack)),
@@ -189,13 +210,13 @@ class Engine:
             env_vars=self._env(),
             secrets_provider=s.secrets_provider,
             project_settings=auto.ProjectSettings(
-                name=project, runtime="python", backend=auto.ProjectBackend(url=s.backend_url)
+                name=project, runtime="python", backend=auto.ProjectBackend(url=backend)
             ),
             pulumi_command=_pulumi_command(str(pulumi_bin.parent.parent)),
         )
 
     def _stack(self, req: StackRequest, *, create: bool) -> auto.Stack:
-        opts = self._options(req.project, req.stack, req.program)
+        opts = self._options(req.project, req.stack, req.program, create=create)
         try:
             if create:
                 return auto.create_or_select_stack(
@@ -288,8 +309,8 @@ class Engine:
         return result
 
     def remove(self, stack: str, *, project: str = PROJECT) -> None:
-        """Remove an (empty) stack and its local settings."""
-        ws = auto.LocalWorkspace(**vars(self._options(project, stack, None)))
+        """Remove an (empty) stack and its local settings (also a preview's new stack in a dry run's copy)."""
+        ws = auto.LocalWorkspace(**vars(self._options(project, stack, None, create=True)))
         try:
             ws.remove_stack(stack)
         except auto_errors.StackNotFoundError:
@@ -474,7 +495,7 @@ class Engine:
 
     def locks(self, stack: str, *, project: str = PROJECT) -> list[Path]:
         """The lock files the file backend holds for a stack (empty for other backends)."""
-        return file_locks.stack_locks(self.settings.file_backend_dir, project, stack)
+        return file_locks.stack_locks(self._backend_dir(), project, stack)
 
     def repair(self, project: str = PROJECT) -> list[Path]:
         """Remove the unreadable metadata files a killed run left in the file backend (they fail every
@@ -495,6 +516,31 @@ class Engine:
 
 def _no_program() -> None:
     return None
+
+
+_copying = threading.Lock()
+
+
+def _scratch_backend(real: Path) -> Path:
+    """A dry run's copy of the file backend ``real`` in its scratch directory (:func:`fleet.paths.scratch_dir`),
+    made once per dry run: ``meta.yaml`` and every stack's checkpoint, not the history, backups or locks.
+    Missing (nothing provisioned yet), the copy is an empty backend, where a preview of a new stack runs."""
+    copy = scratch_dir() / "pulumi-backend"
+    with _copying:
+        if copy.is_dir():
+            return copy
+        made = copy.with_name(copy.name + ".new")
+        shutil.rmtree(made, ignore_errors=True)
+        (made / ".pulumi").mkdir(parents=True, mode=0o700)
+        src = real / ".pulumi"
+        for name in ("meta.yaml", "meta.yaml.attrs"):
+            if (src / name).is_file():
+                shutil.copy2(src / name, made / ".pulumi" / name)
+        if (src / "stacks").is_dir():
+            shutil.copytree(src / "stacks", made / ".pulumi" / "stacks",
+                            ignore=shutil.ignore_patterns("*.bak", "*.bak.attrs", "*.tmp"))
+        made.rename(copy)
+    return copy
 
 
 def _changes(summary: Mapping[Any, Any] | None) -> dict[str, int]:
