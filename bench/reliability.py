@@ -191,9 +191,11 @@ def bootstrap_points(world: World, cluster: str, which: list[int]) -> list[Point
     every = [
         Point("provision: engine update started, before the cluster",
               lambda t: st("provision") == "running" and locked() and "creating LocalCluster" not in t),
-        Point("provision: kwokctl creating the cluster (inside the engine's update)",
+        # kwokctl itself is killed too, half way: its cluster folder exists, fleet's kubeconfig of it not yet
+        # (the rerun finds the cluster half made, deletes it and makes it again: fleet.local)
+        Point("provision: kwokctl killed while it creates the cluster (inside the engine's update)",
               lambda t: st("provision") == "running" and locked() and "creating LocalCluster" in t
-              and "created LocalCluster" not in t and cdir.is_dir(), settled=kc.is_file),
+              and "created LocalCluster" not in t and (cdir / "kwok.yaml").is_file() and not kc.is_file()),
         Point("provision: cluster created, the engine finishing its update",
               lambda t: st("provision") == "running" and "created LocalCluster" in t),
         Point("operator: engine update started, nothing created yet",

@@ -111,9 +111,9 @@ def crash(proc: subprocess.Popen[bytes], home: Path, settled: Callable[[], bool]
     What the run started in other process groups outlives the crash, as it would: the engine's plugins
     and dynamic providers, and the tools they run (kwokctl, kubectl). When ``settled`` is given, they go on
     until it holds (the state their work in flight ends in, e.g. kwokctl has created the cluster; a
-    kwokctl killed half way leaves a cluster fleet cannot start again). Then they are ended too, as the
-    plugins never exit by themselves; returns once none of them runs. The local clusters' own processes
-    (etcd, the API server, kwok, the Flux controllers) live on."""
+    kwokctl killed half way is a case of its own: tests/integration/test_local_half_made.py). Then they
+    are ended too, as the plugins never exit by themselves; returns once none of them runs. The local
+    clusters' own processes (etcd, the API server, kwok, the Flux controllers) live on."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)  # frozen (SIGSTOP) or not, it dies at once
     proc.wait(60)
