@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import hmac
 import json
 import math
 import posixpath
@@ -37,7 +36,7 @@ import yaml
 from fleet import rendercache, toolchain
 from fleet.adapters import proc
 from fleet.errors import FleetError, NotFound, RenderError
-from fleet.paths import fleet_home, hmac_of, write_private, writes_allowed
+from fleet.paths import discard, fleet_home, read_sealed, write_sealed
 from fleet.registry.layout import DEFAULT_LAYOUT, Layout
 from fleet.registry.load import (
     CLUSTERS_DIR,
@@ -294,39 +293,16 @@ def _cache_dir() -> Path:
     return fleet_home() / "cache" / "render"
 
 
-def _seal(key: str, text: str) -> str | None:
-    """The HMAC of a cache entry under the home's private render-cache secret (None: no secret)."""
-    return hmac_of("render-cache", f"{key}\n{text}")
-
-
 def _read_cached(disk: Path, key: str) -> str | None:
     """A disk cache entry's text when its seal verifies; a missing, unreadable, edited or foreign entry
     is None (and a bad one is removed), so the build runs again."""
-    try:
-        raw = disk.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return None
-    header, sep, text = raw.partition("\n")
-    seal = _seal(key, text)
-    if sep and seal is not None and hmac.compare_digest(header, f"{_CACHE_VERSION} {seal}"):
-        return text
-    if not writes_allowed():
-        return None
-    with contextlib.suppress(OSError):
-        disk.unlink(missing_ok=True)
-    return None
+    return read_sealed(disk, _CACHE_VERSION, key)
 
 
 def _write_cached(disk: Path, key: str, text: str) -> None:
     """Store a build, sealed; a FLEET_HOME that cannot be written only means no disk cache, and a dry run
     (:func:`fleet.paths.no_writes`) does not fill it."""
-    if not writes_allowed():
-        return
-    seal = _seal(key, text)
-    if seal is None:
-        return
-    with contextlib.suppress(OSError):
-        write_private(disk, f"{_CACHE_VERSION} {seal}\n{text}")
+    write_sealed(disk, _CACHE_VERSION, key, text)
 
 
 def as_json(obj: Any) -> str | None:
@@ -363,33 +339,23 @@ def _read_docs(disk: Path, key: str, text: str) -> tuple[_Doc, ...] | None:
     """The build's objects as :func:`_split` found them, kept beside its entry (sealed as it is), so that a
     build from the disk cache is not parsed again; None when missing or not verified (then it is)."""
     path = _docs_file(disk)
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+    payload = read_sealed(path, _CACHE_VERSION, f"{key} docs")
+    if payload is None:
         return None
-    header, sep, payload = raw.partition("\n")
-    seal = _seal(f"{key} docs", payload)
     parts = _parts(text)
-    if sep and seal is not None and hmac.compare_digest(header, f"{_CACHE_VERSION} {seal}"):
-        with contextlib.suppress(ValueError, TypeError):
-            meta = json.loads(payload)
-            if isinstance(meta, list) and len(meta) == len(parts):
-                return tuple(_Doc(body, str(ref), bool(sub), data if isinstance(data, str) else None)
-                             for body, (ref, sub, data) in zip(parts, meta, strict=True))
-    with contextlib.suppress(OSError):
-        path.unlink(missing_ok=True)
+    with contextlib.suppress(ValueError, TypeError):
+        meta = json.loads(payload)
+        if isinstance(meta, list) and len(meta) == len(parts):
+            return tuple(_Doc(body, str(ref), bool(sub), data if isinstance(data, str) else None)
+                         for body, (ref, sub, data) in zip(parts, meta, strict=True))
+    discard(path)
     return None
 
 
 def _write_docs(disk: Path, key: str, docs: Sequence[_Doc]) -> None:
-    if not writes_allowed():  # a dry run reads the cache, never fills it
-        return
-    payload = json.dumps([[d.ref, d.substitute, d.data] for d in docs])
-    seal = _seal(f"{key} docs", payload)
-    if seal is None:
-        return
-    with contextlib.suppress(OSError):
-        write_private(_docs_file(disk), f"{_CACHE_VERSION} {seal}\n{payload}")
+    """Keep the build's objects beside its entry (nothing in a dry run: a cache only)."""
+    write_sealed(_docs_file(disk), _CACHE_VERSION, f"{key} docs", json.dumps([[d.ref, d.substitute, d.data]
+                                                                              for d in docs]))
 
 
 def _split(text: str) -> tuple[_Doc, ...]:

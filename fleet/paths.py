@@ -206,6 +206,48 @@ def hmac_of(secret_name: str, message: str) -> str | None:
     return hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
 
 
+def write_sealed(path: Path, version: str, key: str, body: str) -> bool:
+    """Write ``body`` to ``path`` (0600) behind a first line ``<version> <seal>``, the seal an HMAC of version,
+    key and body under the home's private ``render-cache`` secret, so that :func:`read_sealed` knows an entry
+    fleet wrote for ``key`` from an edited, foreign or truncated one. Nothing is written in a dry run or
+    when FLEET_HOME cannot be written (False): a cache only."""
+    if not writes_allowed():
+        return False
+    seal = hmac_of("render-cache", f"{version}\n{key}\n{body}")
+    if seal is None:
+        return False
+    try:
+        write_private(path, f"{version} {seal}\n{body}")
+    except OSError:
+        return False
+    return True
+
+
+def read_sealed(path: Path, version: str, key: str) -> str | None:
+    """The body :func:`write_sealed` wrote to ``path`` for ``version`` and ``key``, when its seal verifies;
+    None when the file is missing or unreadable, or its seal does not verify (that bad entry is then
+    removed, but never in a dry run)."""
+    import hmac
+
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    header, sep, body = raw.partition("\n")
+    seal = hmac_of("render-cache", f"{version}\n{key}\n{body}")
+    if sep and seal is not None and hmac.compare_digest(header, f"{version} {seal}"):
+        return body
+    discard(path)
+    return None
+
+
+def discard(path: Path) -> None:
+    """Remove a bad cache entry, unless this is a dry run (which leaves even a bad entry where it is)."""
+    if writes_allowed():
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
+
+
 def private_secret(name: str, nbytes: int = 32, *, home: Path | None = None) -> str:
     """A random secret kept in ``<home>/secrets/<name>`` (0600; ``home`` defaults to :func:`fleet_home`),
     made on first use (hex text). In a dry run a missing secret is not made: FileNotFoundError."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import hmac
 import json
 import os
 import re
@@ -24,7 +23,7 @@ from pathlib import Path
 
 from fleet import __version__, toolchain
 from fleet.errors import ToolMissing
-from fleet.paths import fleet_home, hmac_of, write_private, writes_allowed
+from fleet.paths import discard, fleet_home, read_sealed, write_sealed, writes_allowed
 
 __all__ = ["Result", "kustomize_identity", "load", "store"]
 
@@ -71,23 +70,14 @@ def _path(cluster: str, key: str) -> Path:
     return _dir(cluster) / f"{key}.json"
 
 
-def _seal(key: str, payload: str) -> str | None:
-    return hmac_of("render-cache", f"{_VERSION}\n{key}\n{payload}")
-
-
 def load(revision: str, cluster: str) -> Result | None:
     """The kept render of ``cluster`` at commit ``revision`` (a full id), when there is one that verifies."""
     key = _key(revision, cluster) if _NAME.fullmatch(cluster) else None
     if key is None:
         return None
     path = _path(cluster, key)
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return None
-    header, sep, payload = raw.partition("\n")
-    seal = _seal(key, payload)
-    if sep and seal is not None and hmac.compare_digest(header, f"{_VERSION} {seal}"):
+    payload = read_sealed(path, _VERSION, key)
+    if payload is not None:
         try:
             d = json.loads(payload)
             result = Result(
@@ -104,10 +94,7 @@ def load(revision: str, cluster: str) -> Result | None:
             result = None
         if result is not None and (result.cluster, result.revision) == (cluster, revision):
             return result
-    if not writes_allowed():  # a dry run leaves even a bad entry where it is
-        return None
-    with contextlib.suppress(OSError):
-        path.unlink(missing_ok=True)
+        discard(path)  # sealed by fleet, yet not what it should be
     return None
 
 
@@ -127,11 +114,7 @@ def store(result: Result) -> None:
         "plain": result.plain,
         "objects": result.objects,
     })
-    seal = _seal(key, payload)
-    if seal is None:
-        return
-    with contextlib.suppress(OSError):
-        write_private(_path(result.cluster, key), f"{_VERSION} {seal}\n{payload}")
+    if write_sealed(_path(result.cluster, key), _VERSION, key, payload):
         _prune(_dir(result.cluster))
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fleet import build, render
+from fleet import paths, render
 from fleet.registry import ClusterSpec, add_cluster
 from tests.helpers import commit_file, git, need_tool, new_fleet_repo
 
@@ -99,5 +99,5 @@ def test_a_read_only_cache_only_means_no_disk_cache(repo: Path, monkeypatch: pyt
     def refuse(*_: object, **__: object) -> None:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(build, "write_private", refuse)  # the builds' disk cache lives in fleet.build
+    monkeypatch.setattr(paths, "write_private", refuse)  # every sealed cache entry is written through it
     assert render.render_cluster(repo, "eu-1").objects

@@ -31,6 +31,23 @@ def test_a_write_through_fleets_helpers_in_a_dry_run_is_a_bug_never_a_file(fleet
     assert paths.private_secret("render-cache")  # outside, made on first use as before
 
 
+def test_sealed_cache_entries_verify_and_a_bad_one_is_removed_but_never_in_a_dry_run(fleet_home: Path) -> None:
+    entry = fleet_home / "cache" / "e.json"
+    assert paths.write_sealed(entry, "v1", "key", "body\nline")
+    assert paths.read_sealed(entry, "v1", "key") == "body\nline"
+    assert paths.read_sealed(entry, "v1", "other-key") is None  # sealed for another key: not trusted
+    assert not entry.exists()  # ... and removed: at this path it is a bad entry
+    assert paths.write_sealed(entry, "v1", "key", "body\nline")
+    header = entry.read_text().partition("\n")[0]
+    entry.write_text(header + "\nedited")
+    with paths.no_writes():
+        assert paths.read_sealed(entry, "v1", "key") is None
+        assert not paths.write_sealed(entry, "v1", "key", "body")  # a cache only: nothing written
+    assert entry.read_text() == header + "\nedited"  # the dry run left the bad entry where it was
+    assert paths.read_sealed(entry, "v1", "key") is None
+    assert not entry.exists()  # outside a dry run a bad entry is removed
+
+
 def test_an_existing_secret_is_read_in_a_dry_run(fleet_home: Path) -> None:
     value = paths.private_secret("render-cache")
     with paths.no_writes():
