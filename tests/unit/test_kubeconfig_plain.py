@@ -27,7 +27,7 @@ from cryptography.x509.oid import NameOID
 
 from fleet.adapters.kube import Kube, KubeTarget, RetryPolicy
 from fleet.adapters.kube.kubeconfig import load_plain
-from fleet.errors import Unreachable
+from fleet.errors import InputError, Unreachable
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -215,6 +215,14 @@ def test_an_encrypted_client_key_is_left_to_the_library_without_a_prompt(pki: PK
     cfg = kubeconfig(tmp_path / "kc.yaml", {"server": "https://127.0.0.1:1", "certificate-authority-data": b64(pki.ca)},
                      {"client-certificate-data": b64(pki.client), "client-key-data": b64(key)})
     assert load_plain(cfg, None) is None
+
+
+@pytest.mark.parametrize("token", ["abc\nX-Injected: 1", "abc def", "abc\r", "\x7f"])
+def test_a_token_with_a_line_break_or_a_space_is_bad_input_never_a_header(tmp_path: Path, token: str) -> None:
+    cfg = kubeconfig(tmp_path / "kc.yaml", {"server": "http://127.0.0.1:1"}, {"token": token})
+    with pytest.raises(InputError, match="has a space or a control character") as e:
+        kube(cfg)
+    assert token not in e.value.message  # the secret is not repeated in the error
 
 
 def test_an_exec_plugin_goes_through_the_library_and_its_token_is_sent(pki: PKI, tmp_path: Path) -> None:

@@ -28,6 +28,8 @@ from typing import Any
 
 import yaml
 
+from fleet.errors import InputError
+
 __all__ = ["Plain", "load_plain"]
 
 _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -103,6 +105,9 @@ def load_plain(path: Path, context: str | None) -> Plain | None:
         host = str(cluster.get("server") or "").rstrip("/")
         base = path.expanduser().resolve().parent
         token = str(user["token"]) if user.get("token") else None
+        if token is not None and any(ord(c) < 0x21 or ord(c) == 0x7F for c in token):
+            raise InputError(f'kubeconfig {path}: the token of user "{ctx.get("user")}" has a space or a control '
+                             "character (a line break?); a bearer token has none")
         if host.startswith("http://"):
             return Plain(host, None, False, token)
         if not host.startswith("https://"):
