@@ -150,12 +150,14 @@ def _flux_row(row: Callable[..., ClusterStatus], st: FluxStatus, runs: bool, tar
         return row(applied_by="flux", operator=operator, health="progressing",
                    message=st.message or st.source_message or "Flux has applied nothing yet", drift=drift)
     cfg = gate_config(settings, spec, operator_gate="on")
-    cfg = GateConfig(operator=cfg.operator, operator_gate="on", custom=cfg.custom, check_inventory=False)
+    cfg = GateConfig(operator=cfg.operator, operator_gate="on", custom=cfg.custom, check_inventory=False,
+                     recheck_is_ready=True)  # Flux re-checking what it applied: still healthy
     try:
         report = run_gates(target, (), current, cfg, timeout=0, reporter=SilentReporter(), kube=kube)
     except FleetError as e:
         return row(applied=current[:12], applied_by="flux", operator=operator, message=e.message, drift=drift)
-    state = "applied" if st.applied_at(current) else "applying"
+    rechecking = st.ready == "Unknown" and st.reason == "Progressing" and st.applied == current == st.attempted
+    state = "applied" if st.applied_at(current) or rechecking else "applying"
     if report.passed:
         health, message = "healthy", ""
     else:

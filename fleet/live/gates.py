@@ -40,6 +40,10 @@ class GateConfig:
     custom: tuple[CustomGate, ...] = ()
     check_inventory: bool = True
     flux_namespace: str = "flux-system"
+    # A look, not a gate (``fleet status``): a Kustomization re-checking the very revision it last applied
+    # and found healthy (Flux does so every interval; Ready is Unknown, "Reconciliation in progress", for
+    # that moment) counts as ready. Gates that decide a rollout or a recovery wait for Flux's fresh word.
+    recheck_is_ready: bool = False
 
 
 def gate_config(settings: FleetSettings, cluster: ClusterSpec | None = None, *,
@@ -143,7 +147,17 @@ def _from_fleet_repo(k: Mapping[str, Any]) -> bool:
     return ref.get("kind", "GitRepository") == "GitRepository" and ref.get("name") in ("fleet", "flux-system")
 
 
-def _operator_gate(revision: str, namespace: str) -> _Gate:
+def _rechecking(k: Mapping[str, Any], revision: str) -> bool:
+    """Flux is re-reconciling ``revision``, which it last applied with its health checks passed (it sets
+    ``lastAppliedRevision`` only then) and is the one it attempts now: not a new revision in progress."""
+    st = k.get("status") or {}
+    ready = h.condition(k, "Ready") or {}
+    applied, attempted = str(st.get("lastAppliedRevision") or ""), str(st.get("lastAttemptedRevision") or "")
+    return (ready.get("status") == "Unknown" and ready.get("reason") == "Progressing"
+            and revision in applied and applied == attempted)
+
+
+def _operator_gate(revision: str, namespace: str, *, recheck_is_ready: bool = False) -> _Gate:
     def evaluate(s: Snapshot) -> h.Health:
         ks = [o for k, o in s.items() if k[0] == "kustomize.toolkit.fluxcd.io" and k[1] == "Kustomization"
               and k[2] == namespace]
@@ -153,6 +167,8 @@ def _operator_gate(revision: str, namespace: str) -> _Gate:
             name = k["metadata"]["name"]
             ready = h.condition(k, "Ready")
             applied = str((k.get("status") or {}).get("lastAppliedRevision") or "")
+            if recheck_is_ready and _rechecking(k, revision):
+                continue
             if not ready or ready.get("status") != "True":
                 msg = (ready or {}).get("message", "no Ready condition yet")
                 return h.Health(h.WAITING, f"Kustomization {name} not ready: {msg}")
@@ -248,7 +264,7 @@ def _gates(objects: Iterable[Mapping[str, Any]], revision: str, cfg: GateConfig,
         operator, why = (True, "required") if cfg.operator_gate == "on" \
             else operator_runs(kube, cfg.flux_namespace)
         if operator:
-            gates.append(_operator_gate(revision, cfg.flux_namespace))
+            gates.append(_operator_gate(revision, cfg.flux_namespace, recheck_is_ready=cfg.recheck_is_ready))
         else:
             skipped.append(GateResult("operator", label, "skipped", why))
             reporter.warn(f"operator gate skipped: {why}")

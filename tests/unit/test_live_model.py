@@ -4,6 +4,7 @@ diff normalisation, durations, and where a cluster's kubeconfig comes from."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -283,3 +284,31 @@ def test_gate_config_layers_fleet_and_cluster_settings() -> None:
     assert gate_config(fleet, strict).operator_gate == "on" and gate_timeout(fleet, strict) == 30
     assert gate_config(fleet, strict, operator_gate="auto").operator_gate == "auto"  # the CLI flag wins
     assert gate_config(fleet, plain).operator == "flux"
+
+
+def _ks(name: str, ready: str, reason: str, applied: str, attempted: str) -> dict[str, Any]:
+    return {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+            "metadata": {"name": name, "namespace": "flux-system"},
+            "spec": {"sourceRef": {"kind": "GitRepository", "name": "fleet"}},
+            "status": {"lastAppliedRevision": f"main@sha1:{applied}", "lastAttemptedRevision": f"main@sha1:{attempted}",
+                       "conditions": [{"type": "Ready", "status": ready, "reason": reason,
+                                       "message": "Reconciliation in progress" if ready == "Unknown" else "done"}]}}
+
+
+def test_flux_rechecking_the_revision_it_applied_is_healthy_for_a_look_but_not_for_a_gate() -> None:
+    from fleet.live.gates import _operator_gate
+
+    rev, new = "a" * 40, "b" * 40
+
+    def health(k: dict[str, Any], *, look: bool) -> str:
+        key = ("kustomize.toolkit.fluxcd.io", "Kustomization", "flux-system", k["metadata"]["name"])
+        return _operator_gate(rev, "flux-system", recheck_is_ready=look).evaluate({key: k}).state
+
+    recheck = _ks("fleet", "Unknown", "Progressing", rev, rev)  # Flux's periodic re-check of what it applied
+    assert health(recheck, look=True) == "ok"
+    assert health(recheck, look=False) != "ok"  # a rollout's or a recovery's gate waits for Flux's fresh word
+    assert health(_ks("fleet", "True", "ReconciliationSucceeded", rev, rev), look=False) == "ok"
+    # not a re-check: a new revision in progress, a failure, a revision never applied healthy
+    assert health(_ks("fleet", "Unknown", "Progressing", rev, new), look=True) != "ok"
+    assert health(_ks("fleet", "False", "HealthCheckFailed", rev, rev), look=True) != "ok"
+    assert health(_ks("fleet", "Unknown", "Progressing", new, new), look=True) != "ok"
