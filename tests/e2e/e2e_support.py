@@ -8,11 +8,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from helpers import need_tool
+
+if TYPE_CHECKING:
+    from fleet.local import LocalClusters
 
 ENGINE_TOOLS = ("pulumi", "pulumi-resource-pulumi-python")
 CLUSTER_TOOLS = (
@@ -39,15 +43,29 @@ def need_local_clusters() -> None:
         need_tool(t)
 
 
-def fleet(env: dict[str, str], *args: str, ok: tuple[int, ...] = (0,),
-          timeout: float = 900) -> subprocess.CompletedProcess[str]:
+def fleet(env: dict[str, str], *args: str, ok: tuple[int, ...] = (0,), timeout: float = 900,
+          cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``python -m fleet ARGS`` as a user would, in ``env`` (this tree first on PYTHONPATH, the test's
-    FLEET_HOME and Pulumi backend); fail the test, with the end of its stderr, unless it exits with one of
-    ``ok``."""
-    done = subprocess.run([sys.executable, "-m", "fleet", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    FLEET_HOME and Pulumi backend) and ``cwd`` (e.g. inside the fleet repo); fail the test, with the end of
+    its stderr, unless it exits with one of ``ok``."""
+    done = subprocess.run([sys.executable, "-m", "fleet", *args], env=env, cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout)
     assert done.returncode in ok, f"fleet {' '.join(args)} exited {done.returncode}:\n{done.stderr[-4000:]}"
     return done
+
+
+@contextlib.contextmanager
+def removed_at_end(env: dict[str, str], lc: LocalClusters, name: str) -> Iterator[None]:
+    """Whatever the block does, end with the cluster ``name`` gone: its stack destroyed (a failure there does
+    not hide the block's own), its local cluster and Flux's controllers beside it deleted, none left running."""
+    try:
+        yield
+    finally:
+        try:
+            fleet(env, "destroy", name, "--yes", ok=(0, 1, 2))
+        finally:
+            lc._delete_quietly(name)
+            assert not lc.operator.status(name)
 
 
 def make_fleet_repo(parent: Path) -> Path:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import fleet, need_local_clusters, push
+from e2e_support import fleet, need_local_clusters, push, removed_at_end
 from helpers import commit_file, git
 
 from fleet import toolchain
@@ -74,16 +74,10 @@ def _world(root: Path, cluster: str, home: Path, env: dict[str, str]) -> Iterato
     rev = git(root, "rev-parse", "HEAD").strip()
     push(root)
     lc = LocalClusters(home / "local")
-    try:
+    with removed_at_end(env, lc, cluster):
         fleet(env, "good", cluster, "--set", rev, "--reason", "adopted: the team's Flux applied it")
         fleet(env, "bootstrap", cluster)  # at the last good commit, through the operator
         yield World(root, env, cluster, lc.kubeconfig_path(cluster), rev)
-    finally:
-        try:
-            fleet(env, "destroy", cluster, ok=(0, 1, 2))
-        finally:
-            lc._delete_quietly(cluster)  # whatever happened: no cluster, no controller left running
-            assert not lc.operator.status(cluster)
 
 
 @pytest.fixture(scope="module")

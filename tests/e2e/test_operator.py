@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import fleet, make_fleet_repo, need_local_clusters, push
+from e2e_support import fleet, make_fleet_repo, need_local_clusters, push, removed_at_end
 from helpers import commit_file, git
 
 from fleet import toolchain
@@ -109,15 +109,9 @@ def world(tmp_path_factory: pytest.TempPathFactory, pulumi_env: EngineSettings, 
     push(repo)
     env = {**os.environ, "FLEET_HOME": str(e2e_home), "FLEET_REPO": str(repo)}
     lc = LocalClusters(e2e_home / "local")
-    try:
+    with removed_at_end(env, lc, NAME):
         fleet(env, "bootstrap", NAME, "--to", rev)
         yield World(repo, env, lc.kubeconfig_path(NAME), rev)
-    finally:
-        try:
-            fleet(env, "destroy", NAME, ok=(0, 1, 2))
-        finally:
-            lc._delete_quietly(NAME)  # whatever happened: no cluster, no controller left running
-            assert not lc.operator.status(NAME)
 
 
 def flux_status(world: World) -> dict[str, Any]:

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e_support import make_fleet_repo, need_local_clusters, push
+from e2e_support import fleet, make_fleet_repo, need_local_clusters, push
 from helpers import changes, refs, snapshot
 
 from fleet.local import LocalClusters
@@ -36,11 +35,9 @@ def env_for(home: Path) -> dict[str, str]:
     return {**env, "FLEET_HOME": str(home)}
 
 
-def fleet(home: Path, repo: Path, *args: str, ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([sys.executable, "-m", "fleet", *args], cwd=repo, env=env_for(home), capture_output=True,
-                          text=True, timeout=900)
-    assert done.returncode in ok, f"fleet {' '.join(args)} exited {done.returncode}:\n{done.stderr[-3000:]}"
-    return done
+def run(home: Path, repo: Path, *args: str, ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[str]:
+    """``fleet ARGS`` with FLEET_HOME ``home``, from inside the fleet repo, as a user at work runs it."""
+    return fleet(env_for(home), *args, ok=ok, cwd=repo)
 
 
 def writes_nothing(home: Path, repo: Path, *args: str, ok: tuple[int, ...] = (0,)) -> str:
@@ -48,7 +45,7 @@ def writes_nothing(home: Path, repo: Path, *args: str, ok: tuple[int, ...] = (0,
     the repo changes. Returns what it printed."""
     skip = (home / "local",)
     before, before_refs = snapshot(home, repo, skip=skip), refs(repo)
-    done = fleet(home, repo, *args, ok=ok)
+    done = run(home, repo, *args, ok=ok)
     wrote = changes(before, snapshot(home, repo, skip=skip))
     assert not wrote, f"fleet {' '.join(args)} wrote " + "; ".join(wrote)
     assert refs(repo) == before_refs, f"fleet {' '.join(args)} moved a ref"
@@ -83,7 +80,7 @@ def test_a_preview_of_a_new_cluster_and_drift_write_nothing_on_a_fresh_home(repo
 
 
 def test_a_preview_and_drift_of_a_provisioned_cluster_write_nothing(repo: Path, home: Path) -> None:
-    fleet(home, repo, "provision", NAME)
+    run(home, repo, "provision", NAME)
     try:
         assert (home / "pulumi" / ".pulumi").is_dir() and (home / "secrets" / "pulumi-passphrase").is_file()
         set_cluster(repo, NAME, ClusterUpdate(vars={"GREETING": "hola"}))
@@ -93,7 +90,7 @@ def test_a_preview_and_drift_of_a_provisioned_cluster_write_nothing(repo: Path, 
         out = writes_nothing(home, repo, "drift", NAME)
         assert "no drift" in out, out
         # the preview set the new config on a copy only: the next up still has the change to make
-        up = fleet(home, repo, "provision", NAME, "-o", "json")
+        up = run(home, repo, "provision", NAME, "-o", "json")
         assert '"update": 1' in up.stdout, up.stdout
     finally:
-        fleet(home, repo, "destroy", NAME, "--yes")
+        run(home, repo, "destroy", NAME, "--yes")

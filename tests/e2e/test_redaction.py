@@ -36,7 +36,7 @@ from typing import Any
 
 import pytest
 import yaml
-from e2e_support import make_fleet_repo, need_local_clusters, push
+from e2e_support import make_fleet_repo, need_local_clusters, push, removed_at_end
 from helpers import changes, commit_file, git, refs, snapshot
 
 from fleet import sops, toolchain
@@ -129,7 +129,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, pulumi_env: EngineSettings) 
     planted = {"git token": token, "age identity": age.identity, "Secret data": password}
     w = World(repo, home, backend, env, planted)
     lc = LocalClusters(home / "local")
-    try:
+    with removed_at_end(w.env, lc, NAME):
         w.fleet("provision", NAME, "--git-auth", str(outside / "git-auth.yaml"), "-o", "json")
         w.planted["kubeconfig credential"] = credential(lc.kubeconfig_path(NAME))
         w.fleet("sync", NAME, "-o", "json")
@@ -166,12 +166,6 @@ def world(tmp_path_factory: pytest.TempPathFactory, pulumi_env: EngineSettings) 
         assert next(r for r in rows if r["name"] == NAME)["drift"] == "no", rows
         w.dry_run_writes_nothing("sync", NAME, "--dry-run", "--sync", "direct", "-o", "json")
         yield w
-    finally:
-        try:
-            w.fleet("destroy", NAME, "--yes", ok=(0, 1, 2))
-        finally:
-            lc._delete_quietly(NAME)
-            assert not lc.operator.status(NAME)
 
 
 def _allowed(path: Path, what: str, home: Path) -> bool:

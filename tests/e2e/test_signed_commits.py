@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import fleet, make_fleet_repo, need_local_clusters, push
+from e2e_support import fleet, make_fleet_repo, need_local_clusters, push, removed_at_end
 
 from fleet import toolchain
 from fleet.adapters.kube import Kube, KubeTarget
@@ -89,15 +89,11 @@ def world(tmp_path_factory: pytest.TempPathFactory, pulumi_env: EngineSettings, 
     env = {**os.environ, "FLEET_HOME": str(e2e_home), "FLEET_REPO": str(repo)}
     lc = LocalClusters(e2e_home / "local")
     try:
-        fleet(env, "bootstrap", NAME, "--to", signed)
-        yield World(repo, env, lc.kubeconfig_path(NAME), keys, signed)
+        with removed_at_end(env, lc, NAME):
+            fleet(env, "bootstrap", NAME, "--to", signed)
+            yield World(repo, env, lc.kubeconfig_path(NAME), keys, signed)
     finally:
-        try:
-            fleet(env, "destroy", NAME, ok=(0, 1, 2))
-        finally:
-            lc._delete_quietly(NAME)  # whatever happened: no cluster, no controller left running
-            stop_agent(keys)
-            assert not lc.operator.status(NAME)
+        stop_agent(keys)
 
 
 def source(world: World) -> dict[str, Any]:
