@@ -156,8 +156,7 @@ def _flux_row(row: Callable[..., ClusterStatus], st: FluxStatus, runs: bool, tar
         report = run_gates(target, (), current, cfg, timeout=0, reporter=SilentReporter(), kube=kube)
     except FleetError as e:
         return row(applied=current[:12], applied_by="flux", operator=operator, message=e.message, drift=drift)
-    rechecking = st.ready == "Unknown" and st.reason == "Progressing" and st.applied == current == st.attempted
-    state = "applied" if st.applied_at(current) or rechecking else "applying"
+    state = "applied" if st.applied_at(current) or st.rechecking(current) else "applying"
     if report.passed:
         health, message = "healthy", ""
     else:

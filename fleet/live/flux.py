@@ -93,6 +93,12 @@ class FluxStatus:
         """Applied and Ready (health checks passed) at ``commit``."""
         return bool(commit) and self.applied == commit and self.ready == "True"
 
+    def rechecking(self, commit: str) -> bool:
+        """Flux is re-reconciling ``commit``, which it last applied with its health checks passed (it sets
+        ``lastAppliedRevision`` only then) and attempts again: its periodic re-check, not a new revision."""
+        return bool(commit) and self.ready == "Unknown" and self.reason == "Progressing" \
+            and self.applied == commit == self.attempted
+
     def objects_applied(self, commit: str) -> bool:
         """Flux applied the objects of ``commit``; its health checks may still run (or have failed):
         that is the gates' matter. Flux says so with its Healthy condition, set once it applied."""

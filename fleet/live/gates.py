@@ -149,7 +149,8 @@ def _from_fleet_repo(k: Mapping[str, Any]) -> bool:
 
 def _rechecking(k: Mapping[str, Any], revision: str) -> bool:
     """Flux is re-reconciling ``revision``, which it last applied with its health checks passed (it sets
-    ``lastAppliedRevision`` only then) and is the one it attempts now: not a new revision in progress."""
+    ``lastAppliedRevision`` only then) and is the one it attempts now: not a new revision in progress
+    (:meth:`fleet.live.flux.FluxStatus.rechecking` says the same of fleet's own Kustomization)."""
     st = k.get("status") or {}
     ready = h.condition(k, "Ready") or {}
     applied, attempted = str(st.get("lastAppliedRevision") or ""), str(st.get("lastAttemptedRevision") or "")

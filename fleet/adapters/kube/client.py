@@ -142,7 +142,6 @@ class Kube:
             raise NotFound(f'kubeconfig {target.kubeconfig} of cluster "{target.cluster}" does not exist')
         plain = load_plain(Path(target.kubeconfig), target.context) if target.kubeconfig is not None else None
         self._api: Any = None  # the library's ApiClient, when it read the kubeconfig
-        self._cfg: Any = None
         self.host: str = ""
         self._pool: Any = None
         self._token: Callable[[], str | None]
@@ -187,7 +186,6 @@ class Kube:
         if not cfg.verify_ssl:
             warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
         self.host = cfg.host
-        self._cfg = cfg
         self._api = k8s_client.ApiClient(cfg)
         self._pool = self._api.rest_client.pool_manager.connection_from_url(cfg.host)
 
