@@ -60,18 +60,9 @@ class ProcessStatus:
     detail: str  # ports, or the URL served
 
 
-def _stat(pid: int) -> list[str] | None:
-    """The fields of /proc/PID/stat after the command name (field 3 on), or None when it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[-1].split() if ")" in stat else None
-
-
 def _start_time(pid: int) -> str:
     """When the process started (clock ticks since boot: /proc/PID/stat field 22), "" when gone."""
-    fields = _stat(pid)
+    fields = proc.stat(pid)
     return fields[19] if fields and len(fields) > 19 else ""
 
 
@@ -80,7 +71,7 @@ def _alive(pid: int, start: str) -> bool:
     that got the same pid later (its start time differs)."""
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)  # reap it if it is our own child and has exited
-    fields = _stat(pid)
+    fields = proc.stat(pid)
     if not fields or fields[0] in ("Z", "X"):
         return False
     return not start or (len(fields) > 19 and fields[19] == start)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from fleet.errors import FleetError, ToolMissing
 
-__all__ = ["Child", "Completed", "run", "run_bytes", "running_from", "spawn", "stop_all"]
+__all__ = ["Child", "Completed", "run", "run_bytes", "running_from", "spawn", "stat", "stop_all"]
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,16 @@ def run_bytes(
     return proc.returncode, proc.stdout
 
 
+def stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (field 3 on: the state first, ``Z`` for a
+    zombie; the start time at index 19), or None when the process is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text.rsplit(")", 1)[-1].split() if ")" in text else None
+
+
 def running_from(directory: Path) -> list[int]:
     """The running processes of this user started from a program under ``directory`` (their ``argv[0]``):
     for instance a local cluster's components that a killed ``kwokctl create`` started but never recorded."""
@@ -116,10 +126,10 @@ def running_from(directory: Path) -> list[int]:
             if entry.stat().st_uid != os.getuid():
                 continue
             argv0 = (entry / "cmdline").read_bytes().split(b"\0", 1)[0].decode(errors="replace")
-            state = (entry / "stat").read_text().rsplit(")", 1)[-1].split()[0]
-        except (OSError, IndexError):
+        except OSError:
             continue  # gone meanwhile
-        if argv0.startswith(prefix) and state not in ("Z", "X"):
+        fields = stat(int(entry.name)) if argv0.startswith(prefix) else None
+        if fields and fields[0] not in ("Z", "X"):
             found.append(int(entry.name))
     return sorted(found)
 

@@ -8,6 +8,8 @@ import os
 import socket
 from pathlib import Path
 
+from fleet.adapters import proc
+
 __all__ = ["holders", "remove", "repair", "stack_locks"]
 
 
@@ -84,8 +86,5 @@ def _stale(lock: Path) -> bool:
 
 def _zombie(pid: int) -> bool:
     """An exited process nobody has reaped yet (its parent died with it: a crash)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[:1] == ["Z"]
+    fields = proc.stat(pid)
+    return fields is not None and fields[:1] == ["Z"]
