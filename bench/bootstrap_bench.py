@@ -98,7 +98,7 @@ def run(objects: int) -> dict[str, Any]:
     from fleet.adapters.kube import Kube
     from fleet.adapters.pulumi_auto import Engine, default_settings
     from fleet.live.watch import Watcher
-    from fleet.local import LocalClusters
+    from fleet.local.clusters import LocalClusters
     from fleet.output import SilentReporter
     from fleet.registry import ClusterSpec, add_cluster, init_repo
 

@@ -1,6 +1,6 @@
 """Expanding a Flux repo: 20 cluster directories and 200 Flux Kustomizations (10 per cluster: shared
 infrastructure, then 8 apps with a per-cluster targetNamespace, postBuild.substitute and substituteFrom),
-rendered by fleet (``fleet.fluxrender``: every build through render's confined, content-cached kustomize)
+rendered by fleet (``fleet.rendering.fluxrender``: every build through render's confined, content-cached kustomize)
 cold, warm (in-process memo) and from the on-disk cache only, beside running ``kustomize build`` once per
 Kustomization and cluster directory (what a script without fleet does; it does not even apply the
 Kustomizations' options or substitute).
@@ -23,11 +23,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fleet import fluxrender, render, toolchain
+from fleet import toolchain
 from fleet.adapters import proc
 from fleet.adapters.git import GitRepo
-from fleet.fluxrender import render_flux
 from fleet.registry import load_registry
+from fleet.rendering import build, fluxrender
+from fleet.rendering.fluxrender import render_flux
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ENVS = ("dev", "staging", "prod", "canary")
@@ -162,15 +163,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         root = Path(tmp) / "fleet-infra"
         t_setup, names = timed(lambda: build_repo(root, args.clusters, args.apps))
 
-        render.clear_cache(disk=True)
+        build.clear_cache(disk=True)
         fluxrender.clear_cache()
         t_cold, done = timed(lambda: expand_all(root, names))
-        runs_cold = render.stats()["kustomize_runs"]
+        runs_cold = build.stats()["kustomize_runs"]
         t_warm, _ = timed(lambda: expand_all(root, names), repeat=3)
-        render.clear_cache()  # a new process: the on-disk cache only
+        build.clear_cache()  # a new process: the on-disk cache only
         fluxrender.clear_cache()
         t_disk, _ = timed(lambda: expand_all(root, names))
-        disk_hits = render.stats()["disk_hits"]
+        disk_hits = build.stats()["disk_hits"]
 
         nodes = [n for d in done for n in d.expansion.nodes if n.status in ("root", "expanded")]
         kustomizations = [n for n in nodes if n.id]

@@ -36,7 +36,7 @@ from fleet.adapters.kube import Informer, Kube, KubeTarget
 from fleet.live.apply import sync
 from fleet.live.gates import GateConfig, run_gates
 from fleet.live.health import condition
-from fleet.local import LocalClusters
+from fleet.local.clusters import LocalClusters
 from fleet.output import SilentReporter
 from fleet.registry import init_repo
 

@@ -177,7 +177,7 @@ def _step(world: World, cluster: str, name: str) -> str | None:
 def bootstrap_points(world: World, cluster: str, which: list[int]) -> list[Point]:
     from e2e_support import stack_locks
 
-    from fleet.local import LocalClusters
+    from fleet.local.clusters import LocalClusters
 
     kc = LocalClusters().kubeconfig_path(cluster)
     cdir = LocalClusters().workdir / "kwok" / "clusters" / cluster
@@ -192,7 +192,7 @@ def bootstrap_points(world: World, cluster: str, which: list[int]) -> list[Point
         Point("provision: engine update started, before the cluster",
               lambda t: st("provision") == "running" and locked() and "creating LocalCluster" not in t),
         # kwokctl itself is killed too, half way: its cluster folder exists, fleet's kubeconfig of it not yet
-        # (the rerun finds the cluster half made, deletes it and makes it again: fleet.local)
+        # (the rerun finds the cluster half made, deletes it and makes it again: fleet.local.clusters)
         Point("provision: kwokctl killed while it creates the cluster (inside the engine's update)",
               lambda t: st("provision") == "running" and locked() and "creating LocalCluster" in t
               and "created LocalCluster" not in t and (cdir / "kwok.yaml").is_file() and not kc.is_file()),
@@ -221,7 +221,7 @@ def bootstrap_points(world: World, cluster: str, which: list[int]) -> list[Point
 def bootstrap_chain(world: World, cluster: str, which: list[int]) -> ChainResult:
     from e2e_support import need_local_clusters
 
-    from fleet.local import LocalClusters
+    from fleet.local.clusters import LocalClusters
 
     need_local_clusters()
     p = world.fleet("cluster", "add", cluster, "--env", "prod", "--region", "eu", "--repo", str(world.repo))
@@ -243,7 +243,7 @@ def bootstrap_chain(world: World, cluster: str, which: list[int]) -> ChainResult
         for snap in res.snapshots for s in snap.get("steps", []) if s["state"] == "done"
     )
     urns = world.stack_urns(cluster)
-    from fleet.localflux import CONTROLLERS, LocalOperator
+    from fleet.local.flux import CONTROLLERS, LocalOperator
 
     op = LocalOperator(LocalClusters().workdir)
     ids = {snap.get("run_id") for snap in res.snapshots} | {final.get("run_id")}
@@ -260,7 +260,7 @@ def bootstrap_chain(world: World, cluster: str, which: list[int]) -> ChainResult
 
 
 def _operator_pids(home: Path, cluster: str) -> list[int]:
-    """The controller processes serving ``cluster`` (fleet.localflux marks them in their environment)."""
+    """The controller processes serving ``cluster`` (fleet.local.flux marks them in their environment)."""
     from e2e_support import _processes
 
     def ours(cmd: bytes, env: bytes) -> bool:
@@ -371,7 +371,7 @@ def fault_sweep(world: World, cluster: str, rates: list[float]) -> list[dict[str
 
     from fleet import toolchain
     from fleet.access import kubeconfig_cache_path
-    from fleet.local import LocalClusters
+    from fleet.local.clusters import LocalClusters
 
     kc = kubeconfig_cache_path(cluster)
     saved = kc.read_bytes()
@@ -502,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.strftime("%Y-%m-%d")
     t0 = time.monotonic()
     world = make_world()
-    from fleet.local import LocalClusters
+    from fleet.local.clusters import LocalClusters
 
     chains: list[ChainResult] = []
     faults: list[dict[str, Any]] = []

@@ -19,12 +19,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fleet import render, toolchain
+from fleet import toolchain
 from fleet.adapters import proc
 from fleet.adapters.git import GitRepo
 from fleet.registry import ClusterSpec, dump_cluster, init_repo, load_registry
-from fleet.render import cluster_vars, overlay_dir, render_all
-from fleet.substitute import substitute
+from fleet.rendering import build
+from fleet.rendering.build import cluster_vars, overlay_dir
+from fleet.rendering.cluster import render_all
+from fleet.rendering.substitute import substitute
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ENVIRONMENTS = ("dev", "staging", "prod", "qa", "perf", "canary", "sandbox")
@@ -103,11 +105,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         root = Path(tmp) / "fleet"
         t_setup, specs = timed(lambda: build_registry(root, args.clusters, args.environments))
 
-        render.clear_cache(disk=True)
+        build.clear_cache(disk=True)
         t_cold, rendered = timed(lambda: render_all(root))
-        runs_cold = render.stats()["kustomize_runs"]
+        runs_cold = build.stats()["kustomize_runs"]
         t_warm, _ = timed(lambda: render_all(root), repeat=3)
-        render.clear_cache()  # a new process: the on-disk cache only
+        build.clear_cache()  # a new process: the on-disk cache only
         t_disk, _ = timed(lambda: render_all(root))
 
         sample = specs if not args.baseline_sample else specs[: args.baseline_sample]

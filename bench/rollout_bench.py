@@ -53,7 +53,9 @@ def _setup(work: Path, names: list[str]) -> Path:
 def _rollout(repo: Path, parallel: int) -> dict[str, Any]:
     from fleet.adapters.pulumi_auto import default_settings
     from fleet.output import StderrReporter
-    from rollout.engine import PlainView, RolloutRequest, run_rollout
+    from rollout.engine import run_rollout
+    from rollout.model import RolloutRequest
+    from rollout.progress import PlainView
     from rollout.services import RealRolloutServices
 
     load = round(os.getloadavg()[0], 1)
@@ -91,7 +93,7 @@ def _destroy(names: list[str]) -> None:
 
     from clusters import program
     from fleet.adapters.pulumi_auto import default_settings
-    from fleet.local import LocalClusters
+    from fleet.local.clusters import LocalClusters
     from fleet.output import SilentReporter
     from fleet.paths import fleet_home
     from fleet.provision import destroy
@@ -160,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             results["update"] = _compare(_median(runs[a.parallel]), _median(runs[1]))
             results["update"]["rounds"] = a.rounds
         finally:
-            from fleet.local import LocalClusters
+            from fleet.local.clusters import LocalClusters
 
             for name in names:
                 LocalClusters()._delete_quietly(name)

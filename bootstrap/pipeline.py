@@ -2,7 +2,7 @@
 
     resolve -> plan -> provision -> operator -> sync -> gates -> record -> report
 
-Every step is idempotent and journaled (bootstrap.journal): a run killed at any point, SIGKILL
+Every step is idempotent and journaled (fleet.stepkit.journal): a run killed at any point, SIGKILL
 included, is resumed by running the same command again, and skips the steps that are done. The
 pipeline talks to the world only through :class:`Services` (bootstrap.services wires the real ones).
 """
@@ -15,12 +15,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from bootstrap import journal as journal_mod
-from bootstrap.journal import Journal, journal_dir, locked_journal, now_iso
 from bootstrap.report import RecoveryReport, build_report, write_report
-from bootstrap.steps import Budget, run_step
 from fleet.errors import FleetError, StepFailed
 from fleet.output import Reporter
+from fleet.stepkit import journal as journal_mod
+from fleet.stepkit.journal import Journal, journal_dir, locked_journal, now_iso
+from fleet.stepkit.steps import Budget, run_step
 
 __all__ = [
     "STEPS",

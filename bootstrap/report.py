@@ -7,8 +7,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bootstrap.journal import Journal
-from bootstrap.timeline import Bar, StepTiming, fmt_s, md_cell, parse_ts, since, step_timings, svg_timeline, write_files
+from fleet.stepkit.journal import Journal
+from fleet.stepkit.timeline import (
+    Bar,
+    StepTiming,
+    fmt_s,
+    md_cell,
+    parse_ts,
+    since,
+    step_timings,
+    svg_timeline,
+    write_files,
+)
 
 __all__ = ["RecoveryReport", "StepTiming", "build_report", "to_markdown", "to_svg", "write_report"]
 

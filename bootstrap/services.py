@@ -22,7 +22,8 @@ from fleet.live.gates import gate_config, gate_timeout, run_gates
 from fleet.live.inventory import read_inventory
 from fleet.output import Reporter, SilentReporter
 from fleet.registry.load import Registry, load_registry, open_repo
-from fleet.render import Rendered, overlay_dir, render_cluster
+from fleet.rendering.build import Rendered, overlay_dir
+from fleet.rendering.cluster import render_cluster
 from fleet.sops import key_for
 
 __all__ = ["RealServices"]
@@ -119,7 +120,7 @@ class RealServices:
         elif age_key is not None:
             creates.append(f"SOPS secrets decrypted in memory by fleet with the age identity of {age_key.recipient}")
         if reg.settings.operator.kind == "flux":
-            from fleet.fluxtree import operator_name
+            from fleet.rendering.fluxtree import operator_name
 
             own = operator_name(spec.source is not None)
             creates += [

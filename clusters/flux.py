@@ -23,8 +23,8 @@ import yaml
 
 from fleet import toolchain
 from fleet.errors import ConfigError, InputError
-from fleet.fluxtree import OPERATOR_NAME, operator_name
-from fleet.render import cluster_vars, overlay_dir
+from fleet.rendering.build import cluster_vars, overlay_dir
+from fleet.rendering.fluxtree import OPERATOR_NAME, operator_name
 from fleet.stackconfig import StackConfig, flux_git_url
 
 __all__ = [
@@ -103,7 +103,7 @@ def _toolchain_objects() -> list[dict[str, Any]]:
                 if not d:
                     continue
                 if d["kind"] in ("Deployment", "Service"):
-                    # A local cluster's controllers run as processes beside it (fleet.localflux): on kwok a
+                    # A local cluster's controllers run as processes beside it (fleet.local.flux): on kwok a
                     # controller Deployment would only get fake pods that look healthy and do nothing.
                     continue
                 d.setdefault("metadata", {})["namespace"] = NAMESPACE

@@ -38,7 +38,7 @@ FleetError is a bug in fleet and exits 70.
 One retry decision. Every error carries ``transient`` (False unless the adapter that raised it says
 otherwise, per instance): the adapter is the only place that classifies. The kube adapter marks
 connection resets, timeouts, HTTP 5xx and 429 (once its own retries are spent); the Pulumi adapter a
-provider's transient engine failure. The step runners (``bootstrap.steps``) retry a step only when
+provider's transient engine failure. The step runners (``fleet.stepkit.steps``) retry a step only when
 ``e.transient``, and never by the error's type or text. Never transient, at any layer: TLS
 verification, authentication and authorization (:class:`Forbidden`), :class:`NotFound` and every
 :class:`InputError`. A stack lock (:class:`ConcurrentUpdate`) is waited for in the Pulumi adapter alone,

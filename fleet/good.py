@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from fleet.adapters.git import GitRepo
-from fleet.build import inputs
 from fleet.errors import InputError, NotFound
 from fleet.registry.load import cluster_file, layout_at, load_registry, open_repo
 from fleet.registry.model import text_problem
+from fleet.rendering.build import inputs
 
 __all__ = [
     "GOOD_PREFIX",
@@ -190,7 +190,7 @@ def history(repo: GitRepo | str | Path, cluster: str, limit: int = 50) -> list[H
     registry = load_registry(g, head)
     spec = registry.get(cluster)
     if spec.source is not None:
-        from fleet.fluxrender import flux_inputs
+        from fleet.rendering.fluxrender import flux_inputs
 
         paths = flux_inputs(g, head, spec)
     else:

@@ -137,7 +137,7 @@ def check_operator_can_fetch(repo: GitRepo | str | Path, cluster: str, revision:
 def _repo_url(g: GitRepo, reg: Registry, cluster: str, provider: str, *, serve: bool) -> str:
     """What the operator clones: fleet.yaml's git.url, else the remote's URL. A local cluster whose
     repo has no http(s)/ssh remote gets the remote (a local path), or else the repo itself, served on
-    loopback beside it (:mod:`fleet.localflux`); ``serve=False`` (plans, previews) only reads the URL
+    loopback beside it (:mod:`fleet.local.flux`); ``serve=False`` (plans, previews) only reads the URL
     a server was given before, and starts nothing."""
     git = reg.settings.git
     url = git.url or g.remote_url(git.remote)
@@ -151,7 +151,7 @@ def _repo_url(g: GitRepo, reg: Registry, cluster: str, provider: str, *, serve: 
             )
         return url  # the program refuses it, naming it (flux_git_url)
     local = _served_path(g, url)
-    from fleet.local import LocalClusters
+    from fleet.local.clusters import LocalClusters
 
     op = LocalClusters().operator
     if serve:
@@ -325,7 +325,7 @@ def _program_phase(eng: Engine, stack: str, phase: Phase) -> str:
 
 def _forget_operator_without_cluster(name: str) -> None:
     """An up that failed before the local cluster existed leaves no git endpoint running for it."""
-    from fleet.local import LocalClusters
+    from fleet.local.clusters import LocalClusters
 
     lc = LocalClusters()
     if not lc.exists(name):
@@ -334,7 +334,7 @@ def _forget_operator_without_cluster(name: str) -> None:
 
 def _start_local_controllers(name: str, reporter: Reporter) -> None:
     """On a local cluster Flux's controllers run as processes beside it, once its CRDs are installed."""
-    from fleet.local import LocalClusters
+    from fleet.local.clusters import LocalClusters
 
     lc = LocalClusters()
     if lc.operator.running(name):

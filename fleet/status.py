@@ -28,7 +28,8 @@ from fleet.live.inventory import Inventory, read_inventory
 from fleet.output import Reporter, SilentReporter
 from fleet.registry.load import load_registry, open_repo
 from fleet.registry.model import ClusterSpec, FleetSettings
-from fleet.render import Rendered, render_all
+from fleet.rendering.build import Rendered
+from fleet.rendering.cluster import render_all
 from fleet.sops import AgeKey, key_for
 
 __all__ = ["ClusterStatus", "FleetStatus", "cluster_status", "fleet_status"]

@@ -27,10 +27,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from bootstrap.journal import Journal, StepRecord, now_iso
-from bootstrap.steps import run_step
 from fleet.errors import FleetError, InputError, StepFailed
 from fleet.output import Reporter
+from fleet.stepkit.journal import Journal, StepRecord, now_iso
+from fleet.stepkit.steps import run_step
 from rollout.journal import (
     ClusterRun,
     RolloutJournal,
@@ -39,34 +39,17 @@ from rollout.journal import (
     rollout_dir,
 )
 from rollout.model import (
-    BringUp,
     PlannedCluster,
     PlannedWave,
-    Probe,
     RolloutPlan,
     RolloutRequest,
     RolloutResult,
     RolloutServices,
-    SyncMode,
 )
-from rollout.progress import PlainView, RolloutView, Tracking
+from rollout.progress import RolloutView, Tracking
 from rollout.report import build_report, write_report
 
-__all__ = [
-    "BringUp",
-    "PlainView",
-    "PlannedCluster",
-    "PlannedWave",
-    "Probe",
-    "RolloutPlan",
-    "RolloutRequest",
-    "RolloutResult",
-    "RolloutServices",
-    "RolloutView",
-    "SyncMode",
-    "order_waves",
-    "run_rollout",
-]
+__all__ = ["order_waves", "run_rollout"]
 
 
 class _StepJournal(Journal):

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from bootstrap.journal import StepRecord, exclusive_lock, new_run_id, now_iso, read_journal, write_json_atomic
 from fleet.paths import fleet_home
+from fleet.stepkit.journal import StepRecord, exclusive_lock, new_run_id, now_iso, read_journal, write_json_atomic
 
 __all__ = [
     "ClusterRun",

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from bootstrap.journal import StepRecord
 from bootstrap.pipeline import DEFAULT_BUDGETS
-from bootstrap.steps import Budget
 from fleet.output import Reporter
+from fleet.stepkit.journal import StepRecord
+from fleet.stepkit.steps import Budget
 from rollout.report import RolloutReport
 
 __all__ = [

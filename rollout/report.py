@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bootstrap.timeline import (
+from fleet.stepkit.timeline import (
     Bar,
     StepTiming,
     fmt_s,

@@ -14,7 +14,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from bootstrap.journal import StepRecord
 from bootstrap.pipeline import BootstrapRequest, run_bootstrap
 from bootstrap.services import RealServices
 from fleet.access import kubeconfig_for
@@ -24,7 +23,8 @@ from fleet.good import get_good, record_good
 from fleet.live.gates import gate_timeout
 from fleet.output import Reporter
 from fleet.registry.load import load_registry
-from rollout.engine import BringUp, Probe, SyncMode
+from fleet.stepkit.journal import StepRecord
+from rollout.model import BringUp, Probe, SyncMode
 
 __all__ = ["RealRolloutServices"]
 

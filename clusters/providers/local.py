@@ -1,6 +1,6 @@
 """``local``: a real control plane on this machine (etcd, kube-apiserver, controller-manager,
 scheduler run by kwokctl; kwok fakes the nodes), through a Pulumi dynamic provider over
-:class:`fleet.local.LocalClusters`.
+:class:`fleet.local.clusters.LocalClusters`.
 
 Settings: ``nodes`` (fake nodes, default 2), ``kubeVersion`` (must be the toolchain's, which a local
 cluster runs). Diff: a new name, Kubernetes version or work directory replaces the cluster (deleted
@@ -18,7 +18,7 @@ import pulumi.dynamic as dyn
 
 from clusters.providers import ClusterComponent, setting_int, setting_str
 from fleet.errors import ConfigError
-from fleet.local import KUBE_VERSION, LocalClusters
+from fleet.local.clusters import KUBE_VERSION, LocalClusters
 from fleet.registry.model import ClusterSpec
 
 __all__ = ["LocalCluster", "LocalClusterProvider", "check", "create"]

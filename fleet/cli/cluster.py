@@ -121,7 +121,7 @@ def register(app: typer.Typer) -> None:
         """Show one cluster: its entry, overlay, variables and last good revision."""
         from fleet.good import get_good
         from fleet.registry import cluster_file, load_registry, open_repo
-        from fleet.render import cluster_vars, overlay_dir
+        from fleet.rendering.build import cluster_vars, overlay_dir
 
         g = open_repo(repo_path(repo))
         registry = load_registry(g, rev)

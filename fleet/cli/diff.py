@@ -43,7 +43,7 @@ def register(app: typer.Typer) -> None:
         from fleet.access import kubeconfig_for
         from fleet.live.diff import diff
         from fleet.registry.load import load_registry
-        from fleet.render import render_cluster
+        from fleet.rendering.cluster import render_cluster
 
         r = reporter()
         try:

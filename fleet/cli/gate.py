@@ -48,7 +48,7 @@ def register(app: typer.Typer) -> None:
         from fleet.good import record_good
         from fleet.live.gates import gate_config, gate_timeout, run_gates
         from fleet.registry.load import load_registry
-        from fleet.render import render_cluster
+        from fleet.rendering.cluster import render_cluster
 
         if operator_gate not in (None, "auto", "on", "off"):
             raise InputError(f'--operator-gate must be auto, on or off (got "{operator_gate}")')

@@ -1,4 +1,4 @@
-"""``fleet render CLUSTER`` of a commit whose render fleet kept (:mod:`fleet.rendercache`), without typer.
+"""``fleet render CLUSTER`` of a commit whose render fleet kept (:mod:`fleet.rendering.cache`), without typer.
 
 A render kept for its commit needs only plain ``git`` (the commit id, the uncommitted changes) and the kept
 entry: no GitPython, no registry models, no kustomize. :func:`fleet.cli.render` uses :func:`kept_render`
@@ -35,7 +35,7 @@ def warn_edits(dirty: Iterable[str], watched: Iterable[str]) -> None:
 
 
 class Kept:
-    """A render :mod:`fleet.rendercache` kept, shown as :class:`fleet.render.Rendered` would be."""
+    """A render :mod:`fleet.rendering.cache` kept, shown as :class:`fleet.rendering.cluster.Rendered` would be."""
 
     def __init__(self, cluster: str, revision: str, text: str, digest: str, objects: str | None) -> None:
         self.cluster, self.revision, self.text, self.digest = cluster, revision, text, digest
@@ -56,8 +56,8 @@ def kept_render(path: Path, cluster: str, rev: str | None) -> Kept | None:
     registry's models or kustomize; None (the full path runs) when there is none, when it holds
     SOPS-encrypted objects, or when git cannot answer plainly. Warns of uncommitted edits to what it
     renders, as the full path does."""
-    from fleet import rendercache
     from fleet.adapters import gitplain
+    from fleet.rendering import cache as rendercache
 
     found = gitplain.resolve(path, rev)
     if found is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from fleet.cli.common import OutputOpt, reporter
-from fleet.local import LocalClusters
+from fleet.local.clusters import LocalClusters
 from fleet.output import OutputFormat, emit
 
 

@@ -16,7 +16,7 @@ from fleet.output import OutputFormat, emit
 
 if TYPE_CHECKING:
     from fleet.adapters.git import GitRepo
-    from fleet.render import Rendered
+    from fleet.rendering.build import Rendered
 
 _FORMATS = {f.value for f in OutputFormat}
 
@@ -64,7 +64,7 @@ def _replace(path: Path, text: str) -> None:
 
 
 class _Shown(Protocol):
-    """What is printed of a render: a :class:`fleet.render.Rendered`, or a :class:`fleet.cli.kept.Kept`."""
+    """What is printed of a render: a :class:`fleet.rendering.cluster.Rendered`, or a :class:`fleet.cli.kept.Kept`."""
 
     @property
     def cluster(self) -> str: ...
@@ -95,14 +95,14 @@ def _objects_row(r: _Shown) -> list[tuple[str, str, str, str]]:
 def _warn_uncommitted(g: GitRepo, rendered: list[Rendered]) -> None:
     """Say so when the working tree has edits to what was rendered: fleet renders Git, not files."""
     from fleet.registry import load_registry
-    from fleet.render import inputs
+    from fleet.rendering.build import inputs
 
     sha = rendered[0].revision
     registry = load_registry(g, sha)
     dirty = [p for p in g.is_dirty(["."]) if not p.startswith(registry.layout.registry + "/")]
     if not dirty:
         return
-    from fleet.fluxrender import flux_inputs  # only now: a clean tree (the usual case) never needs it
+    from fleet.rendering.fluxrender import flux_inputs  # only now: a clean tree (the usual case) never needs it
 
     specs = [registry.clusters[r.cluster] for r in rendered]
     envs = {s.environment for s in specs if s.source is None}
@@ -127,9 +127,9 @@ def _show(rendered: Sequence[_Shown], fmt: OutputFormat, all_: bool) -> None:
 
 def _tree(g: GitRepo, cluster: str | None, all_: bool, rev: str | None, output: str) -> None:
     """``fleet render CLUSTER --tree``: the Flux Kustomization graph of a Flux-directory cluster."""
-    from fleet.fluxrender import render_flux, tree_data
-    from fleet.fluxtree import tree_lines
     from fleet.registry import load_registry
+    from fleet.rendering.fluxrender import render_flux, tree_data
+    from fleet.rendering.fluxtree import tree_lines
 
     if cluster is None or all_:
         raise InputError("--tree shows one cluster", hint="fleet render CLUSTER --tree")
@@ -216,7 +216,7 @@ def register(app: typer.Typer) -> None:
                 return
 
         from fleet.registry import load_registry, open_repo
-        from fleet.render import render_all, render_cluster
+        from fleet.rendering.cluster import render_all, render_cluster
 
         g = open_repo(repo_path(repo))
         if tree:

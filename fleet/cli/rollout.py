@@ -62,7 +62,9 @@ def register(app: typer.Typer) -> None:
         Clusters that do not exist yet are brought up by the DR pipeline; the others are synced, gated and
         recorded as good. Killed or stopped? Run the same command again: it continues where it stopped.
         """
-        from rollout.engine import PlainView, RolloutRequest, run_rollout
+        from rollout.engine import run_rollout
+        from rollout.model import RolloutRequest
+        from rollout.progress import PlainView
         from rollout.report import to_markdown
         from rollout.services import RealRolloutServices
 

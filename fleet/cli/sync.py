@@ -41,7 +41,7 @@ def register(app: typer.Typer) -> None:
         from fleet.errors import InputError
         from fleet.live.apply import sync
         from fleet.registry.load import load_registry
-        from fleet.render import render_cluster
+        from fleet.rendering.cluster import render_cluster
 
         if mode not in ("auto", "operator", "direct"):
             raise InputError(f'--sync must be auto, operator or direct, not "{mode}"')

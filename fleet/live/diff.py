@@ -104,8 +104,8 @@ def _flux_inventory(kube: Kube) -> list[ObjectRef]:
     """What Flux applied from the fleet repo: the status.inventory (``ns_name_group_kind`` and version) of
     fleet's Kustomization and, on a cluster of a Flux directory, of every Kustomization that builds from
     the same GitRepository (the tree's own)."""
-    from fleet.fluxtree import OPERATOR_NAME
     from fleet.live.flux import FLUX_NAMESPACE, KUSTOMIZE_API, object_name
+    from fleet.rendering.fluxtree import OPERATOR_NAME
 
     name = object_name(kube)
     out = []

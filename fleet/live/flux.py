@@ -20,9 +20,9 @@ from typing import Any
 
 from fleet.adapters.kube import Kube, KubeTarget
 from fleet.errors import GateFailed
-from fleet.fluxtree import FLUX_DIRECTORY_OPERATOR_NAME, OPERATOR_NAME
 from fleet.live.watch import Query
 from fleet.output import Reporter
+from fleet.rendering.fluxtree import FLUX_DIRECTORY_OPERATOR_NAME, OPERATOR_NAME
 
 __all__ = [
     "FLUX_NAMESPACE",

@@ -16,7 +16,7 @@ import pytest
 from helpers import need_tool
 
 if TYPE_CHECKING:
-    from fleet.local import LocalClusters
+    from fleet.local.clusters import LocalClusters
 
 ENGINE_TOOLS = ("pulumi", "pulumi-resource-pulumi-python")
 CLUSTER_TOOLS = (

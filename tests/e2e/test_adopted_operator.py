@@ -31,7 +31,7 @@ from helpers import commit_file, git
 
 from fleet import toolchain
 from fleet.adapters.pulumi_auto import EngineSettings
-from fleet.local import LocalClusters
+from fleet.local.clusters import LocalClusters
 from tests.adopt_fixtures import flux_live_files, kustomize_repo, write_tree
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("adopted-operator")]

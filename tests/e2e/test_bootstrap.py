@@ -18,7 +18,7 @@ from e2e_support import kill_at, make_fleet_repo, need_local_clusters, push, sta
 from helpers import commit_file, git
 
 from drill.runbook import BAD_PATCH  # the drill's bad release: hello on a GPU pool no node has
-from fleet.local import LocalClusters
+from fleet.local.clusters import LocalClusters
 
 pytestmark = pytest.mark.e2e
 

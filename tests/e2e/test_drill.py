@@ -38,6 +38,6 @@ def test_the_drill_brings_the_lost_cluster_back_at_its_last_good_commit_not_the_
     assert "Flux fetched" in out  # the sync step says when Flux fetched and applied the revision
     assert f"- revision: `{good}" in out
     # the drill cleans up after itself
-    from fleet.local import LocalClusters
+    from fleet.local.clusters import LocalClusters
 
     assert LocalClusters(tmp_path / "drill" / "home" / "local").list() == []

@@ -17,7 +17,7 @@ from legacy_operator import HERE, legacy_program
 
 from fleet import toolchain
 from fleet.adapters.pulumi_auto import Engine, EngineSettings
-from fleet.local import LocalClusters
+from fleet.local.clusters import LocalClusters
 from fleet.output import SilentReporter
 from fleet.provision import destroy, provision
 from fleet.registry import ClusterSpec, add_cluster

@@ -29,7 +29,7 @@ from helpers import commit_file, git
 
 from fleet import toolchain
 from fleet.adapters.pulumi_auto import EngineSettings
-from fleet.local import LocalClusters
+from fleet.local.clusters import LocalClusters
 from fleet.registry import ClusterSpec, add_cluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("operator")]

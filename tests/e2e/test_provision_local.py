@@ -25,7 +25,7 @@ from e2e_support import make_fleet_repo, need_local_clusters, push
 
 from fleet import toolchain
 from fleet.adapters.pulumi_auto import Engine, EngineSettings, StackRequest
-from fleet.local import LocalClusters
+from fleet.local.clusters import LocalClusters
 from fleet.output import SilentReporter
 from fleet.provision import ProvisionResult, destroy, provision, refresh, stack_outputs
 from fleet.registry import ClusterSpec, ClusterUpdate, add_cluster, set_cluster

@@ -14,7 +14,7 @@ from e2e_support import make_fleet_repo, need_local_clusters
 from helpers import run_cli
 
 from fleet.adapters.pulumi_auto import Engine, EngineSettings
-from fleet.local import LocalClusters
+from fleet.local.clusters import LocalClusters
 from fleet.registry import ClusterSpec, add_cluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("provision-many")]

@@ -11,7 +11,7 @@ import pytest
 from e2e_support import kill_at, make_fleet_repo, need_local_clusters, stack_locks
 
 from fleet.adapters.pulumi_auto import EngineSettings
-from fleet.local import LocalClusters
+from fleet.local.clusters import LocalClusters
 from fleet.output import SilentReporter
 from fleet.provision import destroy, provision
 from fleet.registry import ClusterSpec, add_cluster

@@ -20,7 +20,7 @@ import pytest
 from e2e_support import fleet, make_fleet_repo, need_local_clusters, push
 from helpers import changes, refs, snapshot
 
-from fleet.local import LocalClusters
+from fleet.local.clusters import LocalClusters
 from fleet.registry import ClusterSpec, ClusterUpdate, add_cluster, set_cluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("read-only")]

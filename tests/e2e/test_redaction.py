@@ -41,7 +41,7 @@ from helpers import changes, commit_file, git, refs, snapshot
 
 from fleet import sops, toolchain
 from fleet.adapters.pulumi_auto import EngineSettings
-from fleet.local import LocalClusters
+from fleet.local.clusters import LocalClusters
 from fleet.registry import ClusterSpec, add_cluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("redaction")]

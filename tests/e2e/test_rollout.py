@@ -25,7 +25,7 @@ from helpers import commit_file, run_cli
 from drill.runbook import BAD_PATCH
 from fleet.adapters.pulumi_auto import EngineSettings
 from fleet.good import get_good
-from fleet.local import LocalClusters
+from fleet.local.clusters import LocalClusters
 from fleet.registry import ClusterSpec, add_cluster
 from fleet.status import fleet_status
 

@@ -31,7 +31,7 @@ from fleet import toolchain
 from fleet.adapters.kube import Kube, KubeTarget
 from fleet.adapters.pulumi_auto import EngineSettings
 from fleet.live.flux import move_pin, request_reconcile
-from fleet.local import LocalClusters
+from fleet.local.clusters import LocalClusters
 from fleet.registry import ClusterSpec, add_cluster
 from tests.signing import HAVE_TOOLS, Keys, commit, make_keys, require_signatures, stop_agent
 

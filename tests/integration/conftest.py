@@ -15,7 +15,7 @@ import pytest
 from live_support import need_live_tools, reset_inventory
 
 from fleet.adapters.kube import Kube, KubeTarget
-from fleet.local import LocalCluster, LocalClusters
+from fleet.local.clusters import LocalCluster, LocalClusters
 
 
 @pytest.fixture(scope="session")

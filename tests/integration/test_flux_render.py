@@ -12,13 +12,13 @@ import pytest
 import yaml
 from helpers import git, need_tool, run_cli
 
-from fleet import render
 from fleet.adopt import adopt_repo
 from fleet.errors import FluxTreeError, MissingVariables
-from fleet.fluxrender import render_flux
 from fleet.registry import load_registry, open_repo
-from fleet.render import render_all, render_cluster
-from fleet.substitute import substitute
+from fleet.rendering import build
+from fleet.rendering.cluster import render_all, render_cluster
+from fleet.rendering.fluxrender import render_flux
+from fleet.rendering.substitute import substitute
 from tests.adopt_fixtures import flux_repo, write_tree
 
 pytestmark = pytest.mark.integration
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(autouse=True)
 def kustomize() -> Path:
     path = need_tool("kustomize")
-    render.clear_cache()
+    build.clear_cache()
     return path
 
 
@@ -118,7 +118,7 @@ components: [../../components/monitoring]
 images:
 - {name: ghcr.io/stefanprodan/podinfo, newTag: 6.7.1}
 """)
-    cluster_vars = render.cluster_vars(spec)
+    cluster_vars = build.cluster_vars(spec)
     # fleet's operator owns flux-system/flux-system on the cluster: the tree's copies are left out
     root = [o for o in _flux_subst(_kbuild(kustomize, co / "clusters/staging"), cluster_vars)
             if not (o["metadata"]["name"] == "flux-system" and o["kind"] in ("GitRepository", "Kustomization"))]

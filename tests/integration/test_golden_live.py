@@ -19,7 +19,7 @@ import pytest
 from live_support import configmap, deployment, live_repo, namespace, reset_inventory, wait_until
 
 from fleet.adapters.kube import Kube
-from fleet.local import LocalCluster
+from fleet.local.clusters import LocalCluster
 from tests.golden.harness import Case, check, check_case, normalize, run
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("live")]

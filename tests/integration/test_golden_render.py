@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from helpers import need_tool
 
-from fleet import render
+from fleet.rendering import build
 from tests.golden.harness import Case, build_fleet, check_case
 
 pytestmark = pytest.mark.integration
@@ -34,7 +34,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_golden(case: Case, fleet: Path, fleet_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     need_tool("kustomize")
-    render.clear_cache()
+    build.clear_cache()
     monkeypatch.setenv("TZ", "UTC")
     monkeypatch.setenv("COLUMNS", "120")
     toolchain = Path(os.environ.get("FLEET_TOOLCHAIN_DIR", Path.home() / ".cache" / "fleet" / "toolchain"))

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 from helpers import git, need_tool
 
-from fleet import render
 from fleet.registry import ClusterSpec, add_cluster
-from fleet.render import build_overlay, inputs, render_all, render_cluster
+from fleet.rendering import build
+from fleet.rendering.build import build_overlay, inputs
+from fleet.rendering.cluster import render_all, render_cluster
 from tests.adopt_fixtures import kustomize_repo, write_tree
 
 pytestmark = pytest.mark.integration
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(autouse=True)
 def kustomize() -> Path:
     path = need_tool("kustomize")
-    render.clear_cache()
+    build.clear_cache()
     return path
 
 
@@ -51,7 +52,7 @@ def test_render_builds_the_overlay_the_pattern_names(repo: Path) -> None:
 
 def test_a_registry_commit_does_not_rebuild(repo: Path) -> None:
     render_cluster(repo, "eu-1")
-    runs = render.stats()["kustomize_runs"]
+    runs = build.stats()["kustomize_runs"]
     add_cluster(repo, ClusterSpec(name="eu-2", environment="prod"))
     render_cluster(repo, "eu-2")
-    assert render.stats()["kustomize_runs"] == runs
+    assert build.stats()["kustomize_runs"] == runs

@@ -17,7 +17,7 @@ from fleet.adapters.kube import Kube, KubeTarget
 from fleet.errors import Forbidden, KubeError, Unreachable
 from fleet.live.apply import sync
 from fleet.live.inventory import read_inventory
-from fleet.local import LocalCluster
+from fleet.local.clusters import LocalCluster
 from fleet.output import SilentReporter
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("live")]

@@ -24,7 +24,7 @@ from helpers import need_tool
 
 from fleet import toolchain
 from fleet.adapters import proc
-from fleet.local import CREATED, LocalClusters
+from fleet.local.clusters import CREATED, LocalClusters
 
 pytestmark = [pytest.mark.integration]
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from helpers import commit_file, git_state, need_tool, new_fleet_repo, run_cli
 
-from fleet import render
+from fleet.rendering import build
 
 pytestmark = pytest.mark.integration
 
@@ -21,7 +21,7 @@ Capsys = pytest.CaptureFixture[str]
 @pytest.fixture(autouse=True)
 def kustomize() -> Path:
     path = need_tool("kustomize")
-    render.clear_cache()
+    build.clear_cache()
     return path
 
 

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from fleet import paths, render
+from fleet import paths
 from fleet.registry import ClusterSpec, add_cluster
+from fleet.rendering import build
+from fleet.rendering import cluster as render
 from tests.helpers import commit_file, git, need_tool, new_fleet_repo
 
 OVERLAY = "environments/prod/kustomization.yaml"
@@ -25,7 +27,7 @@ def repo(tmp_path: Path) -> Path:
     need_tool("kustomize")
     root = new_fleet_repo(tmp_path)
     add_cluster(root, ClusterSpec(name="eu-1", environment="prod", vars={"REPLICAS": "4"}))
-    render.clear_cache()
+    build.clear_cache()
     return root
 
 
@@ -58,16 +60,16 @@ def test_an_edited_cache_entry_is_ignored_and_rebuilt(repo: Path, fleet_home: Pa
     [entry] = list((fleet_home / "cache" / "render").rglob("*.yaml"))
     assert entry.stat().st_mode & 0o777 == 0o600
     entry.write_text(entry.read_text().replace("hello-prod", "evil"))
-    render.clear_cache()
+    build.clear_cache()
     forget_kept(fleet_home)
     again = render.render_cluster(repo, "eu-1")
     assert again.text == first.text and "evil" not in again.text
-    assert render.stats() == {"kustomize_runs": 1, "memo_hits": 0, "disk_hits": 0}
+    assert build.stats() == {"kustomize_runs": 1, "memo_hits": 0, "disk_hits": 0}
     assert "evil" not in entry.read_text()  # rebuilt and sealed again
-    render.clear_cache()
+    build.clear_cache()
     forget_kept(fleet_home)
     render.render_cluster(repo, "eu-1")
-    assert render.stats()["disk_hits"] == 1
+    assert build.stats()["disk_hits"] == 1
 
 
 def test_an_edited_list_of_parsed_objects_is_ignored(repo: Path, fleet_home: Path) -> None:
@@ -75,11 +77,11 @@ def test_an_edited_list_of_parsed_objects_is_ignored(repo: Path, fleet_home: Pat
     first = render.render_cluster(repo, "eu-1")
     [docs] = list((fleet_home / "cache" / "render").rglob("*.docs.json"))
     docs.write_text(docs.read_text().replace("hello-prod", "evil"))
-    render.clear_cache()
+    build.clear_cache()
     forget_kept(fleet_home)
     again = render.render_cluster(repo, "eu-1")
     assert again.objects == first.objects and "evil" not in json.dumps(again.objects)
-    assert render.stats() == {"kustomize_runs": 0, "memo_hits": 0, "disk_hits": 1}
+    assert build.stats() == {"kustomize_runs": 0, "memo_hits": 0, "disk_hits": 1}
     assert "evil" not in docs.read_text()  # parsed and sealed again
 
 
@@ -89,9 +91,9 @@ def test_a_cache_entry_sealed_by_another_home_is_not_trusted(
     render.render_cluster(repo, "eu-1")
     [entry] = list((fleet_home / "cache" / "render").rglob("*.yaml"))
     (fleet_home / "secrets" / "render-cache").write_text("another-secret\n")
-    render.clear_cache()
+    build.clear_cache()
     render.render_cluster(repo, "eu-1")
-    assert render.stats()["kustomize_runs"] == 1 and entry.exists()
+    assert build.stats()["kustomize_runs"] == 1 and entry.exists()
 
 
 def test_a_read_only_cache_only_means_no_disk_cache(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:

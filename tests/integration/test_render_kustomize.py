@@ -9,10 +9,11 @@ import pytest
 import yaml
 from helpers import commit_file, git, git_state, need_tool, new_fleet_repo
 
-from fleet import render
 from fleet.errors import MissingVariables, RenderError
 from fleet.registry import ClusterSpec, ClusterUpdate, add_cluster, set_cluster
-from fleet.render import build_overlay, inputs, render_all, render_cluster
+from fleet.rendering import build
+from fleet.rendering.build import build_overlay, inputs
+from fleet.rendering.cluster import render_all, render_cluster
 
 pytestmark = pytest.mark.integration
 
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(autouse=True)
 def kustomize() -> Path:
     path = need_tool("kustomize")
-    render.clear_cache()
+    build.clear_cache()
     return path
 
 
@@ -35,7 +36,7 @@ def repo(tmp_path: Path) -> Path:
     return root
 
 
-def by_kind(r: render.Rendered) -> dict[str, dict]:  # type: ignore[type-arg]
+def by_kind(r: build.Rendered) -> dict[str, dict]:  # type: ignore[type-arg]
     return {o["kind"]: o for o in r.objects}
 
 
@@ -67,22 +68,22 @@ def test_render_at_a_revision_without_touching_the_working_tree(repo: Path) -> N
 def test_one_kustomize_run_per_overlay(repo: Path) -> None:
     results = render_all(repo)
     assert [r.cluster for r in results] == ["dev-1", "eu-1", "eu-2"]
-    assert render.stats()["kustomize_runs"] == 2  # dev and prod
+    assert build.stats()["kustomize_runs"] == 2  # dev and prod
     render_cluster(repo, "eu-2")
-    assert render.stats()["kustomize_runs"] == 2
+    assert build.stats()["kustomize_runs"] == 2
     # a commit that only touches clusters/ changes no overlay input: no new build
     set_cluster(repo, "eu-2", ClusterUpdate(wave=4))
     render_all(repo)
-    assert render.stats()["kustomize_runs"] == 2
+    assert build.stats()["kustomize_runs"] == 2
     # the on-disk cache serves a new process (simulated by clearing the in-process memo)
-    render.clear_cache()
+    build.clear_cache()
     render_all(repo)
-    assert render.stats() == {"kustomize_runs": 0, "memo_hits": 1, "disk_hits": 2}
+    assert build.stats() == {"kustomize_runs": 0, "memo_hits": 1, "disk_hits": 2}
     # a change to base invalidates every overlay that reads it
     commit_file(repo, "base/service.yaml", (repo / "base/service.yaml").read_text().replace("80", "8080"))
-    render.clear_cache()
+    build.clear_cache()
     assert by_kind(render_cluster(repo, "eu-1"))["Service"]["spec"]["ports"][0]["port"] == 8080
-    assert render.stats()["kustomize_runs"] == 1
+    assert build.stats()["kustomize_runs"] == 1
 
 
 def test_inputs_follow_the_kustomizations(repo: Path) -> None:
@@ -100,10 +101,10 @@ def test_inputs_follow_the_kustomizations(repo: Path) -> None:
     commit_file(repo, "environments/prod/kustomization.yaml", text, "use component")
     assert inputs(repo, "prod") == ("base", "components/monitoring", "environments/prod")
     assert by_kind(render_cluster(repo, "eu-1"))["Service"]["metadata"]["annotations"] == {"monitored": "yes"}
-    runs = render.stats()["kustomize_runs"]
+    runs = build.stats()["kustomize_runs"]
     commit_file(repo, "components/monitoring/extra.yaml", "# unused\n", "touch component")
     render_cluster(repo, "eu-1")
-    assert render.stats()["kustomize_runs"] == runs + 1  # the component is an input
+    assert build.stats()["kustomize_runs"] == runs + 1  # the component is an input
 
 
 def test_a_missing_variable_is_named(repo: Path) -> None:

@@ -15,7 +15,7 @@ from test_live_failures import dead_kubeconfig
 
 from fleet.adapters.git import GitRepo
 from fleet.adapters.kube import KubeTarget
-from fleet.local import LocalCluster
+from fleet.local.clusters import LocalCluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("live")]
 

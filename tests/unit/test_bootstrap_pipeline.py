@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from bootstrap.journal import locked_journal
 from bootstrap.pipeline import STEPS, BootstrapRequest, Plan, Resolved, run_bootstrap
-from bootstrap.steps import Budget
 from fleet.errors import GateFailed, InputError, Unreachable
 from fleet.output import SilentReporter
+from fleet.stepkit.journal import locked_journal
+from fleet.stepkit.steps import Budget
 
 REV = "a" * 40
 

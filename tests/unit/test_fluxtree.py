@@ -1,4 +1,4 @@
-"""The Flux tree expander (fleet.fluxtree) with a fake build: ordering, sources, substitution, collisions.
+"""The Flux tree expander (fleet.rendering.fluxtree) with a fake build: ordering, sources, substitution, collisions.
 
 What kustomize itself builds (and parity with it) is tests/integration/test_flux_render.py.
 """
@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from fleet.errors import MISSING_HINT, FluxTreeError, MissingVariables
-from fleet.fluxtree import (
+from fleet.rendering.fluxtree import (
     BuildRequest,
     expand,
     flux_kustomization,

@@ -158,8 +158,9 @@ except SystemExit as e:
 roots = sorted({m.split(".")[0] for m in sys.modules} & {"pydantic", "git", "kubernetes", "pulumi", "rich",
                "yaml", "bootstrap", "rollout", "drill", "clusters", "tenacity", "typer"})
 from fleet.cli import COMMANDS
-commands = {f"fleet.cli.{m}" for m, _ in COMMANDS.values()} | {"fleet.cli.common", "fleet.registry", "fleet.render",
-                                                                "fleet.registry.store", "fleet.adapters.git"}
+commands = {f"fleet.cli.{m}" for m, _ in COMMANDS.values()} | {"fleet.cli.common", "fleet.registry",
+                                                                "fleet.rendering.cluster", "fleet.registry.store",
+                                                                "fleet.adapters.git"}
 fleet = sorted(m for m in sys.modules if m in commands)
 print(json.dumps({"code": code, "roots": roots, "fleet": fleet}), file=sys.stderr)
 """

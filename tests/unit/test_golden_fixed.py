@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from fleet.localflux import ProcessStatus
+from fleet.local.flux import ProcessStatus
 from fleet.provision import DriftResult
 from tests.golden.harness import Case, check_case
 
@@ -52,7 +52,7 @@ class _Operator:
 
 
 class _LocalClusters:
-    """fleet.local.LocalClusters as ``fleet local list`` uses it, answering for three clusters."""
+    """fleet.local.clusters.LocalClusters as ``fleet local list`` uses it, answering for three clusters."""
 
     def __init__(self, home: Path) -> None:
         self.home = home

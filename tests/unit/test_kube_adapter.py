@@ -341,7 +341,7 @@ def _node(name: str, ready: str) -> dict[str, Any]:
 
 
 def _local_with_kubeconfig(tmp_path: Path, port: int) -> Any:
-    from fleet.local import LocalClusters
+    from fleet.local.clusters import LocalClusters
 
     lc = LocalClusters(tmp_path / "local")
     kube_for(tmp_path, port)  # writes tmp_path/kubeconfig

@@ -1,4 +1,4 @@
-"""The operator's processes beside a local cluster (fleet.localflux), with stand-in controllers: scripts
+"""The operator's processes beside a local cluster (fleet.local.flux), with stand-in controllers: scripts
 that serve /readyz on the --health-addr they are given, as the real ones do. The real controllers run
 in tests/e2e/test_operator.py."""
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from fleet.errors import LocalClusterError
-from fleet.localflux import CONTROLLERS, LocalOperator
+from fleet.local.flux import CONTROLLERS, LocalOperator
 
 FAKE = """#!{python}
 import http.server, os, sys

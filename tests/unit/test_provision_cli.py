@@ -85,7 +85,7 @@ def test_a_local_path_remote_is_not_a_url_the_operator_of_a_remote_cluster_can_c
 ) -> None:
     from fleet.registry import ClusterSpec, add_cluster, init_repo
 
-    # A local cluster's operator gets such a remote served on loopback (fleet.localflux); a cluster
+    # A local cluster's operator gets such a remote served on loopback (fleet.local.flux); a cluster
     # elsewhere cannot read this machine's disk.
     root = init_repo(tmp_path / "fleet", remote_url=str(tmp_path / "remote.git")).root
     pytest.importorskip("pulumi_eks", reason="the eks provider's SDK is an optional extra (fleet[aws])")

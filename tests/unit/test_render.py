@@ -9,7 +9,8 @@ import pytest
 
 from fleet.errors import NotFound
 from fleet.registry import ClusterSpec, add_cluster
-from fleet.render import inputs, render_cluster
+from fleet.rendering.build import inputs
+from fleet.rendering.cluster import render_cluster
 from tests.helpers import new_fleet_repo
 
 

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from fleet import render
 from fleet.adapters.git import GitRepo
 from fleet.errors import ConfigError, InputError
 from fleet.registry import ClusterSpec, add_cluster
+from fleet.rendering import build
+from fleet.rendering import cluster as render
 from tests.helpers import commit_file, git, git_state, new_fleet_repo, run_cli
 
 Capsys = pytest.CaptureFixture[str]
@@ -28,7 +29,7 @@ SAFE = HEAD + "resources:\n  - namespace.yaml\n  - ../../base\n"
 def repo(tmp_path: Path) -> Path:
     root = new_fleet_repo(tmp_path)
     add_cluster(root, ClusterSpec(name="eu-1", environment="prod", vars={"REPLICAS": "4"}))
-    render.clear_cache()
+    build.clear_cache()
     return root
 
 

@@ -15,9 +15,7 @@ import pytest
 from pulumi.automation import errors as auto_errors
 from pulumi.automation._cmd import CommandResult
 
-import bootstrap.steps as steps
-from bootstrap.journal import Journal
-from bootstrap.steps import Budget, run_step
+import fleet.stepkit.steps as steps
 from fleet.adapters import pulumi_auto as pa
 from fleet.errors import (
     ConcurrentUpdate,
@@ -32,6 +30,8 @@ from fleet.errors import (
     Unreachable,
 )
 from fleet.output import SilentReporter
+from fleet.stepkit.journal import Journal
+from fleet.stepkit.steps import Budget, run_step
 
 
 @pytest.fixture(autouse=True)

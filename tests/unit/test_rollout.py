@@ -14,16 +14,10 @@ import pytest
 
 from fleet.errors import GateFailed, InputError, Unreachable
 from fleet.output import Reporter, SilentReporter
-from rollout.engine import (
-    BringUp,
-    PlainView,
-    Probe,
-    RolloutRequest,
-    RolloutResult,
-    order_waves,
-    run_rollout,
-)
+from rollout.engine import order_waves, run_rollout
 from rollout.journal import load_current, locked_rollouts, rollout_dir, rollouts_dir
+from rollout.model import BringUp, Probe, RolloutRequest, RolloutResult
+from rollout.progress import PlainView
 
 A, B, C = "a" * 40, "b" * 40, "c" * 40
 REVS = {"A": A, "B": B, "C": C, "HEAD": B}
@@ -443,7 +437,7 @@ def test_the_report_has_wave_and_cluster_timings(region: FakeFleet) -> None:
 
 def test_a_transient_error_is_retried_within_the_step_budget(running: FakeFleet,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    from bootstrap.steps import Budget
+    from fleet.stepkit.steps import Budget
 
     flaky = {"n": 0}
     real_sync = running.sync
@@ -456,7 +450,7 @@ def test_a_transient_error_is_retried_within_the_step_budget(running: FakeFleet,
 
     monkeypatch.setattr(running, "sync", sync)
     budgets = {k: Budget(2, 30) for k in ("operator", "sync", "gates", "record")}
-    import bootstrap.steps as steps
+    import fleet.stepkit.steps as steps
 
     monkeypatch.setattr(steps, "wait_exponential", lambda **_: (lambda _rs: 0))
     res = roll(running, rev="B", budgets=budgets)

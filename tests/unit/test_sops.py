@@ -221,14 +221,14 @@ def sops_repo(tmp_path: Path, key: sops.AgeKey, monkeypatch: pytest.MonkeyPatch)
     enc = sops.encrypt_object(_secret(), [key.recipient], encrypted_regex="^(data|stringData)$")
 
     def fake_render(repo: Any, name: str, rev: str | None = None) -> Any:
-        from fleet.render import Rendered
+        from fleet.rendering.build import Rendered
         from tests.helpers import git
 
         objs = ({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}, enc)
         text = yaml.safe_dump_all(list(objs), sort_keys=False)
         return Rendered(name, git(root, "rev-parse", "HEAD").strip(), objs, text, "d" * 64)
 
-    monkeypatch.setattr("fleet.render.render_cluster", fake_render)
+    monkeypatch.setattr("fleet.rendering.cluster.render_cluster", fake_render)
     monkeypatch.setattr("bootstrap.services.render_cluster", fake_render)
     return root
 

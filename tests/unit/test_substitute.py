@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from fleet.errors import MissingVariables, RenderError, SubstitutionError
-from fleet.render import substitute
-from fleet.substitute import variables_in
+from fleet.rendering.build import substitute
+from fleet.rendering.substitute import variables_in
 
 # Vectors from fluxcd/pkg/envsubst's own tests.
 FLUX_VECTORS = [
@@ -129,7 +129,7 @@ def test_invalid_variable_names_are_refused_as_flux_does(name: str) -> None:
 
 
 def test_a_disabled_object_is_left_alone() -> None:
-    from fleet.build import _split
+    from fleet.rendering.build import _split
 
     docs = _split(
         "kind: A\nmetadata:\n  name: a\n  annotations:\n    kustomize.toolkit.fluxcd.io/substitute: disabled\n"

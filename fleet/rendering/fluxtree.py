@@ -5,7 +5,7 @@ include more Flux ``Kustomization`` objects (``kustomize.toolkit.fluxcd.io/v1``)
 of a source with its own options, in ``dependsOn`` order, and so on. :func:`expand` does the same:
 
 1. build the root directory; substitute it with ``root_vars`` (the variables of the Kustomization that
-   applies it: fleet's operator carries the cluster's, see :func:`fleet.build.cluster_vars`);
+   applies it: fleet's operator carries the cluster's, see :func:`fleet.rendering.build.cluster_vars`);
 2. for every Flux Kustomization among the objects whose ``sourceRef`` is the fleet repo itself (the
    ``flux-system`` GitRepository of ``flux bootstrap``, fleet's own ``fleet`` one, or a GitRepository
    defined in the tree whose URL is the fleet repo's), once everything it ``dependsOn`` is expanded:
@@ -20,7 +20,7 @@ of a source with its own options, in ``dependsOn`` order, and so on. :func:`expa
 
 An object two Kustomizations both produce is kept once when both are identical (noted), and refused
 when they differ (Flux would apply both and the last reconcile would win). The build function runs
-``kustomize build`` (:mod:`fleet.fluxrender` passes fleet's confined, cached one); tests pass fakes.
+``kustomize build`` (:mod:`fleet.rendering.fluxrender` passes fleet's confined, cached one); tests pass fakes.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from typing import Any, Protocol
 import yaml
 
 from fleet.errors import MISSING_HINT, FluxTreeError, MissingVariables, RenderError
-from fleet.substitute import substitute
+from fleet.rendering.substitute import substitute
 
 __all__ = [
     "KUSTOMIZE_GROUP",
@@ -109,7 +109,7 @@ KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization
 
 
 class BuiltDoc(Protocol):
-    """One object of a build, as :func:`fleet.build.build_directory` gives it."""
+    """One object of a build, as :func:`fleet.rendering.build.build_directory` gives it."""
 
     @property
     def text(self) -> str: ...

@@ -2,9 +2,9 @@
 
 Flux's GitRepository clones only http(s) and ssh URLs; a fleet repo with no such remote (a repo made
 by ``fleet init``, a drill's, a test's) is served by ``git http-backend`` behind this small server,
-beside the local cluster whose operator clones it (:mod:`fleet.localflux` starts and stops it):
+beside the local cluster whose operator clones it (:mod:`fleet.local.flux` starts and stops it):
 
-    python -m fleet.gitserve --repo /path/to/repo --port 24017
+    python -m fleet.local.gitserve --repo /path/to/repo --port 24017
 
 The URL is ``http://127.0.0.1:<port>/fleet.git``; only fetches are served (no push: http-backend
 refuses receive-pack to an unauthenticated user), and only the one repository.
@@ -92,7 +92,7 @@ def serve(repo: Path, port: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m fleet.gitserve", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m fleet.local.gitserve", description=__doc__.splitlines()[0])
     ap.add_argument("--repo", type=Path, required=True)
     ap.add_argument("--port", type=int, required=True)
     args = ap.parse_args(argv)

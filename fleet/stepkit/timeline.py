@@ -13,9 +13,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bootstrap.journal import StepRecord
 from fleet.output import to_plain
 from fleet.paths import write_private
+from fleet.stepkit.journal import StepRecord
 
 __all__ = ["Bar", "StepTiming", "fmt_s", "md_cell", "parse_ts", "since", "step_timings", "svg_axis", "svg_timeline",
            "write_files"]

@@ -1,10 +1,10 @@
 """What a cluster whose registry entry names a Flux cluster directory (``source: {flux: clusters/prod-eu}``)
-should run: the directory expanded as Flux would apply it (:mod:`fleet.fluxtree`), every build through
-fleet's own machinery (:func:`fleet.build.build_directory`: read from Git at the revision, confined to
+should run: the directory expanded as Flux would apply it (:mod:`fleet.rendering.fluxtree`), every build through
+fleet's own machinery (:func:`fleet.rendering.build.build_directory`: read from Git at the revision, confined to
 the tree, cached by the content of its inputs).
 
 Each build gets the kustomization Flux's kustomize-controller would write into its copy of the source
-(:func:`fleet.fluxtree.flux_kustomization`); the paths that adds (components, the files and directories of
+(:func:`fleet.rendering.fluxtree.flux_kustomization`); the paths that adds (components, the files and directories of
 a generated kustomization) are confined too, like everything a kustomization names.
 """
 
@@ -21,10 +21,12 @@ from typing import Any
 import yaml
 
 from fleet.adapters.git import GitRepo
-from fleet.build import Rendered, build_directory, build_inputs, cluster_vars
-from fleet.confine import check_overlay
 from fleet.errors import ConfigError, FluxTreeError, InputError
-from fleet.fluxtree import (
+from fleet.registry.load import FLEET_FILE, parse_settings
+from fleet.registry.model import ClusterSpec, FleetSettings
+from fleet.rendering.build import Rendered, build_directory, build_inputs, cluster_vars
+from fleet.rendering.confine import check_overlay
+from fleet.rendering.fluxtree import (
     KUSTOMIZATION_FILES,
     BuildRequest,
     BuiltDoc,
@@ -35,8 +37,6 @@ from fleet.fluxtree import (
     operator_name,
     scan_resources,
 )
-from fleet.registry.load import FLEET_FILE, parse_settings
-from fleet.registry.model import ClusterSpec, FleetSettings
 
 __all__ = ["FluxRender", "clear_cache", "fleet_urls", "flux_inputs", "render_flux", "tree_data"]
 
@@ -55,8 +55,8 @@ class FluxRender:
 
 def clear_cache() -> None:
     """Forget what is kept in-process (parsed kustomizations and objects, remote URLs); the builds'
-    caches are :func:`fleet.build.clear_cache`'s."""
-    from fleet import fluxtree
+    caches are :func:`fleet.rendering.build.clear_cache`'s."""
+    from fleet.rendering import fluxtree
 
     with _lock:
         _kustomizations.clear()

@@ -1,7 +1,7 @@
 """Kustomize builds of a directory of the fleet repo at a revision, read from Git (never the working
 tree), and a build rendered for one cluster: its variables substituted with Flux
-``postBuild.substitute`` semantics (:class:`Rendered`). :mod:`fleet.render` picks what a cluster
-builds (its environment's overlay, or a Flux cluster directory through :mod:`fleet.fluxrender`); both
+``postBuild.substitute`` semantics (:class:`Rendered`). :mod:`fleet.rendering.cluster` picks what a cluster
+builds (its environment's overlay, or a Flux cluster directory through :mod:`fleet.rendering.fluxrender`); both
 build here.
 
 Builds are cached by the content of their inputs: the Git object ids of every file and directory the
@@ -9,7 +9,7 @@ overlay's kustomizations reference (found by following them), so a thousand clus
 environments run kustomize five times, and a commit that touches only ``clusters/`` runs it not at all.
 The cache is in-process and on disk (``fleet_home()/cache/render``); substitution is per cluster on top.
 
-Rendering is confined to the repository (:mod:`fleet.confine`): before any build, every path the
+Rendering is confined to the repository (:mod:`fleet.rendering.confine`): before any build, every path the
 overlay's kustomizations name is checked to stay inside the tree at the revision. A disk cache entry
 carries an HMAC of its key and content under a private per-home secret; an entry that does not verify is
 ignored and rebuilt.
@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from fleet import rendercache, toolchain
+from fleet import toolchain
 from fleet.adapters import proc
 from fleet.errors import FleetError, NotFound, RenderError
 from fleet.paths import discard, fleet_home, read_sealed, write_sealed
@@ -45,7 +45,8 @@ from fleet.registry.load import (
     open_repo,
 )
 from fleet.registry.model import ClusterSpec
-from fleet.substitute import substitute
+from fleet.rendering import cache as rendercache
+from fleet.rendering.substitute import substitute
 
 if TYPE_CHECKING:  # GitPython loads when a Git object is read, not for a render kept for its commit
     from fleet.adapters.git import GitRepo
@@ -249,7 +250,7 @@ def _input_paths(
     start = directory
     if g.tree_id(sha, start) is None:
         raise NotFound(f"{what or 'directory'} not found: {start}/ does not exist at {sha[:12]}".lstrip())
-    from fleet.confine import check_overlay
+    from fleet.rendering.confine import check_overlay
 
     check_overlay(g, sha, start)  # nothing outside the tree, nothing remote
     override = yaml.load(kustomization, Loader=_YAML_LOADER) if kustomization is not None else None

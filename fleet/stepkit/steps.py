@@ -22,9 +22,9 @@ from tenacity import (
     wait_exponential,
 )
 
-from bootstrap.journal import Journal, now_iso
 from fleet.errors import FleetError, InputError, StepFailed
 from fleet.output import Reporter
+from fleet.stepkit.journal import Journal, now_iso
 
 __all__ = ["Budget", "is_transient", "run_step"]
 

@@ -1,11 +1,10 @@
 """What a cluster should run at a revision, as registered at that revision: its environment's overlay
-(:mod:`fleet.build`: built by kustomize from Git, never the working tree, with the cluster's variables
+(:mod:`fleet.rendering.build`: built by kustomize from Git, never the working tree, with the cluster's variables
 substituted with Flux ``postBuild.substitute`` semantics), or its Flux cluster directory expanded as
-Flux would apply it (:mod:`fleet.fluxrender`). A cluster's whole render at a commit is kept
-(:mod:`fleet.rendercache`), so rendering it again needs no build.
+Flux would apply it (:mod:`fleet.rendering.fluxrender`). A cluster's whole render at a commit is kept
+(:mod:`fleet.rendering.cache`), so rendering it again needs no build.
 
-The builds and their caches live in :mod:`fleet.build`; the names re-exported here from it are the
-ones callers of a cluster's render use with it.
+The builds and their caches live in :mod:`fleet.rendering.build`.
 """
 
 from __future__ import annotations
@@ -15,49 +14,24 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fleet import rendercache
 from fleet.adapters import gitplain
-from fleet.build import (
-    BUILTIN_VARS,
-    Doc,
-    Rendered,
-    as_json,
-    build_directory,
-    build_inputs,
-    build_overlay,
-    clear_cache,
-    cluster_vars,
-    inputs,
-    overlay_dir,
-    render_overlay,
-    stats,
-    substitute,
-)
 from fleet.errors import ConfigError, NotFound, RenderError
 from fleet.registry.layout import Layout
 from fleet.registry.load import cluster_file, layout_at, load_registry, open_repo, parse_cluster
 from fleet.registry.model import ClusterSpec
+from fleet.rendering import cache as rendercache
+from fleet.rendering.build import (
+    Rendered,
+    as_json,
+    build_inputs,
+    overlay_dir,
+    render_overlay,
+)
 
 if TYPE_CHECKING:  # GitPython loads when a Git object is read, not for a render kept for its commit
     from fleet.adapters.git import GitRepo
 
-__all__ = [
-    "BUILTIN_VARS",
-    "Doc",
-    "Rendered",
-    "as_json",
-    "build_directory",
-    "build_inputs",
-    "build_overlay",
-    "clear_cache",
-    "cluster_vars",
-    "inputs",
-    "overlay_dir",
-    "render_all",
-    "render_cluster",
-    "stats",
-    "substitute",
-]
+__all__ = ["render_all", "render_cluster"]
 
 
 def _spec_at(g: GitRepo, sha: str, name: str, layout: Layout) -> ClusterSpec:
@@ -91,7 +65,7 @@ def _spec_at(g: GitRepo, sha: str, name: str, layout: Layout) -> ClusterSpec:
 
 def _render_spec(g: GitRepo, sha: str, spec: ClusterSpec, layout: Layout) -> Rendered:
     if spec.source is not None:  # imported here: GitPython and the Flux expansion only for such clusters
-        from fleet.fluxrender import render_flux
+        from fleet.rendering.fluxrender import render_flux
 
         return render_flux(g, sha, spec).rendered
     return render_overlay(g, sha, spec, overlay_dir(spec.environment, layout))
@@ -99,7 +73,7 @@ def _render_spec(g: GitRepo, sha: str, spec: ClusterSpec, layout: Layout) -> Ren
 
 def render_cluster(repo: GitRepo | str | Path, name: str, rev: str | None = None) -> Rendered:
     """The manifests cluster ``name`` should run at ``rev`` (default HEAD), as registered at ``rev``: its
-    environment's overlay, or its Flux cluster directory expanded as Flux would (:mod:`fleet.fluxrender`)."""
+    environment's overlay, or its Flux cluster directory expanded as Flux would (:mod:`fleet.rendering.fluxrender`)."""
     if isinstance(repo, (str, Path)):  # a kept render is found with plain git, without GitPython
         found = gitplain.resolve(Path(repo), rev)
         hit = _kept(found[1], name) if found is not None else None
@@ -113,13 +87,13 @@ def render_cluster(repo: GitRepo | str | Path, name: str, rev: str | None = None
     layout = layout_at(g, sha)
     spec = _spec_at(g, sha, name, layout)
     rendered = _render_spec(g, sha, spec, layout)
-    if spec.source is None:  # kept whole, for `fleet render` of this commit again (fleet.rendercache)
+    if spec.source is None:  # kept whole, for `fleet render` of this commit again (fleet.rendering.cache)
         _keep(g, rendered, overlay_dir(spec.environment, layout), layout)
     return rendered
 
 
 def _kept(sha: str, name: str) -> Rendered | None:
-    """The render of ``name`` at commit ``sha`` kept by an earlier one (:mod:`fleet.rendercache`)."""
+    """The render of ``name`` at commit ``sha`` kept by an earlier one (:mod:`fleet.rendering.cache`)."""
     kept = rendercache.load(sha, name)
     if kept is None or kept.objects is None:
         return None

@@ -5,7 +5,7 @@ kwok fakes nodes and kubelets, so the controllers cannot run as pods on a local 
 here instead, out of the cluster, with its kubeconfig, exactly as Flux documents running them for
 development: leader election off, every namespace watched, metrics, health and source-controller's
 artifact storage on loopback ports chosen free and recorded. A fleet repo with no http(s)/ssh remote
-is served to them read-only by :mod:`fleet.gitserve` on loopback.
+is served to them read-only by :mod:`fleet.local.gitserve` on loopback.
 
 Everything lives under the cluster's folder in the local work directory::
 
@@ -13,7 +13,7 @@ Everything lives under the cluster's folder in the local work directory::
     <workdir>/operator/<cluster>/logs/*.log          each process's output
     <workdir>/operator/<cluster>/storage/            source-controller's artifacts
 
-:class:`fleet.local.LocalClusters` owns the lifecycle: ``delete`` stops them (no orphans), ``create``
+:class:`fleet.local.clusters.LocalClusters` owns the lifecycle: ``delete`` stops them (no orphans), ``create``
 on an existing cluster restarts what was running. A process is recognised by its pid *and* its start
 time, so a recycled pid is never mistaken for it (each also carries FLEET_OPERATOR_DIR in its
 environment, which the test suite's leak check looks for).
@@ -36,9 +36,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fleet import gitserve, toolchain
+from fleet import toolchain
 from fleet.adapters import proc
 from fleet.errors import LocalClusterError
+from fleet.local import gitserve
 
 __all__ = ["CONTROLLERS", "LocalOperator", "ProcessStatus", "free_ports"]
 
@@ -167,7 +168,7 @@ class LocalOperator:
         d = self.dir(name)
         (d / "logs").mkdir(parents=True, exist_ok=True, mode=0o700)
         child = proc.spawn(
-            [sys.executable, "-m", "fleet.gitserve", "--repo", str(repo), "--port", str(port)],
+            [sys.executable, "-m", "fleet.local.gitserve", "--repo", str(repo), "--port", str(port)],
             env={_MARKER: self._marker(name)}, log=d / "logs" / f"{_GIT}.log",
         )
         state[_GIT] = {"pid": child.pid, "start": _start_time(child.pid), "port": port, "repo": str(repo)}

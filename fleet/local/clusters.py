@@ -27,7 +27,7 @@ from typing import Any
 from fleet import toolchain
 from fleet.adapters import proc
 from fleet.errors import FleetError, InputError, LocalClusterError
-from fleet.localflux import LocalOperator, free_ports
+from fleet.local.flux import LocalOperator, free_ports
 from fleet.paths import fleet_home
 
 __all__ = ["CREATED", "LocalCluster", "LocalClusters", "local_cluster"]

@@ -5,10 +5,10 @@ What an overlay cluster renders at a commit is fixed by that commit (its registr
 and every file the overlay reads are in the commit's tree), by kustomize (its identity: path, size and
 modification time) and by fleet itself (its version and this module's format). An entry is keyed by all
 of them, the commit by its full id (resolved first: never a branch name), and its content is sealed with
-an HMAC under the home's private render-cache secret, as the build cache's entries are (:mod:`fleet.render`):
+an HMAC under the home's private render-cache secret, as the build cache's entries are (:mod:`fleet.rendering.cluster`):
 an entry that does not verify is removed and the render runs in full. Only overlay clusters are kept; a
 Flux-directory cluster (whose render can carry notes) is always rendered in full. Entries are written by
-:func:`fleet.render.render_cluster`.
+:func:`fleet.rendering.cluster.render_cluster`.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ KEEP_PER_CLUSTER = 8  # the newest renders kept per cluster (one per commit it w
 
 @dataclass(frozen=True)
 class Result:
-    """One cluster's render at one commit, as :func:`fleet.render.render_cluster` returned it."""
+    """One cluster's render at one commit, as :func:`fleet.rendering.cluster.render_cluster` returned it."""
 
     cluster: str
     revision: str  # full commit id
