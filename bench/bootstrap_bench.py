@@ -150,7 +150,7 @@ def self_heal(kubeconfig: Path) -> float:
     """Delete a managed ConfigMap, request a reconcile, and time until Flux handled it and the
     ConfigMap is back (Flux alone; fleet applies nothing)."""
     from fleet.adapters.kube import Kube, KubeTarget
-    from fleet.live import flux
+    from fleet.operator.flux import status as flux
 
     kube = Kube.connect(KubeTarget("bench-dr", kubeconfig, source="bench"))
     try:

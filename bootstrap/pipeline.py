@@ -17,6 +17,7 @@ from typing import Any, Literal, Protocol
 
 from bootstrap.report import RecoveryReport, build_report, write_report
 from fleet.errors import FleetError, StepFailed
+from fleet.locks import cluster_lock
 from fleet.output import Reporter
 from fleet.stepkit import journal as journal_mod
 from fleet.stepkit.journal import Journal, journal_dir, locked_journal, now_iso
@@ -132,7 +133,7 @@ def run_bootstrap(req: BootstrapRequest, services: Services, reporter: Reporter)
     if req.dry_run:  # a dry run writes nothing at all: not even the journal's lock file
         return BootstrapResult("planned", _resolve_and_plan(req, services, reporter, journal_mod.load(req.cluster)),
                                None)
-    with locked_journal(req.cluster) as jpath:
+    with cluster_lock(req.cluster, f"fleet bootstrap {req.cluster}"), locked_journal(req.cluster) as jpath:
         existing = journal_mod.load(req.cluster)
         plan = _resolve_and_plan(req, services, reporter, existing)
         if (

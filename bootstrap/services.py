@@ -17,9 +17,11 @@ from fleet.access import kubeconfig_for
 from fleet.adapters.pulumi_auto import EngineSettings
 from fleet.errors import FleetError, GateFailed, InputError
 from fleet.good import get_good, history, record_good
+from fleet.live.apply import hand_over
 from fleet.live.apply import sync as live_sync
-from fleet.live.gates import gate_config, gate_timeout, run_gates
+from fleet.live.gates import gate_timeout, run_gates
 from fleet.live.inventory import read_inventory
+from fleet.operator import decide_sync, gate_config, operator_for
 from fleet.output import Reporter, SilentReporter
 from fleet.registry.load import Registry, load_registry, open_repo
 from fleet.rendering.build import Rendered, overlay_dir
@@ -27,12 +29,6 @@ from fleet.rendering.cluster import render_cluster
 from fleet.sops import key_for
 
 __all__ = ["RealServices"]
-
-_LOCAL_NOTE = (
-    "on local clusters Flux's source-controller and kustomize-controller run as processes beside the "
-    "control plane (kwok cannot run pods); the fleet repo is served to them on loopback when it has no "
-    "http(s)/ssh remote. HelmReleases are not reconciled locally: helm-controller is not buildable here"
-)
 
 _WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CustomResourceDefinition")
 
@@ -91,16 +87,12 @@ class RealServices:
         rendered = self._rendered(cluster, resolved.revision)  # an overlay kustomize rejects fails here
         # Provider settings, the operator's git URL and manifest source: refused now, not mid-run.
         cluster_program.check(prov.stack_config(self.git, cluster, pin_revision=resolved.revision))
-        mode = sync_mode
-        notes: list[str] = []
-        if mode == "auto":  # the operator applies wherever there is one; direct sync is break-glass
-            mode = "operator" if reg.settings.operator.kind == "flux" else "direct"
-        if spec.provider == "local" and reg.settings.operator.kind == "flux":
-            notes.append(_LOCAL_NOTE)
+        op = operator_for(reg.settings)
+        decision = decide_sync(sync_mode, op, cluster)  # the operator is installed by this run
+        mode = decision.mode
+        notes: list[str] = [f"sync {mode}: {decision.reason}", *op.plan_notes(spec.provider)]
         if resolved.revision in self.verified:
             notes.append(self.verified[resolved.revision])
-        if reg.settings.operator.kind == "none" and mode == "operator":
-            raise InputError('--sync operator needs an operator, but fleet.yaml says operator.kind "none"')
         kinds = Counter(o.get("kind", "?") for o in rendered.objects)
         gates = [f"{n} {k} rollout" if k != "CustomResourceDefinition" else f"{n} CRD established"
                  for k, n in sorted(kinds.items()) if k in _WORKLOADS]
@@ -114,24 +106,17 @@ class RealServices:
         # The fleet uses SOPS: the age key must be at hand now (exit 2, nothing created), and the plan
         # names its public recipient, never the key.
         age_key = key_for(reg.settings, self.git.root)
-        if age_key is not None and reg.settings.operator.kind == "flux":
+        if age_key is not None and op.takes_age_key:
             creates.append(f"Secret flux-system/sops-age: the age identity of {age_key.recipient} "
-                           f"(from {age_key.source}); Flux decrypts SOPS secrets with it")
+                           f"(from {age_key.source}); {op.title} decrypts SOPS secrets with it")
         elif age_key is not None:
             creates.append(f"SOPS secrets decrypted in memory by fleet with the age identity of {age_key.recipient}")
-        if reg.settings.operator.kind == "flux":
-            from fleet.rendering.fluxtree import operator_name
-
-            own = operator_name(spec.source is not None)
-            creates += [
-                f"Flux ({reg.settings.operator.source}) in flux-system",
-                f"GitRepository flux-system/{own} pinned to commit {resolved.revision[:12]}",
-                f"Kustomization flux-system/{own} for ./{rendered_from} ({len(spec.vars)} variables)",
-            ]
+        creates += op.plan_lines(spec, resolved.revision, rendered_from, reg.settings.operator.source)
         if mode == "direct":
             creates.append(f"{len(rendered.objects)} objects applied by fleet (server-side apply, inventory, prune)")
         else:
-            creates.append(f"{len(rendered.objects)} objects fetched and applied by Flux at {resolved.revision[:12]}")
+            creates.append(f"{len(rendered.objects)} objects fetched and applied by {op.title} "
+                           f"at {resolved.revision[:12]}")
         return Plan(
             cluster=cluster, provider=spec.provider, region=spec.region, environment=spec.environment,
             revision=resolved.revision, revision_source=resolved.source, revision_subject=resolved.subject,
@@ -150,10 +135,9 @@ class RealServices:
             spec = reg.get(cluster)
             target = kubeconfig_for(spec)
             kube = Kube.connect(target)
-            if reg.settings.operator.kind == "flux":
-                from fleet.live.flux import read_status
-
-                if not read_status(kube).applied_at(revision):
+            op = operator_for(reg.settings)
+            if op.kind != "none":
+                if not op.applied_at(kube, revision):
                     return False
             else:
                 inv = read_inventory(kube)
@@ -171,7 +155,7 @@ class RealServices:
         return _changes("cluster", res.changes, res.duration_s)
 
     def install_operator(self, cluster: str, revision: str, reporter: Reporter) -> str:
-        if self.registry().settings.operator.kind == "none":
+        if operator_for(self.registry().settings).kind == "none":
             return "no operator (fleet.yaml operator.kind none)"
         res = prov.provision(self.git, cluster, program=cluster_program, reporter=reporter, pin_revision=revision,
                              engine=self.engine)
@@ -182,7 +166,10 @@ class RealServices:
         spec = reg.get(cluster)
         target = kubeconfig_for(spec)
         if mode == "operator":
-            return operator_sync(target, revision, timeout=gate_timeout(reg.settings, spec), reporter=reporter)
+            op = operator_for(reg.settings)
+            said = op.wait_applied(target, revision, timeout=gate_timeout(reg.settings, spec), reporter=reporter)
+            handed = hand_over(target, reporter)
+            return said + (f"; {handed}" if handed else "")
         rendered = self._rendered(cluster, revision)
         key = key_for(reg.settings, self.git.root)
         res = live_sync(target, rendered.objects, revision, prune=True, reporter=reporter,
@@ -217,16 +204,6 @@ class RealServices:
         rec = record_good(self.git, cluster, revision, reason=f"fleet bootstrap (run {run_id})",
                           gates=list(gates), duration_s=round(duration_s, 3))
         return f"last good of \"{cluster}\" is {rec.revision[:12]}"
-
-
-def operator_sync(target: Any, revision: str, *, timeout: float, reporter: Reporter) -> str:
-    """Wait until Flux fetched ``revision`` (pinned by the operator step) and applied its objects, and
-    say when; its health (Flux's Ready at the revision, the workloads) is the gates step's."""
-    from fleet.live.flux import wait_applied
-
-    st = wait_applied(target, revision, timeout=timeout, reporter=reporter)
-    applied = st.health_since if st.applied != revision else st.ready_since
-    return f"Flux fetched {revision[:12]} at {st.fetched_at or '?'} and applied it at {applied or '?'}"
 
 
 def _changes(what: str, changes: dict[str, int], seconds: float) -> str:

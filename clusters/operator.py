@@ -39,10 +39,10 @@ import pulumi_kubernetes.rbac.v1
 import pulumi_kubernetes.yaml.v2
 import yaml
 
-from clusters import flux
+from fleet.operator.flux import install as flux
 from fleet.stackconfig import StackConfig, parse_git_auth
 
-__all__ = ["FIELD_MANAGER", "LEGACY_TYPES", "FluxOperator", "to_yaml"]
+__all__ = ["FIELD_MANAGER", "LEGACY_TYPES", "OPERATORS", "FluxOperator", "to_yaml"]
 
 FIELD_MANAGER = "fleet-pulumi"
 _ANNOTATIONS = {"pulumi.com/patchFieldManager": FIELD_MANAGER, "pulumi.com/patchForce": "true"}
@@ -131,3 +131,8 @@ class FluxOperator(pulumi.ComponentResource):
             name, api_version=obj["apiVersion"], kind=obj["kind"], metadata=obj["metadata"], spec=obj["spec"],
             opts=opts,
         )
+
+
+# The Pulumi component that installs each operator kind (fleet.yaml's operator.kind; "none" installs
+# nothing). A new operator adds its component here beside its module under fleet.operator.
+OPERATORS: dict[str, type[FluxOperator]] = {"flux": FluxOperator}

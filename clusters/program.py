@@ -10,7 +10,7 @@ from __future__ import annotations
 import pulumi
 
 from clusters import providers
-from clusters.operator import LEGACY_TYPES, FluxOperator
+from clusters.operator import LEGACY_TYPES, OPERATORS
 from fleet.stackconfig import GIT_AUTH_KEY, PROJECT, SOPS_AGE_KEY, StackConfig, flux_git_url
 
 __all__ = ["FleetProgram", "program", "run"]
@@ -29,9 +29,10 @@ def run() -> None:
     pulumi.export("revision", sc.revision or "")
     pulumi.export("operator", sc.settings.operator.kind)
     # "cluster-only": fleet.provision's cluster phase of a stack that has no operator yet.
-    if sc.settings.operator.kind == "flux" and cfg.get("phase") != "cluster-only":
-        op = FluxOperator(
-            "flux",
+    component = OPERATORS.get(sc.settings.operator.kind)  # None: operator.kind none
+    if component is not None and cfg.get("phase") != "cluster-only":
+        op = component(
+            sc.settings.operator.kind,
             kubeconfig=cluster.kubeconfig,
             config=sc,
             git_auth=cfg.get_secret(GIT_AUTH_KEY),
@@ -55,11 +56,9 @@ class FleetProgram:
         """Bad input (provider settings, a missing SDK, the repo URL, the operator source) raises an
         InputError/ConfigError/ToolMissing (exit 2) here, before anything changes."""
         providers.check(config.cluster)
-        if config.settings.operator.kind == "flux":
-            from clusters import flux
+        from fleet.operator import operator_for
 
-            flux.git_repository(config, with_auth=False)  # the URL Flux accepts
-            flux.install_source(config)  # a well-formed version
+        operator_for(config.settings).check_config(config)  # the URL it accepts, a well-formed source
 
 
 program = FleetProgram()

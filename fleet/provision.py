@@ -27,6 +27,8 @@ from fleet.access import kubeconfig_cache_path
 from fleet.adapters.git import GitRepo
 from fleet.adapters.pulumi_auto import Engine, EngineSettings, OpResult, StackRequest
 from fleet.errors import FleetError, InputError
+from fleet.locks import cluster_lock
+from fleet.operator import operator_for
 from fleet.output import Reporter
 from fleet.registry.load import Registry, load_registry, open_repo
 from fleet.stackconfig import GIT_AUTH_KEY, SOPS_AGE_KEY, StackConfig
@@ -171,17 +173,19 @@ def _absolute_source(reg: Registry) -> Registry:
 
 
 def stack_config(repo: GitRepo | str | Path, name: str, *, pin_revision: str | None = None,
-                 serve: bool = False) -> StackConfig:
+                 serve: bool = False, kept_pin: str | None = None) -> StackConfig:
     """The stack config of cluster ``name``: its registry entry (at ``pin_revision`` when pinned, else
     the working tree), fleet.yaml, the repo's URL and branch, and the pinned commit. ``serve``: start
-    the git endpoint a local cluster's operator clones from, if it needs one (see _repo_url)."""
+    the git endpoint a local cluster's operator clones from, if it needs one (see _repo_url).
+    ``kept_pin``: the commit the stack pins already, kept as it is when no ``pin_revision`` moves it."""
     g = open_repo(repo)
     revision = g.resolve(pin_revision) if pin_revision else None
     reg = _absolute_source(load_registry(g, revision))
     spec = reg.get(name)
-    needs_url = reg.settings.operator.kind != "none"
+    needs_url = operator_for(reg.settings).needs_repo_url
     if needs_url and revision:
         _check_on_remote(g, reg, spec.provider, revision)
+    revision = revision or kept_pin
     return StackConfig(
         cluster=spec,
         settings=reg.settings,
@@ -235,13 +239,32 @@ def provision(
 
     ``phase="cluster"`` updates only the cluster's resources (Pulumi targets), leaving the operator's
     as they are: the DR pipeline's provision step, before its operator step (``phase="all"``)."""
+    with cluster_lock(name, f"fleet provision {name}"):  # taken once per process: re-entrant
+        return _provision(repo, name, program=program, reporter=reporter, preview=preview,
+                          pin_revision=pin_revision, refresh=refresh, phase=phase, git_auth=git_auth, engine=engine)
+
+
+def _provision(
+    repo: GitRepo | str | Path,
+    name: str,
+    *,
+    program: Program,
+    reporter: Reporter,
+    preview: bool,
+    pin_revision: str | None,
+    refresh: bool,
+    phase: Phase,
+    git_auth: Mapping[str, str] | None,
+    engine: EngineSettings,
+) -> ProvisionResult:
     started = time.monotonic()
     cfg = stack_config(repo, name, pin_revision=pin_revision)
     check = getattr(program, "check", None)
     if check is not None:
         check(cfg)  # bad input stops here, before anything is started or changed
     secrets: dict[str, str] = {}
-    if cfg.settings.secrets.sops is not None and cfg.settings.operator.kind == "flux":
+    operator = operator_for(cfg.settings)
+    if cfg.settings.secrets.sops is not None and operator.takes_age_key:
         from fleet.sops import key_for
 
         # the fleet uses SOPS: its age key (from outside the repo) goes to the stack as a secret; missing,
@@ -253,12 +276,17 @@ def provision(
         import json
 
         secrets[GIT_AUTH_KEY] = json.dumps(dict(git_auth), sort_keys=True)
+    eng = Engine(engine, reporter)
+    # The stack owns the operator's pin (sync, bootstrap and rollout move it through here): a provision
+    # that names no revision keeps the one pinned, never unpins it.
+    kept = None if pin_revision else _kept_pin(eng, name)
+    if kept:
+        cfg = stack_config(repo, name, kept_pin=kept)
     pinned = f" pinned to {cfg.revision[:12]}" if cfg.revision else f' following "{cfg.branch}"'
     reporter.step(
         f'{"previewing" if preview else "provisioning"} cluster "{name}" '
         f"({cfg.cluster.provider}, {cfg.cluster.environment}){pinned}"
     )
-    eng = Engine(engine, reporter)
     if phase not in PHASES:
         raise InputError(f'unknown provisioning phase "{phase}"; use {" or ".join(PHASES)}')
     program_phase = _program_phase(eng, cfg.stack, phase)
@@ -272,9 +300,10 @@ def provision(
         if dropped:
             reporter.step(f'stack "{cfg.stack}": {len(dropped)} resources of the kubectl dynamic provider are '
                           "now managed by the Kubernetes provider (the objects stay as they are)")
-    local_operator = cfg.cluster.provider == "local" and cfg.settings.operator.kind == "flux"
+    local_operator = cfg.cluster.provider == "local" and operator.runs_locally
     if local_operator and not preview:
-        cfg = stack_config(repo, name, pin_revision=pin_revision, serve=True)  # the git endpoint, if needed
+        cfg = stack_config(repo, name, pin_revision=pin_revision, serve=True,  # the git endpoint, if needed
+                           kept_pin=kept)
     try:
         op = eng.up(
             StackRequest(cfg.stack, program, {**cfg.values(), "phase": program_phase}, secrets),
@@ -309,6 +338,15 @@ def provision(
         summary = ", ".join(f"{n} {k}" for k, n in sorted(op.changes.items()) if n and k != "same")
         reporter.ok(f'cluster "{name}" {"would change" if preview else "provisioned"}: {summary}')
     return result
+
+
+def _kept_pin(eng: Engine, name: str) -> str | None:
+    """The commit cluster ``name``'s stack pins its operator to (None: no stack, or it follows the branch)."""
+    if not eng.exists(name):
+        return None
+    out = eng.outputs(name).get("revision")
+    value = out.value if out is not None else None
+    return value if isinstance(value, str) and value else None
 
 
 def _program_phase(eng: Engine, stack: str, phase: Phase) -> str:
@@ -383,6 +421,11 @@ def refresh(name: str, *, program: Program, reporter: Reporter, engine: EngineSe
 def destroy(name: str, *, program: Program, reporter: Reporter, engine: EngineSettings) -> DestroyResult:
     """Destroy cluster ``name`` (every resource of its stack), remove the stack and the cached
     kubeconfig. A cluster without a stack has nothing to destroy (``existed`` is False)."""
+    with cluster_lock(name, f"fleet destroy {name}"):
+        return _destroy(name, program=program, reporter=reporter, engine=engine)
+
+
+def _destroy(name: str, *, program: Program, reporter: Reporter, engine: EngineSettings) -> DestroyResult:
     started = time.monotonic()
     eng = Engine(engine, reporter)
     if not eng.exists(name):

@@ -22,9 +22,9 @@ from fleet.adapters.kube import FAST, Kube
 from fleet.errors import FleetError, InputError, Unreachable
 from fleet.good import get_good
 from fleet.live.diff import diff
-from fleet.live.flux import FluxStatus, read_status
-from fleet.live.gates import GateConfig, gate_config, operator_runs, run_gates
+from fleet.live.gates import GateConfig, run_gates
 from fleet.live.inventory import Inventory, read_inventory
+from fleet.operator import AppliedState, Operator, gate_config, operator_for
 from fleet.output import Reporter, SilentReporter
 from fleet.registry.load import load_registry, open_repo
 from fleet.registry.model import ClusterSpec, FleetSettings
@@ -96,18 +96,20 @@ def cluster_status(
         target = kubeconfig_for(spec)
     except InputError as e:
         return row(reachable="no access", message=e.message)
+    op = operator_for(settings)
     try:
         kube = Kube.connect(target, policy=FAST, pool_size=4)
         inv = read_inventory(kube)
-        flux = _flux(kube) if settings.operator.kind == "flux" else None
+        flux = _operator(op, kube) if op.kind != "none" else None
     except Unreachable as e:
         return row(reachable="no", message=e.message.split(": ")[-1])
     except FleetError as e:
         return row(message=e.message)
     if flux is not None and flux[0].installed and (inv is None or flux[1]):
-        return _flux_row(row, flux[0], flux[1], target, settings, spec, kube, _drift(target, rendered, drift, age_keys))
+        return _operator_row(row, op, flux[0], flux[1], target, settings, spec, kube,
+                             _drift(target, rendered, drift, age_keys, op))
     if inv is None:
-        return row(message="never synced by fleet", drift=_drift(target, rendered, drift, age_keys))
+        return row(message="never synced by fleet", drift=_drift(target, rendered, drift, age_keys, op))
     applied, state = inv.revision[:12], inv.state
     cfg: GateConfig = gate_config(settings, spec)
     cfg = GateConfig(operator=cfg.operator, operator_gate=cfg.operator_gate, custom=cfg.custom,
@@ -127,36 +129,36 @@ def cluster_status(
         unfinished = f"sync of {applied} did not finish"
         message = f"{unfinished}; {message}" if message else unfinished
     return row(applied=applied, applied_state=state, health=health, message=message,
-               drift=_drift(target, rendered, drift, age_keys), applied_by="fleet")
+               drift=_drift(target, rendered, drift, age_keys, op), applied_by="fleet")
 
 
-def _flux(kube: Kube) -> tuple[FluxStatus, bool]:
-    """Flux's status on the cluster, and whether a controller reconciles it."""
-    st = read_status(kube)
-    return st, st.installed and operator_runs(kube)[0]
+def _operator(op: Operator, kube: Kube) -> tuple[AppliedState, bool]:
+    """The operator's account of the cluster, and whether a controller reconciles it."""
+    st = op.read(kube)
+    return st, st.installed and op.runs(kube)[0]
 
 
-def _flux_row(row: Callable[..., ClusterStatus], st: FluxStatus, runs: bool, target: Any,
-              settings: FleetSettings, spec: ClusterSpec, kube: Kube, drift: str) -> ClusterStatus:
-    """The operator applies this cluster: the applied revision and health are Flux's own account."""
+def _operator_row(row: Callable[..., ClusterStatus], op: Operator, st: AppliedState, runs: bool, target: Any,
+                  settings: FleetSettings, spec: ClusterSpec, kube: Kube, drift: str) -> ClusterStatus:
+    """The operator applies this cluster: the applied revision and health are the operator's own account."""
     if not runs:
-        return row(applied=st.applied[:12] or None, applied_by="flux", operator="not running", health="unknown",
-                   message="Flux's controllers do not run (fleet local create restarts a local cluster's)",
+        return row(applied=st.applied[:12] or None, applied_by=op.kind, operator="not running", health="unknown",
+                   message=f"{op.title}'s controllers do not run (fleet local create restarts a local cluster's)",
                    drift=drift)
     operator = "Ready" if st.ready == "True" else (f"not Ready: {st.message}" if st.message else "reconciling")
     # The cluster runs the objects of the revision Flux last applied, or of the one it attempted when it
     # applied its objects and only their health checks are running or failed.
     current = st.attempted if st.attempted and st.objects_applied(st.attempted) else st.applied
     if not current:
-        return row(applied_by="flux", operator=operator, health="progressing",
-                   message=st.message or st.source_message or "Flux has applied nothing yet", drift=drift)
+        return row(applied_by=op.kind, operator=operator, health="progressing",
+                   message=st.message or st.source_message or f"{op.title} has applied nothing yet", drift=drift)
     cfg = gate_config(settings, spec, operator_gate="on")
     cfg = GateConfig(operator=cfg.operator, operator_gate="on", custom=cfg.custom, check_inventory=False,
-                     recheck_is_ready=True)  # Flux re-checking what it applied: still healthy
+                     recheck_is_ready=True)  # the operator re-checking what it applied: still healthy
     try:
         report = run_gates(target, (), current, cfg, timeout=0, reporter=SilentReporter(), kube=kube)
     except FleetError as e:
-        return row(applied=current[:12], applied_by="flux", operator=operator, message=e.message, drift=drift)
+        return row(applied=current[:12], applied_by=op.kind, operator=operator, message=e.message, drift=drift)
     state = "applied" if st.applied_at(current) or st.rechecking(current) else "applying"
     if report.passed:
         health, message = "healthy", ""
@@ -164,17 +166,19 @@ def _flux_row(row: Callable[..., ClusterStatus], st: FluxStatus, runs: bool, tar
         bad = report.failures
         health = "unhealthy" if st.ready == "False" and st.reason != "Progressing" else "progressing"
         message = st.message or f"{bad[0].object}: {bad[0].message}"
-    return row(applied=current[:12], applied_state=state, applied_by="flux", operator=operator,
+    return row(applied=current[:12], applied_state=state, applied_by=op.kind, operator=operator,
                health=health, message=message, drift=drift)
 
 
-def _drift(target: Any, rendered: Rendered | None, wanted: bool, age_keys: Sequence[AgeKey] = ()) -> str:
+def _drift(target: Any, rendered: Rendered | None, wanted: bool, age_keys: Sequence[AgeKey] = (),
+           op: Operator | None = None) -> str:
     if not wanted:
         return "-"
     if rendered is None:
         return "unknown"
     try:
-        result = diff(target, rendered.objects, rendered.revision, reporter=SilentReporter(), age_keys=age_keys)
+        result = diff(target, rendered.objects, rendered.revision, reporter=SilentReporter(), age_keys=age_keys,
+                      via=op)
         return "yes" if result.drift else "no"
     except FleetError:
         return "unknown"

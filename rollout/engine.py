@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fleet.errors import FleetError, InputError, StepFailed
+from fleet.locks import cluster_lock
 from fleet.output import Reporter
 from fleet.stepkit.journal import Journal, StepRecord, now_iso
 from fleet.stepkit.steps import run_step
@@ -281,10 +282,11 @@ class _Rollout:
                 run.action, run.why = ("update" if probe.exists else "bootstrap"), probe.why
                 j.save()
             rep.step(f"{run.action}: {run.why}")
-            if run.action == "bootstrap":
-                self._bring_up(run, rep)
-            else:
-                self._update(run, rep)
+            with cluster_lock(name, f"fleet rollout {j.id} ({name})"):
+                if run.action == "bootstrap":
+                    self._bring_up(run, rep)
+                else:
+                    self._update(run, rep)
         except (StepFailed, FleetError) as e:
             cause = e.cause if isinstance(e, StepFailed) else e  # the step is said apart: failed_step
             with j.lock:

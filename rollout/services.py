@@ -21,6 +21,7 @@ from fleet.adapters.pulumi_auto import Engine, EngineSettings
 from fleet.errors import FleetError, InputError, PulumiError, Unreachable
 from fleet.good import get_good, record_good
 from fleet.live.gates import gate_timeout
+from fleet.operator import decide_sync, operator_for
 from fleet.output import Reporter
 from fleet.registry.load import load_registry
 from fleet.stepkit.journal import StepRecord
@@ -114,11 +115,8 @@ class RealRolloutServices:
     def sync_mode(self, cluster: str, requested: SyncMode) -> str:
         reg = self.real.registry()
         reg.get(cluster)  # NotFound, named
-        if requested == "auto":  # the operator applies wherever there is one (on local clusters too)
-            return "operator" if reg.settings.operator.kind == "flux" else "direct"
-        if requested == "operator" and reg.settings.operator.kind == "none":
-            raise InputError('--sync operator needs an operator, but fleet.yaml says operator.kind "none"')
-        return requested
+        # the rollout pins the operator through the cluster's stack before it syncs: installed by then
+        return decide_sync(requested, operator_for(reg.settings), cluster).mode
 
     def gate_timeout(self, cluster: str) -> float:
         reg = self.real.registry()

@@ -54,8 +54,10 @@ def register(app: typer.Typer) -> None:
             spec = reg.get(name)
             rendered = render_cluster(path, name, rev)
             key = key_for(reg.settings, path)  # the fleet uses SOPS: decrypted in memory, as a sync does
+            from fleet.operator import operator_for
+
             result = diff(kubeconfig_for(spec), rendered.objects, rendered.revision, reporter=r,
-                          age_keys=[key] if key else ())
+                          age_keys=[key] if key else (), via=operator_for(reg.settings))
         except FleetError as e:
             e.exit_code = max(e.exit_code, 2)  # 1 means drift here
             raise

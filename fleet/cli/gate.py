@@ -46,7 +46,8 @@ def register(app: typer.Typer) -> None:
         """Run the health gates of a cluster (watch-driven, one timeout). Exit 0 passed, 1 failed."""
         from fleet.access import kubeconfig_for
         from fleet.good import record_good
-        from fleet.live.gates import gate_config, gate_timeout, run_gates
+        from fleet.live.gates import gate_timeout, run_gates
+        from fleet.operator import gate_config
         from fleet.registry.load import load_registry
         from fleet.rendering.cluster import render_cluster
 

@@ -30,7 +30,7 @@ def _p() -> ModuleType:
 
 
 def _program() -> Program:
-    from clusters import program  # the composition root is the only importer of clusters/
+    from clusters import program
 
     return program
 

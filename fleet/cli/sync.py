@@ -57,39 +57,49 @@ def register(app: typer.Typer) -> None:
         target = kubeconfig_for(spec)
         # bad input fails here, before anything moves; what was verified is what is rendered
         rendered = render_cluster(path, name, signed.revision if signed is not None else rev)
-        if mode != "direct" and not dry_run and reg.settings.operator.kind == "flux":
-            from fleet.adapters.kube import Kube
-            from fleet.live import flux
-            from fleet.live.gates import gate_config, gate_timeout
+        from fleet.locks import cluster_lock
+        from fleet.operator import decide_sync, operator_for
 
-            kube = Kube.connect(target)
-            try:
-                runs = flux.operator_applies(kube)
-            finally:
-                kube.close()
-            if runs or mode == "operator":
-                if not runs:
-                    raise InputError(f'--sync operator: the operator does not run on "{name}"',
-                                     hint="provision it with `fleet provision`, or use --sync direct")
+        op = operator_for(reg.settings)
+        if not dry_run:  # a dry run is the objects' server-side dry run, whatever applies them
+            installed: bool | None = None
+            if mode != "direct" and op.kind != "none":
+                from fleet.adapters.kube import Kube
+
+                kube = Kube.connect(target)
+                try:
+                    installed = op.installed(kube)
+                finally:
+                    kube.close()
+            decision = decide_sync(mode, op, name, installed=installed)
+            r.step(f"sync {decision.mode}: {decision.reason}")
+            if decision.mode == "operator":
+                from clusters import program as cluster_program
+                from fleet.cli.common import engine_settings
                 from fleet.cli.gate import parse_duration
-                from fleet.provision import check_operator_can_fetch
+                from fleet.live.gates import gate_timeout
+                from fleet.operator import gate_config
+                from fleet.operator.sync import promote
+                from fleet.provision import check_operator_can_fetch, provision
 
                 check_operator_can_fetch(path, name, rendered.revision)
-
                 wait = parse_duration(timeout) if timeout else float(gate_timeout(reg.settings, spec))
-                promoted = flux.promote(target, rendered.revision, reg.settings.git.branch,
-                                        gate_config(reg.settings, spec, operator_gate="on"),
-                                        timeout=wait, reporter=r)
+                engine = engine_settings()
+                with cluster_lock(name, f"fleet sync {name}"):
+                    promoted = promote(
+                        op, target, rendered.revision, reg.settings.git.branch,
+                        gate_config(reg.settings, spec, operator_gate="on"), timeout=wait, reporter=r,
+                        pin=lambda: provision(path, name, program=cluster_program, reporter=r,
+                                              pin_revision=rendered.revision, engine=engine))
                 emit(promoted, output, columns=["cluster", "revision", "previous", "mode", "fetched", "ready", "time"],
                      rows=lambda p: [(p.cluster, p.revision[:12], p.previous[:12] or "-", p.mode, p.fetched_at,
                                       p.ready_at, f"{p.duration_s:.1f}s")])
                 return
-        elif mode == "operator" and not dry_run:
-            raise InputError('--sync operator needs an operator, but fleet.yaml says operator.kind "none"')
         from fleet.sops import key_for
 
         key = key_for(reg.settings, path)  # the fleet uses SOPS: decrypted in memory by the sync
-        result = sync(target, rendered.objects, rendered.revision, prune=prune, dry_run=dry_run, reporter=r,
-                      age_keys=[key] if key else ())
+        with cluster_lock(name, f"fleet sync {name}"):
+            result = sync(target, rendered.objects, rendered.revision, prune=prune, dry_run=dry_run, reporter=r,
+                          age_keys=[key] if key else ())
         emit(result, output, columns=["cluster", "revision", "previous", "objects", "created", "updated", "unchanged",
                                       "pruned", "kept", "dry-run", "time"], rows=_rows)

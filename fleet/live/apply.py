@@ -34,6 +34,7 @@ from fleet.live.inventory import (
     ensure_namespace,
     now,
     read_inventory,
+    remove_inventory,
     write_inventory,
 )
 from fleet.live.objects import (
@@ -52,7 +53,7 @@ from fleet.live.watch import Query, Watcher
 from fleet.output import Reporter
 from fleet.sops import AgeKey, decrypt_objects, require_key
 
-__all__ = ["ObjectFailure", "SyncResult", "sync"]
+__all__ = ["ObjectFailure", "SyncResult", "hand_over", "sync"]
 
 Obj = dict[str, Any]
 T = TypeVar("T")
@@ -404,3 +405,38 @@ def sync(
         f"in {result.duration_s:.1f}s"
     )
     return result
+
+
+def hand_over(target: KubeTarget, reporter: Reporter) -> str:
+    """Give a direct sync's objects to the operator, once it applied the revision itself.
+
+    A direct sync (break-glass, or a cluster synced before its operator came up) leaves fleet's inventory
+    and fleet's marks on every object it applied (the ``fleet.dev/*`` label and annotations, fields of the
+    ``fleet`` field manager); left there, ``fleet diff`` would report them as drift for ever. Each object
+    fleet applied gives up its ``fleet`` fields (a server-side apply of its name alone: the fields the
+    operator also applies stay, as the operator's), then the inventory goes: the objects are the
+    operator's alone. Nothing to hand over: "" (one read)."""
+    kube = Kube.connect(target)
+    try:
+        inv = read_inventory(kube)
+        if inv is None:
+            return ""
+        released, left = 0, []
+        for ref in inv.entries:
+            live = kube.get(ref.api_version, ref.kind, ref.name, ref.namespace or None)
+            if live is None or not owned_by_fleet(live, target.cluster):
+                continue
+            meta: dict[str, Any] = {"name": ref.name, **({"namespace": ref.namespace} if ref.namespace else {})}
+            try:
+                kube.apply({"apiVersion": ref.api_version, "kind": ref.kind, "metadata": meta})
+                released += 1
+            except ApiRefused as e:  # fleet alone set a required field: the operator does not apply it
+                left.append(f"{ref}: {e.message}")
+        remove_inventory(kube)
+    finally:
+        kube.close()
+    for line in left[:3]:
+        reporter.warn(f"left as fleet applied it (the operator does not apply it): {line}")
+    said = f"{released} objects handed over from fleet's direct sync to the operator"
+    reporter.ok(said)
+    return said

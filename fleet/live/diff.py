@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
@@ -100,38 +100,16 @@ def _unified(ref: str, live: Obj | None, desired: Obj | None) -> str:
     return "".join(difflib.unified_diff(a, b, fromfile=f"live/{ref}", tofile=f"desired/{ref}"))
 
 
-def _flux_inventory(kube: Kube) -> list[ObjectRef]:
-    """What Flux applied from the fleet repo: the status.inventory (``ns_name_group_kind`` and version) of
-    fleet's Kustomization and, on a cluster of a Flux directory, of every Kustomization that builds from
-    the same GitRepository (the tree's own)."""
-    from fleet.live.flux import FLUX_NAMESPACE, KUSTOMIZE_API, object_name
-    from fleet.rendering.fluxtree import OPERATOR_NAME
+class AppliedBy(Protocol):
+    """What the diff needs of the fleet's operator (:mod:`fleet.operator` implements it): whether it
+    applies this cluster, what it applied (the objects it would prune when they leave Git), and which
+    live objects it never prunes."""
 
-    name = object_name(kube)
-    out = []
-    for ks in kube.list_objects(KUSTOMIZE_API, "Kustomization").items:
-        meta, spec = ks.get("metadata") or {}, ks.get("spec") or {}
-        ref = spec.get("sourceRef") or {}
-        own = meta.get("name") == name and meta.get("namespace") == FLUX_NAMESPACE
-        built_from_ours = (ref.get("kind") == "GitRepository" and ref.get("name") == name
-                           and (ref.get("namespace") or meta.get("namespace")) == FLUX_NAMESPACE)
-        if not own and not (name != OPERATOR_NAME and built_from_ours):
-            continue
-        for e in ((ks.get("status") or {}).get("inventory") or {}).get("entries") or []:
-            parts = str(e.get("id", "")).split("_")
-            if len(parts) != 4:
-                continue
-            ns, obj_name, group, kind = parts
-            out.append(ObjectRef(group, str(e.get("v") or "v1"), kind, ns, obj_name))
-    return out
+    def applies(self, kube: Kube) -> bool: ...
 
+    def applied_refs(self, kube: Kube) -> list[ObjectRef]: ...
 
-def _flux_keeps(live: Obj) -> bool:
-    """Objects Flux never prunes: annotated or labelled ``kustomize.toolkit.fluxcd.io/prune: disabled`` or
-    ``.../reconcile: disabled`` (the operator's own objects on a cluster of a Flux directory are)."""
-    meta = live.get("metadata") or {}
-    marks = {**(meta.get("labels") or {}), **(meta.get("annotations") or {})}
-    return any(marks.get(f"kustomize.toolkit.fluxcd.io/{k}") == "disabled" for k in ("prune", "reconcile"))
+    def keeps(self, live: Obj) -> bool: ...
 
 
 def diff(
@@ -142,6 +120,7 @@ def diff(
     reporter: Reporter,
     workers: int = 16,
     operator: bool | None = None,
+    via: AppliedBy | None = None,
     age_keys: Sequence[AgeKey] = (),
 ) -> DiffResult:
     """Compare the desired ``objects`` at ``revision`` with the cluster. Where the operator applies the
@@ -155,10 +134,8 @@ def diff(
     require_key(age_keys, objects, f'cluster "{cluster}"')
     kube = Kube.connect(target, pool_size=workers + 4)
     manifests = validate(decrypt_objects(objects, age_keys) if age_keys else objects)
-    if operator is None:
-        from fleet.live.flux import operator_applies
-
-        operator = operator_applies(kube)
+    if operator is None:  # the operator applies, unless a direct sync (break-glass) was not handed back yet
+        operator = via is not None and via.applies(kube) and read_inventory(kube) is None
     by = "as Flux applies them" if operator else "as fleet applies them"
     reporter.step(f'comparing cluster "{cluster}" with {revision[:12]} ({len(manifests)} objects, {by})')
     items = plan_objects(kube, manifests, cluster, revision, mark=not operator)
@@ -206,12 +183,13 @@ def diff(
 
     parallel(one, items, workers)
     desired = {it.ref.key for it in items}
-    entries = _flux_inventory(kube) if operator else list(inv.entries if inv else ())
+    entries = via.applied_refs(kube) if operator and via is not None else list(inv.entries if inv else ())
     stale = sorted(e for e in entries if e.key not in desired)
 
     def gone(ref: ObjectRef) -> None:
         live = kube.get(ref.api_version, ref.kind, ref.name, ref.namespace or None)
-        if live is not None and (not _flux_keeps(live) if operator else owned_by_fleet(live, cluster)):
+        if live is not None and (not (via is not None and via.keeps(live)) if operator
+                                 else owned_by_fleet(live, cluster)):
             with lock:
                 found.append(ObjectDiff(str(ref), "prune", _unified(str(ref), normalize(live), None)))
 

@@ -1,10 +1,11 @@
 """``fleet gate``: is the cluster healthy at the expected revision?
 
 Gates: rollout complete for Deployments, StatefulSets and DaemonSets; Jobs complete; CRDs
-Established; the inventory says the expected revision was applied; the operator's Kustomizations
-Ready at that revision (Flux, when it is the fleet's operator, its CRDs exist and its controllers
-actually run: ``operator_gate="auto"``; ``"on"`` requires it, ``"off"`` skips it); and the custom
-gates of the registry (a condition on any object).
+Established; the inventory says the expected revision was applied; the operator's gate (what the
+fleet's operator says it applied and whether it is Ready at that revision: :class:`OperatorGates`,
+implemented per operator in :mod:`fleet.operator`; when it actually runs: ``operator_gate="auto"``;
+``"on"`` requires it, ``"off"`` skips it); and the custom gates of the registry (a condition on any
+object).
 
 Waiting is watch-driven with one deadline (:class:`fleet.live.watch.Watcher`); a terminal failure
 (a failed Job, a Deployment past its progress deadline) ends it early. ``timeout=0`` evaluates once.
@@ -16,8 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from fleet.adapters.kube import Kube, KubeTarget
 from fleet.errors import GateFailed
@@ -28,18 +28,29 @@ from fleet.live.watch import Key, Query, Snapshot, Watcher, queries_for, snapsho
 from fleet.output import Reporter
 from fleet.registry.model import ClusterSpec, CustomGate, FleetSettings
 
-__all__ = ["GateConfig", "GateReport", "GateResult", "gate_config", "run_gates"]
+__all__ = ["Gate", "GateConfig", "GateReport", "GateResult", "OperatorGates", "gate_config", "run_gates"]
 
-FLUX_API = "kustomize.toolkit.fluxcd.io/v1"
+class OperatorGates(Protocol):
+    """What the gates need of the fleet's operator (:mod:`fleet.operator` implements it for each kind):
+    whether it runs on a cluster, the gate that it applied a revision and is Ready at it, and what to
+    watch for that gate."""
+
+    kind: str
+    gate_label: str  # what the gate's result names, e.g. "Kustomization/flux-system/*"
+
+    def runs(self, kube: Kube) -> tuple[bool, str]: ...
+
+    def gate(self, revision: str, *, recheck_is_ready: bool = False) -> Gate: ...
+
+    def queries(self) -> list[Query]: ...
 
 
 @dataclass(frozen=True)
 class GateConfig:
-    operator: str = "none"  # the fleet's operator: "flux" | "none"
+    operator: OperatorGates | None = None  # the fleet's operator (None: fleet.yaml says operator.kind none)
     operator_gate: str = "auto"  # "auto" | "on" | "off"
     custom: tuple[CustomGate, ...] = ()
     check_inventory: bool = True
-    flux_namespace: str = "flux-system"
     # A look, not a gate (``fleet status``): a Kustomization re-checking the very revision it last applied
     # and found healthy (Flux does so every interval; Ready is Unknown, "Reconciliation in progress", for
     # that moment) counts as ready. Gates that decide a rollout or a recovery wait for Flux's fresh word.
@@ -47,16 +58,17 @@ class GateConfig:
 
 
 def gate_config(settings: FleetSettings, cluster: ClusterSpec | None = None, *,
-                operator_gate: str | None = None) -> GateConfig:
+                operator_gate: str | None = None, operator: OperatorGates | None = None) -> GateConfig:
     """The gates the registry declares for ``cluster`` (fleet-wide custom gates, then its own); the
-    operator gate as ``operator_gate`` says, else the cluster's ``gates.operator``, else fleet.yaml's."""
+    operator gate as ``operator_gate`` says, else the cluster's ``gates.operator``, else fleet.yaml's.
+    ``operator``: the fleet's operator (:func:`fleet.operator.gate_config` passes the one fleet.yaml names)."""
     custom = tuple(settings.gates.custom)
     mode: str = settings.gates.operator
     if cluster is not None and cluster.gates is not None:
         custom += tuple(cluster.gates.custom)
         if "operator" in cluster.gates.model_fields_set:  # said in the cluster's file, not a default
             mode = cluster.gates.operator
-    return GateConfig(operator=settings.operator.kind, operator_gate=operator_gate or mode, custom=custom)
+    return GateConfig(operator=operator, operator_gate=operator_gate or mode, custom=custom)
 
 
 def gate_timeout(settings: FleetSettings, cluster: ClusterSpec | None = None) -> int:
@@ -106,21 +118,21 @@ class GateReport:
 
 
 @dataclass(frozen=True)
-class _Gate:
+class Gate:
     gate: str
     label: str
     evaluate: Callable[[Snapshot], h.Health]
     key: Key | None = None
 
 
-def _workload_gate(ref: ObjectRef) -> _Gate:
+def _workload_gate(ref: ObjectRef) -> Gate:
     names = {"Deployment": "rollout", "StatefulSet": "rollout", "DaemonSet": "rollout", "Job": "job",
              "CustomResourceDefinition": "crd"}
-    return _Gate(names[ref.kind], str(ref), lambda s: h.health_of(ref.group, ref.kind, s.get(ref.key)),
+    return Gate(names[ref.kind], str(ref), lambda s: h.health_of(ref.group, ref.kind, s.get(ref.key)),
                  ref.key)
 
 
-def _inventory_gate(revision: str) -> _Gate:
+def _inventory_gate(revision: str) -> Gate:
     key: Key = ("", "ConfigMap", INVENTORY_NAMESPACE, INVENTORY_NAME)
 
     def evaluate(s: Snapshot) -> h.Health:
@@ -136,49 +148,7 @@ def _inventory_gate(revision: str) -> _Gate:
             return h.Health(h.WAITING, f"revision {revision[:12]} is {state}: a sync is running or failed")
         return h.Health(h.OK, f"revision {revision[:12]} applied at {data.get('time', '?')}")
 
-    return _Gate("inventory", f"ConfigMap/{INVENTORY_NAMESPACE}/{INVENTORY_NAME}", evaluate, key)
-
-
-def _from_fleet_repo(k: Mapping[str, Any]) -> bool:
-    """Whether a Flux Kustomization applies the fleet repo (fleet's ``fleet`` GitRepository, or the
-    ``flux-system`` one of an adopted Flux repo); one of an OCI artifact or another repository is only
-    required Ready (docs/adopting.md)."""
-    ref = (k.get("spec") or {}).get("sourceRef") or {}
-    return ref.get("kind", "GitRepository") == "GitRepository" and ref.get("name") in ("fleet", "flux-system")
-
-
-def _rechecking(k: Mapping[str, Any], revision: str) -> bool:
-    """Flux is re-reconciling ``revision``, which it last applied with its health checks passed (it sets
-    ``lastAppliedRevision`` only then) and is the one it attempts now: not a new revision in progress
-    (:meth:`fleet.live.flux.FluxStatus.rechecking` says the same of fleet's own Kustomization)."""
-    st = k.get("status") or {}
-    ready = h.condition(k, "Ready") or {}
-    applied, attempted = str(st.get("lastAppliedRevision") or ""), str(st.get("lastAttemptedRevision") or "")
-    return (ready.get("status") == "Unknown" and ready.get("reason") == "Progressing"
-            and revision in applied and applied == attempted)
-
-
-def _operator_gate(revision: str, namespace: str, *, recheck_is_ready: bool = False) -> _Gate:
-    def evaluate(s: Snapshot) -> h.Health:
-        ks = [o for k, o in s.items() if k[0] == "kustomize.toolkit.fluxcd.io" and k[1] == "Kustomization"
-              and k[2] == namespace]
-        if not ks:
-            return h.Health(h.WAITING, f"no Flux Kustomization in {namespace}")
-        for k in ks:
-            name = k["metadata"]["name"]
-            ready = h.condition(k, "Ready")
-            applied = str((k.get("status") or {}).get("lastAppliedRevision") or "")
-            if recheck_is_ready and _rechecking(k, revision):
-                continue
-            if not ready or ready.get("status") != "True":
-                msg = (ready or {}).get("message", "no Ready condition yet")
-                return h.Health(h.WAITING, f"Kustomization {name} not ready: {msg}")
-            if revision not in applied and _from_fleet_repo(k):  # another source has its own revisions
-                return h.Health(h.WAITING, f"Kustomization {name} applied {applied or 'nothing'}, "
-                                           f"expected {revision[:12]}")
-        return h.Health(h.OK, f"{len(ks)} Kustomizations ready at {revision[:12]}")
-
-    return _Gate("operator", f"Kustomization/{namespace}/*", evaluate)
+    return Gate("inventory", f"ConfigMap/{INVENTORY_NAMESPACE}/{INVENTORY_NAME}", evaluate, key)
 
 
 def _custom_ref(g: CustomGate) -> ObjectRef:
@@ -187,40 +157,14 @@ def _custom_ref(g: CustomGate) -> ObjectRef:
     return ObjectRef.of(manifest, namespaced=g.namespace is not None)
 
 
-def _custom_gate(g: CustomGate) -> _Gate:
+def _custom_gate(g: CustomGate) -> Gate:
     ref = _custom_ref(g)
-    return _Gate("custom", f"{ref} {g.condition}={g.status}",
+    return Gate("custom", f"{ref} {g.condition}={g.status}",
                  lambda s: h.custom(s[ref.key], g.condition, g.status) if ref.key in s
                  else h.Health(h.WAITING, "not found in the cluster"), ref.key)
 
 
-def _recent(ts: Any, seconds: float) -> bool:
-    try:
-        when = datetime.fromisoformat(str(ts).replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    return (datetime.now(UTC) - when).total_seconds() < seconds
-
-
-def operator_runs(kube: Kube, namespace: str = "flux-system") -> tuple[bool, str]:
-    """Whether Flux's controllers run on this cluster: a fresh leader lease, or status they wrote."""
-    if kube.find_resource(FLUX_API, "Kustomization") is None:
-        return False, "the Flux Kustomization CRD is not installed"
-    for lease in kube.list_objects("coordination.k8s.io/v1", "Lease", namespace=namespace).items:
-        name = lease["metadata"]["name"]
-        if "kustomize-controller" in name and _recent((lease.get("spec") or {}).get("renewTime"), 120):
-            return True, f"lease {name} is held"
-    for k in kube.list_objects(FLUX_API, "Kustomization", namespace=namespace).items:
-        status = k.get("status") or {}
-        seen = status.get("observedGeneration")
-        # The CRD defaults observedGeneration to -1 until a reconcile finished; a controller at work on
-        # its first one has written its conditions (and the revision it attempts) already.
-        if (isinstance(seen, int) and seen >= 1) or status.get("conditions") or status.get("lastAttemptedRevision"):
-            return True, "Kustomizations carry controller status"
-    return False, "the Flux controllers are not running (no fresh leader lease, no Kustomization status)"
-
-
-def _details(kube: Kube, gate: _Gate, snap: Snapshot) -> tuple[str, ...]:
+def _details(kube: Kube, gate: Gate, snap: Snapshot) -> tuple[str, ...]:
     """Conditions and recent Events of the object, and of a few of its pods that are not ready."""
     if gate.key is None:
         return ()
@@ -245,8 +189,8 @@ def _details(kube: Kube, gate: _Gate, snap: Snapshot) -> tuple[str, ...]:
 
 
 def _gates(objects: Iterable[Mapping[str, Any]], revision: str, cfg: GateConfig, kube: Kube,
-           reporter: Reporter) -> tuple[list[_Gate], list[Query], list[GateResult]]:
-    gates: list[_Gate] = []
+           reporter: Reporter) -> tuple[list[Gate], list[Query], list[GateResult]]:
+    gates: list[Gate] = []
     refs: list[ObjectRef] = []
     skipped: list[GateResult] = []
     seen: set[Key] = set()
@@ -256,16 +200,16 @@ def _gates(objects: Iterable[Mapping[str, Any]], revision: str, cfg: GateConfig,
             seen.add(ref.key)
             refs.append(ref)
             gates.append(_workload_gate(ref))
-    label = f"Kustomization/{cfg.flux_namespace}/*"
+    op = cfg.operator
+    label = op.gate_label if op is not None else "operator"
     operator = False
-    if cfg.operator != "flux" or cfg.operator_gate == "off":
-        why = "turned off" if cfg.operator == "flux" else f'the fleet\'s operator is "{cfg.operator}"'
+    if op is None or cfg.operator_gate == "off":
+        why = "turned off" if op is not None else 'the fleet\'s operator is "none"'
         skipped.append(GateResult("operator", label, "skipped", why))
     else:
-        operator, why = (True, "required") if cfg.operator_gate == "on" \
-            else operator_runs(kube, cfg.flux_namespace)
+        operator, why = (True, "required") if cfg.operator_gate == "on" else op.runs(kube)
         if operator:
-            gates.append(_operator_gate(revision, cfg.flux_namespace, recheck_is_ready=cfg.recheck_is_ready))
+            gates.append(op.gate(revision, recheck_is_ready=cfg.recheck_is_ready))
         else:
             skipped.append(GateResult("operator", label, "skipped", why))
             reporter.warn(f"operator gate skipped: {why}")
@@ -281,8 +225,8 @@ def _gates(objects: Iterable[Mapping[str, Any]], revision: str, cfg: GateConfig,
         gates.append(gate)
         refs.append(_custom_ref(g))
     queries = queries_for(refs)
-    if operator:
-        queries.append(Query(FLUX_API, "Kustomization", cfg.flux_namespace))
+    if operator and op is not None:
+        queries += op.queries()
     return gates, queries, skipped
 
 
@@ -309,6 +253,7 @@ def run_gates(
         reporter.wait(f'waiting for {len(gates)} gates on "{target.cluster}" at {revision[:12]} '
                       f"(timeout {timeout:.0f}s)")
         passed: set[int] = set()
+        said: dict[int, str] = {}
 
         def done(s: Snapshot) -> bool:
             """Every gate passes in one and the same snapshot (or one failed for good). A gate that passed
@@ -320,6 +265,9 @@ def run_gates(
                 if hh.ok and i not in passed:
                     passed.add(i)
                     reporter.ok(f"{g.label}: {hh.message}")
+                if not hh.ok and g.gate == "operator" and said.get(i) != hh.message:
+                    said[i] = hh.message  # what the operator waits on, as soon as it says (a source's error)
+                    reporter.wait(f"{g.label}: {hh.message}")
                 every = every and hh.ok
                 terminal = terminal or hh.state == h.FAILED
             return terminal or every

@@ -179,3 +179,12 @@ def write_inventory(
             kube.delete("v1", "ConfigMap", name, INVENTORY_NAMESPACE)
     rv = str((written.get("metadata") or {}).get("resourceVersion", ""))
     return replace(inv, generation=generation, resource_version=rv)
+
+
+def remove_inventory(kube: Kube) -> None:
+    """Delete the inventory (its head and every chunk): fleet no longer applies this cluster."""
+    for cm in kube.list_objects("v1", "ConfigMap", namespace=INVENTORY_NAMESPACE,
+                                label_selector="fleet.dev/inventory=true").items:
+        if cm["metadata"]["name"] != INVENTORY_NAME:
+            kube.delete("v1", "ConfigMap", cm["metadata"]["name"], INVENTORY_NAMESPACE)
+    kube.delete("v1", "ConfigMap", INVENTORY_NAME, INVENTORY_NAMESPACE)

@@ -60,7 +60,8 @@ class Manifests(dyn.Resource, module="fleet", name="Manifests"):
 
 def legacy_program() -> None:
     """The program of fleet 0.1: the cluster, then Flux's object groups as Manifests resources."""
-    from clusters import flux, providers
+    from clusters import providers
+    from fleet.operator.flux import install as flux
     from fleet.stackconfig import PROJECT, StackConfig
 
     sc = StackConfig.parse(pulumi.Config(PROJECT).get)

@@ -4,7 +4,7 @@ real SSH and OpenPGP keys outside the repo) and one local cluster whose source-c
 - `fleet bootstrap --to` an SSH-signed commit: the GitRepository gets ``spec.verify`` and the keys Secret,
   source-controller verifies the signature (SourceVerified) and Flux applies the commit;
 - an unsigned commit, pushed: `fleet sync` and `fleet bootstrap` refuse it (exit 2) before the pin moves;
-- the pin moved to it behind fleet's back (fleet.live.flux.move_pin, as anyone with cluster access could):
+- the pin moved to it behind fleet's back (a server-side apply of the GitRepository's ref, as anyone with cluster access could):
   source-controller refuses it (SourceVerified False, InvalidCommitSignature), keeps the signed artifact,
   and nothing of the unsigned commit is applied;
 - the same change signed with OpenPGP (a signed commit on top: mode HEAD verifies the commit itself, not its
@@ -30,8 +30,8 @@ from e2e_support import fleet, make_fleet_repo, need_local_clusters, push, remov
 from fleet import toolchain
 from fleet.adapters.kube import Kube, KubeTarget
 from fleet.adapters.pulumi_auto import EngineSettings
-from fleet.live.flux import move_pin, request_reconcile
 from fleet.local.clusters import LocalClusters
+from fleet.operator.flux.status import FLUX_NAMESPACE, SOURCE_API, object_name, request_reconcile
 from fleet.registry import ClusterSpec, add_cluster
 from tests.signing import HAVE_TOOLS, Keys, commit, make_keys, require_signatures, stop_agent
 
@@ -132,7 +132,11 @@ def test_an_unsigned_commit_is_refused_by_fleet_and_by_flux(world: World) -> Non
         assert f"commit {unsigned[:12]} is not signed" in done.stderr and done.stdout == "", done.stderr
     assert source(world)["spec"]["ref"]["commit"] == world.signed
     # the pin moved behind fleet's back: source-controller verifies and refuses
-    move_pin(Kube(KubeTarget(NAME, kc)), unsigned, source(world)["spec"]["ref"]["branch"])
+    kube = Kube(KubeTarget(NAME, kc))
+    kube.apply({"apiVersion": SOURCE_API, "kind": "GitRepository",
+                "metadata": {"name": object_name(kube), "namespace": FLUX_NAMESPACE},
+                "spec": {"ref": {"branch": source(world)["spec"]["ref"]["branch"], "commit": unsigned}}},
+               field_manager="someone-with-cluster-access")
 
     def refused() -> dict[str, Any] | None:
         src = source(world)

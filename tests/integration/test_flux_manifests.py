@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from helpers import need_flux_manifests
 
-from clusters import flux
+from fleet.operator.flux import install as flux
 from fleet.registry.model import ClusterSpec, FleetSettings
 from fleet.stackconfig import StackConfig
 

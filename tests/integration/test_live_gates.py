@@ -16,6 +16,7 @@ from fleet.adapters.kube import Kube, KubeTarget
 from fleet.good import get_good
 from fleet.live.apply import sync
 from fleet.live.gates import GateConfig, run_gates
+from fleet.operator.flux import FluxOperator
 from fleet.output import SilentReporter
 from fleet.registry.model import CustomGate
 
@@ -160,7 +161,7 @@ def test_operator_gate_auto_on_and_off(kube: Kube, live_target: KubeTarget, ns: 
         sync(live_target, [crd, namespace("flux-system"), ks, *apps], revision, reporter=SilentReporter())
         r = SilentReporter()
         # auto: the CRD is there, but no controller ever wrote status nor holds a lease -> skipped
-        report = run_gates(live_target, apps, revision, GateConfig(operator="flux"), timeout=10, reporter=r)
+        report = run_gates(live_target, apps, revision, GateConfig(operator=FluxOperator()), timeout=10, reporter=r)
         status = {r.gate: (r.status, r.message) for r in report.results}
         assert report.passed
         assert status["operator"][0] == "skipped" and "not running" in status["operator"][1]
@@ -170,7 +171,7 @@ def test_operator_gate_auto_on_and_off(kube: Kube, live_target: KubeTarget, ns: 
             live_target,
             apps,
             revision,
-            GateConfig(operator="flux", operator_gate="on"),
+            GateConfig(operator=FluxOperator(), operator_gate="on"),
             timeout=2,
             reporter=r,
         )
@@ -202,17 +203,17 @@ def test_operator_gate_auto_on_and_off(kube: Kube, live_target: KubeTarget, ns: 
             },
             content_type="application/merge-patch+json",
         )
-        report = run_gates(live_target, apps, revision, GateConfig(operator="flux"), timeout=10, reporter=r)
+        report = run_gates(live_target, apps, revision, GateConfig(operator=FluxOperator()), timeout=10, reporter=r)
         status = {r.gate: (r.status, r.message) for r in report.results}
         assert report.passed and status["operator"][0] == "passed", status
-        other = run_gates(live_target, apps, "6" * 40, GateConfig(operator="flux"), timeout=1, reporter=r)
+        other = run_gates(live_target, apps, "6" * 40, GateConfig(operator=FluxOperator()), timeout=1, reporter=r)
         assert not other.passed
         assert any("expected 666666666666" in x.message for x in other.results if x.gate == "operator")
         off = run_gates(
             live_target,
             apps,
             "6" * 40,
-            GateConfig(operator="flux", operator_gate="off"),
+            GateConfig(operator=FluxOperator(), operator_gate="off"),
             timeout=1,
             reporter=r,
         )

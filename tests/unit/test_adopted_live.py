@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from fleet.live import health as h
-from fleet.live.gates import _operator_gate
+from fleet.operator.flux.gate import operator_gate as _operator_gate
 
 REV = "a" * 40
 
@@ -39,7 +39,7 @@ def test_operator_gate_wants_the_fleet_repo_at_the_revision_and_other_sources_re
 
 
 def test_the_operator_applies_the_clusters_own_flux_directory(tmp_path: Path) -> None:
-    from clusters.flux import kustomization_path
+    from fleet.operator.flux.install import kustomization_path
     from fleet.registry import ClusterSource, ClusterSpec, FleetSettings
     from fleet.stackconfig import StackConfig
 

@@ -11,11 +11,11 @@ import pytest
 import yaml
 from pulumi_mocks import KUBECONFIG, resolve, set_stack_config, spec, stack_config, use_mocks
 
-from clusters import flux
 from clusters.operator import FluxOperator
 from clusters.providers.kind import KindCli, kind_config, node_image
 from clusters.providers.kind import props as kind_props
 from fleet.errors import ConfigError, InputError
+from fleet.operator.flux import install as flux
 from fleet.stackconfig import StackConfig, flux_git_url, parse_git_auth
 
 SHA = "0123456789abcdef0123456789abcdef01234567"

@@ -264,7 +264,8 @@ def test_kubeconfig_for_prefers_the_provisioned_file_then_registry_access(
 
 
 def test_gate_config_layers_fleet_and_cluster_settings() -> None:
-    from fleet.live.gates import gate_config, gate_timeout
+    from fleet.live.gates import gate_timeout
+    from fleet.operator import gate_config
     from fleet.registry.model import CustomGate, FleetSettings, GateSettings
 
     ready = CustomGate(apiVersion="v1", kind="ConfigMap", name="x", namespace="y")
@@ -283,7 +284,7 @@ def test_gate_config_layers_fleet_and_cluster_settings() -> None:
     strict = ClusterSpec(name="c", environment="dev", gates=GateSettings(operator="on", timeout=30))
     assert gate_config(fleet, strict).operator_gate == "on" and gate_timeout(fleet, strict) == 30
     assert gate_config(fleet, strict, operator_gate="auto").operator_gate == "auto"  # the CLI flag wins
-    assert gate_config(fleet, plain).operator == "flux"
+    assert gate_config(fleet, plain).operator.kind == "flux"  # type: ignore[union-attr]
 
 
 def _ks(name: str, ready: str, reason: str, applied: str, attempted: str) -> dict[str, Any]:
@@ -296,7 +297,7 @@ def _ks(name: str, ready: str, reason: str, applied: str, attempted: str) -> dic
 
 
 def test_flux_rechecking_the_revision_it_applied_is_healthy_for_a_look_but_not_for_a_gate() -> None:
-    from fleet.live.gates import _operator_gate
+    from fleet.operator.flux.gate import operator_gate as _operator_gate
 
     rev, new = "a" * 40, "b" * 40
 

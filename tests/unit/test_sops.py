@@ -15,10 +15,10 @@ import pytest
 import yaml
 from pulumi_mocks import KUBECONFIG, resolve, spec, stack_config, use_mocks
 
-from clusters import flux
 from clusters.operator import FluxOperator
 from fleet import sops
 from fleet.errors import InputError, SecretsError
+from fleet.operator.flux import install as flux
 from fleet.registry.model import FleetSettings
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "sops"

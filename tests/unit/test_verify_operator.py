@@ -11,8 +11,8 @@ import pulumi
 import pytest
 from pulumi_mocks import KUBECONFIG, resolve, set_stack_config, spec, stack_config, use_mocks
 
-from clusters import flux
 from clusters.operator import FluxOperator
+from fleet.operator.flux import install as flux
 from fleet.stackconfig import StackConfig
 from tests.helpers import new_fleet_repo
 

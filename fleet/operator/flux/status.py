@@ -1,14 +1,15 @@
 """What Flux says of a cluster, and the two requests fleet makes of it: move the pin, reconcile now.
 
 fleet's operator objects are one GitRepository and one Kustomization, both ``flux-system/fleet``, or
-``flux-system/flux-system`` on a cluster of a Flux directory (:mod:`clusters.flux`; :func:`object_name`
+``flux-system/flux-system`` on a cluster of a Flux directory (:mod:`fleet.operator.flux.install`; :func:`object_name`
 reads which off the cluster). Their status is the operator's own account of what it fetched and applied;
 fleet reads it for ``fleet status``, the bootstrap's sync step and the recovery report, and never
 takes a controller Deployment's readiness for it.
 
-Promotion is a move of the pin: ``spec.ref.commit`` of the GitRepository, server-side applied with
-fleet's field manager, then a reconcile requested as ``flux reconcile`` does (the
-``reconcile.fluxcd.io/requestedAt`` annotation on both objects).
+Promotion is a move of the pin: ``spec.ref.commit`` of the GitRepository, which the cluster's Pulumi
+stack owns (its one owner: ``fleet.provision`` with ``pin_revision``, for sync, bootstrap and rollout
+alike), then a reconcile requested as ``flux reconcile`` does (the ``reconcile.fluxcd.io/requestedAt``
+annotation on both objects).
 """
 
 from __future__ import annotations
@@ -30,12 +31,9 @@ __all__ = [
     "OBJECT_NAME",
     "SOURCE_API",
     "FluxStatus",
-    "Promotion",
     "commit_of",
-    "move_pin",
     "object_name",
     "operator_applies",
-    "promote",
     "read_status",
     "request_reconcile",
     "status_of",
@@ -44,13 +42,11 @@ __all__ = [
 
 FLUX_NAMESPACE = "flux-system"
 OBJECT_NAME = OPERATOR_NAME
-CLUSTER_LABEL = "fleet.dev/cluster"  # on fleet's operator objects (clusters.flux)
+CLUSTER_LABEL = "fleet.dev/cluster"  # on fleet's operator objects (fleet.operator.flux.install)
 SOURCE_API = "source.toolkit.fluxcd.io/v1"
 KUSTOMIZE_API = "kustomize.toolkit.fluxcd.io/v1"
 REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"
-# Each request has a field manager of its own: server-side apply removes the fields a manager set before
-# and leaves out now, so one manager for the pin and the annotation would drop the pin.
-PIN_MANAGER = "fleet-pin"
+# The reconcile request's own field manager: it owns the annotation, nothing else (the pin is the stack's).
 RECONCILE_MANAGER = "fleet-reconcile"
 
 
@@ -175,17 +171,6 @@ def request_reconcile(kube: Kube, namespace: str = FLUX_NAMESPACE, name: str | N
     return now
 
 
-def move_pin(kube: Kube, commit: str, branch: str, namespace: str = FLUX_NAMESPACE,
-             name: str | None = None) -> None:
-    """Pin the GitRepository to ``commit`` (server-side apply of ``spec.ref`` by fleet), then request a
-    reconcile so the move is applied now, not at the next interval."""
-    name = name or object_name(kube, namespace)
-    kube.apply({"apiVersion": SOURCE_API, "kind": "GitRepository",
-                "metadata": {"name": name, "namespace": namespace},
-                "spec": {"ref": {"branch": branch, "commit": commit}}}, field_manager=PIN_MANAGER)
-    request_reconcile(kube, namespace, name)
-
-
 def wait_applied(target: KubeTarget, revision: str, *, timeout: float, reporter: Reporter,
                  kube: Kube | None = None) -> FluxStatus:
     """Wait (watch-driven, one timeout) until Flux fetched ``revision`` and applied its objects; say
@@ -202,6 +187,7 @@ def wait_applied(target: KubeTarget, revision: str, *, timeout: float, reporter:
         queries = [Query(SOURCE_API, "GitRepository", FLUX_NAMESPACE, name),
                    Query(KUSTOMIZE_API, "Kustomization", FLUX_NAMESPACE, name)]
         fetched_said = False
+        causes: set[str] = set()
 
         def current(snap: dict[Any, Any]) -> FluxStatus:
             src = next((o for k, o in snap.items() if k[1] == "GitRepository"), None)
@@ -214,6 +200,10 @@ def wait_applied(target: KubeTarget, revision: str, *, timeout: float, reporter:
             if st.fetched == revision and not fetched_said:
                 fetched_said = True
                 reporter.ok(f"Flux fetched {revision[:12]} at {st.fetched_at or '?'}")
+            cause = _cause(snap, name, revision)
+            if cause and cause not in causes:  # the latest cause, said when it first appears
+                causes.add(cause)
+                reporter.warn(cause)
             return st.objects_applied(revision) or st.apply_failed(revision)
 
         with Watcher(kube, queries, deadline=time.monotonic() + timeout) as w:
@@ -241,47 +231,22 @@ def wait_applied(target: KubeTarget, revision: str, *, timeout: float, reporter:
             kube.close()
 
 
-@dataclass(frozen=True)
-class Promotion:
-    """``fleet sync`` through the operator: the pin moved from ``previous`` to ``revision``, applied."""
-
-    cluster: str
-    revision: str
-    previous: str  # the commit pinned before ("" when it followed the branch)
-    mode: str  # "operator"
-    fetched_at: str
-    ready_at: str
-    duration_s: float
+def _cause(snap: dict[Any, Any], name: str, revision: str) -> str:
+    """Why Flux has not applied ``revision`` yet, in its own words: the GitRepository's failed fetch
+    ("connection refused", "repository not found"), else the Kustomization's failure."""
+    for k, o in snap.items():
+        ready = _condition(o, "Ready")
+        if ready.get("status") != "False" or not ready.get("message"):
+            continue
+        if k[1] == "GitRepository":
+            return f"waiting for GitRepository {FLUX_NAMESPACE}/{name}: {ready['message']}"
+        if k[1] == "Kustomization" and ready.get("reason") != "Progressing":
+            return f"waiting for Kustomization {FLUX_NAMESPACE}/{name}: {ready['message']}"
+    return ""
 
 
 def operator_applies(kube: Kube) -> bool:
     """fleet's GitRepository and Kustomization are on the cluster and a controller reconciles them."""
-    from fleet.live.gates import operator_runs
+    from fleet.operator.flux.gate import operator_runs
 
     return read_status(kube).installed and operator_runs(kube, FLUX_NAMESPACE)[0]
-
-
-def promote(target: KubeTarget, commit: str, branch: str, cfg: Any, *, timeout: float,
-            reporter: Reporter) -> Promotion:
-    """Move the cluster's pin to ``commit``, request a reconcile, wait until Flux applied it."""
-    t0 = time.monotonic()
-    kube = Kube.connect(target)
-    try:
-        name = object_name(kube)
-        before = read_status(kube, name=name)
-        if before.pinned == commit:
-            reporter.step(f'"{target.cluster}" is pinned to {commit[:12]} already; requesting a reconcile')
-            request_reconcile(kube, name=name)
-        else:
-            reporter.step(f'moving the pin of "{target.cluster}" from {before.pinned[:12] or branch} to {commit[:12]}')
-            move_pin(kube, commit, branch, name=name)
-        wait_applied(target, commit, timeout=timeout, reporter=reporter, kube=kube)
-        from fleet.live.gates import run_gates
-
-        left = max(1.0, timeout - (time.monotonic() - t0))
-        run_gates(target, (), commit, cfg, timeout=left, reporter=reporter, kube=kube).raise_for_failure()
-        st = read_status(kube, name=name)
-        return Promotion(target.cluster, commit, before.pinned, "operator", st.fetched_at, st.ready_since,
-                         round(time.monotonic() - t0, 3))
-    finally:
-        kube.close()

@@ -1,0 +1,95 @@
+"""One lock per cluster, across every command that changes it: ``fleet sync``, ``fleet provision``,
+``fleet bootstrap`` and each cluster of a ``fleet rollout``. A second one is refused at once, naming the
+holder (its command, process, host and since when), instead of racing the first (a sync's pin silently
+undone by a bootstrap's, or a loser waiting out its whole timeout).
+
+The lock is an exclusive ``flock`` on ``$FLEET_HOME/locks/cluster-<name>.lock``: the kernel releases it
+when its holder dies, SIGKILL included, so a killed command never leaves it held. It is re-entrant within
+one process (a rollout that brings a cluster up through the DR pipeline holds it once). Dry runs take no
+lock (they write nothing).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from fleet.errors import InputError
+from fleet.paths import fleet_home, private_dir, writes_allowed
+
+__all__ = ["ClusterBusy", "cluster_lock", "lock_path"]
+
+_held: dict[str, int] = {}  # cluster -> depth, in this process
+_guard = threading.Lock()
+
+
+class ClusterBusy(InputError):
+    """Another fleet command changes this cluster right now."""
+
+
+def lock_path(cluster: str) -> Path:
+    return fleet_home() / "locks" / f"cluster-{cluster}.lock"
+
+
+def _holder(path: Path) -> str:
+    try:
+        info = json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        return "another fleet command"
+    if not isinstance(info, dict) or not info.get("command"):
+        return "another fleet command"
+    return (f'{str(info.get("command"))[:80]} (pid {info.get("pid", "?")} on {str(info.get("host", "?"))[:64]}, '
+            f'since {info.get("since", "?")})')
+
+
+@contextmanager
+def cluster_lock(cluster: str, command: str) -> Iterator[None]:
+    """Hold cluster ``cluster``'s lock while changing it; ``command`` says who holds it
+    (``fleet sync eu-1``). Refused at once (:class:`ClusterBusy`, exit 2) when another process holds it."""
+    if not writes_allowed():
+        yield
+        return
+    with _guard:
+        if _held.get(cluster):
+            _held[cluster] += 1
+            reentered = True
+        else:
+            reentered = False
+    if reentered:
+        try:
+            yield
+        finally:
+            with _guard:
+                _held[cluster] -= 1
+        return
+    path = lock_path(cluster)
+    private_dir(path.parent)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as e:
+            raise ClusterBusy(f'cluster "{cluster}" is being changed by {_holder(path)}',
+                              hint="wait for it to finish (a killed command releases the lock at once)") from e
+        info = {"command": command, "pid": os.getpid(), "host": socket.gethostname(),
+                "since": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info).encode(), 0)
+        with _guard:
+            _held[cluster] = 1
+        try:
+            yield
+        finally:
+            with _guard:
+                _held.pop(cluster, None)
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
