@@ -12,8 +12,10 @@ lock (they write nothing).
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
+import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -26,6 +28,7 @@ from fleet.paths import fleet_home, private_dir, writes_allowed
 
 __all__ = ["ClusterBusy", "cluster_lock", "lock_path"]
 
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")
 _held: dict[str, int] = {}  # cluster -> depth, in this process
 _guard = threading.Lock()
 
@@ -35,6 +38,10 @@ class ClusterBusy(InputError):
 
 
 def lock_path(cluster: str) -> Path:
+    """The lock file of ``cluster``; a name that is not a plain cluster name (it comes from the command
+    line before the registry checks it) is hashed, so it never names a path outside the lock folder."""
+    if not _NAME.match(cluster):
+        cluster = "x-" + hashlib.sha256(cluster.encode()).hexdigest()[:32]
     return fleet_home() / "locks" / f"cluster-{cluster}.lock"
 
 
