@@ -4,7 +4,8 @@ real SSH and OpenPGP keys outside the repo) and one local cluster whose source-c
 - `fleet bootstrap --to` an SSH-signed commit: the GitRepository gets ``spec.verify`` and the keys Secret,
   source-controller verifies the signature (SourceVerified) and Flux applies the commit;
 - an unsigned commit, pushed: `fleet sync` and `fleet bootstrap` refuse it (exit 2) before the pin moves;
-- the pin moved to it behind fleet's back (a server-side apply of the GitRepository's ref, as anyone with cluster access could):
+- the pin moved to it behind fleet's back (a server-side apply of the GitRepository's ref, as anyone with
+  cluster access could):
   source-controller refuses it (SourceVerified False, InvalidCommitSignature), keeps the signed artifact,
   and nothing of the unsigned commit is applied;
 - the same change signed with OpenPGP (a signed commit on top: mode HEAD verifies the commit itself, not its

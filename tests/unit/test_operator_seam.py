@@ -42,7 +42,7 @@ def test_auto_applies_directly_where_the_operator_is_not_installed_and_says_so()
 def test_no_operator_is_direct_and_operator_asked_is_bad_input() -> None:
     d = decide_sync("auto", NONE, "eu-1", installed=None)
     assert d.mode == "direct" and 'operator.kind "none"' in d.reason
-    with pytest.raises(InputError, match='fleet.yaml says operator.kind "none"'):
+    with pytest.raises(InputError, match=r'fleet\.yaml says operator\.kind "none"'):
         decide_sync("operator", NONE, "eu-1")
 
 
