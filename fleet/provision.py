@@ -122,6 +122,12 @@ def _check_on_remote(g: GitRepo, reg: Registry, provider: str, revision: str) ->
     from fleet.adapters import proc
 
     found = proc.run(["git", f"--git-dir={remote}", "cat-file", "-e", f"{revision}^{{commit}}"], timeout=30)
+    if not found.ok and not proc.run(["git", f"--git-dir={remote}", "rev-parse", "--git-dir"], timeout=30).ok:
+        raise InputError(
+            f"the remote {remote} that the operator clones is gone (not a git repository any more)",
+            hint="restore it, or point fleet.yaml's git.url (or the git remote) at the repository the operator "
+                 "should clone; nothing was changed",
+        )
     if not found.ok:
         raise InputError(
             f"commit {revision[:12]} is not on the remote {remote} that the operator clones",

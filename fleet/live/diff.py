@@ -151,7 +151,7 @@ def diff(
         if it.served:
             live = kube.get(it.ref.api_version, it.ref.kind, it.ref.name, it.ref.namespace or None)
         if live is None:
-            d = ObjectDiff(ref, "create", _unified(ref, None, normalize(it.obj)))
+            d = ObjectDiff(ref, "create", _refused(it) + _unified(ref, None, normalize(it.obj)))
         else:
             would: Obj = it.obj
             for _ in range(5):  # compare the dry run with the very version it was computed on
@@ -181,6 +181,23 @@ def diff(
         with lock:
             found.append(d)
 
+    def _refused(it: PlannedObject) -> str:
+        """A new object is dry-run too: what the API server (or an admission webhook) would refuse is said,
+        not counted as a plain create."""
+        if not it.served:
+            return ""
+        try:
+            kube.apply(it.obj, dry_run=True, decode=False)
+        except ApiRefused as e:
+            if e.status == 404:  # its namespace (or CRD) comes with the same sync
+                return ""
+            reporter.warn(f"{it.ref}: the API server would refuse it: {e.message.split(': ', 2)[-1]}")
+            with lock:
+                refused.append(str(it.ref))
+            return f"# the API server would refuse it: {e.message.split(': ', 2)[-1]}\n"
+        return ""
+
+    refused: list[str] = []
     parallel(one, items, workers)
     desired = {it.ref.key for it in items}
     entries = via.applied_refs(kube) if operator and via is not None else list(inv.entries if inv else ())
@@ -203,7 +220,8 @@ def diff(
         duration_s=round(time.monotonic() - t0, 3),
     )
     if found:
-        reporter.warn(f'cluster "{cluster}" differs from {revision[:12]}: {counts["create"]} to create, '
+        would_refuse = f" ({len(refused)} the API server would refuse)" if refused else ""
+        reporter.warn(f'cluster "{cluster}" differs from {revision[:12]}: {counts["create"]} to create{would_refuse}, '
                       f'{counts["update"]} to update, {counts["prune"]} to prune')
     else:
         reporter.ok(f'cluster "{cluster}" is up to date with {revision[:12]} ({unchanged} objects)')

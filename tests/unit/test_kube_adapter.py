@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from fleet.adapters.kube import Informer, Kube, KubeTarget, NotServed, RetryPolicy
-from fleet.errors import FleetError, Forbidden, InputError, KubeError, NotFound, Unreachable
+from fleet.errors import ApiRefused, FleetError, Forbidden, InputError, KubeError, NotFound, Unreachable
 
 CORE = {
     "kind": "APIResourceList",
@@ -135,6 +135,19 @@ def test_apply_is_server_side_apply_and_retries_5xx(server: tuple[Script, int], 
     assert len(patches) == 3
     assert "fieldManager=fleet" in patches[0][1] and "force=true" in patches[0][1]
     assert json.loads(script.bodies[-1]) == CM
+
+
+def test_an_admission_webhook_that_fails_is_said_at_once_not_retried(server: tuple[Script, int],
+                                                                     tmp_path: Path) -> None:
+    script, port = server
+    msg = ('Internal error occurred: failed calling webhook "check.example.com": failed to call webhook: '
+           'Post "https://check.default.svc:443/validate": context deadline exceeded')
+    script.on("PATCH", CM_PATH, (500, {}, status(500, "InternalError", msg)), (201, {}, CM))
+    kube = kube_for(tmp_path, port)
+    with pytest.raises(ApiRefused) as e:
+        kube.apply(CM)
+    assert 'failed calling webhook "check.example.com"' in e.value.message and not e.value.transient
+    assert len([s for s in script.seen if s[0] == "PATCH"]) == 1
 
 
 def test_429_honours_retry_after(server: tuple[Script, int], tmp_path: Path) -> None:

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from helpers import commit_file, git_state, new_fleet_repo, run_cli
 
+from fleet.errors import InputError
+
 URL_LINE = "  # url: https://git.example.com/platform/fleet.git"
 
 
@@ -147,3 +149,27 @@ def test_destroy_without_yes_and_without_a_terminal_refuses(
     assert code == 2
     assert 'refusing to destroy cluster "dev-1" without --yes' in err
     assert_no_pulumi_state(fleet_home)
+
+
+def test_a_served_remote_that_is_gone_is_named_not_taken_for_an_unpushed_commit(tmp_path: Path) -> None:
+    """A local cluster's operator clones the path remote: when that remote is gone, fleet says so, rather than
+    calling the commit unpushed and hinting `fleet push`."""
+    import shutil
+    import subprocess
+
+    from fleet.provision import check_operator_can_fetch
+    from fleet.registry import ClusterSpec, add_cluster, init_repo
+
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
+    root = init_repo(tmp_path / "fleet", remote_url=str(remote)).root
+    add_cluster(root, ClusterSpec(name="dev-1", environment="dev"))
+    head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    with pytest.raises(InputError, match="is not on the remote") as e:
+        check_operator_can_fetch(root, "dev-1", head)  # never pushed
+    assert "fleet push" in (e.value.hint or "")
+    shutil.rmtree(remote)
+    with pytest.raises(InputError, match=f"the remote {remote} that the operator clones is gone") as e:
+        check_operator_can_fetch(root, "dev-1", head)
+    assert "fleet push" not in (e.value.hint or "")

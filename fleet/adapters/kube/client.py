@@ -288,6 +288,8 @@ class Kube:
             hint = "check the credentials of this cluster's kubeconfig" if status == 401 else None
             return Forbidden(text if status == 403 else f"{text} (credentials rejected)", hint=hint)
         error = ApiRefused(text, status=status, reason=reason)
+        if status >= 500 and "failed calling webhook" in message:
+            return error  # an admission webhook that fails or never answers: the cluster's, said at once
         if status == 429 or status >= 500:
             retry_after: float | None = None
             with contextlib.suppress(TypeError, ValueError):
