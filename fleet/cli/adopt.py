@@ -21,8 +21,6 @@ def register(app: typer.Typer) -> None:
         ),
         dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be written; write nothing."),
     ) -> None:
-        """Adopt an existing Git repo (kustomize overlays or Flux cluster directories): fleet.yaml and the
-        registry in one commit, no existing file moved or changed."""
         from fleet.adopt import adopt_repo
 
         plan = adopt_repo(directory, name=name, registry=registry, environments=environments, dry_run=dry_run)

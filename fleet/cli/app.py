@@ -19,7 +19,7 @@ except ImportError:  # pragma: no cover
 from fleet.cli.commands import COMMANDS
 from fleet.cli.help import DEBUG_HELP, HELP
 
-__all__ = ["LazyGroup", "app", "load_module"]
+__all__ = ["LazyGroup", "app", "load_module", "with_help_line"]
 
 _SETTINGS: dict[str, Any] = {
     "no_args_is_help": True,
@@ -30,10 +30,25 @@ _SETTINGS: dict[str, Any] = {
 
 @functools.cache
 def load_module(module: str) -> dict[str, Command]:
-    """The click commands that ``fleet.cli.<module>`` registers, by name (imports the module)."""
+    """The click commands that ``fleet.cli.<module>`` registers, by name (imports the module). Each one's
+    help begins with its line of :data:`COMMANDS` (written once, there; the command's docstring, if any,
+    holds only what follows it)."""
     sub = typer.Typer(**_SETTINGS)
     importlib.import_module(f"fleet.cli.{module}").register(sub)
-    return dict(typer.main.get_group(sub).commands)
+    commands = dict(typer.main.get_group(sub).commands)
+    for name, cmd in commands.items():
+        if name in COMMANDS:
+            cmd.help = with_help_line(name, cmd.help)
+    return commands
+
+
+def with_help_line(name: str, rest: str | None) -> str:
+    """Command ``name``'s whole help: its line of :data:`COMMANDS`, then the rest of its docstring."""
+    line = COMMANDS[name][1]
+    rest = (rest or "").strip()
+    if " ".join(rest.split()).startswith(" ".join(line.split())):  # a docstring that repeats it (never twice)
+        rest = rest.partition("\n\n")[2].strip()
+    return line + (f"\n\n{rest}" if rest else "")
 
 
 class LazyGroup(TyperGroup):

@@ -79,7 +79,6 @@ def register(app: typer.Typer) -> None:
         repo: Path = RepoOpt,
         output: OutputFormat = OutputOpt,
     ) -> None:
-        """Rebuild a lost cluster from the repo at its last good commit: resumable, gated, reported."""
         if sync not in ("auto", "operator", "direct"):
             raise InputError(f'--sync must be one of auto, operator, direct (got "{sync}")')
         if sum((cluster is not None, selector is not None, all_)) != 1:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from fleet.cli.commands import COMMANDS
 from fleet.cli.common import OutputOpt, RepoOpt, repo_path, reporter
 from fleet.errors import InputError
 from fleet.output import OutputFormat, emit
@@ -48,7 +49,7 @@ def _row(c: ClusterSpec) -> tuple[str, ...]:
 
 
 def register(app: typer.Typer) -> None:
-    cluster = typer.Typer(help="The registry: which clusters exist and what they run.", no_args_is_help=True)
+    cluster = typer.Typer(help=COMMANDS["cluster"][1], no_args_is_help=True)
     app.add_typer(cluster, name="cluster")
 
     @cluster.command("add")

@@ -39,7 +39,6 @@ def register(app: typer.Typer) -> None:
         repo: Path = RepoOpt,
         output: OutputFormat = OutputOpt,
     ) -> None:
-        """Show drift between a revision and the live cluster. Exit 0 none, 1 drift, 2 error."""
         from fleet.access import kubeconfig_for
         from fleet.live.diff import diff
         from fleet.registry.load import load_registry

@@ -19,7 +19,6 @@ def _status(t: checks.ToolStatus) -> str:
 def register(app: typer.Typer) -> None:
     @app.command()
     def doctor(output: OutputFormat = OutputOpt) -> None:
-        """Check the local toolchain: each tool with the version found and where."""
         found = checks.check_all()
         emit(
             {"toolchain_dir": str(toolchain_dir()), "tools": found},

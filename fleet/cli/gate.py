@@ -43,7 +43,6 @@ def register(app: typer.Typer) -> None:
         repo: Path = RepoOpt,
         output: OutputFormat = OutputOpt,
     ) -> None:
-        """Run the health gates of a cluster (watch-driven, one timeout). Exit 0 passed, 1 failed."""
         from fleet.access import kubeconfig_for
         from fleet.good import record_good
         from fleet.live.gates import gate_timeout, run_gates

@@ -37,7 +37,6 @@ def register(app: typer.Typer) -> None:
         output: OutputFormat = OutputOpt,
         repo: Path | None = RepoOpt,
     ) -> None:
-        """Show a cluster's last known good revision, or record one with --set REV."""
         from fleet.good import get_good, record_good
         from fleet.registry import load_registry, open_repo
 
@@ -76,7 +75,6 @@ def register(app: typer.Typer) -> None:
         output: OutputFormat = OutputOpt,
         repo: Path | None = RepoOpt,
     ) -> None:
-        """Commits that changed what a cluster renders (its overlay, base, its file), newest first."""
         from fleet.good import get_good
         from fleet.good import history as history_of
         from fleet.registry import open_repo

@@ -17,7 +17,6 @@ def register(app: typer.Typer) -> None:
         branch: str = typer.Option("main", "--branch", help="The branch fleet commits to."),
         remote: str | None = typer.Option(None, "--remote", help="URL of the remote to add as 'origin'."),
     ) -> None:
-        """Create a fleet repo: fleet.yaml, base/, environments/{dev,staging,prod}/, clusters/."""
         from fleet.registry import init_repo
 
         result = init_repo(directory, name=name, branch=branch, remote_url=remote)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import typer
 
+from fleet.cli.commands import COMMANDS
 from fleet.cli.common import OutputOpt, reporter
 from fleet.local.clusters import LocalClusters
 from fleet.output import OutputFormat, emit
 
 
 def register(app: typer.Typer) -> None:
-    local = typer.Typer(help="Local clusters: real control planes run by kwokctl.", no_args_is_help=True)
+    local = typer.Typer(help=COMMANDS["local"][1], no_args_is_help=True)
     app.add_typer(local, name="local")
 
     @local.command("create")

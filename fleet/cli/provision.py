@@ -104,7 +104,6 @@ def register(app: typer.Typer) -> None:
         repo: Path = RepoOpt,
         output: OutputFormat = OutputOpt,
     ) -> None:
-        """Create or update clusters and their GitOps operator (pulumi up), or --preview the changes."""
         if all_ == (cluster is not None):
             raise InputError(
                 "give a CLUSTER or --all", hint="fleet provision eu-1, or fleet provision --all -l env=prod"
@@ -168,7 +167,6 @@ def register(app: typer.Typer) -> None:
         name: str = typer.Argument(..., help="The cluster whose stack to check."),
         output: OutputFormat = OutputOpt,
     ) -> None:
-        """Infrastructure drift of what Pulumi manages (a dry-run refresh): exit 0 none, 1 drift."""
         res = _p().drift(name, program=_program(), reporter=reporter(), engine=engine_settings())
         emit(res, output, columns=["op", "resource", "properties"],
              rows=lambda d: [(x["op"], x["resource"], ", ".join(x["properties"]) or "-") for x in d.resources])
@@ -181,7 +179,6 @@ def register(app: typer.Typer) -> None:
         yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask."),
         output: OutputFormat = OutputOpt,
     ) -> None:
-        """Destroy a cluster and everything its stack created, then remove the stack."""
         if not yes:
             if sys.stdin is None or not sys.stdin.isatty():
                 raise InputError(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from fleet.cli.commands import COMMANDS
 from fleet.cli.common import OutputOpt, RepoOpt, dry_run_writes_nothing, repo_path, reporter
 from fleet.output import OutputFormat, emit
 
@@ -14,7 +15,7 @@ __all__ = ["register"]
 
 
 def register(app: typer.Typer) -> None:
-    region = typer.Typer(help="Regions: add a new one modelled on an existing one.", no_args_is_help=True)
+    region = typer.Typer(help=COMMANDS["region"][1], no_args_is_help=True)
     app.add_typer(region, name="region")
 
     @region.command("add")

@@ -14,7 +14,6 @@ RemoteOpt = typer.Option(None, "--remote", help="The git remote (default: git.re
 def register(app: typer.Typer) -> None:
     @app.command()
     def push(remote: str | None = RemoteOpt, repo: Path | None = RepoOpt) -> None:
-        """Push the branch, refs/fleet/* (last good) and refs/notes/fleet (audit), atomically."""
         from fleet.sync import push as push_
 
         r = reporter()
@@ -26,7 +25,6 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def pull(remote: str | None = RemoteOpt, repo: Path | None = RepoOpt) -> None:
-        """Fetch last-good refs and audit notes from the remote and merge them (the branch is left alone)."""
         from fleet.sync import pull as pull_
 
         r = reporter()

@@ -201,8 +201,6 @@ def register(app: typer.Typer) -> None:
         ),
         repo: Path | None = RepoOpt,
     ) -> None:
-        """Render what a cluster should run at a revision: its overlay built by kustomize from Git (never
-        the working tree), with its variables substituted as Flux postBuild does."""
         if all_ == (cluster is not None):
             raise InputError(
                 "name one cluster, or pass --all", hint="fleet render eu-1  |  fleet render --all -o out/"

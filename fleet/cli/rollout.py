@@ -57,9 +57,7 @@ def register(app: typer.Typer) -> None:
         repo: Path = RepoOpt,
         output: OutputFormat = OutputOpt,
     ) -> None:
-        """Roll a revision across the fleet wave by wave: a wave starts when the previous one passed its gates.
-
-        Clusters that do not exist yet are brought up by the DR pipeline; the others are synced, gated and
+        """Clusters that do not exist yet are brought up by the DR pipeline; the others are synced, gated and
         recorded as good. Killed or stopped? Run the same command again: it continues where it stopped.
         """
         from rollout.engine import run_rollout

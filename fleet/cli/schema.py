@@ -56,7 +56,6 @@ def register(app: typer.Typer) -> None:
         which: Which = typer.Argument(Which.all, help="cluster, fleet, or all."),
         output: OutputFormat = typer.Option(OutputFormat.json, "-o", "--output", case_sensitive=False),
     ) -> None:
-        """Print the JSON Schema of cluster files and fleet.yaml (table: the top-level fields)."""
         data = schemas(which)
         if output is OutputFormat.table:
             parts = [data] if which is not Which.all else list(data.values())

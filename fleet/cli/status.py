@@ -36,7 +36,6 @@ def register(app: typer.Typer) -> None:
         repo: Path = RepoOpt,
         output: OutputFormat = OutputOpt,
     ) -> None:
-        """Show every cluster of the fleet: revisions, health, drift and reachability."""
         from fleet.status import fleet_status
 
         result = fleet_status(repo_path(repo), selector=selector, drift=drift, reporter=reporter(quiet=True))

@@ -35,8 +35,6 @@ def register(app: typer.Typer) -> None:
         repo: Path = RepoOpt,
         output: OutputFormat = OutputOpt,
     ) -> None:
-        """Bring a cluster to a revision: through its operator (move the pin, reconcile, wait until
-        applied), or applied by fleet (server-side apply, field manager "fleet", prune)."""
         from fleet.access import kubeconfig_for
         from fleet.errors import InputError
         from fleet.live.apply import sync

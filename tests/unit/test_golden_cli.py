@@ -37,6 +37,22 @@ def test_every_command_is_in_the_table_with_its_own_first_help_paragraph() -> No
     assert registered == {name: m for name, (m, _) in COMMANDS.items()}
 
 
+def test_each_help_line_is_written_once_in_the_table_never_again_in_a_docstring() -> None:
+    """`fleet --help` and `fleet CMD --help` show the same line, written once (fleet.cli.commands.COMMANDS):
+    a command's docstring holds only what follows it (fleet.cli.app.with_help_line puts them together)."""
+    import ast
+
+    from fleet.cli import COMMANDS
+
+    for path in CLI_DIR.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef) and (doc := ast.get_docstring(node)):
+                first = " ".join(doc.split("\n\n")[0].split())
+                again = [n for n, (_, line) in COMMANDS.items() if " ".join(line.split()) == first]
+                assert not again, f"{path.name}:{node.lineno}: the help line of {again} is written again"
+        assert not re.search(r'typer\.Typer\(help="', path.read_text()), f"{path.name}: a group's help line again"
+
+
 _EAGER = """
 import sys
 import typer
