@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import re
-import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -85,7 +84,7 @@ def cluster_lock(cluster: str, command: str) -> Iterator[None]:
         except BlockingIOError as e:
             raise ClusterBusy(f'cluster "{cluster}" is being changed by {_holder(path)}',
                               hint="wait for it to finish (a killed command releases the lock at once)") from e
-        info = {"command": command, "pid": os.getpid(), "host": socket.gethostname(),
+        info = {"command": command, "pid": os.getpid(), "host": os.uname().nodename,
                 "since": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(info).encode(), 0)

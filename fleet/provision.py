@@ -30,6 +30,7 @@ from fleet.errors import FleetError, InputError
 from fleet.locks import cluster_lock
 from fleet.operator import operator_for
 from fleet.output import Reporter
+from fleet.paths import write_private
 from fleet.registry.load import Registry, load_registry, open_repo
 from fleet.stackconfig import GIT_AUTH_KEY, SOPS_AGE_KEY, StackConfig
 
@@ -119,16 +120,16 @@ def _check_on_remote(g: GitRepo, reg: Registry, provider: str, revision: str) ->
     remote = _served_path(g, url)
     if remote == g.root:
         return
-    from fleet.adapters import proc
+    from fleet.adapters import gitplain
 
-    found = proc.run(["git", f"--git-dir={remote}", "cat-file", "-e", f"{revision}^{{commit}}"], timeout=30)
-    if not found.ok and not proc.run(["git", f"--git-dir={remote}", "rev-parse", "--git-dir"], timeout=30).ok:
+    found = gitplain.has_commit(remote, revision)
+    if not found and not gitplain.is_repository(remote):
         raise InputError(
             f"the remote {remote} that the operator clones is gone (not a git repository any more)",
             hint="restore it, or point fleet.yaml's git.url (or the git remote) at the repository the operator "
                  "should clone; nothing was changed",
         )
-    if not found.ok:
+    if not found:
         raise InputError(
             f"commit {revision[:12]} is not on the remote {remote} that the operator clones",
             hint="run `fleet push` (Git is the operator's source of truth)",
@@ -215,15 +216,9 @@ def _plain_outputs(op: OpResult) -> dict[str, Any]:
 
 
 def _write_kubeconfig(name: str, text: str) -> Path:
-    path = kubeconfig_cache_path(name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
-    return path
+    """The cluster's kubeconfig, written atomically and private (0600 in a 0700 folder) as every secret file
+    of fleet is (:func:`fleet.paths.write_private`)."""
+    return write_private(kubeconfig_cache_path(name), text)
 
 
 def provision(

@@ -2,7 +2,10 @@
 
 A render served from the cache needs two facts from Git: the commit a revision names (the cache is keyed
 by it) and which paths of the working tree have uncommitted changes. Importing GitPython and starting its
-helper processes costs more than the whole cached render, so these run ``git`` directly.
+helper processes costs more than the whole cached render, so these run ``git`` directly. So do the two
+looks at a bare remote a local cluster's operator clones (:func:`is_repository`, :func:`has_commit`) and
+the smart-HTTP backend fleet serves it with (:func:`http_backend`): with :mod:`fleet.adapters.git`, this
+is the only module that runs ``git``.
 
 Every function returns None when git cannot answer plainly (not a repository, an unknown or unusual
 revision, an unborn branch, no git binary): the caller then takes the full path through
@@ -17,7 +20,7 @@ from pathlib import Path
 from fleet.adapters import proc
 from fleet.errors import FleetError
 
-__all__ = ["changed_paths", "resolve"]
+__all__ = ["changed_paths", "has_commit", "http_backend", "is_repository", "resolve"]
 
 _NO_PROMPT = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "LC_ALL": "C", "GIT_OPTIONAL_LOCKS": "0"}
 # what the fast path resolves: a commit id (short or full), or a ref name with ~N / ^N steps. Anything
@@ -54,3 +57,26 @@ def changed_paths(root: Path) -> list[str] | None:
     if out is None:
         return None
     return [line[3:] for line in out.splitlines() if line.strip()]
+
+
+def is_repository(git_dir: Path) -> bool:
+    """``git_dir`` is a git repository (a bare remote, say) git can read."""
+    try:
+        return proc.run(["git", f"--git-dir={git_dir}", "rev-parse", "--git-dir"], env=_NO_PROMPT, timeout=30).ok
+    except FleetError:
+        return False
+
+
+def has_commit(git_dir: Path, commit: str) -> bool:
+    """The repository at ``git_dir`` holds commit ``commit``."""
+    try:
+        return proc.run(["git", f"--git-dir={git_dir}", "cat-file", "-e", f"{commit}^{{commit}}"],
+                        env=_NO_PROMPT, timeout=30).ok
+    except FleetError:
+        return False
+
+
+def http_backend(env: dict[str, str], body: bytes, timeout: float = 300) -> bytes:
+    """``git http-backend`` (the CGI program of Git's smart HTTP) for one request: its whole answer."""
+    _code, out = proc.run_bytes(["git", "http-backend"], env=env, input=body, timeout=timeout)
+    return out

@@ -7,13 +7,14 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from fleet.errors import FleetError, ToolMissing
 
-__all__ = ["Child", "Completed", "run", "run_bytes", "running_from", "spawn", "stat", "stop_all"]
+__all__ = ["Child", "Completed", "monotonic", "pause", "run", "run_bytes", "running_from", "spawn", "stat", "stop_all",
+           "stop_group"]
 
 
 @dataclass(frozen=True)
@@ -154,3 +155,33 @@ def stop_all(directory: Path, grace: float = 10) -> list[int]:
             deadline, sent_kill = time.monotonic() + grace, True
         time.sleep(0.05)  # waiting for the processes to be gone
     return pids
+
+
+def stop_group(pid: int, alive: Callable[[], bool], grace: float = 10) -> None:
+    """Stop process group ``pid`` (a process :func:`spawn` started in its own session): SIGTERM, then SIGKILL
+    after ``grace`` seconds, until ``alive()`` says it is gone (the explicit state). The caller knows the
+    process for sure (its pid and start time), so nothing else is ever signalled."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while alive():
+        if time.monotonic() > deadline:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                return
+            deadline = time.monotonic() + grace
+        time.sleep(0.05)  # waiting for the process to be gone: the explicit state
+
+
+def monotonic() -> float:
+    """The clock the waits of processes fleet starts are measured on."""
+    return time.monotonic()
+
+
+def pause(seconds: float) -> None:
+    """Wait between two looks at a process fleet started (a readiness endpoint polled): the only sleep of
+    the local-cluster code, here beside the processes it waits for."""
+    time.sleep(seconds)

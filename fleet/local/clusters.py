@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from fleet import toolchain
-from fleet.adapters import proc
+from fleet.adapters import net, proc
 from fleet.errors import FleetError, InputError, LocalClusterError
-from fleet.local.flux import LocalOperator, free_ports
+from fleet.local.flux import LocalOperator
 from fleet.paths import fleet_home
 
 __all__ = ["CREATED", "LocalCluster", "LocalClusters", "local_cluster"]
@@ -131,7 +131,7 @@ class LocalClusters:
             tc = toolchain.find
             ports = self.workdir / "kwok" / f"{name}.ports.yaml"
             ports.parent.mkdir(parents=True, exist_ok=True)
-            chosen = zip(_PORT_OPTIONS, free_ports(len(_PORT_OPTIONS)), strict=True)
+            chosen = zip(_PORT_OPTIONS, net.free_ports(len(_PORT_OPTIONS)), strict=True)
             ports.write_text(
                 "apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokctlConfiguration\noptions:\n"
                 + "".join(f"  {k}: {p}\n" for k, p in chosen)

@@ -24,28 +24,18 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import random
-import signal
-import socket
 import sys
-import threading
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fleet import toolchain
-from fleet.adapters import proc
+from fleet.adapters import net, proc
 from fleet.errors import LocalClusterError
 from fleet.local import gitserve
 
-__all__ = ["CONTROLLERS", "LocalOperator", "ProcessStatus", "free_ports"]
+__all__ = ["CONTROLLERS", "LocalOperator", "ProcessStatus"]
 
-_PORT_RANGE = (20000, 32000)  # below Linux's ephemeral range (32768-60999)
-_handed: set[int] = set()  # the ports this process has handed out (free_ports)
-_handed_lock = threading.Lock()
 
 CONTROLLERS = ("source-controller", "kustomize-controller")
 NAMESPACE = "flux-system"
@@ -78,44 +68,8 @@ def _alive(pid: int, start: str) -> bool:
     return not start or (len(fields) > 19 and fields[19] == start)
 
 
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct ports nothing listens on now, picked at random (two work directories
-    scanning from the same end would pick the same ones)."""
-    rng = random.SystemRandom()
-    out: list[int] = []
-    while len(out) < count:
-        port = rng.randrange(*_PORT_RANGE)
-        with _handed_lock:  # clusters brought up in parallel by one process never get the same port
-            if port in out or port in _handed:
-                continue
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind(("0.0.0.0", port))
-            except OSError:
-                continue
-        with _handed_lock:
-            if port in _handed:
-                continue
-            _handed.add(port)
-        out.append(port)
-    return out
-
-
-
 def _free_port() -> int:
-    return free_ports(1)[0]
-
-
-def _port_free(port: int) -> bool:
-    """Nothing listens on ``port`` (connections of a process that just stopped, in TIME_WAIT, do not
-    count: the servers here bind with SO_REUSEADDR, as Go's net package does)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+    return net.free_ports(1)[0]
 
 
 class LocalOperator:
@@ -164,7 +118,7 @@ class LocalOperator:
             return gitserve.url_for(int(entry["port"]))
         if entry:
             self._stop_one(name, entry)
-        port = int(entry["port"]) if entry and _port_free(int(entry["port"])) else _free_port()
+        port = int(entry["port"]) if entry and net.port_free(int(entry["port"])) else _free_port()
         d = self.dir(name)
         (d / "logs").mkdir(parents=True, exist_ok=True, mode=0o700)
         child = proc.spawn(
@@ -194,9 +148,9 @@ class LocalOperator:
             if self._running(name, entry):
                 continue
             ports = {k: int(v) for k, v in (entry or {}).items() if k in ("metrics", "health", "storage")}
-            if not ports or not all(_port_free(p) for p in ports.values()):
+            if not ports or not all(net.port_free(p) for p in ports.values()):
                 want = ("metrics", "health", "storage") if ctl == "source-controller" else ("metrics", "health")
-                ports = dict(zip(want, free_ports(len(want)), strict=True))
+                ports = dict(zip(want, net.free_ports(len(want)), strict=True))
             args = [
                 str(toolchain.find(ctl)),
                 "--enable-leader-election=false",
@@ -236,26 +190,22 @@ class LocalOperator:
     def _wait_http(self, name: str, what: str, child: proc.Child[bytes], url: str, timeout: float = 60) -> None:
         """Until ``url`` answers 200 (the process is ready), or the process exits, or the deadline.
         The process is this one's child, so its exit is known for sure (``poll``), never guessed."""
-        deadline = time.monotonic() + timeout
+        deadline = proc.monotonic() + timeout
         while True:
-            try:
-                with urllib.request.urlopen(url, timeout=5) as resp:
-                    if resp.status == 200 and child.poll() is None:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
+            if net.http_ok(url) and child.poll() is None:
+                return
             code = child.poll()
             if code is not None:
                 raise LocalClusterError(
                     f'{what} of local cluster "{name}" exited at start (code {code}): {self._log_tail(name, what)}',
                     hint=f"see {self.dir(name) / 'logs' / (what + '.log')}",
                 )
-            if time.monotonic() > deadline:
+            if proc.monotonic() > deadline:
                 raise LocalClusterError(
                     f'{what} of local cluster "{name}" was not ready within {timeout:.0f}s',
                     hint=f"see {self.dir(name) / 'logs' / (what + '.log')}", transient=True,
                 )
-            time.sleep(0.1)  # polling a readiness endpoint: the explicit state waited for
+            proc.pause(0.1)  # polling a readiness endpoint: the explicit state waited for
 
     def _log_tail(self, name: str, what: str) -> str:
         try:
@@ -300,19 +250,7 @@ class LocalOperator:
         pid, start = int(entry.get("pid") or 0), str(entry.get("start") or "")
         if not pid or not start or not _alive(pid, start):  # never signal a process not known for sure
             return
-        try:
-            os.killpg(pid, signal.SIGTERM)  # its own process group (proc.spawn starts a new session)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + grace
-        while _alive(pid, start):
-            if time.monotonic() > deadline:
-                try:
-                    os.killpg(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    return
-                deadline = time.monotonic() + grace
-            time.sleep(0.05)  # waiting for the process to be gone: the explicit state
+        proc.stop_group(pid, lambda: _alive(pid, start), grace)  # its own group (proc.spawn starts a session)
 
     def stop(self, name: str, *, controllers_only: bool = False) -> None:
         """Stop every process of the cluster's operator (or only its controllers); the state (ports,

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from fleet.adapters import proc
+from fleet.adapters import gitplain
 
 __all__ = ["URL_PATH", "make_app", "serve", "url_for"]
 
@@ -58,7 +58,7 @@ def make_app(repo: Path) -> Callable[[dict[str, Any], Callable[..., Any]], Itera
         }
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length else b""
-        _code, out = proc.run_bytes(["git", "http-backend"], env=env, input=body, timeout=300)
+        out = gitplain.http_backend(env, body)
         head, _, payload = out.partition(b"\r\n\r\n")
         status, headers = "200 OK", []
         for line in head.decode("latin-1").split("\r\n"):

@@ -14,14 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from tenacity import (
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    stop_after_delay,
-    wait_exponential,
-)
-
+from fleet.adapters.retry import call_with_retries
 from fleet.errors import FleetError, InputError, StepFailed
 from fleet.output import Reporter
 from fleet.stepkit.journal import Journal, now_iso
@@ -66,17 +59,11 @@ def run_step(
         journal.save()
         return fn()
 
-    retrying = Retrying(
-        stop=stop_after_attempt(budget.attempts) | stop_after_delay(budget.seconds),
-        wait=wait_exponential(multiplier=1, min=1, max=15),
-        retry=retry_if_exception(is_transient),
-        reraise=True,
-        before_sleep=lambda rs: reporter.warn(
-            f"{name}: attempt {rs.attempt_number} failed ({rs.outcome.exception() if rs.outcome else ''}); retrying"
-        ),
-    )
     try:
-        result = retrying(attempt)
+        result = call_with_retries(
+            attempt, attempts=budget.attempts, seconds=budget.seconds, retry_on=is_transient,
+            on_retry=lambda n, e: reporter.warn(f"{name}: attempt {n} failed ({e or ''}); retrying"),
+        )
     except Exception as e:  # reraise=True: the last attempt's own error, never a RetryError
         rec.state = "failed"
         rec.ended = now_iso()

@@ -15,7 +15,7 @@ import pytest
 from pulumi.automation import errors as auto_errors
 from pulumi.automation._cmd import CommandResult
 
-import fleet.stepkit.steps as steps
+import fleet.adapters.retry as retry
 from fleet.adapters import pulumi_auto as pa
 from fleet.errors import (
     ConcurrentUpdate,
@@ -36,7 +36,7 @@ from fleet.stepkit.steps import Budget, run_step
 
 @pytest.fixture(autouse=True)
 def _no_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(steps, "wait_exponential", lambda **_: (lambda _rs: 0))
+    monkeypatch.setattr(retry, "wait_exponential", lambda **_: (lambda _rs: 0))
 
 
 def journal(tmp_path: Path) -> Journal:

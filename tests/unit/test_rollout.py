@@ -450,9 +450,9 @@ def test_a_transient_error_is_retried_within_the_step_budget(running: FakeFleet,
 
     monkeypatch.setattr(running, "sync", sync)
     budgets = {k: Budget(2, 30) for k in ("operator", "sync", "gates", "record")}
-    import fleet.stepkit.steps as steps
+    import fleet.adapters.retry as retry
 
-    monkeypatch.setattr(steps, "wait_exponential", lambda **_: (lambda _rs: 0))
+    monkeypatch.setattr(retry, "wait_exponential", lambda **_: (lambda _rs: 0))
     res = roll(running, rev="B", budgets=budgets)
     assert res.outcome == "succeeded" and res.report is not None
     eu1 = next(c for c in res.report.clusters if c.name == "eu-1")

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import base64
 import re
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from fleet import toolchain
+from fleet.adapters import net
 from fleet.errors import ConfigError, InputError
 from fleet.rendering.build import cluster_vars, overlay_dir
 from fleet.rendering.fluxtree import OPERATOR_NAME, operator_name
@@ -128,9 +128,7 @@ def _toolchain_objects() -> list[dict[str, Any]]:
 def _read_source(src: str) -> str:
     if src.startswith(("http://", "https://")):
         try:
-            with urllib.request.urlopen(src, timeout=60) as resp:  # a URL the user configured
-                body: bytes = resp.read()
-                return body.decode()
+            return net.fetch(src, timeout=60).decode()  # a URL the user configured
         except OSError as e:
             raise InputError(
                 f'cannot download the Flux install manifests from "{src}": {e}',
