@@ -193,7 +193,7 @@ def _id(o: dict[str, Any]) -> str:
 
 def _parity(w: World, rev: str) -> None:
     rendered = json.loads(fleet(w.env, "render", w.cluster, "--rev", rev, "-o", "json").stdout)
-    objects = rendered["objects"] if isinstance(rendered, dict) else rendered
+    objects = rendered["objects"]  # `render -o json` is an object: {"cluster", "revision", "objects", ...}
     ks = kustomizations(w)
     # What Flux applied from the fleet repo: the inventories of fleet's Kustomization and of every
     # Kustomization that builds from its GitRepository; less fleet's own two objects (skipped by Flux).

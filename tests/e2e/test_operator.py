@@ -141,7 +141,7 @@ def test_bootstrap_pins_the_operator_and_flux_applies_the_revision(world: World)
 
 def test_what_flux_applies_is_what_fleet_renders_object_for_object(world: World) -> None:
     rendered = json.loads(fleet(world.env, "render", NAME, "--rev", world.rev, "-o", "json").stdout)
-    objects = rendered["objects"] if isinstance(rendered, dict) else rendered
+    objects = rendered["objects"]  # `render -o json` is an object: {"cluster", "revision", "objects", ...}
     want = {f"{(o['metadata'].get('namespace') or '')}_{o['metadata']['name']}_"
             f"{o['apiVersion'].rsplit('/', 1)[0] if '/' in o['apiVersion'] else ''}_{o['kind']}" for o in objects}
     applied = {e["id"] for e in flux_status(world)["inventory"]["entries"]}

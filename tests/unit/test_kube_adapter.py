@@ -233,20 +233,26 @@ def test_discovery_not_found_and_bad_kubeconfigs(server: tuple[Script, int], tmp
 def test_no_library_exception_escapes(server: tuple[Script, int], tmp_path: Path) -> None:
     script, port = server
     kube = kube_for(tmp_path, port, attempts=2)
-    script.on("GET", CM_PATH, (0, {}, None))
+    script.on("GET", CM_PATH, (0, {}, None))  # the connection dropped
     script.on("PATCH", CM_PATH, (500, {}, "not even a Status"))
-    calls = [
-        lambda: kube.get("v1", "ConfigMap", "a", "ns"),
-        lambda: kube.apply(CM),
-        lambda: kube.list_objects("v1", "ConfigMap", namespace="ns"),
-    ]
-    for call in calls:
+    script.on("GET", "/api/v1/namespaces/ns/configmaps", (200, {}, "{not json"))
+    script.on("DELETE", CM_PATH, (400, {}, "<html>a proxy's page</html>"))
+    script.on("GET", "/version", (200, {}, "[1, 2"))
+    calls = {
+        "get": lambda: kube.get("v1", "ConfigMap", "a", "ns"),
+        "apply": lambda: kube.apply(CM),
+        "list": lambda: kube.list_objects("v1", "ConfigMap", namespace="ns"),
+        "delete": lambda: kube.delete("v1", "ConfigMap", "a", "ns"),
+        "version": lambda: kube.server_version(),
+    }
+    for what, call in calls.items():
         try:
             call()
         except FleetError:
             continue
         except Exception as e:  # pragma: no cover - the failure this test exists for
-            pytest.fail(f"{type(e).__module__}.{type(e).__name__} escaped the adapter: {e}")
+            pytest.fail(f"{what}: {type(e).__module__}.{type(e).__name__} escaped the adapter: {e}")
+        pytest.fail(f"{what} succeeded: each call is made to fail, so that an escape would show")
 
 
 def test_informer_lists_watches_and_relists_after_410(server: tuple[Script, int], tmp_path: Path) -> None:
