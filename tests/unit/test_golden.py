@@ -85,3 +85,29 @@ def test_the_fleet_is_the_same_on_every_run(tmp_path: Path, fleet: Path) -> None
     assert git(again, "rev-parse", "HEAD") == git(fleet, "rev-parse", "HEAD")
     assert run("good", "eu-1", "-o", "json", "--repo", str(again))[1].split('"recorded_at"')[0] == run(
         "good", "eu-1", "-o", "json", "--repo", str(fleet))[1].split('"recorded_at"')[0]
+
+
+# Bad input on the golden fleet: the one line (and hint) on stderr, and the exit code, are part of the
+# output contract too (docs/output.md). None of these reaches a cluster or a toolchain binary, and none
+# changes the shared fleet (each is refused before anything is written).
+ERRORS = [
+    ("render", "nope"),
+    ("good", "eu-1", "--set", "no-such-revision"),
+    ("sync", "eu-1", "--sync", "sideways"),
+    ("bootstrap", "eu-2", "--dry-run"),
+    ("cluster", "add", "eu-1", "--env", "prod", "--region", "eu"),
+    ("cluster", "show", "eu-9"),
+    ("rollout", "--dry-run", "-l", "team=="),
+    ("history", "eu-1", "--limit", "0"),
+]
+
+
+def test_golden_error_lines(fleet: Path, places: tuple[tuple[Path, str], ...]) -> None:
+    from tests.golden.harness import check, normalize
+
+    out = []
+    for args in ERRORS:
+        code, stdout, stderr = run(*args, "--repo", str(fleet))
+        assert stdout == "", f"fleet {' '.join(args)} printed data with an error: {stdout}"
+        out.append(f"$ fleet {' '.join(args)}\nexit {code}\n{normalize(stderr, *places)}")
+    check("errors.txt", "\n".join(out))
