@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import RESULTS
 from fleet import toolchain
 from fleet.adapters import proc
 from fleet.adapters.git import GitRepo
@@ -30,7 +31,6 @@ from fleet.registry import load_registry
 from fleet.rendering import build, fluxrender
 from fleet.rendering.fluxrender import render_flux
 
-RESULTS = Path(__file__).resolve().parent / "results"
 ENVS = ("dev", "staging", "prod", "canary")
 
 

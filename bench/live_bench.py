@@ -29,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from bench import RESULTS
 from fleet import toolchain
 from fleet.adapters import proc
 from fleet.adapters.git import GitRepo
@@ -40,7 +41,6 @@ from fleet.local.clusters import LocalClusters
 from fleet.output import SilentReporter
 from fleet.registry import init_repo
 
-RESULTS = Path(__file__).resolve().parent / "results"
 SYNC_GOALS = {"create": "goal >= 3x", "same": "goal >= 5x"}  # issue 14: a first apply, and nothing changed
 
 

@@ -36,11 +36,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import RESULTS
+
 ROOT = Path(__file__).resolve().parent.parent
 for sub in ("tests", "tests/e2e", "tests/integration"):
     sys.path.insert(0, str(ROOT / sub))
 
-RESULTS = ROOT / "bench" / "results"
 GIT_IDENTITY = {"GIT_AUTHOR_NAME": "Fleet Bench", "GIT_AUTHOR_EMAIL": "bench@fleet.test",
                 "GIT_COMMITTER_NAME": "Fleet Bench", "GIT_COMMITTER_EMAIL": "bench@fleet.test"}
 STEPS = ["resolve", "plan", "provision", "operator", "sync", "gates", "record", "report"]

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import RESULTS
 from fleet import toolchain
 from fleet.adapters import proc
 from fleet.adapters.git import GitRepo
@@ -28,7 +29,6 @@ from fleet.rendering.build import cluster_vars, overlay_dir
 from fleet.rendering.cluster import render_all
 from fleet.rendering.substitute import substitute
 
-RESULTS = Path(__file__).resolve().parent / "results"
 ENVIRONMENTS = ("dev", "staging", "prod", "qa", "perf", "canary", "sandbox")
 REGIONS = ("eu-west-1", "eu-central-1", "us-east-1", "us-west-2", "ap-south-1")
 

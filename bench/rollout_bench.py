@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from bench import RESULTS
+
 OPERATOR_URL = "https://git.example.com/platform/fleet.git"
 
 

@@ -25,7 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from bench import RESULTS
+
 GOALS_S = {"fleet --help": 0.25, "fleet cluster list": 0.3, "fleet render CLUSTER (cached)": 0.3}
 BEFORE_S = {"fleet --help": 1.00, "fleet cluster list": 0.75}  # issue 14, median of 7, same machine
 
