@@ -19,7 +19,6 @@ __all__ = ["GITHUB_COMMENT_LIMIT", "as_data", "markdown", "text"]
 
 GITHUB_COMMENT_LIMIT = 65536  # characters GitHub accepts in one pull-request comment
 _TICKS = re.compile(r"`+")
-_SIGN = {"added": "+", "removed": "-", "changed": "~"}
 
 
 def as_data(d: RevisionDiff) -> dict[str, Any]:
@@ -64,8 +63,8 @@ def _total(d: RevisionDiff) -> str:
     moved = [c for c in d.clusters if c.status != "unchanged"]
     same = len(d.clusters) - len(moved)
     if not moved:
-        return (f"no change: {len(d.clusters)} clusters render the same at {d.base[:12]} and {d.head[:12]} "
-                f"({d.rendered} rendered)")
+        many = f"{len(d.clusters)} clusters render" if len(d.clusters) != 1 else "1 cluster renders"
+        return f"no change: {many} the same at {d.base[:12]} and {d.head[:12]} ({d.rendered} rendered)"
     extra = [f"{n} {s}" for s in ("added", "removed", "failed")
              if (n := sum(1 for c in moved if c.status == s))]
     return (f"{len(moved)} of {len(d.clusters)} clusters change between {d.base[:12]} and {d.head[:12]}"
@@ -110,7 +109,7 @@ def _details(c: ClusterChange) -> str:
     if c.status == "failed":
         lines.append(_fenced(c.error or "", "text"))
     for o in c.objects:
-        lines.append(f"- {_SIGN[o.change]} {o.change} <code>{_cell(o.object)}</code>"
+        lines.append(f"- {o.change} <code>{_cell(o.object)}</code>"
                      + (" (a secret: values not shown)" if o.secret else "") + "\n")
         if o.diff:
             lines.append("\n" + _fenced(o.diff) + "\n")

@@ -14,6 +14,9 @@ of a source with its own options, in ``dependsOn`` order, and so on. :func:`expa
    images, components, ...), substitute (``postBuild.substitute`` over ``substituteFrom`` ConfigMaps and
    Secrets the tree defines, as the controller does in strict mode), set ``commonMetadata``; the
    objects it gives may hold more Kustomizations: repeat;
+   A Kustomization whose ``sourceRef`` is an ``ExternalArtifact`` that an ``ArtifactGenerator`` of the tree
+   makes from the fleet repo alone is built the same way, in that artifact (the request carries the
+   generator's ``copy`` operations: :class:`ArtifactRequest`; :mod:`fleet.rendering.artifacts` makes it);
 3. what comes from elsewhere is **unresolved**, listed with a note and never dropped silently:
    Kustomizations of other sources (OCIRepository, Bucket, other Git repositories), suspended ones,
    HelmReleases' charts (the HelmRelease itself stays an object).
