@@ -54,6 +54,13 @@ def _between(repo: Path | None, name: str | None, base: str, head: str | None, s
         e.exit_code = max(e.exit_code, 2)  # 1 means changes here
         raise
     r = reporter()
+    if head is None:  # HEAD is a commit: what the working tree changes is not in it
+        from fleet.adapters import gitplain
+
+        edits = gitplain.changed_paths(repo_path(repo))
+        if edits:
+            r.warn(f"{len(edits)} uncommitted changes are not compared: --head is HEAD, a commit (commit them, "
+                   "or compare what is committed)")
     for c in result.clusters:
         if c.status == "failed":
             r.fail(f"{c.cluster}: {c.error}")

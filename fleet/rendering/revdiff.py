@@ -183,8 +183,11 @@ def _secret(obj: Mapping[str, Any] | None) -> bool:
     return (obj.get("kind") == "Secret" and _group(obj) == "") or is_encrypted(obj)
 
 
+_DUMPER: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
 def _yaml(obj: Mapping[str, Any]) -> list[str]:
-    text: str = yaml.safe_dump(dict(obj), sort_keys=True, default_flow_style=False, allow_unicode=True)
+    text: str = yaml.dump(dict(obj), Dumper=_DUMPER, sort_keys=True, default_flow_style=False, allow_unicode=True)
     return text.splitlines(keepends=True)
 
 
@@ -218,12 +221,35 @@ def diff_objects(
 # ---- the service ------------------------------------------------------------------------------------
 
 
-def _registry(g: GitRepo, sha: str, side: str) -> Registry:
+def _registry(g: GitRepo, sha: str, side: str, like: tuple[Registry, str] | None = None) -> Registry:
+    """The registry at ``sha``; with ``like`` (the head's registry and commit), an entry whose file is the
+    same blob there is taken from it rather than read and parsed again (a thousand files cost seconds)."""
     try:
-        return load_registry(g, sha)
+        return _reusing(g, sha, *like) if like is not None else load_registry(g, sha)
     except FleetError as e:
         e.hint = f"(the registry at {side} {sha[:12]})" + (f"; {e.hint}" if e.hint else "")
         raise
+
+
+def _reusing(g: GitRepo, sha: str, other: Registry, other_sha: str) -> Registry:
+    from fleet.registry.load import FLEET_FILE, cluster_file, parse_cluster, parse_settings
+
+    settings = parse_settings(g.read_file(sha, FLEET_FILE))
+    layout = settings.layout
+    if layout.registry != other.layout.registry:
+        return load_registry(g, sha)
+    known = {e.name: e.oid for e in g.list_dir(other_sha, layout.registry)}
+    clusters: dict[str, ClusterSpec] = {}
+    for e in g.list_dir(sha, layout.registry):
+        if e.name.startswith(".") or not e.name.endswith((".yaml", ".yml")):
+            continue
+        stem = e.name.removesuffix(".yaml")
+        if e.kind != "file" or e.name.endswith(".yml"):
+            return load_registry(g, sha)  # refused there, with its own message
+        same = other.clusters.get(stem) if known.get(e.name) == e.oid else None
+        spec = same or parse_cluster(g.read_file(sha, cluster_file(stem, layout)) or "", cluster_file(stem, layout))
+        clusters[spec.name] = spec
+    return Registry(g.root, sha, settings, dict(sorted(clusters.items())), (), layout)
 
 
 def _one_line(e: FleetError) -> str:
@@ -250,7 +276,8 @@ def diff_revisions(
         render = render_spec
     g = open_repo(repo)
     shas = {"base": g.resolve(base), "head": g.resolve(head)}
-    regs = {side: _registry(g, sha, side) for side, sha in shas.items()}
+    head_reg = _registry(g, shas["head"], "head")
+    regs = {"base": _registry(g, shas["base"], "base", (head_reg, shas["head"])), "head": head_reg}
     picked: dict[str, set[str]] = {}
     for side, reg in regs.items():
         chosen = reg.select(selector) if selector else list(reg.clusters.values())

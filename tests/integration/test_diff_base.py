@@ -160,7 +160,8 @@ def _by(objects: list[dict[str, object]], kind: str, name: str) -> dict[str, obj
     return next(o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name)  # type: ignore[index]
 
 
-def test_the_flagship_layout_renders_from_its_artifacts(artifacts_repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_flagship_layout_renders_from_its_artifacts(artifacts_repo: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
     from fleet.rendering.cluster import render_cluster
 
     r = render_cluster(artifacts_repo, "production")
