@@ -114,30 +114,34 @@ class _Keys:
 
     def __init__(self, g: GitRepo, sha: str, registry: Registry) -> None:
         self.g, self.sha, self.registry = g, sha, registry
-        self._dirs: dict[str, str] = {}
+        self._dirs: dict[str, str | None] = {}
         self._tree: str | None = None
 
-    def key(self, spec: ClusterSpec) -> str:
+    def key(self, spec: ClusterSpec) -> str | None:
+        """None when the inputs cannot be told (the overlay is missing or not confined): then the cluster is
+        rendered, and fails with the render's own line."""
         h = hashlib.sha256(spec.model_dump_json().encode())  # the entry: variables, environment, wave, ...
         if spec.source is None:
-            h.update(b"overlay\n" + self._overlay(self.registry.layout.overlay_dir(spec.environment)).encode())
+            inputs = self._overlay(self.registry.layout.overlay_dir(spec.environment))
+            if inputs is None:
+                return None
+            h.update(b"overlay\n" + inputs.encode())
         else:
             h.update(b"flux\n" + self._whole().encode())
         return h.hexdigest()
 
-    def _overlay(self, directory: str) -> str:
-        found = self._dirs.get(directory)
-        if found is None:
+    def _overlay(self, directory: str) -> str | None:
+        if directory not in self._dirs:
             from fleet.rendering.build import build_inputs
 
             try:
                 paths = build_inputs(self.g, self.sha, directory)
-            except FleetError as e:  # rendered, so the cluster fails with the render's own line
-                found = f"unreadable {directory} {type(e).__name__} {e.message}"
+            except FleetError:
+                self._dirs[directory] = None
             else:
-                found = directory + "\n" + "".join(f"{p} {self.g.tree_id(self.sha, p)}\n" for p in paths)
-            self._dirs[directory] = found
-        return found
+                self._dirs[directory] = directory + "\n" + "".join(f"{p} {self.g.tree_id(self.sha, p)}\n"
+                                                                   for p in paths)
+        return self._dirs[directory]
 
     def _whole(self) -> str:
         """Every path of the tree but the registry's folder (a Flux directory can read anything else)."""
@@ -299,7 +303,8 @@ def diff_revisions(
         old, new = regs["base"].clusters.get(name), regs["head"].clusters.get(name)
         spec = new or old
         assert spec is not None
-        if old is not None and new is not None and keys["base"].key(old) == keys["head"].key(new):
+        key = keys["base"].key(old) if old is not None else None
+        if key is not None and new is not None and key == keys["head"].key(new):
             out.append(ClusterChange(name, spec.wave, spec.environment, "unchanged", False, 0, 0, 0, None, ()))
             continue
         rendered += 1

@@ -146,6 +146,19 @@ def test_exit_codes_and_a_failed_cluster_among_the_others(thirty: Path, capsys: 
     assert code == 0  # prod's clusters all set REPLICAS: the default changed, their render did not
 
 
+def test_an_overlay_broken_at_both_revisions_is_failed_not_unchanged(thirty: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    commit_file(thirty, "environments/dev/kustomization.yaml", "resources: [../../../outside]\n")
+    base = git(thirty, "rev-parse", "HEAD").strip()
+    commit_file(thirty, "docs/notes.md", "nothing any overlay reads\n")
+    code, out, err = run_cli(capsys, "diff", "--base", base, "--repo", str(thirty), "-o", "json")
+    assert code == 2, err
+    items = json.loads(out)["items"]
+    assert {i["status"] for i in items if i["environment"] == "dev"} == {"failed"}
+    assert {i["status"] for i in items if i["environment"] != "dev"} == {"unchanged"}
+    assert "outside" in next(i["error"] for i in items if i["status"] == "failed")
+
+
 # ---- a Flux repo with ExternalArtifacts --------------------------------------------------------------
 
 
