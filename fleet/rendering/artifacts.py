@@ -20,8 +20,9 @@ strategy}`` applied in order to an empty staging directory. This follows source-
   Helm merges values files); ``Extract`` (tarballs) is not rendered: the artifact is listed unresolved.
 
 The fleet repo's GitRepository artifact is the tree at the revision without what source-controller
-leaves out by default (VCS files, CI files, images and archives, ``.sops.yaml``, ...) and without what the
-repository's root ``.sourceignore`` excludes (gitignore syntax).
+leaves out by default (VCS files, CI files, images and archives, ``.sops.yaml``, ...), what the
+``.sourceignore`` files exclude (gitignore syntax, each for its directory and below) and what the
+GitRepository's ``spec.ignore`` excludes (last: it may re-include).
 """
 
 from __future__ import annotations
@@ -217,12 +218,40 @@ def ignored(rules: Sequence[_Rule], path: str, is_dir: bool) -> bool:
 
 
 class _Source:
-    """One alias's content: the fleet repo at a revision, as source-controller archives it."""
+    """One alias's content: the fleet repo at a revision, as source-controller archives it: without its
+    default exclusions, then what the ``.sourceignore`` files say (each for its own directory and below),
+    then the GitRepository's ``spec.ignore``; the last pattern that matches decides."""
 
-    def __init__(self, g: GitRepo, sha: str) -> None:
+    def __init__(self, g: GitRepo, sha: str, ignore: str | None = None) -> None:
         self.g, self.sha = g, sha
-        self.rules = source_ignore("\n".join(DEFAULT_IGNORE) + "\n" + (g.read_file(sha, ".sourceignore") or ""))
+        self.defaults = source_ignore("\n".join(DEFAULT_IGNORE))
+        self.files: list[tuple[str, _Rule]] = []  # (the directory of the .sourceignore, a rule of it)
+        self.spec = source_ignore(ignore or "")
+        self._loaded: set[str] = set()
         self._lists: dict[str, list[tuple[str, str]]] = {}
+
+    def _load(self, d: str) -> None:
+        if d in self._loaded:
+            return
+        self._loaded.add(d)
+        try:
+            text = self.g.read_file(self.sha, f"{d}/.sourceignore" if d else ".sourceignore")
+        except InputError:  # not UTF-8: source-controller would read garbage patterns; none here
+            text = None
+        self.files += [(d, r) for r in source_ignore(text or "")]
+
+    def ignored(self, path: str, is_dir: bool) -> bool:
+        out = False
+        for domain, r in [*(("", r) for r in self.defaults), *self.files, *(("", r) for r in self.spec)]:
+            if domain:
+                if not path.startswith(domain + "/"):
+                    continue
+                rel = path[len(domain) + 1:]
+            else:
+                rel = path
+            if (is_dir or not r.dir_only) and r.regex.match(rel):
+                out = not r.negate
+        return out
 
     def listing(self, d: str) -> list[tuple[str, str]]:
         """(name, kind) of what ``d`` holds in the artifact (sorted; ignored entries and submodules left out;
@@ -230,10 +259,11 @@ class _Source:
         found = self._lists.get(d)
         if found is None:
             found = []
+            self._load(d)
             for e in self.g.list_dir(self.sha, d):
                 path = f"{d}/{e.name}" if d else e.name
                 kind = self.kind(path, e.kind)
-                if kind is None or ignored(self.rules, path, kind == "dir"):
+                if kind is None or self.ignored(path, kind == "dir"):
                     continue
                 found.append((e.name, kind))
             self._lists[d] = found
@@ -465,12 +495,16 @@ def _glob_destination(pattern: str, match: str, dest: str) -> str:
     return posixpath.normpath(posixpath.join(dest, match))
 
 
-def compose(g: GitRepo, sha: str, aliases: Sequence[str], copy: Sequence[Any], where: str) -> Composed:
+def compose(g: GitRepo, sha: str, aliases: Sequence[str], copy: Sequence[Any], where: str,
+            ignores: Sequence[str | None] = ()) -> Composed:
     """The files of an output artifact whose ``copy`` operations read ``aliases`` (each the fleet repo at
-    ``sha``). Raises :class:`FluxTreeError` where source-watcher fails, :class:`Unsupported` for what fleet
-    does not render."""
-    source = _Source(g, sha)
-    copier = _Copier(g, dict.fromkeys(aliases, source), where)
+    ``sha``; ``ignores``: each one's GitRepository ``spec.ignore``). Raises :class:`FluxTreeError` where
+    source-watcher fails, :class:`Unsupported` for what fleet does not render."""
+    found: dict[str | None, _Source] = {}
+    sources = {}
+    for alias, ignore in zip(aliases, [*ignores, *[None] * (len(aliases) - len(ignores))], strict=True):
+        sources[alias] = found.setdefault(ignore, _Source(g, sha, ignore))
+    copier = _Copier(g, sources, where)
     for i, op in enumerate(copy):
         if not isinstance(op, dict):
             raise FluxTreeError(f"{where}: copy[{i}] is not a mapping (from, to)")

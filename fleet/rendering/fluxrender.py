@@ -128,10 +128,10 @@ class _Builder:
         """The tree of an ExternalArtifact made from the fleet repo (:mod:`fleet.rendering.artifacts`)."""
         from fleet.rendering.artifacts import compose
 
-        key = json.dumps([art.aliases, art.copy], sort_keys=True, default=str)
+        key = json.dumps([art.aliases, art.copy, art.ignores], sort_keys=True, default=str)
         found = self._artifacts.get(key)
         if found is None:
-            made = compose(self.g, self.sha, art.aliases, art.copy, art.where)
+            made = compose(self.g, self.sha, art.aliases, art.copy, art.where, art.ignores)
             self.inputs.update(made.origins)
             found = self.g.compose(made.files)
             self._artifacts[key] = found

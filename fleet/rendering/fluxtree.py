@@ -139,6 +139,7 @@ class ArtifactRequest:
     generator: str  # "namespace/name" of the ArtifactGenerator
     aliases: tuple[str, ...]
     copy: tuple[Any, ...]
+    ignores: tuple[str | None, ...] = ()  # each alias's GitRepository spec.ignore, when the tree defines one
 
     @property
     def where(self) -> str:
@@ -798,6 +799,7 @@ def _artifact_request(st: _State, ref: SourceRef, generator: str, gen: Mapping[s
     sources = {str(s.get("alias")): s for s in spec.get("sources") or [] if isinstance(s, dict)}
     copy = art.get("copy") if isinstance(art.get("copy"), list) else []
     aliases: list[str] = []
+    ignores: list[str | None] = []
     for op in copy or []:
         frm = str(op.get("from") or "") if isinstance(op, dict) else ""
         alias = frm[1:].split("/", 1)[0] if frm.startswith("@") else ""
@@ -805,12 +807,17 @@ def _artifact_request(st: _State, ref: SourceRef, generator: str, gen: Mapping[s
             aliases.append(alias)
     for alias in aliases:
         src = sources.get(alias)
-        if src is None:
-            continue  # the copy fails as source-watcher's does ("source alias not found")
-        sref = SourceRef(str(src.get("kind") or "?"), str(src.get("namespace") or gen_ns), str(src.get("name") or "?"))
-        if is_fleet_source(sref, st.sources.get((sref.kind, sref.namespace, sref.name)), st.fleet_urls) is None:
-            return f"{made} from {sref} (@{alias}), which is not the fleet repo: its objects are not rendered"
-    return ArtifactRequest(str(ref), generator, tuple(aliases), tuple(copy or ()))
+        ignore = None
+        if src is not None:  # else the copy fails as source-watcher's does ("source alias not found")
+            sref = SourceRef(str(src.get("kind") or "?"), str(src.get("namespace") or gen_ns),
+                             str(src.get("name") or "?"))
+            defined = st.sources.get((sref.kind, sref.namespace, sref.name))
+            if is_fleet_source(sref, defined, st.fleet_urls) is None:
+                return f"{made} from {sref} (@{alias}), which is not the fleet repo: its objects are not rendered"
+            found = ((defined or {}).get("spec") or {}).get("ignore")
+            ignore = found if isinstance(found, str) else None
+        ignores.append(ignore)
+    return ArtifactRequest(str(ref), generator, tuple(aliases), tuple(copy or ()), tuple(ignores))
 
 
 class _Wait:

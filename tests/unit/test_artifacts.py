@@ -73,6 +73,21 @@ def test_the_sources_archive_leaves_out_what_source_controller_does(flagship: Gi
     assert not any(f.startswith(".github/") for f in everything)
 
 
+def test_nested_sourceignore_files_and_the_sources_spec_ignore(small: GitRepo) -> None:
+    root = Path(small.root)
+    write_tree(root, {"apps/base/web/.sourceignore": "testdata/\n", "apps/dev/.sourceignore": "*.yaml\n"})
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "ignores")
+    sha = small.resolve("HEAD")
+    copy = [{"from": "@repo/apps/**", "to": "@artifact/"}]
+    files = sorted(compose(small, sha, ["repo"], copy, "gen").files)
+    assert "base/web/testdata/fixture.yaml" not in files and "base/web/deploy.yaml" in files  # its directory
+    assert [f for f in files if f.startswith("dev/")] == ["dev/.sourceignore"]  # *.yaml below apps/dev only
+    assert "prod/kustomization.yaml" in files
+    again = sorted(compose(small, sha, ["repo"], copy, "gen", ["!*.png\n!testdata/\n"]).files)
+    assert "base/web/logo.png" in again and "base/web/testdata/fixture.yaml" in again  # spec.ignore comes last
+
+
 def test_a_path_without_glob_copies_as_cp_does(small: GitRepo) -> None:
     assert _files(small, [{"from": "@repo/apps/prod", "to": "@artifact/x"}]) == [
         "x/prod/kustomization.yaml", "x/prod/values-override.yaml", "x/prod/values.yaml"]  # dir -> to/<dir>
