@@ -211,3 +211,22 @@ def test_diff_base_follows_a_change_through_an_artifact(artifacts_repo: Path,
     change = by["production"]["objects"]
     assert [(o["object"], o["change"]) for o in change] == [("HelmRelease/podinfo/podinfo", "changed")]
     assert "-    replicaCount: 3\n+    replicaCount: 4\n" in change[0]["diff"]
+
+
+def test_a_copy_source_watcher_would_fail_fails_the_render_with_one_line(
+    artifacts_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = git(artifacts_repo, "rev-parse", "HEAD").strip()
+    gen = (artifacts_repo / "clusters/production/artifacts.yaml").read_text()
+    commit_file(artifacts_repo, "clusters/production/artifacts.yaml",
+                gen.replace("@monorepo/apps/production/**", "@monorepo/apps/prod/**"))
+    code, out, err = run_cli(capsys, "render", "production", "--repo", str(artifacts_repo))
+    assert code == 2 and out == "" and "Traceback" not in err
+    line = next(x for x in err.splitlines() if x.startswith("✗"))
+    assert line == ("✗ ArtifactGenerator flux-system/flux-system: artifact apps: failed to apply copy operation from "
+                    "'@monorepo/apps/prod/**' to '@artifact/production/': no files match pattern 'apps/prod/**' in "
+                    "source 'monorepo'")
+    code, out, err = run_cli(capsys, "diff", "--base", base, "--repo", str(artifacts_repo), "-o", "json")
+    by = {i["cluster"]: i for i in json.loads(out)["items"]}
+    assert code == 2 and by["production"]["status"] == "failed" and by["staging"]["status"] == "unchanged"
+    assert by["production"]["error"].startswith("at head ") and "no files match pattern" in by["production"]["error"]
