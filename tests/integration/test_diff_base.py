@@ -230,3 +230,30 @@ def test_a_copy_source_watcher_would_fail_fails_the_render_with_one_line(
     by = {i["cluster"]: i for i in json.loads(out)["items"]}
     assert code == 2 and by["production"]["status"] == "failed" and by["staging"]["status"] == "unchanged"
     assert by["production"]["error"].startswith("at head ") and "no files match pattern" in by["production"]["error"]
+
+
+def test_parity_a_kustomization_of_an_artifact_equals_kustomize_build_of_the_artifact_on_disk(
+    artifacts_repo: Path, kustomize: Path, tmp_path: Path
+) -> None:
+    import subprocess
+
+    import yaml
+
+    from fleet.registry import load_registry, open_repo
+    from fleet.rendering.artifacts import compose
+    from fleet.rendering.fluxrender import render_flux
+
+    g = open_repo(artifacts_repo)
+    sha = g.resolve("HEAD")
+    done = render_flux(g, sha, load_registry(g, sha).get("production"))
+    copy = [{"from": "@monorepo/apps/base/**", "to": "@artifact/base/"},
+            {"from": "@monorepo/apps/production/**", "to": "@artifact/production/"}]
+    g.extract(g.compose(compose(g, sha, ["monorepo"], copy, "gen").files), tmp_path / "apps")  # the artifact, unpacked
+    built = subprocess.run([str(kustomize), "build", str(tmp_path / "apps" / "production")], capture_output=True,
+                           text=True, check=True).stdout
+    expected = [o for o in yaml.safe_load_all(built) if o]
+    assert [o.object for o in done.expansion.objects if o.node == "flux-system/apps"] == expected
+    assert sorted(p for p in done.inputs if p.startswith("apps/")) == [
+        "apps/base/podinfo/kustomization.yaml", "apps/base/podinfo/namespace.yaml", "apps/base/podinfo/release.yaml",
+        "apps/base/podinfo/repository.yaml", "apps/production/kustomization.yaml",
+        "apps/production/podinfo-values.yaml"]  # what history and the uncommitted-edit warning watch
