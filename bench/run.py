@@ -4,6 +4,7 @@
     python -m bench.run render       # only those whose name contains "render"
     python -m bench.run startup      # CLI start-up: whole processes side by side (bench/startup_bench.py)
     python -m bench.run flux         # expanding a Flux repo of 200 Kustomizations (bench/flux_expand_bench.py)
+    python -m bench.run diff_base    # diff --base of a one-overlay change, 1,000 clusters (bench/diff_base_bench.py)
 
 Each module prints a small table and writes JSON to ``bench/results/<name>.json``.
 """

@@ -12,7 +12,8 @@ import subprocess
 import textwrap
 from pathlib import Path
 
-__all__ = ["FLUX_URL", "flux_live_files", "flux_repo", "kustomize_repo", "write_tree"]
+__all__ = ["FLUX_URL", "flux_artifact_files", "flux_artifact_repo", "flux_live_files", "flux_repo", "kustomize_repo",
+           "write_tree"]
 
 FLUX_URL = "ssh://git@github.com/acme/fleet-infra"
 
@@ -527,3 +528,311 @@ def flux_live_files(cluster: str, env: str = "staging", region: str = "eu-west-1
     })
     files.update(_env_overlay(env))
     return files
+
+
+# A repo laid out like Flux's flagship example (fluxcd/flux2-kustomize-helm-example, 2025 onwards): each
+# cluster directory holds an ArtifactGenerator that cuts the one repo into two ExternalArtifacts,
+# "infrastructure" (infrastructure/** at the artifact's root) and "apps" (apps/base/** under base/ and
+# apps/<env>/** under <env>/), and the Kustomizations build paths of those artifacts; apps and
+# infrastructure are HelmReleases. Production also asks for an artifact made from an OCIRepository: that
+# one is not the fleet repo and stays unresolved.
+def _artifacts(env: str) -> str:
+    return f"""
+        apiVersion: source.extensions.fluxcd.io/v1beta1
+        kind: ArtifactGenerator
+        metadata:
+          name: flux-system
+          namespace: flux-system
+        spec:
+          sources:
+            - alias: monorepo
+              kind: GitRepository
+              name: flux-system
+          artifacts:
+            - name: infrastructure
+              originRevision: "@monorepo"
+              copy:
+                - from: "@monorepo/infrastructure/**"
+                  to: "@artifact/"
+                  exclude: ["*.md"]
+            - name: apps
+              originRevision: "@monorepo"
+              copy:
+                - from: "@monorepo/apps/base/**"
+                  to: "@artifact/base/"
+                - from: "@monorepo/apps/{env}/**"
+                  to: "@artifact/{env}/"
+    """
+
+
+def _artifact_infrastructure(server: str) -> str:
+    return f"""
+        apiVersion: kustomize.toolkit.fluxcd.io/v1
+        kind: Kustomization
+        metadata:
+          name: infra-controllers
+          namespace: flux-system
+        spec:
+          interval: 1h
+          sourceRef:
+            kind: ExternalArtifact
+            name: infrastructure
+          path: ./controllers
+          prune: true
+          wait: true
+        ---
+        apiVersion: kustomize.toolkit.fluxcd.io/v1
+        kind: Kustomization
+        metadata:
+          name: infra-configs
+          namespace: flux-system
+        spec:
+          dependsOn:
+            - name: infra-controllers
+          interval: 1h
+          sourceRef:
+            kind: ExternalArtifact
+            name: infrastructure
+          path: ./configs
+          prune: true
+          patches:
+            - patch: |
+                - op: replace
+                  path: /spec/acme/server
+                  value: {server}
+              target:
+                kind: ClusterIssuer
+                name: letsencrypt
+    """
+
+
+def _artifact_apps(env: str) -> str:
+    return f"""
+        apiVersion: kustomize.toolkit.fluxcd.io/v1
+        kind: Kustomization
+        metadata:
+          name: apps
+          namespace: flux-system
+        spec:
+          dependsOn:
+            - name: infra-configs
+          interval: 1h
+          sourceRef:
+            kind: ExternalArtifact
+            name: apps
+          path: ./{env}
+          prune: true
+          wait: true
+    """
+
+
+_MONITORING = """
+    apiVersion: source.toolkit.fluxcd.io/v1
+    kind: OCIRepository
+    metadata:
+      name: monitoring-manifests
+      namespace: flux-system
+    spec:
+      interval: 1h
+      url: oci://ghcr.io/acme/manifests/monitoring
+      ref:
+        tag: "2.0.0"
+    ---
+    apiVersion: source.extensions.fluxcd.io/v1beta1
+    kind: ArtifactGenerator
+    metadata:
+      name: monitoring
+      namespace: flux-system
+    spec:
+      sources:
+        - alias: oci
+          kind: OCIRepository
+          name: monitoring-manifests
+      artifacts:
+        - name: monitoring
+          copy:
+            - from: "@oci/**"
+              to: "@artifact/"
+    ---
+    apiVersion: kustomize.toolkit.fluxcd.io/v1
+    kind: Kustomization
+    metadata:
+      name: monitoring
+      namespace: flux-system
+    spec:
+      interval: 1h
+      sourceRef:
+        kind: ExternalArtifact
+        name: monitoring
+      path: ./
+      prune: true
+"""
+
+FLUX_ARTIFACT_COMMON = {
+    ".sourceignore": """
+        # what source-controller archives: the manifest directories only
+        /*
+        !/apps/
+        !/clusters/
+        !/infrastructure/
+    """,
+    "docs/runbook.md": "# runbook\n",
+    "infrastructure/controllers/kustomization.yaml": """
+        apiVersion: kustomize.config.k8s.io/v1beta1
+        kind: Kustomization
+        resources:
+          - cert-manager.yaml
+    """,
+    "infrastructure/controllers/README.md": "left out of the artifact (exclude: *.md)\n",
+    "infrastructure/controllers/cert-manager.yaml": """
+        apiVersion: v1
+        kind: Namespace
+        metadata:
+          name: cert-manager
+        ---
+        apiVersion: source.toolkit.fluxcd.io/v1
+        kind: OCIRepository
+        metadata:
+          name: cert-manager
+          namespace: cert-manager
+        spec:
+          interval: 24h
+          url: oci://quay.io/jetstack/charts/cert-manager
+          ref:
+            semver: "1.x"
+        ---
+        apiVersion: helm.toolkit.fluxcd.io/v2
+        kind: HelmRelease
+        metadata:
+          name: cert-manager
+          namespace: cert-manager
+        spec:
+          interval: 12h
+          chartRef:
+            kind: OCIRepository
+            name: cert-manager
+          values:
+            crds:
+              enabled: true
+    """,
+    "infrastructure/configs/kustomization.yaml": """
+        apiVersion: kustomize.config.k8s.io/v1beta1
+        kind: Kustomization
+        resources:
+          - cluster-issuers.yaml
+    """,
+    "infrastructure/configs/cluster-issuers.yaml": """
+        apiVersion: cert-manager.io/v1
+        kind: ClusterIssuer
+        metadata:
+          name: letsencrypt
+        spec:
+          acme:
+            email: ops@acme.example
+            server: https://acme-staging-v02.api.letsencrypt.org/directory
+            privateKeySecretRef:
+              name: letsencrypt
+    """,
+    "apps/base/podinfo/kustomization.yaml": """
+        apiVersion: kustomize.config.k8s.io/v1beta1
+        kind: Kustomization
+        namespace: podinfo
+        resources:
+          - namespace.yaml
+          - repository.yaml
+          - release.yaml
+    """,
+    "apps/base/podinfo/namespace.yaml": """
+        apiVersion: v1
+        kind: Namespace
+        metadata:
+          name: podinfo
+    """,
+    "apps/base/podinfo/repository.yaml": """
+        apiVersion: source.toolkit.fluxcd.io/v1
+        kind: HelmRepository
+        metadata:
+          name: podinfo
+          namespace: podinfo
+        spec:
+          interval: 5m
+          url: https://stefanprodan.github.io/podinfo
+    """,
+    "apps/base/podinfo/release.yaml": """
+        apiVersion: helm.toolkit.fluxcd.io/v2
+        kind: HelmRelease
+        metadata:
+          name: podinfo
+          namespace: podinfo
+        spec:
+          interval: 50m
+          releaseName: podinfo
+          chart:
+            spec:
+              chart: podinfo
+              sourceRef:
+                kind: HelmRepository
+                name: podinfo
+          values:
+            replicaCount: 1
+    """,
+}
+
+
+def _artifact_env(env: str, replicas: int) -> dict[str, str]:
+    return {
+        f"apps/{env}/kustomization.yaml": """
+            apiVersion: kustomize.config.k8s.io/v1beta1
+            kind: Kustomization
+            resources:
+              - ../base/podinfo
+            patches:
+              - path: podinfo-values.yaml
+                target:
+                  kind: HelmRelease
+        """,
+        f"apps/{env}/podinfo-values.yaml": f"""
+            apiVersion: helm.toolkit.fluxcd.io/v2
+            kind: HelmRelease
+            metadata:
+              name: podinfo
+              namespace: podinfo
+            spec:
+              values:
+                replicaCount: {replicas}
+                hostname: podinfo.{env}
+        """,
+    }
+
+
+def flux_artifact_files() -> dict[str, str]:
+    """The files of :func:`flux_artifact_repo`."""
+    files = dict(FLUX_ARTIFACT_COMMON)
+    servers = {"staging": "https://acme-staging-v02.api.letsencrypt.org/directory",
+               "production": "https://acme-v02.api.letsencrypt.org/directory"}
+    for env, replicas in (("staging", 1), ("production", 3)):
+        files.update({
+            f"clusters/{env}/flux-system/gotk-sync.yaml": _sync(env),
+            f"clusters/{env}/flux-system/kustomization.yaml": """
+                apiVersion: kustomize.config.k8s.io/v1beta1
+                kind: Kustomization
+                resources:
+                  - gotk-sync.yaml
+            """,
+            f"clusters/{env}/artifacts.yaml": _artifacts(env),
+            f"clusters/{env}/infrastructure.yaml": _artifact_infrastructure(servers[env]),
+            f"clusters/{env}/apps.yaml": _artifact_apps(env),
+        })
+        files.update(_artifact_env(env, replicas))
+    files["clusters/production/monitoring.yaml"] = _MONITORING
+    return files
+
+
+def flux_artifact_repo(parent: Path, name: str = "flux-artifacts") -> Path:
+    """A Flux repo like Flux's flagship example (ArtifactGenerator + ExternalArtifacts), committed."""
+    root = parent / name
+    _new_repo(root)
+    write_tree(root, flux_artifact_files())
+    _commit_all(root, "flux repo with artifacts")
+    _git(root, "remote", "add", "origin", FLUX_URL)
+    return root

@@ -50,6 +50,13 @@ _NO_PROMPT = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "LC_ALL": "C", 
 _DIR = 0o040000
 
 
+def _object_id(kind: bytes, data: bytes) -> bytes:
+    """The id git gives an object of ``kind`` holding ``data`` (SHA-1 of its header and content)."""
+    import hashlib
+
+    return hashlib.sha1(kind + b" " + str(len(data)).encode() + b"\0" + data, usedforsecurity=False).digest()
+
+
 def _kind(mode: int) -> str:
     return {0o040000: "dir", 0o160000: "submodule", 0o120000: "link"}.get(mode, "file")
 
@@ -178,6 +185,10 @@ class GitRepo:
         self._roots: dict[str, bytes] = {}
         self._io = threading.RLock()
         self._trees: dict[bytes, dict[str, tuple[int, bytes]]] = {}
+        # trees made in memory by compose() (a Flux ExternalArtifact's content), never written to the repo
+        self._composed: dict[bytes, dict[str, tuple[int, bytes]]] = {}
+        self._composed_blobs: dict[bytes, bytes] = {}
+        self._composed_roots: dict[str, bytes] = {}
 
     @classmethod
     def open(cls, path: str | Path) -> GitRepo:
@@ -227,8 +238,56 @@ class GitRepo:
         return obj
 
     def resolve(self, rev: str) -> str:
-        """The full commit id of ``rev`` (a branch, tag, short or full id, ``HEAD~2``...)."""
+        """The full commit id of ``rev`` (a branch, tag, short or full id, ``HEAD~2``...); a tree made by
+        :meth:`compose` is its own name."""
+        if rev in self._composed_roots:
+            return rev
         return self._commit(rev).hexsha
+
+    def compose(self, files: dict[str, str | bytes]) -> str:
+        """A tree holding ``files`` (repo path -> the id of a blob of this repository, or the file's bytes),
+        made in memory only: nothing is written to the repository. Returns a name every reading method
+        (:meth:`read_file`, :meth:`list_dir`, :meth:`tree_id`, :meth:`extract`, ...) takes as a revision:
+        the tree's own id, as git would compute it, so equal content gives an equal name."""
+        root: dict[str, Any] = {}
+        for path, content in files.items():
+            parts = [p for p in _clean_rel(path).split("/") if p]
+            if not parts:
+                raise InputError(f'"{path}" is not a file path')
+            node = root
+            for part in parts[:-1]:
+                child = node.setdefault(part, {})
+                if not isinstance(child, dict):
+                    raise InputError(f"{path}: {part} is a file and a directory")
+                node = child
+            if isinstance(node.get(parts[-1]), dict):
+                raise InputError(f"{path} is a directory and a file")
+            node[parts[-1]] = content
+
+        def tree(node: dict[str, Any]) -> bytes:
+            entries: dict[str, tuple[int, bytes]] = {}
+            for name, value in node.items():
+                if isinstance(value, dict):
+                    entries[name] = (_DIR, tree(value))
+                elif isinstance(value, bytes):
+                    blob = _object_id(b"blob", value)
+                    self._composed_blobs[blob] = value
+                    entries[name] = (0o100644, blob)
+                else:
+                    entries[name] = (0o100644, bytes.fromhex(value))
+            body = b"".join(
+                f"{mode:o} {name}".encode("utf-8", "surrogateescape") + b"\0" + oid
+                for name, (mode, oid) in sorted(entries.items(), key=lambda e: e[0] + "/" if e[1][0] == _DIR
+                                                else e[0])
+            )
+            oid = _object_id(b"tree", body)
+            self._composed[oid] = entries
+            return oid
+
+        with self._io:
+            oid = tree(root)
+            self._composed_roots[oid.hex()] = oid
+        return oid.hex()
 
     def head(self) -> str | None:
         """The commit HEAD points at, or None on an unborn branch."""
@@ -290,6 +349,9 @@ class GitRepo:
 
     @_serialized
     def _read_object(self, binsha: bytes) -> bytes:
+        made = self._composed_blobs.get(binsha)
+        if made is not None:
+            return made
         data: bytes = self._repo.odb.stream(binsha).read()
         return data
 
@@ -297,6 +359,8 @@ class GitRepo:
     def _root(self, rev: str) -> bytes:
         if rev in self._roots:
             return self._roots[rev]
+        if rev in self._composed_roots:
+            return self._composed_roots[rev]
         commit = self._commit(rev)
         root: bytes = commit.tree.binsha
         if len(rev) == 40 and rev == commit.hexsha:  # only immutable names are cached
@@ -305,6 +369,8 @@ class GitRepo:
 
     def _entries(self, binsha: bytes) -> dict[str, tuple[int, bytes]]:
         cached = self._trees.get(binsha)
+        if cached is None:
+            cached = self._composed.get(binsha)
         if cached is not None:
             return cached
         data: bytes = self._read_object(binsha)
@@ -346,6 +412,13 @@ class GitRepo:
             return data.decode("utf-8")
         except UnicodeDecodeError as e:
             raise InputError(f"{path} at {rev[:12]} is not UTF-8 text") from e
+
+    def read_blob(self, oid: str) -> bytes:
+        """The content of the blob ``oid`` (hex) of this repository (or of a tree :meth:`compose` made)."""
+        try:
+            return self._read_object(bytes.fromhex(oid))
+        except (ValueError, KeyError, git.BadObject) as e:
+            raise NotFound(f"blob {_shown(oid)} not found") from e
 
     def list_dir(self, rev: str, path: str) -> list[Entry]:
         """The entries of directory ``path`` at ``rev`` (empty when it does not exist)."""

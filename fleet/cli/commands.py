@@ -38,7 +38,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Bring a cluster to a revision: through its operator (move the pin, reconcile, wait until\n"
         'applied), or applied by fleet (server-side apply, field manager "fleet", prune).',
     ),
-    "diff": ("diff", "Show drift between a revision and the live cluster. Exit 0 none, 1 drift, 2 error."),
+    "diff": (
+        "diff",
+        "Show drift between a revision and the live cluster, or with --base what a change does to every\n"
+        "cluster's render (offline). Exit 0 none, 1 drift or changes, 2 error.",
+    ),
     "gate": ("gate", "Run the health gates of a cluster (watch-driven, one timeout). Exit 0 passed, 1 failed."),
     "status": ("status", "Show every cluster of the fleet: revisions, health, drift and reachability."),
     "provision": (

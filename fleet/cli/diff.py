@@ -1,6 +1,9 @@
 """``fleet diff CLUSTER``: what a sync would change (server-side dry run against the live objects).
+``fleet diff --base REV [--head REV]``: what a change does to every cluster's render, offline
+(:mod:`fleet.rendering.revdiff`; printed by :mod:`fleet.cli.revdiff_view`).
 
-Exit codes: 0 no drift, 1 drift, 2 an error (bad input, unreachable cluster, refused request).
+Exit codes: 0 no drift (no change), 1 drift (changes), 2 an error (bad input, unreachable cluster,
+refused request; with ``--base``: a cluster whose render failed at either revision).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from fleet.cli.common import OutputOpt, RepoOpt, repo_path, reporter
+from fleet.cli.common import RepoOpt, repo_path, reporter
 from fleet.errors import FleetError
 from fleet.output import OutputFormat, emit
 
@@ -31,14 +34,80 @@ def _text(d: DiffResult) -> str:
     return "".join(out)
 
 
+_BASE_FORMATS = ("table", "json", "yaml", "markdown")
+
+
+def _between(repo: Path | None, name: str | None, base: str, head: str | None, selector: str | None,
+             output: str) -> None:
+    """``fleet diff --base REV [--head REV]``: every selected cluster's render compared between two revisions."""
+    from fleet.cli import revdiff_view
+    from fleet.errors import InputError
+    from fleet.rendering.revdiff import diff_revisions
+
+    fmt = output.lower()
+    if fmt not in _BASE_FORMATS:
+        raise InputError(f'-o {output}: --base prints {", ".join(_BASE_FORMATS)}')
+    try:
+        result = diff_revisions(repo_path(repo), base, head or "HEAD", selector=selector,
+                                names=[name] if name else None)
+    except FleetError as e:
+        e.exit_code = max(e.exit_code, 2)  # 1 means changes here
+        raise
+    r = reporter()
+    if head is None:  # HEAD is a commit: what the working tree changes is not in it
+        from fleet.adapters import gitplain
+
+        edits = gitplain.changed_paths(repo_path(repo))
+        if edits:
+            r.warn(f"{len(edits)} uncommitted changes are not compared: --head is HEAD, a commit (commit them, "
+                   "or compare what is committed)")
+    for c in result.clusters:
+        if c.status == "failed":
+            r.fail(f"{c.cluster}: {c.error}")
+    if fmt == "table":
+        sys.stdout.write(revdiff_view.text(result))
+    elif fmt == "markdown":
+        sys.stdout.write(revdiff_view.markdown(result))
+    else:
+        emit(revdiff_view.as_data(result), OutputFormat(fmt))
+    if result.failed:
+        raise typer.Exit(2)
+    if result.changes:
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("diff")
     def diff_cmd(
-        name: str = typer.Argument(..., help="The cluster to compare."),
+        name: str = typer.Argument(None, help="The cluster to compare (with --base: only this one).",
+                                   show_default=False),
         rev: str = typer.Option(None, "--rev", help="Revision to compare with (default: HEAD)."),
+        base: str = typer.Option(None, "--base", help="Offline: compare every cluster's render at this revision "
+                                 "with --head's (no cluster needed).", show_default=False),
+        head: str = typer.Option(None, "--head", help="With --base: the revision compared (default: HEAD).",
+                                 show_default=False),
+        selector: str = typer.Option(None, "--selector", "-l", help="With --base: a label selector.",
+                                     show_default=False),
         repo: Path = RepoOpt,
-        output: OutputFormat = OutputOpt,
+        output: str = typer.Option("table", "-o", "--output", help="Output format: table, json, yaml (with "
+                                   "--base also markdown, a pull-request comment)."),
     ) -> None:
+        from fleet.errors import InputError
+
+        if base is not None:
+            if rev is not None:
+                raise InputError("--rev compares with a live cluster; --base compares two revisions (use --head)")
+            _between(repo, name, base, head, selector, output)
+            return
+        if head is not None or selector is not None:
+            raise InputError(f"{'--head' if head is not None else '--selector'} goes with --base",
+                             hint="fleet diff --base main --head HEAD")
+        if name is None:
+            raise InputError("name a cluster (its drift from the live cluster), or pass --base REV (what a change "
+                             "does to every cluster)", hint="fleet diff eu-1  |  fleet diff --base main")
+        if output.lower() not in ("table", "json", "yaml"):
+            raise InputError(f"-o {output}: fleet diff CLUSTER prints table, json or yaml")
+        output_ = OutputFormat(output.lower())
         from fleet.access import kubeconfig_for
         from fleet.live.diff import diff
         from fleet.registry.load import load_registry
@@ -60,9 +129,9 @@ def register(app: typer.Typer) -> None:
         except FleetError as e:
             e.exit_code = max(e.exit_code, 2)  # 1 means drift here
             raise
-        if output is OutputFormat.table:
+        if output_ is OutputFormat.table:
             sys.stdout.write(_text(result))
         else:
-            emit(result, output)
+            emit(result, output_)
         if result.drift:
             raise typer.Exit(1)

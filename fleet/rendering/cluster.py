@@ -31,7 +31,7 @@ from fleet.rendering.build import (
 if TYPE_CHECKING:  # GitPython loads when a Git object is read, not for a render kept for its commit
     from fleet.adapters.git import GitRepo
 
-__all__ = ["render_all", "render_cluster"]
+__all__ = ["render_all", "render_cluster", "render_spec"]
 
 
 def _spec_at(g: GitRepo, sha: str, name: str, layout: Layout) -> ClusterSpec:
@@ -69,6 +69,12 @@ def _render_spec(g: GitRepo, sha: str, spec: ClusterSpec, layout: Layout) -> Ren
 
         return render_flux(g, sha, spec).rendered
     return render_overlay(g, sha, spec, overlay_dir(spec.environment, layout))
+
+
+def render_spec(g: GitRepo, sha: str, spec: ClusterSpec, layout: Layout) -> Rendered:
+    """What ``spec`` (a registry entry read at commit ``sha``) renders at ``sha``: its overlay, or its Flux
+    directory expanded; through the content-keyed build cache, nothing kept (``fleet diff --base``)."""
+    return _render_spec(g, sha, spec, layout)
 
 
 def render_cluster(repo: GitRepo | str | Path, name: str, rev: str | None = None) -> Rendered:

@@ -28,6 +28,7 @@ from fleet.rendering.build import Rendered, build_directory, build_inputs, clust
 from fleet.rendering.confine import check_overlay
 from fleet.rendering.fluxtree import (
     KUSTOMIZATION_FILES,
+    ArtifactRequest,
     BuildRequest,
     BuiltDoc,
     Expansion,
@@ -88,15 +89,19 @@ class _Builder:
     def __init__(self, g: GitRepo, sha: str) -> None:
         self.g, self.sha = g, sha
         self.inputs: set[str] = set()
+        self._artifacts: dict[str, str] = {}  # an artifact's request (JSON) -> its composed tree
 
     def __call__(self, req: BuildRequest) -> Sequence[BuiltDoc]:
-        g, sha = self.g, self.sha
+        g = self.g
+        sha = self._artifact(req.artifact) if req.artifact is not None else self.sha
+        where = f" of {req.artifact.ref}" if req.artifact is not None else ""
         who = f"Kustomization {req.kustomization}" if req.kustomization else "the cluster directory"
         entry = g.entry(sha, req.path)
         if entry is None or entry.kind != "dir":
             key = "spec.path: " if req.kustomization else ""
+            at = f"the artifact{where}" if req.artifact is not None else f"the repository at {sha[:12]}"
             raise FluxTreeError(
-                f'{who}: {key}"./{req.path}" is not a directory of the repository at {sha[:12]}',
+                f'{who}: {key}"./{req.path}" is not a directory of {at}',
                 hint="Flux fails such a Kustomization (kustomization path not found)",
                 kustomization=req.kustomization, key="spec.path" if req.kustomization else None,
             )
@@ -105,26 +110,42 @@ class _Builder:
         existing: dict[str, Any] | None = None
         resources: list[str] = []
         if kfile is not None:
-            existing = self._kustomization(f"{req.path}/{kfile}".lstrip("/"))
+            existing = self._kustomization(sha, f"{req.path}/{kfile}".lstrip("/"))
         else:
             resources = scan_resources(req.path, lambda d: [(e.name, e.kind) for e in g.list_dir(sha, d)])
-        override = flux_kustomization(existing, resources, req.spec, self._exists(req.path), who)
+        override = flux_kustomization(existing, resources, req.spec, self._exists(sha, req.path), who)
         text = None
         if override is not None:
-            self._confine(req.path, override, existing, who)
+            self._confine(sha, req.path, override, existing, who)
             text = json.dumps(override, indent=1, default=str) + "\n"  # JSON is YAML, and quick to write
-        self.inputs.update(build_inputs(g, sha, req.path, text))
+        if req.artifact is None:
+            self.inputs.update(build_inputs(g, sha, req.path, text))
+        else:
+            build_inputs(g, sha, req.path, text)  # confined like any build; the repo paths are the artifact's
         return build_directory(g, sha, req.path, text)
 
-    def _kustomization(self, file: str) -> dict[str, Any]:
+    def _artifact(self, art: ArtifactRequest) -> str:
+        """The tree of an ExternalArtifact made from the fleet repo (:mod:`fleet.rendering.artifacts`)."""
+        from fleet.rendering.artifacts import compose
+
+        key = json.dumps([art.aliases, art.copy, art.ignores], sort_keys=True, default=str)
+        found = self._artifacts.get(key)
+        if found is None:
+            made = compose(self.g, self.sha, art.aliases, art.copy, art.where, art.ignores)
+            self.inputs.update(made.origins)
+            found = self.g.compose(made.files)
+            self._artifacts[key] = found
+        return found
+
+    def _kustomization(self, sha: str, file: str) -> dict[str, Any]:
         """The directory's own kustomization, parsed (a copy: Flux's options are merged into it)."""
-        entry = self.g.entry(self.sha, file)
+        entry = self.g.entry(sha, file)
         oid = entry.oid if entry is not None else ""
         with _lock:
             cached = _kustomizations.get(oid)
         if cached is None:
             try:
-                data = yaml.load(self.g.read_file(self.sha, file) or "", Loader=_LOADER)
+                data = yaml.load(self.g.read_file(sha, file) or "", Loader=_LOADER)
             except (yaml.YAMLError, RecursionError) as e:
                 raise ConfigError(f"not YAML fleet can read: {' '.join(str(e).split())[:200]}", file=file) from None
             cached = data if isinstance(data, dict) else {}
@@ -135,15 +156,15 @@ class _Builder:
         copy: dict[str, Any] = json.loads(json.dumps(cached, default=str))
         return copy
 
-    def _exists(self, base: str) -> Any:
+    def _exists(self, sha: str, base: str) -> Any:
         def exists(rel: str) -> bool:
             try:
-                return self.g.resolve_path(self.sha, base, rel)[1] is not None
+                return self.g.resolve_path(sha, base, rel)[1] is not None
             except InputError:
                 return False
         return exists
 
-    def _confine(self, base: str, kus: dict[str, Any], existing: dict[str, Any] | None, who: str) -> None:
+    def _confine(self, sha: str, base: str, kus: dict[str, Any], existing: dict[str, Any] | None, who: str) -> None:
         """What Flux adds to a kustomization must stay in the tree, like what the kustomization names."""
         added: list[tuple[str, str]] = []
         own = set((existing or {}).get("components") or [])
@@ -152,7 +173,7 @@ class _Builder:
             added += [(f"resources[{i}] (generated)", r) for i, r in enumerate(kus.get("resources") or [])]
         for key, rel in added:
             try:
-                target, kind = self.g.resolve_path(self.sha, base, rel)
+                target, kind = self.g.resolve_path(sha, base, rel)
             except InputError as e:
                 quoted = f'"{rel}"'
                 msg = e.message if e.message.startswith(quoted) else f"{quoted} leads through {e.message}"
@@ -162,7 +183,7 @@ class _Builder:
                     hint="fleet renders only what the repository holds at the revision (as Flux does)",
                 ) from None
             if kind == "dir":
-                check_overlay(self.g, self.sha, target)
+                check_overlay(self.g, sha, target)
 
 
 def _settings_at(g: GitRepo, sha: str) -> FleetSettings:

@@ -14,6 +14,9 @@ of a source with its own options, in ``dependsOn`` order, and so on. :func:`expa
    images, components, ...), substitute (``postBuild.substitute`` over ``substituteFrom`` ConfigMaps and
    Secrets the tree defines, as the controller does in strict mode), set ``commonMetadata``; the
    objects it gives may hold more Kustomizations: repeat;
+   A Kustomization whose ``sourceRef`` is an ``ExternalArtifact`` that an ``ArtifactGenerator`` of the tree
+   makes from the fleet repo alone is built the same way, in that artifact (the request carries the
+   generator's ``copy`` operations: :class:`ArtifactRequest`; :mod:`fleet.rendering.artifacts` makes it);
 3. what comes from elsewhere is **unresolved**, listed with a note and never dropped silently:
    Kustomizations of other sources (OCIRepository, Bucket, other Git repositories), suspended ones,
    HelmReleases' charts (the HelmRelease itself stays an object).
@@ -43,6 +46,7 @@ from fleet.rendering.substitute import substitute
 
 __all__ = [
     "KUSTOMIZE_GROUP",
+    "ArtifactRequest",
     "BuildRequest",
     "Builder",
     "BuiltDoc",
@@ -51,6 +55,7 @@ __all__ = [
     "Node",
     "SourceRef",
     "Unresolved",
+    "Unsupported",
     "clear_cache",
     "expand",
     "flux_kustomization",
@@ -64,6 +69,7 @@ __all__ = [
 
 KUSTOMIZE_GROUP = "kustomize.toolkit.fluxcd.io"
 SOURCE_GROUP = "source.toolkit.fluxcd.io"
+GENERATOR_GROUP = "source.extensions.fluxcd.io"  # Flux source-watcher: ArtifactGenerator
 HELM_GROUP = "helm.toolkit.fluxcd.io"
 SUBSTITUTE_KEY = "kustomize.toolkit.fluxcd.io/substitute"
 FLUX_NAMESPACE = "flux-system"
@@ -119,14 +125,36 @@ class BuiltDoc(Protocol):
     def substitute(self) -> bool: ...
 
 
+class Unsupported(Exception):
+    """What a :data:`Builder` raises for a request it does not render (an artifact made by extracting
+    tarballs, ...): the Kustomization is listed unresolved, with the exception's text as its note."""
+
+
+@dataclass(frozen=True)
+class ArtifactRequest:
+    """An ExternalArtifact an ArtifactGenerator of the tree makes from the fleet repo: the ``copy``
+    operations of its output artifact, whose ``aliases`` are all the fleet repo."""
+
+    ref: str  # "ExternalArtifact/namespace/name"
+    generator: str  # "namespace/name" of the ArtifactGenerator
+    aliases: tuple[str, ...]
+    copy: tuple[Any, ...]
+    ignores: tuple[str | None, ...] = ()  # each alias's GitRepository spec.ignore, when the tree defines one
+
+    @property
+    def where(self) -> str:
+        return f"ArtifactGenerator {self.generator}: artifact {self.ref.rsplit('/', 1)[-1]}"
+
+
 @dataclass(frozen=True)
 class BuildRequest:
-    """Build ``path`` (a repo directory) with a Flux Kustomization's options (``spec``; empty for the
-    root). ``kustomization`` is ``namespace/name``, or None for the root."""
+    """Build ``path`` (a repo directory, or a directory of ``artifact``) with a Flux Kustomization's
+    options (``spec``; empty for the root). ``kustomization`` is ``namespace/name``, or None for the root."""
 
     path: str
     spec: Mapping[str, Any]
     kustomization: str | None
+    artifact: ArtifactRequest | None = None
 
 
 Builder = Callable[[BuildRequest], Sequence[BuiltDoc]]
@@ -432,6 +460,8 @@ class _State:
     replaced: list[str] = field(default_factory=list)
     pending: dict[str, _Pending] = field(default_factory=dict)
     done: set[str] = field(default_factory=set)
+    # (namespace, artifact name) -> (the ArtifactGenerator's "namespace/name", the generator, its output artifact)
+    generators: dict[tuple[str, str], tuple[str, dict[str, Any], dict[str, Any]]] = field(default_factory=dict)
 
     def place(self, docs: Sequence[tuple[str, dict[str, Any]]], node: str, ancestors: tuple[str, ...]) -> int:
         count = 0
@@ -459,7 +489,14 @@ class _State:
         return count
 
     def discover(self, obj: dict[str, Any], node: str, ancestors: tuple[str, ...]) -> None:
-        if _group(obj) == SOURCE_GROUP:
+        if _is(obj, GENERATOR_GROUP, "ArtifactGenerator"):
+            m = _meta(obj)
+            ns = str(m.get("namespace") or FLUX_NAMESPACE)
+            spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
+            for art in (spec or {}).get("artifacts") or []:
+                if isinstance(art, dict) and art.get("name"):
+                    self.generators.setdefault((ns, str(art["name"])), (f"{ns}/{m.get('name', '?')}", obj, art))
+        elif _group(obj) == SOURCE_GROUP:
             m = _meta(obj)
             self.sources[(str(obj.get("kind")), str(m.get("namespace") or FLUX_NAMESPACE), str(m.get("name")))] = obj
         elif _is(obj, KUSTOMIZE_GROUP, "Kustomization"):
@@ -694,8 +731,19 @@ def _expand_one(st: _State, p: _Pending, *, final: bool) -> bool:
         note = "applies to another cluster (spec.kubeConfig): its objects are not part of this cluster"
         st.unresolved.append(Unresolved("Kustomization", p.id, str(ref), note, p.parent))
         return finish(Node(p.id, path, "unresolved", 0, p.parent, depends, str(ref), note))
+    artifact: ArtifactRequest | None = None
+    if ref.kind == "ExternalArtifact":
+        made = st.generators.get((ref.namespace, ref.name))
+        if made is None and not final:
+            return False  # an ArtifactGenerator a pending Kustomization applies may still make it
+        if made is not None:
+            found = _artifact_request(st, ref, *made)
+            if isinstance(found, str):
+                st.unresolved.append(Unresolved("Kustomization", p.id, str(ref), found, p.parent))
+                return finish(Node(p.id, path, "unresolved", 0, p.parent, depends, str(ref), found))
+            artifact = found
     defined = st.sources.get((ref.kind, ref.namespace, ref.name))
-    why = is_fleet_source(ref, defined, st.fleet_urls)
+    why = is_fleet_source(ref, defined, st.fleet_urls) if artifact is None else "made from the fleet repo"
     if why is None:
         if ref.kind == "GitRepository" and defined is not None:
             url = (defined.get("spec") or {}).get("url")
@@ -712,20 +760,64 @@ def _expand_one(st: _State, p: _Pending, *, final: bool) -> bool:
         fixed = {k: v for k, v in pin.items() if k in ("tag", "semver", "commit", "name") and v}
         if fixed and ref.name not in FLEET_SOURCES:
             st.notes.append(f"{ref} pins {fixed}; {here} is rendered at the revision being rendered")
-    if path in p.ancestors:
+    place = path if artifact is None else f"{ref}:{path}"  # a directory of the artifact, not of the repo
+    if place in p.ancestors:
         return finish(Node(p.id, path, "self", 0, p.parent, depends, str(ref),
                            f"applies {path or '.'} again (above it in the tree): not expanded twice"))
     values = _values(st, p, final)
     if values is _WAIT:
         return False
     assert not isinstance(values, _Wait)
-    docs = st.build(BuildRequest(path, spec, p.id))
+    try:
+        docs = st.build(BuildRequest(path, spec, p.id, artifact))
+    except Unsupported as e:
+        note = f"source {ref} is made by ArtifactGenerator {artifact.generator if artifact else '?'}: {e}"
+        st.unresolved.append(Unresolved("Kustomization", p.id, str(ref), note, p.parent))
+        return finish(Node(p.id, path, "unresolved", 0, p.parent, depends, str(ref), note))
     substituted = _substitute_docs(
         docs, values, lambda r: f" in {r} ({here}, path {path or '.'}{_inner(st.where)})", _MISSING_HINT
     )
     final_docs = _common_metadata(substituted, spec)
-    count = st.place(final_docs, p.id, (*p.ancestors, path))
+    count = st.place(final_docs, p.id, (*p.ancestors, place))
     return finish(Node(p.id, path, "expanded", count, p.parent, depends, str(ref)))
+
+
+def _artifact_request(st: _State, ref: SourceRef, generator: str, gen: Mapping[str, Any],
+                      art: Mapping[str, Any]) -> ArtifactRequest | str:
+    """The request to build from the ExternalArtifact ``ref`` that ArtifactGenerator ``generator`` makes,
+    or why it is not rendered (a source that is not the fleet repo, ...)."""
+    made = f"source {ref} is made by ArtifactGenerator {generator}"
+    meta = _meta(gen)
+    marks = {**(meta.get("annotations") or {}), **(meta.get("labels") or {})}
+    if str(marks.get("source.extensions.fluxcd.io/reconcile", "")).lower() == "disabled":
+        return f"{made}, whose reconciliation is disabled: Flux makes no new artifact from it"
+    spec = gen.get("spec") if isinstance(gen.get("spec"), dict) else {}
+    assert isinstance(spec, dict)
+    if spec.get("pathPattern"):
+        return f"{made} with a pathPattern, which fleet does not expand: its objects are not rendered"
+    gen_ns = generator.split("/", 1)[0]
+    sources = {str(s.get("alias")): s for s in spec.get("sources") or [] if isinstance(s, dict)}
+    copy = art.get("copy") if isinstance(art.get("copy"), list) else []
+    aliases: list[str] = []
+    ignores: list[str | None] = []
+    for op in copy or []:
+        frm = str(op.get("from") or "") if isinstance(op, dict) else ""
+        alias = frm[1:].split("/", 1)[0] if frm.startswith("@") else ""
+        if alias and alias not in aliases:
+            aliases.append(alias)
+    for alias in aliases:
+        src = sources.get(alias)
+        ignore = None
+        if src is not None:  # else the copy fails as source-watcher's does ("source alias not found")
+            sref = SourceRef(str(src.get("kind") or "?"), str(src.get("namespace") or gen_ns),
+                             str(src.get("name") or "?"))
+            defined = st.sources.get((sref.kind, sref.namespace, sref.name))
+            if is_fleet_source(sref, defined, st.fleet_urls) is None:
+                return f"{made} from {sref} (@{alias}), which is not the fleet repo: its objects are not rendered"
+            found = ((defined or {}).get("spec") or {}).get("ignore")
+            ignore = found if isinstance(found, str) else None
+        ignores.append(ignore)
+    return ArtifactRequest(str(ref), generator, tuple(aliases), tuple(copy or ()), tuple(ignores))
 
 
 class _Wait:
