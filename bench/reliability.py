@@ -443,6 +443,17 @@ def corpus() -> dict[str, Any]:
 
 # ---- the report ----------------------------------------------------------------------------------------
 
+def _bounds() -> str:
+    """The "Retry bounds" section of docs/reliability.md, where they are stated once: kept when the report is
+    written again (this bench measures; it does not state the bounds)."""
+    try:
+        text = (ROOT / "docs" / "reliability.md").read_text()
+    except OSError:
+        return ""
+    found = re.search(r"^## Retry bounds.*?(?=^## )", text, re.M | re.S)
+    return found.group(0) if found else ""
+
+
 def markdown(chains: list[ChainResult], faults: list[dict[str, Any]], bad: dict[str, Any] | None,
              started: str, took: float) -> str:
     out = ["# Reliability", "",
@@ -450,6 +461,7 @@ def markdown(chains: list[ChainResult], faults: list[dict[str, Any]], bad: dict[
            f"({took / 60:.1f} min, this 2-core machine), on real local clusters (kwokctl control planes, Flux's "
            "controllers as processes beside them) and the real Pulumi engine with a file backend. Nothing here "
            "is mocked; the cloud providers are not involved.", "",
+           _bounds(),
            "## SIGKILL at explicit points, each followed by a rerun", "",
            "Each point is a state of the run (its journal, the stack's lock, what it printed), checked again "
            "once the run is frozen, so the kill lands there and nowhere else. A chain crashes a run at its "

@@ -309,9 +309,10 @@ def test_informer_lists_watches_and_relists_after_410(server: tuple[Script, int]
 def test_what_comes_out_says_whether_another_attempt_may_cure_it(
     server: tuple[Script, int], tmp_path: Path
 ) -> None:
-    """The adapter is the one place that classifies (fleet.errors): the step runner only reads
-    ``transient``. 5xx, 429 and dropped connections are, once the adapter's own retries are spent;
-    authentication, authorization, a refusal, a conflict and TLS verification are not."""
+    """The adapter is the one place that classifies and retries (fleet.errors): the step runner only reads
+    ``transient``. 5xx, 429 and dropped connections are retried here, to this call's bound, and then are not
+    the step's to retry again (the bounds never multiply); only a server that refuses connections (down,
+    or not up yet) is. Authentication, authorization, a refusal, a conflict and TLS verification never are."""
     script, port = server
     kube = kube_for(tmp_path, port, attempts=2)
 
@@ -321,10 +322,23 @@ def test_what_comes_out_says_whether_another_attempt_may_cure_it(
             kube.get("v1", "ConfigMap", "a", "ns")
         return e.value
 
-    assert error_of((503, {}, status(503, "ServiceUnavailable", "etcd is down"))).transient
-    assert error_of((429, {"Retry-After": "0"}, status(429, "TooManyRequests", "slow down"))).transient
+    assert not error_of((503, {}, status(503, "ServiceUnavailable", "etcd is down"))).transient
+    assert not error_of((429, {"Retry-After": "0"}, status(429, "TooManyRequests", "slow down"))).transient
     dropped = error_of((0, {}, None))
-    assert isinstance(dropped, Unreachable) and dropped.transient
+    assert isinstance(dropped, Unreachable) and not dropped.transient
+    assert len([s for s in script.seen if s[0] == "GET"]) == 3 * 2  # each retried here, to its bound
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on: connections refused
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    cfg = yaml.safe_load((tmp_path / "kubeconfig").read_text())
+    cfg["clusters"][0]["cluster"]["server"] = f"http://127.0.0.1:{closed}"
+    (tmp_path / "down.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(Unreachable) as down:
+        Kube(KubeTarget("t1", tmp_path / "down.yaml"), policy=RetryPolicy(attempts=3, connect_attempts=2)).get(
+            "v1", "ConfigMap", "a", "ns")
+    assert down.value.transient  # the server is down or not up yet: the step may wait for it
     forbidden = error_of((403, {}, status(403, "Forbidden", "no")))
     assert isinstance(forbidden, Forbidden) and not forbidden.transient
     assert not error_of((401, {}, status(401, "Unauthorized", "who are you"))).transient

@@ -166,19 +166,19 @@ def test_a_stack_lock_is_waited_for_by_the_adapter_alone_within_one_bound(
     assert j.step("sync").attempts == 1
 
 
-def test_a_transient_engine_failure_comes_out_marked_and_the_step_tries_again(
+def test_a_transient_engine_failure_is_retried_by_the_engine_alone_never_again_by_the_step(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     stack = _FlakyStack("read tcp 10.0.0.1:443: connection reset by peer")
     eng = engine(tmp_path, stack, monkeypatch, lock_attempts=1, transient_attempts=2)
     with pytest.raises(ProgramError) as e:
         eng.up(pa.StackRequest("eu-1", lambda: None))
-    assert e.value.transient and stack.ups == 2
+    assert not e.value.transient and stack.ups == 2  # retried to the engine's bound: not the step's to retry
     j = journal(tmp_path)
     with pytest.raises(StepFailed):
         run_step(j, "sync", lambda: eng.up(pa.StackRequest("eu-1", lambda: None)), budget=Budget(2, 60),
                  reporter=SilentReporter(), next_action="x")
-    assert j.step("sync").attempts == 2 and stack.ups == 2 + 2 * 2
+    assert j.step("sync").attempts == 1 and stack.ups == 2 + 2  # the bounds do not multiply
 
     other = _FlakyStack('no matches for kind "Bogus"')
     eng = engine(tmp_path, other, monkeypatch, lock_attempts=1, transient_attempts=3)

@@ -339,7 +339,10 @@ class Kube:
                 timeout=timeout, stream=stream, accept=accept,
             )
         except _Transient as t:
-            t.error.transient = not t.conflict  # the step above may try again; a lost race may not
+            # Retried to this call's bound already (5xx, 429, resets): the step above must not try it all
+            # again. Only a server that refuses connections (down, or not up yet: given up on after
+            # ``connect_attempts``, soon, by design) is the step's to wait for (docs/reliability.md).
+            t.error.transient = t.connect and not t.conflict
             raise t.error from (t.__cause__ or t)
 
     def _json(self, method: str, path: str, **kw: Any) -> Obj:

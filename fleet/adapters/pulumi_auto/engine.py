@@ -431,6 +431,26 @@ class Engine:
 
         started = time.monotonic()
         new_stack = create and op == "preview" and not self.exists(req.stack, project=req.project)
+        try:
+            changes, outs = self._attempts(req, op, run, wrapped, raised, retryable, before_sleep, new_stack,
+                                           create=create)
+        except ProgramError as e:
+            # Retried to this adapter's bound already: the step runner above must not try it all again
+            # (docs/reliability.md: each failure is retried in one place).
+            e.transient = False
+            raise
+        return OpResult(
+            stack=req.stack,
+            operation=op,
+            changes=changes,
+            outputs={k: StackOutput(v.value, v.secret) for k, v in outs.items()},
+            duration_s=round(time.monotonic() - started, 3),
+        )
+
+    def _attempts(self, req: StackRequest, op: Operation, run: Callable[[auto.Stack, Progress], _Ran],
+                  wrapped: StackRequest, raised: list[FleetError], retryable: Callable[[BaseException], bool],
+                  before_sleep: Callable[[RetryCallState], None], new_stack: bool, *, create: bool) -> _Ran:
+        s = self.settings
         for attempt in Retrying(
             retry=retry_if_exception(retryable),
             stop=stop_after_attempt(s.lock_attempts + s.transient_attempts),
@@ -460,13 +480,7 @@ class Engine:
                 finally:
                     if new_stack:  # a preview leaves no stack behind
                         self.remove(req.stack, project=req.project)
-        return OpResult(
-            stack=req.stack,
-            operation=op,
-            changes=changes,
-            outputs={k: StackOutput(v.value, v.secret) for k, v in outs.items()},
-            duration_s=round(time.monotonic() - started, 3),
-        )
+        return changes, outs
 
     def _error(self, e: auto_errors.CommandError, progress: Progress | None, stack: str, op: str) -> PulumiError:
         if isinstance(e, auto_errors.StackNotFoundError):
