@@ -4,7 +4,8 @@
 //
 //	{"id":"1","op":"build","root":"/tmp/x","path":"environments/dev"}
 //	{"id":"2","op":"template","root":"/tmp/c","chart":"podinfo","values":{...},"release":"r","namespace":"ns"}
-//	{"id":"3","op":"version"}
+//	{"id":"3","op":"substitute","docs":["apiVersion: v1\nkind: ConfigMap\n..."],"vars":{"CLUSTER":"eu-1"}}
+//	{"id":"4","op":"version"}
 //	-> {"id":"1","ok":true,"yaml":"..."}  or  {"id":"1","ok":false,"kind":"input","error":"..."}
 //
 // "build" is kustomize-controller's build: github.com/fluxcd/pkg/kustomize's Build (plugins disabled,
@@ -46,6 +47,8 @@ import (
 	"helm.sh/helm/v4/pkg/chart/common"
 	"helm.sh/helm/v4/pkg/chart/loader"
 	release "helm.sh/helm/v4/pkg/release/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/kustomize/api/provider"
 	kfilesys "sigs.k8s.io/kustomize/kyaml/filesys"
 )
 
@@ -76,6 +79,9 @@ type request struct {
 	Namespace   string          `json:"namespace"`
 	IncludeCRDs bool            `json:"include_crds"`
 	KubeVersion string          `json:"kube_version"`
+	// substitute: one object a document, and the variables (postBuild.substitute)
+	Docs []string          `json:"docs"`
+	Vars map[string]string `json:"vars"`
 	// limits (0: the default)
 	TimeoutMS  int64 `json:"timeout_ms"`
 	MaxOutput  int64 `json:"max_output"`
@@ -94,6 +100,7 @@ type answer struct {
 	Kind     string            `json:"kind,omitempty"`
 	Error    string            `json:"error,omitempty"`
 	YAML     string            `json:"yaml,omitempty"`
+	Docs     []string          `json:"docs,omitempty"`
 	Versions map[string]string `json:"versions,omitempty"`
 }
 
@@ -282,8 +289,10 @@ func handle(ctx context.Context, req request) answer {
 		return build(ctx, req)
 	case "template":
 		return template(ctx, req)
+	case "substitute":
+		return substitute(ctx, req)
 	}
-	return answer{Kind: "internal", Error: fmt.Sprintf("unknown op %q (build, template, version)", req.Op)}
+	return answer{Kind: "internal", Error: fmt.Sprintf("unknown op %q (build, template, substitute, version)", req.Op)}
 }
 
 func pick64(v, d int64) int64 {
@@ -527,6 +536,52 @@ func (w *walker) size(n *yaml.Node, depth int) (int, int, error) {
 	}
 	w.memo[n] = [2]int{total, height}
 	return total, height, nil
+}
+
+// ---- post-build substitution --------------------------------------------------------------------
+
+// substitute runs kustomize-controller's post-build substitution (SubstituteVariables, dry run: the
+// variables are the request's, as spec.postBuild.substitute; strict: a variable without a value or a
+// default is an error) on each document; a document that opts out
+// (kustomize.toolkit.fluxcd.io/substitute: disabled) comes back as it was.
+func substitute(ctx context.Context, req request) answer {
+	vars := map[string]any{}
+	for k, v := range req.Vars {
+		vars[k] = v
+	}
+	ks := unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+		"metadata": map[string]any{"name": "fleet", "namespace": "fleet"},
+		"spec":     map[string]any{"postBuild": map[string]any{"substitute": vars}},
+	}}
+	lim := limitsOf(req)
+	factory := provider.NewDefaultDepProvider().GetResourceFactory()
+	out := make([]string, 0, len(req.Docs))
+	for i, doc := range req.Docs {
+		name := fmt.Sprintf("document %d", i+1)
+		if err := checkFile(name, []byte(doc), lim); err != nil {
+			return fail(err, "")
+		}
+		res, err := factory.FromBytes([]byte(doc))
+		if err != nil {
+			return fail(fmt.Errorf("%s: %w", name, err), "")
+		}
+		done, err := kustomize.SubstituteVariables(ctx, nil, ks, res,
+			kustomize.SubstituteWithDryRun(true), kustomize.SubstituteWithStrict(true))
+		if err != nil {
+			return fail(fmt.Errorf("%s %s: %w", name, res.CurId(), err), "")
+		}
+		if done == nil {
+			out = append(out, doc)
+			continue
+		}
+		text, err := done.AsYAML()
+		if err != nil {
+			return fail(fmt.Errorf("%s: %w", name, err), "")
+		}
+		out = append(out, string(text))
+	}
+	return answer{OK: true, Docs: out}
 }
 
 // ---- helm template ----------------------------------------------------------------------------
