@@ -29,8 +29,9 @@ PULUMI_VERSION=v3.259.0
 FLUX_SOURCE_VERSION=v1.9.6
 FLUX_KUSTOMIZE_VERSION=v1.9.6
 PULUMI_KUBERNETES_VERSION=4.32.0
-FLUX_PKG_KUSTOMIZE_VERSION=v1.41.0  # fleet-build: Flux's kustomize library (tools/fluxbuild/go.mod)...
-HELM_VERSION=v4.3.2                 # ...and Helm's SDK
+# fleet-build: Flux's kustomize library and Helm's SDK (the versions tools/fluxbuild/go.mod requires)
+FLUX_PKG_KUSTOMIZE_VERSION=v1.41.0
+HELM_VERSION=v4.3.2
 
 families_all=(etcd kubernetes kwok kustomize pulumi flux pulumi-kubernetes fluxbuild)
 
