@@ -8,8 +8,9 @@
 //	{"id":"4","op":"version"}
 //	-> {"id":"1","ok":true,"yaml":"..."}  or  {"id":"1","ok":false,"kind":"input","error":"..."}
 //
-// "build" is kustomize-controller's build: github.com/fluxcd/pkg/kustomize's Build (plugins disabled,
-// load restrictions off as Flux sets them) on its secure on-disk filesystem rooted at "root", so no file
+// "build" is kustomize-controller's build: github.com/fluxcd/pkg/kustomize's Build options (plugins
+// disabled, load restrictions off as Flux sets them; resources in kustomize's legacy order, as the CLI
+// prints them) on Flux's secure on-disk filesystem rooted at "root", so no file
 // outside the root can be opened, globbed or walked, whatever the kustomization says; remote bases are
 // off (the filesystem refuses the clone directories) and the process has no network and no PATH.
 // Every file kustomize reads is first checked here (size, YAML aliases and their expansion, nesting
@@ -48,8 +49,12 @@ import (
 	"helm.sh/helm/v4/pkg/chart/loader"
 	release "helm.sh/helm/v4/pkg/release/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/api/provider"
+	"sigs.k8s.io/kustomize/api/resmap"
+	kustypes "sigs.k8s.io/kustomize/api/types"
 	kfilesys "sigs.k8s.io/kustomize/kyaml/filesys"
+	"sigs.k8s.io/kustomize/kyaml/openapi"
 )
 
 // Defaults of the limits; a request may lower or raise each one.
@@ -355,7 +360,7 @@ func build(ctx context.Context, req request) answer {
 		return answer{Kind: "internal", Error: cut(err.Error(), root)}
 	}
 	fs := &checkedFS{FileSystem: sfs, root: root, lim: limitsOf(req)}
-	res, err := kustomize.Build(fs, dir)
+	res, err := buildLegacyOrder(fs, dir)
 	if v := fs.violation(); v != nil {
 		return fail(v, root) // the first file over a limit, not whatever kustomize made of it
 	}
@@ -373,6 +378,32 @@ func build(ctx context.Context, req request) answer {
 		return answer{Kind: "input", Error: fmt.Sprintf("build of %s is over the %d MiB output limit", req.Path, max>>20)}
 	}
 	return answer{OK: true, YAML: string(text)}
+}
+
+var buildMu sync.Mutex
+
+// buildLegacyOrder is github.com/fluxcd/pkg/kustomize's Build (the same krusty options: load
+// restrictions off, builtin plugins only; the same guards: one build at a time, a panic recovered, the
+// OpenAPI schema reset around it) with one difference: the resources come in kustomize's legacy order,
+// as the kustomize CLI prints them, unless the kustomization sets sortOptions (Flux's Build leaves them
+// in input order and kustomize-controller applies in its own staged order, so the set is the same).
+func buildLegacyOrder(fs kfilesys.FileSystem, dir string) (res resmap.ResMap, err error) {
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("recovered from kustomize build panic: %v", r)
+		}
+	}()
+	openapi.ResetOpenAPI()
+	_ = openapi.Schema()
+	defer openapi.ResetOpenAPI()
+	opts := &krusty.Options{
+		LoadRestrictions: kustypes.LoadRestrictionsNone,
+		PluginConfig:     kustypes.DisabledPluginConfig(),
+		Reorder:          krusty.ReorderOptionUnspecified,
+	}
+	return krusty.MakeKustomizer(opts).Run(fs, dir)
 }
 
 func fail(err error, root string) answer {
