@@ -734,6 +734,7 @@ func checkJSONDepth(data []byte, max int) error {
 // cut makes an error short: paths relative to the root, at most a few lines and ~500 characters.
 func cut(msg, root string) string {
 	if root != "" {
+		msg = strings.ReplaceAll(msg, "'"+root+"'", "the repository")
 		msg = strings.ReplaceAll(msg, root+string(filepath.Separator), "")
 		msg = strings.ReplaceAll(msg, root, ".")
 	}
