@@ -298,3 +298,17 @@ def test_output_over_its_cap_is_refused(tmp_path: Path) -> None:
     with pytest.raises(RenderError, match="output limit"):
         fluxbuild.build(root, "app", fluxbuild.Limits(max_output=100_000))
     assert "name: big-" in fluxbuild.build(root, "app")
+
+
+@pytest.mark.parametrize("resource", ["https://example.com/leak.yaml",
+                                      "https://github.com/org/repo//deploy?ref=main"])
+def test_a_remote_resource_is_never_fetched(
+    resource: str, host: Host, tmp_path: Path, capsys: Capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the pre-check, kustomize would fetch it: the builder has no network and no git to run."""
+    _no_precheck(monkeypatch)
+    repo = new_fleet_repo(tmp_path, clusters={"eu-1": "prod"})
+    commit_file(repo, OVERLAY, KSAFE + f"  - {resource}\n")
+    monkeypatch.chdir(repo)
+    err = _refused_without_leak(capsys, host, "render", "eu-1")
+    assert "refused: builds read only the repository" in err, err
