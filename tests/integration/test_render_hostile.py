@@ -25,6 +25,7 @@ from fleet.adopt import adopt_repo
 from fleet.rendering import build
 from tests.adopt_fixtures import flux_repo, write_tree
 from tests.helpers import commit_file, git, need_tool, new_fleet_repo, run_cli
+from tests.unit.test_hostile_inputs import BUILDER_CASES, Case, refused_cleanly
 
 pytestmark = pytest.mark.integration
 
@@ -312,3 +313,25 @@ def test_a_remote_resource_is_never_fetched(
     monkeypatch.chdir(repo)
     err = _refused_without_leak(capsys, host, "render", "eu-1")
     assert "refused: builds read only the repository" in err, err
+
+
+# ---- the hostile-input corpus's cases that only the builder can refuse ---------------------------
+
+
+@pytest.fixture(scope="module")
+def corpus_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = new_fleet_repo(tmp_path_factory.mktemp("hostile"), clusters={"eu-1": "prod"})
+    git(root, "config", "core.quotePath", "false")
+    return root
+
+
+@pytest.mark.parametrize("case", BUILDER_CASES, ids=[k.id for k in BUILDER_CASES])
+def test_the_corpus_cases_the_builder_refuses(
+    case: Case, corpus_base: Path, host: Host, tmp_path: Path, capsys: Capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    t0 = time.monotonic()
+    err = refused_cleanly(case, corpus_base, tmp_path, capsys, monkeypatch)
+    assert time.monotonic() - t0 < 15, "a hostile render must fail in seconds"
+    assert host.leaks(err) == []
+    if "-manifest-" in case.id:
+        assert "environments/prod/hostile.yaml" in err, err
