@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from fleet.adapters import fluxbuild
-from fleet.errors import BuildLimit, FleetError, RenderError
+from fleet.errors import BuildLimit, RenderError, ToolMissing
 
 FAKE = """#!{python}
 import json, os, sys, time
@@ -107,5 +107,5 @@ def test_a_builder_that_hangs_is_stopped(fake: Path, tmp_path: Path, monkeypatch
 
 def test_an_answer_to_another_request_is_refused(fake: Path, tmp_path: Path) -> None:
     mode(fake, "wrong-id")
-    with pytest.raises(FleetError, match="another request"):
+    with pytest.raises(ToolMissing, match="another request"):
         fluxbuild.build(tmp_path, "a")
