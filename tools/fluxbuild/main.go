@@ -45,6 +45,7 @@ import (
 	securefs "github.com/fluxcd/pkg/kustomize/filesys"
 	yaml "go.yaml.in/yaml/v3"
 	"helm.sh/helm/v4/pkg/action"
+	"helm.sh/helm/v4/pkg/chart"
 	"helm.sh/helm/v4/pkg/chart/common"
 	"helm.sh/helm/v4/pkg/chart/loader"
 	release "helm.sh/helm/v4/pkg/release/v1"
@@ -653,6 +654,21 @@ func template(ctx context.Context, req request) answer {
 	chrt, err := loader.Load(path)
 	if err != nil {
 		return fail(err, root)
+	}
+	// What `helm template` checks before it renders: an installable chart, its dependencies present.
+	ac, err := chart.NewAccessor(chrt)
+	if err != nil {
+		return fail(err, root)
+	}
+	switch ac.MetadataAsMap()["Type"] {
+	case "", "application":
+	default:
+		return fail(&inputError{fmt.Sprintf("%s: %v charts are not installable", req.Chart, ac.MetadataAsMap()["Type"])}, root)
+	}
+	if deps := ac.MetaDependencies(); len(deps) > 0 {
+		if err := action.CheckDependencies(chrt, deps); err != nil {
+			return fail(fmt.Errorf("%s: chart dependencies missing (fleet never fetches them): %w", req.Chart, err), root)
+		}
 	}
 	cfg := action.NewConfiguration()
 	install := action.NewInstall(cfg)
