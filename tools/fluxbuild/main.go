@@ -647,9 +647,11 @@ func template(ctx context.Context, req request) answer {
 		if err := checkJSONDepth(req.Values, defaultMaxDepth); err != nil {
 			return fail(err, root)
 		}
-		if err := json.Unmarshal(req.Values, &vals); err != nil {
+		read, err := common.ReadValues(req.Values) // as Helm reads a values file (JSON is YAML)
+		if err != nil {
 			return fail(&inputError{"values: " + err.Error()}, root)
 		}
+		vals = read
 	}
 	chrt, err := loader.Load(path)
 	if err != nil {
