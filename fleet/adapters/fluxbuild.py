@@ -81,7 +81,7 @@ class _Builder:
         env = {
             "PATH": "",  # it runs no program
             "HOME": "/nonexistent",
-            "GOMEMLIMIT": str(int(DEFAULT.max_heap * 1.5)),
+            "GOMEMLIMIT": str(DEFAULT.max_heap),  # the builder sets each request's own budget
             "GOMAXPROCS": str(max(1, min(4, os.cpu_count() or 1))),
         }
         return proc.pipe([path, "serve"], env=env)

@@ -136,7 +136,7 @@ func isolate() {
 	http.DefaultClient.Transport = refusingTransport{}
 	_ = os.Setenv("PATH", "")
 	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(2 * defaultMaxHeap)
+		debug.SetMemoryLimit(defaultMaxHeap)
 	}
 }
 
@@ -226,6 +226,9 @@ func run(req request) (answer, bool) {
 	maxHeap := pick64(req.MaxHeap, defaultMaxHeap)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	// The collector keeps the heap under the budget while it can (so garbage alone never trips the
+	// watchdog); what stays above it is live, and the request is stopped.
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(maxHeap))
 
 	done := make(chan answer, 1)
 	go func() {
