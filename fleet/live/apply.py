@@ -407,7 +407,7 @@ def sync(
     return result
 
 
-def hand_over(target: KubeTarget, reporter: Reporter) -> str:
+def hand_over(target: KubeTarget, reporter: Reporter, kube: Kube | None = None) -> str:
     """Give a direct sync's objects to the operator, once it applied the revision itself.
 
     A direct sync (break-glass, or a cluster synced before its operator came up) leaves fleet's inventory
@@ -415,8 +415,9 @@ def hand_over(target: KubeTarget, reporter: Reporter) -> str:
     ``fleet`` field manager); left there, ``fleet diff`` would report them as drift for ever. Each object
     fleet applied gives up its ``fleet`` fields (a server-side apply of its name alone: the fields the
     operator also applies stay, as the operator's), then the inventory goes: the objects are the
-    operator's alone. Nothing to hand over: "" (one read)."""
-    kube = Kube.connect(target)
+    operator's alone. Nothing to hand over: "" (one read). ``kube``: the caller's client (left open)."""
+    own = kube is None
+    kube = kube or Kube.connect(target)
     try:
         inv = read_inventory(kube)
         if inv is None:
@@ -434,7 +435,8 @@ def hand_over(target: KubeTarget, reporter: Reporter) -> str:
                 left.append(f"{ref}: {e.message}")
         remove_inventory(kube)
     finally:
-        kube.close()
+        if own:
+            kube.close()
     for line in left[:3]:
         reporter.warn(f"left as fleet applied it (the operator does not apply it): {line}")
     said = f"{released} objects handed over from fleet's direct sync to the operator"

@@ -48,7 +48,7 @@ def promote(op: Operator, target: KubeTarget, commit: str, branch: str, cfg: Gat
         op.wait_applied(target, commit, timeout=timeout, reporter=reporter, kube=kube)
         left = max(1.0, timeout - (time.monotonic() - t0))
         run_gates(target, (), commit, cfg, timeout=left, reporter=reporter, kube=kube).raise_for_failure()
-        hand_over(target, reporter)
+        hand_over(target, reporter, kube)
         st = op.read(kube)
         return Promotion(target.cluster, commit, before, "operator", st.fetched_at, st.ready_since,
                          round(time.monotonic() - t0, 3))
