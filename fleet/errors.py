@@ -11,6 +11,7 @@
     ├── ToolMissing             a binary of the local toolchain is missing (exit 2, with a hint)
     ├── GitError                git itself failed
     ├── RenderError             kustomize or variable substitution failed (exit 2: the input is bad)
+    │   ├── BuildLimit          a build ran over its time or memory budget (the builder stopped it)
     │   ├── FluxTreeError       a Flux cluster directory cannot be expanded as Flux would apply it
     │   ├── SubstitutionError   a malformed ``${...}`` expression
     │   └── MissingVariables    variables a manifest uses are not set (``names``)
@@ -53,6 +54,7 @@ from pathlib import Path
 __all__ = [
     "MISSING_HINT",
     "ApiRefused",
+    "BuildLimit",
     "Cancelled",
     "ConcurrentUpdate",
     "ConfigError",
@@ -156,6 +158,11 @@ class GitError(FleetError):
 
 class RenderError(FleetError):
     exit_code = 2
+
+
+class BuildLimit(RenderError):
+    """A build ran over its wall-clock or memory budget: fleet-build stopped it (running it again on
+    more of the tree cannot help)."""
 
 
 class KubeError(FleetError):

@@ -37,6 +37,7 @@ class Tool:
 K8S_VERSION = "v1.36.3"
 FLUX_VERSION = "v1.9.6"
 PULUMI_KUBERNETES_VERSION = "4.32.0"
+FLUX_PKG_KUSTOMIZE_VERSION = "v1.41.0"  # fleet-build's Flux kustomize library (its version answer's first)
 
 TOOLS: tuple[Tool, ...] = (
     Tool("etcd", ("--version",), "local clusters: storage", expect="3.6.16"),
@@ -46,7 +47,9 @@ TOOLS: tuple[Tool, ...] = (
     Tool("kubectl", ("version", "--client"), "local clusters, benchmarks", expect=K8S_VERSION),
     Tool("kwok", ("--version",), "local clusters: fake nodes and kubelets", expect="v0.8.0"),
     Tool("kwokctl", ("--version",), "local clusters: runs the control plane", expect="v0.8.0"),
-    Tool("kustomize", ("version",), "rendering environment overlays", expect="v5.8.2"),
+    Tool("kustomize", ("version",), "benchmarks and comparisons (rendering runs fleet-build)", expect="v5.8.2"),
+    Tool("fleet-build", ("version",), "rendering: Flux's confined kustomize build, substitution and Helm templates",
+         expect=FLUX_PKG_KUSTOMIZE_VERSION),
     Tool("pulumi", ("version",), "provisioning (Automation API engine)", expect="v3.259.0"),
     Tool("pulumi-resource-pulumi-python", (), "Pulumi dynamic providers (local clusters)"),
     Tool("pulumi-resource-kubernetes", (), "Pulumi's Kubernetes provider (every Kubernetes object from Pulumi)",

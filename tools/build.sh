@@ -29,8 +29,11 @@ PULUMI_VERSION=v3.259.0
 FLUX_SOURCE_VERSION=v1.9.6
 FLUX_KUSTOMIZE_VERSION=v1.9.6
 PULUMI_KUBERNETES_VERSION=4.32.0
+# fleet-build: Flux's kustomize library and Helm's SDK (the versions tools/fluxbuild/go.mod requires)
+FLUX_PKG_KUSTOMIZE_VERSION=v1.41.0
+HELM_VERSION=v4.3.2
 
-families_all=(etcd kubernetes kwok kustomize pulumi flux pulumi-kubernetes)
+families_all=(etcd kubernetes kwok kustomize pulumi flux pulumi-kubernetes fluxbuild)
 
 say() { printf '%s\n' "$*" >&2; }
 die() { say "✗ $*"; exit 1; }
@@ -190,6 +193,34 @@ check_pulumi_kubernetes() {
   [[ "$port" =~ ^[0-9]+$ ]] || die "pulumi-resource-kubernetes did not start serving (printed \"$port\")"
   grep -qaF "$PULUMI_KUBERNETES_VERSION" "$1/bin/pulumi-resource-kubernetes" || die "pulumi-resource-kubernetes is not stamped $PULUMI_KUBERNETES_VERSION"
   echo "$PULUMI_KUBERNETES_VERSION" > "$1/bin/.pulumi-resource-kubernetes.version"
+}
+
+build_fluxbuild() {
+  # fleet's renderer (tools/fluxbuild/main.go): Flux's kustomize build on its confined filesystem, and
+  # Helm's template, served as JSON lines.
+  gobuild fluxbuild "$1" "" "" -- .
+  mv "$1/bin/fluxbuild" "$1/bin/fleet-build"
+}
+check_fluxbuild() {
+  local b=$1/bin/fleet-build t out
+  need_version "$b" "fluxcd/pkg/kustomize $FLUX_PKG_KUSTOMIZE_VERSION" version
+  need_version "$b" "helm $HELM_VERSION" version
+  # A tiny build: one ConfigMap through a kustomization with a name prefix; and a file outside the
+  # root, which the confined filesystem must refuse.
+  t=$(mktemp -d); mkdir -p "$t/app"
+  printf 'namePrefix: p-\nresources: [cm.yaml]\n' > "$t/app/kustomization.yaml"
+  printf 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: check\n' > "$t/app/cm.yaml"
+  out=$(printf '{"id":"1","op":"build","root":"%s","path":"app"}\n' "$t" | "$b" serve 2>&1) || true
+  mkdir -p "$t/esc"; printf 'configMapGenerator:\n- name: x\n  files: [/etc/hostname]\n' > "$t/esc/kustomization.yaml"
+  local esc; esc=$(printf '{"id":"2","op":"build","root":"%s","path":"esc"}\n' "$t" | "$b" serve 2>&1) || true
+  # and a one-template chart through Helm
+  mkdir -p "$t/chart/templates"; printf 'apiVersion: v2\nname: c\nversion: 0.1.0\n' > "$t/chart/Chart.yaml"
+  printf 'kind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-{{ .Values.n }}\n' > "$t/chart/templates/cm.yaml"
+  local tpl; tpl=$(printf '{"id":"3","op":"template","root":"%s","chart":"chart","values":{"n":"v"},"release":"r","namespace":"ns"}\n' "$t" | "$b" serve 2>&1) || true
+  rm -rf "$t"
+  grep -qF 'name: r-v' <<<"$tpl" || die "fleet-build did not template a tiny chart: $(head -c 300 <<<"$tpl")"
+  grep -qF '"ok":true' <<<"$out" && grep -qF 'name: p-check' <<<"$out" || die "fleet-build did not build a tiny overlay: $(head -c 300 <<<"$out")"
+  grep -qF 'fs-security-constraint' <<<"$esc" || die "fleet-build read a file outside its root: $(head -c 300 <<<"$esc")"
 }
 
 file_manifest() {  # every file of a build with its size: what a warm run compares, in milliseconds

@@ -13,8 +13,10 @@ from pathlib import Path
 
 from fleet.errors import FleetError, ToolMissing
 
-__all__ = ["Child", "Completed", "monotonic", "pause", "run", "run_bytes", "running_from", "spawn", "stat", "stop_all",
-           "stop_group"]
+__all__ = [
+    "Child", "Completed", "Piped", "Timeout", "monotonic", "pause", "pipe", "run", "run_bytes", "running_from", "spawn",
+    "stat", "stop_all", "stop_group",
+]
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,21 @@ def spawn(
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - owned by the child
     try:
         return subprocess.Popen(argv, env=_env(env), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    except FileNotFoundError as e:
+        raise ToolMissing(f"program {argv[0]!r} not found", hint="run `make toolchain`") from e
+
+
+Timeout = subprocess.TimeoutExpired  # what ``Piped.wait(timeout=...)`` raises
+Piped = subprocess.Popen  # a started program whose stdin and stdout are pipes: ``.stdin``, ``.stdout``
+
+
+def pipe(args: Sequence[str | Path], *, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+    """Start a program that serves requests on its stdin and answers on its stdout (binary pipes), in its
+    own process group, with exactly ``env`` as its environment (nothing inherited) and stderr discarded."""
+    argv = [str(a) for a in args]
+    try:
+        return subprocess.Popen(argv, env=dict(env), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, start_new_session=True, cwd="/")
     except FileNotFoundError as e:
         raise ToolMissing(f"program {argv[0]!r} not found", hint="run `make toolchain`") from e
 

@@ -33,9 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from fleet import toolchain
-from fleet.adapters import proc
-from fleet.errors import FleetError, NotFound, RenderError
+from fleet.adapters import fluxbuild
+from fleet.errors import BuildLimit, FleetError, NotFound, RenderError
 from fleet.paths import discard, fleet_home, read_sealed, write_sealed
 from fleet.registry.layout import DEFAULT_LAYOUT, Layout
 from fleet.registry.load import (
@@ -284,7 +283,7 @@ def _cache_key(
 
 
 def _kustomize_identity() -> str:
-    return rendercache.kustomize_identity()
+    return rendercache.builder_identity()
 
 
 # ---- building ---------------------------------------------------------------------------------
@@ -379,37 +378,23 @@ def _split(text: str) -> tuple[_Doc, ...]:
 def _kustomize(
     g: GitRepo, sha: str, directory: str, paths: Sequence[str], kustomization: str | None = None
 ) -> str:
-    kustomize = toolchain.find("kustomize")
+    """Build ``directory`` with fleet-build (Flux's kustomize library): the files under ``paths`` at ``sha``
+    are extracted into a private temporary directory, which is the builder's root: its filesystem opens
+    nothing outside it (:mod:`fleet.adapters.fluxbuild`)."""
     with tempfile.TemporaryDirectory(prefix="fleet-render-") as tmp:
-        root = Path(tmp)
+        root = Path(tmp).resolve()
         g.extract(sha, root, paths)
         if kustomization is not None:  # as Flux's kustomize-controller writes it into its copy of the source
             (root / directory).mkdir(parents=True, exist_ok=True)
             for name in KUSTOMIZATION_FILES:
                 (root / directory / name).unlink(missing_ok=True)
             (root / directory / "kustomization.yaml").write_text(kustomization, encoding="utf-8")
-        done = proc.run(
-            [
-                kustomize,
-                "build",
-                "--load-restrictor",
-                "LoadRestrictionsNone",
-                str(root / directory),
-            ],
-            timeout=300,
-            error=RenderError,
-        )
         with _lock:
             _stats["kustomize_runs"] += 1
-        if not done.ok:
-            msg = " ".join((done.stderr.strip() or done.stdout.strip()).split())
-            msg = (
-                msg.replace(str(root.resolve()) + "/", "")
-                .replace(str(root) + "/", "")
-                .removeprefix("Error: ")
-            )
-            raise RenderError(f"kustomize build {directory} at {sha[:12]} failed: {msg}")
-        return done.stdout
+        try:
+            return fluxbuild.build(root, directory)
+        except RenderError as e:
+            raise type(e)(f"kustomize build {directory} at {sha[:12]} failed: {e.message}") from e
 
 
 def build_overlay(repo: GitRepo | str | Path, environment: str, rev: str = "HEAD") -> str:
@@ -448,6 +433,8 @@ def _build(g: GitRepo, sha: str, directory: str, what: str = "", kustomization: 
     else:
         try:
             text = _kustomize(g, sha, directory, paths, kustomization)
+        except BuildLimit:
+            raise  # over its time or memory budget: more of the tree cannot help
         except RenderError:
             whole = _whole_tree(g, sha)
             if tuple(paths) == whole:

@@ -2,8 +2,8 @@
 rendered before needs neither GitPython nor the registry's models nor kustomize.
 
 What an overlay cluster renders at a commit is fixed by that commit (its registry entry, ``fleet.yaml``
-and every file the overlay reads are in the commit's tree), by kustomize (its identity: path, size and
-modification time) and by fleet itself (its version and this module's format). An entry is keyed by all
+and every file the overlay reads are in the commit's tree), by the builder (fleet-build's identity: path, size
+and modification time) and by fleet itself (its version and this module's format). An entry is keyed by all
 of them, the commit by its full id (resolved first: never a branch name), and its content is sealed with
 an HMAC under the home's private render-cache secret, as the build cache's entries are (:mod:`fleet.rendering.cluster`):
 an entry that does not verify is removed and the render runs in full. Only overlay clusters are kept; a
@@ -21,11 +21,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from fleet import __version__, toolchain
+from fleet import __version__
+from fleet.adapters import fluxbuild
 from fleet.errors import ToolMissing
 from fleet.paths import discard, fleet_home, read_sealed, write_sealed, writes_allowed
 
-__all__ = ["Result", "kustomize_identity", "load", "store"]
+__all__ = ["Result", "builder_identity", "load", "store"]
 
 _VERSION = "fleet-render-result-v1"
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")  # a cluster name (a DNS label): a folder name here
@@ -46,16 +47,14 @@ class Result:
     objects: str | None = None  # the objects as a JSON list, when JSON holds them exactly (else parse text)
 
 
-def kustomize_identity() -> str:
-    """Which kustomize builds: its path, size and modification time (a rebuilt one is another)."""
-    path = toolchain.find("kustomize")
-    st = path.stat()
-    return f"{path} {st.st_size} {int(st.st_mtime)}"
+def builder_identity() -> str:
+    """Which builder renders (fleet-build): its path, size and modification time (a rebuilt one is another)."""
+    return fluxbuild.identity()
 
 
 def _key(revision: str, cluster: str) -> str | None:
     try:
-        identity = kustomize_identity()
+        identity = builder_identity()
     except (ToolMissing, OSError):
         return None
     material = f"{_VERSION}\n{__version__}\n{identity}\n{revision}\n{cluster}\n"

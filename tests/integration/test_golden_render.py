@@ -33,6 +33,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_golden(case: Case, fleet: Path, fleet_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    need_tool("fleet-build")  # renders run the builder
     need_tool("kustomize")
     build.clear_cache()
     monkeypatch.setenv("TZ", "UTC")

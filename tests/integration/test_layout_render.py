@@ -18,6 +18,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(autouse=True)
 def kustomize() -> Path:
+    need_tool("fleet-build")  # renders run the builder
     path = need_tool("kustomize")
     build.clear_cache()
     return path

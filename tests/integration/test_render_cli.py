@@ -20,6 +20,7 @@ Capsys = pytest.CaptureFixture[str]
 
 @pytest.fixture(autouse=True)
 def kustomize() -> Path:
+    need_tool("fleet-build")  # renders run the builder
     path = need_tool("kustomize")
     build.clear_cache()
     return path

@@ -24,6 +24,7 @@ namespace: hello-prod
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
+    need_tool("fleet-build")  # renders run the builder
     need_tool("kustomize")
     root = new_fleet_repo(tmp_path)
     add_cluster(root, ClusterSpec(name="eu-1", environment="prod", vars={"REPLICAS": "4"}))

@@ -24,6 +24,7 @@ Capsys = pytest.CaptureFixture[str]
 
 @pytest.fixture
 def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fleet_home: Path) -> Iterator[Path]:
+    need_tool("fleet-build")  # renders run the builder
     need_tool("kustomize")
     build.clear_cache()
     root = new_fleet_repo(tmp_path, clusters={"eu-1": "prod"})

@@ -20,7 +20,7 @@ def test_doctor_names_every_missing_tool_and_how_to_get_it(
     data = json.loads(out)
     assert data["toolchain_dir"] == str(tmp_path / "toolchain")
     by_name = {t["name"]: t for t in data["tools"]}
-    for name in ("etcd", "kube-apiserver", "kwokctl", "kustomize", "pulumi", "flux manifests",
+    for name in ("etcd", "kube-apiserver", "kwokctl", "kustomize", "fleet-build", "pulumi", "flux manifests",
                  "source-controller", "kustomize-controller", "pulumi-resource-kubernetes"):
         assert by_name[name]["found"] is False
         assert by_name[name]["required"] is True
@@ -127,6 +127,7 @@ def test_the_pins_fleet_checks_are_the_pins_the_toolchain_builds() -> None:
     expects = {t.name: t.expect for t in toolchain.TOOLS}
     assert expects["etcd"] == pins["ETCD_VERSION"].lstrip("v")
     assert expects["kustomize"] == pins["KUSTOMIZE_VERSION"]
+    assert expects["fleet-build"] == pins["FLUX_PKG_KUSTOMIZE_VERSION"]
     assert expects["pulumi"] == pins["PULUMI_VERSION"]
     assert expects["kwokctl"] == pins["KWOK_VERSION"]
 

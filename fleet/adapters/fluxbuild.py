@@ -1,0 +1,217 @@
+"""fleet-build, the toolchain's renderer (tools/fluxbuild): the only module that talks to it.
+
+fleet-build is a Go program on Flux's own kustomize library (``github.com/fluxcd/pkg/kustomize``: the
+secure on-disk build kustomize-controller runs, and its post-build substitution) and Helm's SDK
+(``helm template``). One process serves many requests, a JSON object a line on its stdin, one JSON
+answer a line on its stdout; it is started on the first request and kept, and started again when it
+ended (it exits after a request that ran over its time or memory budget, since the runaway work cannot
+be stopped otherwise).
+
+Confinement is the builder's: every file kustomize opens goes through Flux's secure filesystem rooted at
+the directory :func:`build` names, so nothing outside it can be read (a path, a symlink, ``/proc``), and
+the builder has no network, no ``PATH`` and an environment of its own (nothing of fleet's is passed on).
+Every file kustomize reads is first checked for size, YAML alias expansion and nesting depth; a request
+has a wall-clock budget, a heap budget and an output cap. Its errors come cut to a few lines, paths
+relative to the root.
+
+Errors: a refusal or failure of the repo's input (including a limit it ran into) is a
+:class:`~fleet.errors.RenderError` (exit 2; :class:`~fleet.errors.BuildLimit` for a time or memory
+budget); a builder that cannot be started is
+:class:`~fleet.errors.ToolMissing`; a malformed exchange is a :class:`~fleet.errors.FleetError`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import itertools
+import json
+import os
+import select
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fleet import toolchain
+from fleet.adapters import proc
+from fleet.errors import BuildLimit, FleetError, RenderError
+
+__all__ = ["Limits", "build", "close", "identity", "substitute", "template"]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The budget of one request (the builder's defaults are the same)."""
+
+    timeout: float = 60.0  # seconds of wall-clock time
+    max_output: int = 64 << 20  # bytes of YAML in the answer
+    max_heap: int = 1 << 30  # bytes of live heap while the request runs
+    max_file: int = 8 << 20  # bytes of one file kustomize reads
+    max_depth: int = 200  # nesting levels of one YAML document
+    max_aliases: int = 10_000  # YAML aliases in one file
+    max_nodes: int = 2_000_000  # YAML nodes of one file once its aliases are expanded
+
+    def fields(self) -> dict[str, int]:
+        return {
+            "timeout_ms": int(self.timeout * 1000),
+            "max_output": self.max_output,
+            "max_heap": self.max_heap,
+            "max_file": self.max_file,
+            "max_depth": self.max_depth,
+            "max_aliases": self.max_aliases,
+            "max_nodes": self.max_nodes,
+        }
+
+
+DEFAULT = Limits()
+_GRACE = 15.0  # seconds past a request's own budget before fleet stops the builder itself
+
+
+class _Builder:
+    def __init__(self) -> None:
+        self.child: proc.Piped[bytes] | None = None
+        self.lock = threading.Lock()
+        self.ids = itertools.count(1)
+
+    def _start(self) -> proc.Piped[bytes]:
+        path = toolchain.find("fleet-build")
+        env = {
+            "PATH": "",  # it runs no program
+            "HOME": "/nonexistent",
+            "GOMEMLIMIT": str(int(DEFAULT.max_heap * 1.5)),
+            "GOMAXPROCS": str(max(1, min(4, os.cpu_count() or 1))),
+        }
+        return proc.pipe([path, "serve"], env=env)
+
+    def ask(self, req: dict[str, Any], timeout: float) -> dict[str, Any]:
+        with self.lock:
+            if self.child is None or self.child.poll() is not None:
+                self._reap()
+                self.child = self._start()
+            child = self.child
+            assert child.stdin is not None and child.stdout is not None
+            rid = str(next(self.ids))
+            line = json.dumps({**req, "id": rid}, separators=(",", ":")).encode() + b"\n"
+            try:
+                child.stdin.write(line)
+                child.stdin.flush()
+            except OSError as e:
+                self._reap()
+                raise RenderError(f"fleet-build stopped before it took the request: {e}") from e
+            # the builder keeps its own budget; this one only catches a builder that hangs
+            if not select.select([child.stdout], [], [], timeout + _GRACE)[0]:
+                self._reap(kill=True)
+                raise RenderError(f"fleet-build did not answer within {timeout + _GRACE:.0f}s: stopped")
+            raw = child.stdout.readline()
+            if not raw:
+                code = child.wait()
+                self._reap()
+                raise RenderError(f"fleet-build ended without an answer (exit {code}): out of memory?")
+            try:
+                answer = json.loads(raw)
+            except ValueError as e:
+                self._reap(kill=True)
+                raise FleetError(f"fleet-build answered something that is not JSON: {raw[:120]!r}") from e
+            if not isinstance(answer, dict) or answer.get("id") != rid:
+                self._reap(kill=True)
+                raise FleetError("fleet-build answered another request than the one asked")
+            if answer.get("kind") == "limit":  # it exits after such a request: wait for that
+                with contextlib.suppress(proc.Timeout):
+                    child.wait(timeout=_GRACE)
+                self._reap(kill=True)
+            return answer
+
+    def _reap(self, kill: bool = False) -> None:
+        child, self.child = self.child, None
+        if child is None:
+            return
+        with contextlib.suppress(OSError):
+            if child.stdin:
+                child.stdin.close()
+        if kill and child.poll() is None:
+            with contextlib.suppress(OSError):
+                child.kill()
+        try:
+            child.wait(timeout=_GRACE)
+        except proc.Timeout:  # a child that does not end on EOF is killed
+            with contextlib.suppress(OSError):
+                child.kill()
+            child.wait()
+        if child.stdout:
+            child.stdout.close()
+
+    def close(self) -> None:
+        with self.lock:
+            self._reap()
+
+
+_builder = _Builder()
+atexit.register(_builder.close)
+
+
+def close() -> None:
+    """Stop the builder process (started again by the next request)."""
+    _builder.close()
+
+
+def identity() -> str:
+    """Which fleet-build renders: its path, size and modification time (a rebuilt one is another)."""
+    path = toolchain.find("fleet-build")
+    st = path.stat()
+    return f"fleet-build {path} {st.st_size} {int(st.st_mtime)}"
+
+
+def _answer(req: dict[str, Any], limits: Limits) -> dict[str, Any]:
+    answer = _builder.ask({**req, **limits.fields()}, limits.timeout)
+    if answer.get("ok") is True:
+        return answer
+    message = str(answer.get("error") or "failed without saying why")
+    if answer.get("kind") == "internal":
+        raise FleetError(f"fleet-build refused fleet's request: {message}")
+    raise (BuildLimit if answer.get("kind") == "limit" else RenderError)(" ".join(message.split()))
+
+
+def build(root: Path, directory: str, limits: Limits = DEFAULT) -> str:
+    """``kustomize build ROOT/DIRECTORY`` as kustomize-controller builds it, confined to ``root`` (a
+    private directory holding the repo's files): the YAML stream, or :class:`RenderError` with the cut
+    error (paths relative to ``root``)."""
+    answer = _answer({"op": "build", "root": str(root), "path": directory}, limits)
+    return str(answer.get("yaml", ""))
+
+
+def substitute(docs: Sequence[str], values: Mapping[str, str], limits: Limits = DEFAULT) -> list[str]:
+    """kustomize-controller's post-build substitution (strict, ``values`` as ``postBuild.substitute``) of
+    each document; one that opts out comes back unchanged."""
+    answer = _answer({"op": "substitute", "docs": list(docs), "vars": dict(values)}, limits)
+    out = answer.get("docs") or []
+    if len(out) != len(docs):
+        raise FleetError(f"fleet-build substituted {len(out)} documents of {len(docs)}")
+    return [str(d) for d in out]
+
+
+def template(
+    root: Path,
+    chart: str,
+    *,
+    release: str,
+    namespace: str,
+    values: Mapping[str, Any] | None = None,
+    include_crds: bool = False,
+    kube_version: str = "",
+    limits: Limits = DEFAULT,
+) -> str:
+    """``helm template RELEASE ROOT/CHART`` (a chart directory or archive inside ``root``) with ``values``:
+    client-only, no plugins, no post-renderer, no network; what ``helm template`` prints."""
+    req = {
+        "op": "template",
+        "root": str(root),
+        "chart": chart,
+        "values": dict(values or {}),
+        "release": release,
+        "namespace": namespace,
+        "include_crds": include_crds,
+        "kube_version": kube_version,
+    }
+    return str(_answer(req, limits).get("yaml", ""))
