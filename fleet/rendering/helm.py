@@ -83,6 +83,7 @@ _TIMEOUT = 30.0
 _lock = threading.Lock()
 _indexes: dict[str, dict[str, Any] | OSError] = {}  # index URL -> parsed index (or why it failed), per process
 _outputs: OrderedDict[str, str] = OrderedDict()  # template key -> helm template's output (post-rendered)
+_parsed: OrderedDict[str, tuple[tuple[str, str], ...]] = OrderedDict()  # template key -> (text, JSON) of each object
 _stats = {"index_fetches": 0, "chart_downloads": 0, "templates": 0, "template_hits": 0}
 
 
@@ -134,6 +135,7 @@ def clear_cache(*, disk: bool = False) -> None:
     with _lock:
         _indexes.clear()
         _outputs.clear()
+        _parsed.clear()
         for k in _stats:
             _stats[k] = 0
     if disk:
@@ -582,22 +584,31 @@ class _Expander:
             release, namespace = release_name(hr)
             crds = _crds(spec)
             renderers = _post_renderers(spec, where)
-            text = self._template(chart, release, namespace, values, crds, renderers, where)
+            key, text = self._template(chart, release, namespace, values, crds, renderers, where)
         finally:
             if chart.cleanup is not None:
                 chart.cleanup()
-        objects = []
-        try:
-            for doc in yaml.load_all(text, Loader=_LOADER):
-                if isinstance(doc, dict) and doc:
-                    objects.append((_dump(doc), doc))
-        except (yaml.YAMLError, RecursionError) as e:
-            raise HelmError(f"{where}: helm template printed YAML fleet cannot read: "
-                            f"{' '.join(str(e).split())[:200]}") from None
-        return Release(f"{ns}/{name}", chart.name, chart.version, tuple(objects))
+        with _lock:
+            parsed = _parsed.get(key)
+        if parsed is None:
+            found = []
+            try:
+                for doc in yaml.load_all(text, Loader=_LOADER):
+                    if isinstance(doc, dict) and doc:
+                        found.append((_dump(doc), json.dumps(doc, default=str)))
+            except (yaml.YAMLError, RecursionError) as e:
+                raise HelmError(f"{where}: helm template printed YAML fleet cannot read: "
+                                f"{' '.join(str(e).split())[:200]}") from None
+            parsed = tuple(found)
+            with _lock:
+                _parsed[key] = parsed
+                while len(_parsed) > 2048:
+                    _parsed.popitem(last=False)
+        objects = tuple((t, json.loads(j)) for t, j in parsed)  # fresh objects: callers may change them
+        return Release(f"{ns}/{name}", chart.name, chart.version, objects)
 
     def _template(self, chart: _Chart, release: str, namespace: str, values: Mapping[str, Any], crds: bool,
-                  renderers: list[dict[str, Any]], where: str) -> str:
+                  renderers: list[dict[str, Any]], where: str) -> tuple[str, str]:
         material = json.dumps([_VERSION, fluxbuild.identity(), chart.digest, release, namespace, values, crds,
                                renderers, self.options.kube_version], sort_keys=True, default=str)
         key = hashlib.sha256(material.encode()).hexdigest()
@@ -606,7 +617,7 @@ class _Expander:
             if hit is not None:
                 _outputs.move_to_end(key)
                 _stats["template_hits"] += 1
-                return hit
+                return key, hit
         disk = _cache() / "rendered" / key[:2] / f"{key}.yaml"
         text = read_sealed(disk, _VERSION, key)
         if text is None:
@@ -627,7 +638,7 @@ class _Expander:
             _outputs[key] = text
             while len(_outputs) > 2048:
                 _outputs.popitem(last=False)
-        return text
+        return key, text
 
 
 def _crds(spec: Mapping[str, Any]) -> bool:
