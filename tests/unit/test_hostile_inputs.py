@@ -9,6 +9,8 @@ meets (hostile overlays, symlinks out, YAML bombs, non-UTF-8 files, a detached H
 
 from __future__ import annotations
 
+import base64
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -284,6 +286,67 @@ CASES.append(c("add-dirty", "cluster", "add", "eu-9", "--env", "prod",
                setup=uncommitted("clusters/eu-1.yaml", CLUSTER + b"wave: 2\n")))
 
 
+# ---- cases only the builder can refuse (run by tests/integration/test_render_hostile.py) -------------
+# Forms the old Python pre-check missed; kustomize reads through them, so they reach fleet-build, whose
+# filesystem refuses anything outside the repository, and whose limits stop exhausting manifests. The
+# unit tier has no builder: these run in the integration tier, with the same checks as CASES.
+
+
+def _home(*parts: str) -> Callable[[], str]:
+    return lambda: str(Path(os.environ["FLEET_HOME"]).joinpath(*parts))
+
+
+BUILDER_TARGETS: dict[str, Callable[[], str]] = {
+    "etc-passwd": lambda: "/etc/passwd",
+    "proc-environ": lambda: "/proc/self/environ",
+    "fleet-environ": lambda: f"/proc/{os.getpid()}/environ",
+    "cache-secret": _home("secrets", "render-cache"),
+    "age-key": _home("age.key"),
+}
+BUILDER_FORMS: dict[str, Callable[[str], str]] = {
+    "inline-one-line": lambda t: ("generators:\n  - \"{apiVersion: builtin, kind: ConfigMapGenerator, "
+                                  f"metadata: {{name: leak}}, files: [{t}]}}\"\n"),
+    "inline-cr": lambda t: ('generators:\n  - "apiVersion: builtin\\rkind: ConfigMapGenerator\\rmetadata:\\r'
+                            f'  name: leak\\rfiles:\\r- {t}\\r"\n'),
+    "binary-path": lambda t: ("configMapGenerator:\n  - name: leak\n    files: [!!binary "
+                              f"{base64.b64encode(t.encode()).decode()}]\n"),
+}
+
+
+def overlay_to(form: Callable[[str], str], target: Callable[[], str]) -> Setup:
+    def setup(repo: Path) -> None:
+        commit_file(repo, OVERLAY, KSAFE + form(target()))
+
+    return setup
+
+
+def manifest(text: str) -> Setup:
+    def setup(repo: Path) -> None:
+        commit_file(repo, f"{PROD}/hostile.yaml", text)
+        commit_file(repo, OVERLAY, KSAFE + "  - hostile.yaml\n")
+
+    return setup
+
+
+_LAUGHS = ['  a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]'] + [
+    f"  {chr(97 + i)}: &{chr(97 + i)} [" + ",".join([f"*{chr(96 + i)}"] * 9) + "]" for i in range(1, 12)]
+MANIFEST_HEAD = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: hostile\n"
+BUILDER_CASES: list[Case] = [
+    c(f"builder-{f}-{t}", "render", "eu-1", setup=overlay_to(form, target))
+    for f, form in BUILDER_FORMS.items() for t, target in BUILDER_TARGETS.items()
+]
+BUILDER_CASES += [
+    c("builder-manifest-alias-bomb", "render", "eu-1", setup=manifest(MANIFEST_HEAD + "data:\n" + "\n".join(_LAUGHS))),
+    c("builder-manifest-deep-flow", "render", "eu-1",
+      setup=manifest(MANIFEST_HEAD + "data:\n  x: " + "[" * 10_000 + "]" * 10_000 + "\n")),
+    c("builder-manifest-deep-block", "render", "eu-1",
+      setup=manifest(MANIFEST_HEAD + "items:\n  " + "- " * 10_000 + "x\n")),
+    c("builder-manifest-huge", "render", "eu-1",
+      setup=manifest(MANIFEST_HEAD + "data:\n  x: " + "y" * (9 << 20) + "\n")),
+    c("builder-remote-http", "render", "eu-1", setup=overlay("  - https://example.com/leak.yaml\n")),
+]
+
+
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = new_fleet_repo(tmp_path_factory.mktemp("hostile"), clusters={"eu-1": "prod"})
@@ -292,14 +355,21 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_the_corpus_is_large_and_unique() -> None:
-    assert len(CASES) >= 150
-    assert len({k.id for k in CASES}) == len(CASES)
+    assert len(CASES) >= 150 and len(BUILDER_CASES) >= 20
+    assert len({k.id for k in CASES + BUILDER_CASES}) == len(CASES) + len(BUILDER_CASES)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[k.id for k in CASES])
 def test_hostile_input_is_refused_cleanly(
     case: Case, base: Path, tmp_path: Path, capsys: Capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    refused_cleanly(case, base, tmp_path, capsys, monkeypatch)
+
+
+def refused_cleanly(
+    case: Case, base: Path, tmp_path: Path, capsys: Capsys, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """Run ``case`` on a copy of ``base`` (when it sets the repository up) and check the refusal; its stderr."""
     repo = base
     if case.setup is not None:
         repo = tmp_path / "repo"
@@ -318,3 +388,4 @@ def test_hostile_input_is_refused_cleanly(
     assert out == ""
     assert git_state(repo) == before
     assert not newrepo.exists()
+    return err

@@ -375,7 +375,7 @@ func build(ctx context.Context, req request) answer {
 		return fail(err, root)
 	}
 	if max := pick64(req.MaxOutput, defaultMaxOutput); int64(len(text)) > max {
-		return answer{Kind: "input", Error: fmt.Sprintf("build of %s is over the %d MiB output limit", req.Path, max>>20)}
+		return answer{Kind: "input", Error: fmt.Sprintf("build of %s is %d bytes, over the %d-byte output limit", req.Path, len(text), max)}
 	}
 	return answer{OK: true, YAML: string(text)}
 }
@@ -676,7 +676,7 @@ func template(ctx context.Context, req request) answer {
 		fmt.Fprintf(&out, "---\n# Source: %s\n%s\n", h.Path, h.Manifest)
 	}
 	if max := pick64(req.MaxOutput, defaultMaxOutput); int64(out.Len()) > max {
-		return answer{Kind: "input", Error: fmt.Sprintf("helm template of %s is over the %d MiB output limit", req.Chart, max>>20)}
+		return answer{Kind: "input", Error: fmt.Sprintf("helm template of %s is %d bytes, over the %d-byte output limit", req.Chart, out.Len(), max)}
 	}
 	return answer{OK: true, YAML: out.String()}
 }
