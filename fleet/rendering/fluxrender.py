@@ -250,8 +250,15 @@ def _with_releases(g: GitRepo, sha: str, exp: Expansion, options: HelmOptions) -
     objects = list(exp.objects)
     for r in done.releases:
         objects += [ExpandedObject(text, obj, node_of.get(r.id, "")) for text, obj in r.objects]
-    unresolved = [u for u in exp.unresolved if u.kind != "HelmRelease"]
-    unresolved += [Unresolved("HelmRelease", u.id, u.source, u.note, node_of.get(u.id, "")) for u in done.unresolved]
+    skipped = {u.id: Unresolved("HelmRelease", u.id, u.source or "-", u.note, node_of.get(u.id, ""))
+               for u in done.unresolved}
+    unresolved = []  # in the tree's order: a release rendered leaves the list, one skipped says why
+    for u in exp.unresolved:
+        if u.kind != "HelmRelease":
+            unresolved.append(u)
+        elif u.name in skipped:
+            unresolved.append(dataclasses.replace(skipped.pop(u.name), source=u.source))
+    unresolved += skipped.values()
     return dataclasses.replace(exp, objects=tuple(objects), unresolved=tuple(unresolved))
 
 

@@ -400,3 +400,53 @@ def test_diff_base_lists_a_failing_release_as_failed(tmp_path: Path, charts: tup
     assert code == 2, err
     cluster = next(c for c in json.loads(out)["items"] if c["cluster"] == "dev-1")
     assert cluster["status"] == "failed" and "HelmRelease apps/web" in cluster["error"]
+
+
+def test_a_flux_directory_expands_its_releases(tmp_path: Path, charts: tuple[str, list[str]], capsys: Capsys) -> None:
+    from adopt_fixtures import flux_repo
+    from helpers import git
+
+    from fleet.adopt import adopt_repo
+
+    url, _ = charts
+    root = flux_repo(tmp_path)
+    adopt_repo(root)
+    path = root / "infrastructure/controllers/ingress-nginx.yaml"
+    path.write_text(path.read_text().replace("https://kubernetes.github.io/ingress-nginx", url)
+                    .replace("chart: ingress-nginx", "chart: app").replace('"4.x"', '"1.x"'))
+    git(root, "commit", "-q", "-am", "charts on loopback")
+    code, out, err = run_cli(capsys, "render", "production", "-o", "json", "--repo", str(root))
+    assert code == 0, err
+    objs = json.loads(out)["objects"]
+    cm = _find(objs, "ConfigMap", "ingress-nginx-settings")  # release name: the HelmRelease's, no targetNamespace
+    assert cm["metadata"]["namespace"] == "ingress-nginx" and cm["data"]["chart"] == "1.2.0"  # type: ignore[index]
+    assert "HelmRelease ingress-nginx/ingress-nginx" not in err
+    code, out, err = run_cli(capsys, "render", "production", "--tree", "-o", "json", "--repo", str(root))
+    assert code == 0, err
+    assert [u["kind"] for u in json.loads(out)["unresolved"]] == ["Kustomization"]  # the OCI one only
+    code, out, err = run_cli(capsys, "render", "production", "-o", "json", "--no-helm", "--repo", str(root))
+    assert code == 0 and "ingress-nginx-settings" not in out
+    assert "unresolved HelmRelease ingress-nginx/ingress-nginx" in err  # listed, as before
+
+
+def test_a_mirror_in_the_repo_serves_charts_offline(tmp_path: Path, charts: tuple[str, list[str]], capsys: Capsys,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from fleet.adapters import net
+
+    _, hits = charts
+    port = net.free_ports(1)[0]  # the HelmRepository's own URL: nothing listens there
+    root = _repo(tmp_path, f"http://127.0.0.1:{port}/charts", _release(), monkeypatch)
+    for name in ("app-1.0.0.tgz", "app-1.2.0.tgz", "index.yaml"):
+        target = root / "charts-mirror" / name
+        target.parent.mkdir(exist_ok=True)
+        target.write_bytes((tmp_path / "charts" / name).read_bytes())
+    fleet_yaml = (root / "fleet.yaml").read_text() + "helm:\n  mirror: charts-mirror\n"
+    commit_file(root, "fleet.yaml", fleet_yaml)
+    from helpers import git
+
+    git(root, "add", "charts-mirror")
+    git(root, "commit", "-q", "-m", "mirror")
+    code, objs, err = _render(capsys)
+    assert code == 0, err
+    assert _find(objs, "ConfigMap", "web-web-settings")["data"]["chart"] == "1.2.0"  # type: ignore[index]
+    assert "unresolved" not in err and hits == []  # neither the source nor the served repository was asked
