@@ -496,7 +496,7 @@ class _Expander:
     # -- the values
 
     def values(self, hr: Mapping[str, Any], where: str) -> tuple[dict[str, Any], bool]:
-        """The release's values, and whether any came from a Secret (its output is then as secret)."""
+        """The release's values, and whether any was decrypted (SOPS): its output is then never kept on disk."""
         spec = _spec(hr)
         ns = _namespace(hr)
         out: dict[str, Any] = {}
@@ -522,7 +522,7 @@ class _Expander:
                 if optional:
                     continue
                 raise HelmError(f'{where}: {key}: {kind} {ns}/{name} has no key "{vkey}"')
-            secret = secret or kind == "Secret"
+            secret = secret or sops_encrypted(obj)
             target = str(ref.get("targetPath") or "")
             if target:
                 _set_path(out, target, text, where, key)
@@ -578,13 +578,14 @@ class _Expander:
             raise _Skip("", "suspended (spec.suspend: true): helm-controller installs nothing of it")
         if isinstance(spec.get("kubeConfig"), dict):
             raise _Skip("", "installs into another cluster (spec.kubeConfig): not part of this cluster")
-        values, _secret = self.values(hr, where)
+        values, decrypted = self.values(hr, where)
         chart, _source = self.chart(hr, where)
         try:
             release, namespace = release_name(hr)
             crds = _crds(spec)
             renderers = _post_renderers(spec, where)
-            key, text = self._template(chart, release, namespace, values, crds, renderers, where)
+            key, text = self._template(chart, release, namespace, values, crds, renderers, where,
+                                       keep=not decrypted)
         finally:
             if chart.cleanup is not None:
                 chart.cleanup()
@@ -608,7 +609,9 @@ class _Expander:
         return Release(f"{ns}/{name}", chart.name, chart.version, objects)
 
     def _template(self, chart: _Chart, release: str, namespace: str, values: Mapping[str, Any], crds: bool,
-                  renderers: list[dict[str, Any]], where: str) -> tuple[str, str]:
+                  renderers: list[dict[str, Any]], where: str, keep: bool = True) -> tuple[str, str]:
+        """``helm template`` (then the post-renderers) of ``chart``, cached in-process and, unless ``keep`` is
+        False (values decrypted from SOPS: plaintext never goes to disk), on disk."""
         material = json.dumps([_VERSION, fluxbuild.identity(), chart.digest, release, namespace, values, crds,
                                renderers, self.options.kube_version], sort_keys=True, default=str)
         key = hashlib.sha256(material.encode()).hexdigest()
@@ -619,7 +622,7 @@ class _Expander:
                 _stats["template_hits"] += 1
                 return key, hit
         disk = _cache() / "rendered" / key[:2] / f"{key}.yaml"
-        text = read_sealed(disk, _VERSION, key)
+        text = read_sealed(disk, _VERSION, key) if keep else None
         if text is None:
             with _lock:
                 _stats["templates"] += 1
@@ -630,7 +633,8 @@ class _Expander:
                     text = _post_render(text, renderer)
             except RenderError as e:
                 raise HelmError(f"{where}: {e.message}") from None
-            write_sealed(disk, _VERSION, key, text)
+            if keep:
+                write_sealed(disk, _VERSION, key, text)
         else:
             with _lock:
                 _stats["template_hits"] += 1
@@ -687,6 +691,12 @@ def _post_render(text: str, kus: Mapping[str, Any]) -> str:
                          "resources": ["resources.yaml"], **kus}
         (root / "kustomization.yaml").write_text(json.dumps(kustomization), encoding="utf-8")
         return fluxbuild.build(root, ".")
+
+
+def sops_encrypted(obj: Mapping[str, Any]) -> bool:
+    from fleet import sops
+
+    return sops.is_encrypted(obj)
 
 
 def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:

@@ -450,3 +450,34 @@ def test_a_mirror_in_the_repo_serves_charts_offline(tmp_path: Path, charts: tupl
     assert code == 0, err
     assert _find(objs, "ConfigMap", "web-web-settings")["data"]["chart"] == "1.2.0"  # type: ignore[index]
     assert "unresolved" not in err and hits == []  # neither the source nor the served repository was asked
+
+
+def test_sops_encrypted_values_only_with_decrypt(tmp_path: Path, charts: tuple[str, list[str]], capsys: Capsys,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from fleet import sops
+
+    key_file = Path(__file__).resolve().parents[1] / "fixtures" / "sops" / "TEST-ONLY-age.agekey"
+    key = sops.parse_key(key_file.read_text(), str(key_file))
+    monkeypatch.setenv("FLEET_SOPS_AGE_KEY_FILE", str(key_file))
+    planted = "planted-colour-never-printed"
+    url, _ = charts
+    root = _repo(tmp_path, url, _release(), monkeypatch)
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "web-secret", "namespace": "apps"},
+              "stringData": {"colour": planted}}
+    values = VALUES_CM.split("---\n")[0] + "---\n" + yaml.safe_dump(sops.encrypt_object(secret, [key.recipient],
+                                                                                       encrypted_regex="^(data|stringData)$"))
+    commit_file(root, "environments/dev/helm/values.yaml", values)
+    fleet_yaml = (root / "fleet.yaml").read_text() + f"secrets:\n  sops:\n    ageRecipients: [{key.recipient}]\n"
+    commit_file(root, "fleet.yaml", fleet_yaml)
+    code, out, err = run_cli(capsys, "render", "dev-1", "-o", "json")
+    assert code == 0, err
+    assert planted not in out + err and "web-web-settings" not in out
+    warn = [line for line in err.splitlines() if "HelmRelease apps/web" in line]
+    assert len(warn) == 1 and "Secret apps/web-secret, which is SOPS-encrypted" in warn[0], err
+    code, out, err = run_cli(capsys, "render", "dev-1", "-o", "json", "--decrypt")
+    assert code == 0, err
+    assert _find(json.loads(out)["objects"], "ConfigMap", "web-web-settings")["data"]["colour"] == planted  # type: ignore[index]
+    from fleet.paths import fleet_home
+
+    for f in (fleet_home() / "cache").rglob("*"):  # decrypted in memory only: no cache holds the value
+        assert not f.is_file() or planted.encode() not in f.read_bytes(), f
