@@ -481,3 +481,87 @@ def test_sops_encrypted_values_only_with_decrypt(tmp_path: Path, charts: tuple[s
 
     for f in (fleet_home() / "cache").rglob("*"):  # decrypted in memory only: no cache holds the value
         assert not f.is_file() or planted.encode() not in f.read_bytes(), f
+
+
+PODINFO = ("github.com/stefanprodan/podinfo", "v1.8.1-0.20250910200901-e86405a8674e")  # its chart: podinfo 6.9.2
+
+
+def _podinfo_chart() -> Path:
+    """podinfo's chart folder from its Go module (downloaded into the module cache when absent)."""
+    import shutil
+    import subprocess
+
+    go = shutil.which("go")
+    if go is None:
+        need_tool("go")  # skips, or fails in CI, naming it
+    done = subprocess.run([str(go), "mod", "download", "-json", "@".join(PODINFO)], capture_output=True, text=True,
+                          timeout=300, env={**__import__("os").environ, "GOFLAGS": "-mod=mod", "GOTOOLCHAIN": "local"})
+    if done.returncode != 0:
+        pytest.fail(f"go mod download {'@'.join(PODINFO)}: {done.stdout[-500:]}{done.stderr[-500:]}")
+    return Path(json.loads(done.stdout)["Dir"]) / "charts" / "podinfo"
+
+
+def test_podinfo_renders_as_helm_template_does(tmp_path: Path, capsys: Capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    chart = _podinfo_chart()
+    folder = tmp_path / "podinfo-repo"
+    folder.mkdir()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        tar.add(chart, arcname="podinfo")
+    data = buf.getvalue()
+    (folder / "podinfo-6.9.2.tgz").write_bytes(data)
+    (folder / "index.yaml").write_text(yaml.safe_dump({"apiVersion": "v1", "entries": {"podinfo": [
+        {"name": "podinfo", "version": "6.9.2", "urls": ["podinfo-6.9.2.tgz"],
+         "digest": hashlib.sha256(data).hexdigest()}]}}))
+
+    def make(*args: object, **kw: object) -> SimpleHTTPRequestHandler:
+        return type("Q", (_Handler,), {"hits": []})(*args, directory=str(folder), **kw)  # type: ignore[arg-type]
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), make)  # type: ignore[arg-type]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        release = """apiVersion: helm.toolkit.fluxcd.io/v2
+kind: HelmRelease
+metadata:
+  name: podinfo
+  namespace: apps
+spec:
+  interval: 10m
+  chart:
+    spec:
+      chart: podinfo
+      version: ">=6.0.0 <7.0.0"
+      sourceRef:
+        kind: HelmRepository
+        name: charts
+  values:
+    replicaCount: 2
+    redis:
+      enabled: true
+"""
+        _repo(tmp_path, f"http://127.0.0.1:{server.server_address[1]}", release, monkeypatch)
+        code, objs, err = _render(capsys)
+        _, plain, _ = _render(capsys, "--no-helm")
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert code == 0, err
+    assert _find(objs, "Deployment", "podinfo")["spec"]["replicas"] == 2  # type: ignore[index]
+    assert _find(objs, "Deployment", "podinfo-redis")
+    from fleet.paths import fleet_home
+
+    kept = fleet_home() / "cache/helm/charts" / hashlib.sha256(data).hexdigest() / "chart.tgz"
+    text = fluxbuild.template(kept.parent, kept.name, release="podinfo", namespace="apps", include_crds=True,
+                              values={"replicaCount": 2, "redis": {"enabled": True}})
+
+    def canon(docs: list[dict[str, object]]) -> tuple[list[str], int]:
+        """The objects, and how many test hooks (helm template prints them too; their names are random)."""
+        tests = [d for d in docs if str((d.get("metadata") or {}).get("annotations", {}).get(  # type: ignore[union-attr]
+            "helm.sh/hook", "")).startswith("test")]
+        return sorted(json.dumps(d, sort_keys=True) for d in docs if d not in tests), len(tests)
+
+    expected = canon([d for d in yaml.safe_load_all(text) if d])
+    assert objs[: len(plain)] == plain  # the overlay's objects first, then the release's
+    assert canon(objs[len(plain):]) == expected and expected[1] > 0
