@@ -382,6 +382,13 @@ def test_a_chart_of_the_fleet_repo(tmp_path: Path, charts: tuple[str, list[str]]
     code, objs, err = _render(capsys)
     assert code == 0, err
     assert _find(objs, "ConfigMap", "web-web-settings")["data"]["chart"] == "0.3.0"  # type: ignore[index]
+    # a change of the chart alone (outside the overlay) is seen by diff --base
+    commit_file(root, "charts/local/templates/deployment.yaml",
+                APP_TEMPLATES["templates/deployment.yaml"].replace("example/app:", "example/app2:"))
+    code, out, err = run_cli(capsys, "diff", "--base", "HEAD~1", "-o", "json")
+    assert code == 1, err
+    cluster = next(c for c in json.loads(out)["items"] if c["cluster"] == "dev-1")
+    assert [o["object"] for o in cluster["objects"]] == ["Deployment/web/web-web"]
 
 
 def test_diff_base_lists_a_failing_release_as_failed(tmp_path: Path, charts: tuple[str, list[str]], capsys: Capsys,
