@@ -4,11 +4,12 @@ Both revisions are read from Git (never the working tree, never a cluster). For 
 registry (or those a selector picks), an **input key** is computed at each revision: the cluster's entry
 (its variables, environment, wave, ...), the directory it builds and the Git object id of every path
 that build reads (:func:`fleet.rendering.build.build_inputs`; a Flux-directory cluster reads the whole tree
-but the registry, and so does an overlay whose files hold a HelmRelease with a chart from a GitRepository). Equal keys mean the same render, so the cluster is unchanged without being built or
-substituted: a change to one overlay of a thousand-cluster fleet renders only the clusters of that
-overlay, twice. Clusters whose keys differ are rendered at both revisions
-(:func:`fleet.rendering.cluster.render_spec`, through the content-keyed build cache) and their objects
-compared by (group, kind, namespace, name): added, removed, or changed with a unified diff of the
+but the registry, and so does an overlay whose files hold a HelmRelease with a chart from a GitRepository).
+Equal keys mean the same render, so the cluster is unchanged without being built or substituted: a
+change to one overlay of a thousand-cluster fleet renders only the clusters of that overlay, twice.
+Clusters whose keys differ are rendered at both revisions (:func:`fleet.rendering.cluster.render_spec`,
+through the content-keyed build cache; HelmReleases expanded, :mod:`fleet.rendering.helm`) and their
+objects compared by (group, kind, namespace, name): added, removed, or changed with a unified diff of the
 object's fields (YAML, keys sorted).
 
 A Secret, and any object holding SOPS-encrypted values, is only ever reported as changed or unchanged:
