@@ -572,3 +572,40 @@ spec:
     expected = canon([d for d in yaml.safe_load_all(text) if d])
     assert objs[: len(plain)] == plain  # the overlay's objects first, then the release's
     assert canon(objs[len(plain):]) == expected and expected[1] > 0
+
+
+def test_a_chart_ref_to_a_helm_chart_and_crds_skipped(tmp_path: Path, charts: tuple[str, list[str]], capsys: Capsys,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    url, _ = charts
+    release = _release().replace("""  chart:
+    spec:
+      chart: app
+      version: "^1.0"
+      sourceRef:
+        kind: HelmRepository
+        name: charts
+        namespace: apps
+""", """  chartRef:
+    kind: HelmChart
+    name: app
+  install:
+    crds: Skip
+""") + """---
+apiVersion: source.toolkit.fluxcd.io/v1
+kind: HelmChart
+metadata:
+  name: app
+  namespace: apps
+spec:
+  interval: 1h
+  chart: app
+  version: "1.0.x"
+  sourceRef:
+    kind: HelmRepository
+    name: charts
+"""
+    _repo(tmp_path, url, release, monkeypatch)
+    code, objs, err = _render(capsys)
+    assert code == 0, err
+    assert _find(objs, "ConfigMap", "web-web-settings")["data"]["chart"] == "1.0.0"  # type: ignore[index]
+    assert not [o for o in objs if o.get("kind") == "CustomResourceDefinition"]  # install.crds: Skip
