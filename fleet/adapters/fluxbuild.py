@@ -17,7 +17,8 @@ relative to the root.
 Errors: a refusal or failure of the repo's input (including a limit it ran into) is a
 :class:`~fleet.errors.RenderError` (exit 2; :class:`~fleet.errors.BuildLimit` for a time or memory
 budget); a builder that cannot be started is
-:class:`~fleet.errors.ToolMissing`; a malformed exchange is a :class:`~fleet.errors.FleetError`.
+:class:`~fleet.errors.ToolMissing`, and so is a malformed exchange (a fleet-build that does not match this
+fleet: the hint says how to rebuild it).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from typing import Any
 
 from fleet import toolchain
 from fleet.adapters import proc
-from fleet.errors import BuildLimit, FleetError, RenderError
+from fleet.errors import BuildLimit, RenderError, ToolMissing
 
 __all__ = ["Limits", "build", "close", "identity", "substitute", "template"]
 
@@ -80,7 +81,7 @@ class _Builder:
         env = {
             "PATH": "",  # it runs no program
             "HOME": "/nonexistent",
-            "GOMEMLIMIT": str(int(DEFAULT.max_heap * 1.5)),
+            "GOMEMLIMIT": str(DEFAULT.max_heap),  # the builder sets each request's own budget
             "GOMAXPROCS": str(max(1, min(4, os.cpu_count() or 1))),
         }
         return proc.pipe([path, "serve"], env=env)
@@ -113,10 +114,10 @@ class _Builder:
                 answer = json.loads(raw)
             except ValueError as e:
                 self._reap(kill=True)
-                raise FleetError(f"fleet-build answered something that is not JSON: {raw[:120]!r}") from e
+                raise _mismatch(f"answered something that is not JSON: {raw[:120]!r}") from e
             if not isinstance(answer, dict) or answer.get("id") != rid:
                 self._reap(kill=True)
-                raise FleetError("fleet-build answered another request than the one asked")
+                raise _mismatch("answered another request than the one asked")
             if answer.get("kind") == "limit":  # it exits after such a request: wait for that
                 with contextlib.suppress(proc.Timeout):
                     child.wait(timeout=_GRACE)
@@ -147,6 +148,10 @@ class _Builder:
             self._reap()
 
 
+def _mismatch(what: str) -> ToolMissing:
+    return ToolMissing(f"fleet-build {what}: it does not match this fleet", hint=toolchain.REPAIR)
+
+
 _builder = _Builder()
 atexit.register(_builder.close)
 
@@ -169,7 +174,7 @@ def _answer(req: dict[str, Any], limits: Limits) -> dict[str, Any]:
         return answer
     message = str(answer.get("error") or "failed without saying why")
     if answer.get("kind") == "internal":
-        raise FleetError(f"fleet-build refused fleet's request: {message}")
+        raise _mismatch(f"refused fleet's request: {message}")
     raise (BuildLimit if answer.get("kind") == "limit" else RenderError)(" ".join(message.split()))
 
 
@@ -187,7 +192,7 @@ def substitute(docs: Sequence[str], values: Mapping[str, str], limits: Limits = 
     answer = _answer({"op": "substitute", "docs": list(docs), "vars": dict(values)}, limits)
     out = answer.get("docs") or []
     if len(out) != len(docs):
-        raise FleetError(f"fleet-build substituted {len(out)} documents of {len(docs)}")
+        raise _mismatch(f"substituted {len(out)} documents of {len(docs)}")
     return [str(d) for d in out]
 
 

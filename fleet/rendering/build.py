@@ -9,10 +9,13 @@ overlay's kustomizations reference (found by following them), so a thousand clus
 environments run kustomize five times, and a commit that touches only ``clusters/`` runs it not at all.
 The cache is in-process and on disk (``fleet_home()/cache/render``); substitution is per cluster on top.
 
-Rendering is confined to the repository (:mod:`fleet.rendering.confine`): before any build, every path the
-overlay's kustomizations name is checked to stay inside the tree at the revision. A disk cache entry
-carries an HMAC of its key and content under a private per-home secret; an entry that does not verify is
-ignored and rebuilt.
+Rendering is confined to the repository by construction: each build runs in fleet-build
+(:mod:`fleet.adapters.fluxbuild`: Flux's kustomize library on its secure filesystem) rooted at a private
+temporary directory holding only files of the tree at the revision, so nothing outside it can be opened,
+and within time, memory and size limits. Before that, :mod:`fleet.rendering.confine` checks every path
+the overlay's kustomizations name, for a clear error line (file, line, key); nothing depends on it.
+A disk cache entry carries an HMAC of its key and content under a private per-home secret; an entry that
+does not verify is ignored and rebuilt.
 """
 
 from __future__ import annotations

@@ -1,9 +1,12 @@
-"""Render confinement: a kustomization may read only what the repository holds at the revision.
+"""Render confinement, the early check: a kustomization may read only what the repository holds at the
+revision.
 
-Kustomize runs with ``--load-restrictor LoadRestrictionsNone`` (as Flux's kustomize-controller, whose
-file system is then confined to the source artifact). fleet runs it on a developer's machine, so before
-any build it checks every field kustomize loads files from, in the overlay and in every kustomization,
-component and plugin configuration the overlay reaches:
+The guarantee is fleet-build's (:mod:`fleet.adapters.fluxbuild`): kustomize runs with load restrictions
+off, as Flux's kustomize-controller, on Flux's secure filesystem rooted at a private copy of the tree, so
+it cannot open anything outside it, whatever this module misses (tests/integration/test_render_hostile.py
+switches it off). This module checks first, for errors that name the file, line, key and value, every
+field kustomize loads files from, in the overlay and in every kustomization, component and plugin
+configuration the overlay reaches:
 
 - no absolute path, no ``..`` above the repository root (counted in the tree, symlinks followed);
 - no symlink that leaves the tree or points to an absolute path;

@@ -130,3 +130,17 @@ def test_helm_template_refuses_what_leaves_the_root_and_bad_values(tmp_path: Pat
     (root / "chart" / "templates" / "leak.yaml").symlink_to("/etc/passwd")
     with pytest.raises(RenderError, match="symlink leaves the repository"):
         fluxbuild.template(root, "chart", release="r", namespace="n")
+
+
+def test_helm_template_refuses_what_helm_template_refuses(tmp_path: Path) -> None:
+    """A library chart is not installable; a dependency not vendored in charts/ is never fetched."""
+    root = write(tmp_path, {
+        "lib/Chart.yaml": "apiVersion: v2\nname: lib\nversion: 0.1.0\ntype: library\n",
+        "app/Chart.yaml": "apiVersion: v2\nname: app\nversion: 0.1.0\ndependencies:\n"
+                          "  - name: redis\n    version: 1.0.0\n    repository: https://charts.example.com\n",
+        "app/templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n",
+    })
+    with pytest.raises(RenderError, match="library charts are not installable"):
+        fluxbuild.template(root, "lib", release="r", namespace="n")
+    with pytest.raises(RenderError, match=r"dependencies missing.*redis"):
+        fluxbuild.template(root, "app", release="r", namespace="n")
