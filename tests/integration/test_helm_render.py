@@ -419,14 +419,34 @@ def test_a_flux_directory_expands_its_releases(tmp_path: Path, charts: tuple[str
     root = flux_repo(tmp_path)
     adopt_repo(root)
     path = root / "infrastructure/controllers/ingress-nginx.yaml"
-    path.write_text(path.read_text().replace("https://kubernetes.github.io/ingress-nginx", url)
-                    .replace("chart: ingress-nginx", "chart: app").replace('"4.x"', '"1.x"'))
+    text = (path.read_text().replace("https://kubernetes.github.io/ingress-nginx", url)
+            .replace("chart: ingress-nginx", "chart: app").replace('"4.x"', '"1.x"'))
+    # as Flux's example: values, a valuesFrom ConfigMap, a kustomize post-renderer; the chart's CRDs
+    text += """  values:
+    replicas: 2
+  valuesFrom:
+    - kind: ConfigMap
+      name: ingress-values
+""" + POST + """---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: ingress-values
+  namespace: ingress-nginx
+data:
+  values.yaml: "greeting: hola"
+"""
+    path.write_text(text)
     git(root, "commit", "-q", "-am", "charts on loopback")
     code, out, err = run_cli(capsys, "render", "production", "-o", "json", "--repo", str(root))
     assert code == 0, err
     objs = json.loads(out)["objects"]
     cm = _find(objs, "ConfigMap", "ingress-nginx-settings")  # release name: the HelmRelease's, no targetNamespace
     assert cm["metadata"]["namespace"] == "ingress-nginx" and cm["data"]["chart"] == "1.2.0"  # type: ignore[index]
+    assert cm["data"]["greeting"] == "hola"  # type: ignore[index]
+    dep = _find(objs, "Deployment", "ingress-nginx")
+    assert dep["spec"]["replicas"] == 2 and dep["metadata"]["labels"] == {"patched": "yes"}  # type: ignore[index]
+    assert _find(objs, "CustomResourceDefinition", "widgets.example.com")
     assert "HelmRelease ingress-nginx/ingress-nginx" not in err
     code, out, err = run_cli(capsys, "render", "production", "--tree", "-o", "json", "--repo", str(root))
     assert code == 0, err
