@@ -477,6 +477,14 @@ def test_a_mirror_in_the_repo_serves_charts_offline(tmp_path: Path, charts: tupl
     assert code == 0, err
     assert _find(objs, "ConfigMap", "web-web-settings")["data"]["chart"] == "1.2.0"  # type: ignore[index]
     assert "unresolved" not in err and hits == []  # neither the source nor the served repository was asked
+    # a mirror at an http(s) URL: the charts fixture's repository stands in for an internal mirror
+    fleet_yaml = (root / "fleet.yaml").read_text().replace("mirror: charts-mirror", f"mirror: {charts[0]}")
+    commit_file(root, "fleet.yaml", fleet_yaml)
+    helm.clear_cache(disk=True)
+    code, objs, err = _render(capsys)
+    assert code == 0, err
+    assert _find(objs, "ConfigMap", "web-web-settings")["data"]["chart"] == "1.2.0"  # type: ignore[index]
+    assert "unresolved" not in err and hits == ["/index.yaml", "/app-1.2.0.tgz"]
 
 
 def test_sops_encrypted_values_only_with_decrypt(tmp_path: Path, charts: tuple[str, list[str]], capsys: Capsys,
