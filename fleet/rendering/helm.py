@@ -429,14 +429,14 @@ class _Expander:
         if rspec.get("type") == "oci" or url.startswith("oci://"):
             raise _Skip(str(sref), f"chart {name} from {sref} ({url}): OCI registries are not fetched by fleet, "
                                    "so what helm-controller installs from it is not rendered")
-        mirrored = self._mirror(name, version, where)
-        if mirrored is not None:
-            return mirrored
-        if not _http_url(url):
-            raise HelmError(f"{where}: {sref}: spec.url {url!r} is not an http(s) or oci:// URL")
         try:
+            mirrored = self._mirror(name, version, where)
+            if mirrored is not None:
+                return mirrored
+            if not _http_url(url):
+                raise HelmError(f"{where}: {sref}: spec.url {url!r} is not an http(s) or oci:// URL")
             return _from_index(_index(url, where), url, name, version, where, lambda u: _get(u, _MAX_CHART))
-        except _Unreachable as e:
+        except _Unreachable as e:  # the index, the archive, or the mirror's archive
             raise _Skip(str(sref), f"cannot reach {_shown(e.url)} ({e.why}): the chart of {sref} is not rendered",
                         warning=True) from None
 

@@ -129,6 +129,7 @@ def charts(tmp_path: Path) -> Iterator[tuple[str, list[str]]]:
         entries.setdefault(name, []).append({"name": name, "version": version, "apiVersion": "v2",
                                              "urls": [f"{name}-{version}.tgz"],
                                              "digest": hashlib.sha256(data).hexdigest()})
+    entries["ghost"] = [{"name": "ghost", "version": "1.0.0", "urls": ["ghost-1.0.0.tgz"]}]  # listed, not served
     (folder / "index.yaml").write_text(yaml.safe_dump({"apiVersion": "v1", "entries": entries}))
     hits: list[str] = []
     handler = type("Handler", (_Handler,), {"hits": hits})
@@ -351,6 +352,24 @@ def test_an_unreachable_or_oci_source_is_listed_unresolved(tmp_path: Path, chart
     assert code == 0, err
     warn = [line for line in err.splitlines() if "HelmRelease apps/web" in line]
     assert len(warn) == 1 and "OCI registries are not fetched" in warn[0], err
+
+
+def test_an_archive_the_index_lists_but_the_server_lacks(tmp_path: Path, charts: tuple[str, list[str]],
+                                                        capsys: Capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    url, _ = charts
+    _repo(tmp_path, url, _release(chart="ghost", version="*"), monkeypatch)
+    code, objs, err = _render(capsys)
+    assert code == 0, err
+    assert _find(objs, "HelmRelease", "web")
+    warn = [line for line in err.splitlines() if "HelmRelease apps/web" in line]
+    assert len(warn) == 1 and f"cannot reach {url}/ghost-1.0.0.tgz (HTTP 404)" in warn[0], err
+    # the same through an http mirror that lists it
+    commit_file(tmp_path / "fleet", "fleet.yaml", (tmp_path / "fleet" / "fleet.yaml").read_text()
+                + f"helm:\n  mirror: {url}\n")
+    helm.clear_cache()
+    code, objs, err = _render(capsys)
+    assert code == 0, err
+    assert len([line for line in err.splitlines() if "ghost-1.0.0.tgz (HTTP 404)" in line]) == 1, err
 
 
 def test_a_chart_cannot_read_host_files(tmp_path: Path, charts: tuple[str, list[str]], capsys: Capsys,
