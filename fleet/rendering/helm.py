@@ -40,6 +40,7 @@ import binascii
 import contextlib
 import hashlib
 import json
+import math
 import posixpath
 import tempfile
 import threading
@@ -330,7 +331,8 @@ def _from_index(index: Mapping[str, Any], base: str, name: str, constraint: str,
         kept = _kept_archive(digest)
         if kept is not None:
             return _Chart(kept.parent, kept.name, name, version, digest)
-    urls = [u for u in entry.get("urls") or [] if isinstance(u, str)]
+    listed = entry.get("urls")
+    urls = [u for u in listed if isinstance(u, str)] if isinstance(listed, list) else []
     if not urls:
         raise HelmError(f'{where}: chart "{name}" {version} in {label} lists no URL')
     url = net.join_url(base.rstrip("/") + "/", urls[0]) if net.is_http(base) else urls[0]
@@ -540,7 +542,11 @@ class _Expander:
         inline = spec.get("values")
         if inline is not None and not isinstance(inline, dict):
             raise HelmError(f"{where}: spec.values must be a mapping")
-        return _merge(out, inline or {}), secret
+        # as Helm reads values (YAML through JSON): a date or a non-string key becomes a string
+        try:
+            return _plain(_merge(out, inline or {})), secret
+        except HelmError as e:
+            raise HelmError(f"{where}: {e.message}") from None
 
     def _data(self, obj: Mapping[str, Any], vkey: str, where: str, key: str) -> str | None:
         from fleet import sops
@@ -691,6 +697,23 @@ def _post_render(text: str, kus: Mapping[str, Any]) -> str:
                          "resources": ["resources.yaml"], **kus}
         (root / "kustomization.yaml").write_text(json.dumps(kustomization), encoding="utf-8")
         return fluxbuild.build(root, ".")
+
+
+def _plain(value: Any, depth: int = 0) -> Any:
+    """Values as JSON holds them (what the builder takes): keys as strings, a date or binary as text."""
+    if depth > 200:
+        raise HelmError("values nested deeper than 200 levels")
+    if isinstance(value, dict):
+        return {str(k): _plain(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v, depth + 1) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        raise HelmError(f"values: {value} is not a number Helm reads (JSON holds no NaN or infinity)")
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    return str(value.isoformat() if hasattr(value, "isoformat") else value)
 
 
 def sops_encrypted(obj: Mapping[str, Any]) -> bool:

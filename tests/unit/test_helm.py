@@ -56,3 +56,13 @@ def test_the_mirror_is_a_repo_directory_or_an_http_url() -> None:
     for bad in ("file:///etc", "../outside", "https://user:pw@charts.example/"):
         with pytest.raises(ValueError, match=r"helm\.mirror"):
             FleetSettings.model_validate({"helm": {"mirror": bad}})
+
+
+def test_values_are_given_to_helm_as_json_holds_them() -> None:
+    import datetime
+
+    from fleet.rendering.helm import _plain
+
+    assert _plain({datetime.date(2024, 1, 2): [b"x", 1.5, None, True]}) == {"2024-01-02": ["eA==", 1.5, None, True]}
+    with pytest.raises(HelmError, match="nan is not a number Helm reads"):
+        _plain({"a": [float("nan")]})
