@@ -13,6 +13,7 @@
     ├── RenderError             kustomize or variable substitution failed (exit 2: the input is bad)
     │   ├── BuildLimit          a build ran over its time or memory budget (the builder stopped it)
     │   ├── FluxTreeError       a Flux cluster directory cannot be expanded as Flux would apply it
+    │   ├── HelmError           a HelmRelease cannot be rendered as helm-controller would install it
     │   ├── SubstitutionError   a malformed ``${...}`` expression
     │   └── MissingVariables    variables a manifest uses are not set (``names``)
     ├── KubeError               the Kubernetes API failed or refused a request
@@ -64,6 +65,7 @@ __all__ = [
     "Forbidden",
     "GateFailed",
     "GitError",
+    "HelmError",
     "InputError",
     "KindError",
     "KubeError",
@@ -247,6 +249,13 @@ class FluxTreeError(RenderError):
         super().__init__(message, hint=hint)
         self.kustomization = kustomization
         self.key = key
+
+
+class HelmError(RenderError):
+    """A HelmRelease cannot be rendered as helm-controller would install it: its chart or version does not
+    exist, its values fail the chart's schema, a valuesFrom it needs is missing, a template fails (exit 2;
+    the message names the HelmRelease). A chart source that cannot be reached is not an error: the release
+    is listed as unresolved."""
 
 
 class SubstitutionError(RenderError):

@@ -7,9 +7,10 @@ import random
 import socket
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 
-__all__ = ["fetch", "free_ports", "http_ok", "port_free"]
+__all__ = ["fetch", "free_ports", "http_ok", "is_http", "join_url", "port_free", "url_path", "url_shown"]
 
 _PORT_RANGE = (20000, 32000)  # below Linux's ephemeral range (32768-60999)
 _handed: set[int] = set()  # the ports this process has handed out (free_ports)
@@ -60,8 +61,37 @@ def http_ok(url: str, timeout: float = 5) -> bool:
         return False
 
 
-def fetch(url: str, timeout: float = 60) -> bytes:
-    """The body at ``url`` (a URL the user configured). Raises OSError (URLError is one) when it fails."""
+def fetch(url: str, timeout: float = 60, limit: int | None = None) -> bytes:
+    """The body at ``url`` (a URL the user configured). Raises OSError (URLError is one) when it fails, or
+    when the body is longer than ``limit`` bytes."""
     with urllib.request.urlopen(url, timeout=timeout) as resp:
-        body: bytes = resp.read()
+        body: bytes = resp.read() if limit is None else resp.read(limit + 1)
+        if limit is not None and len(body) > limit:
+            raise OSError(f"{url}: more than {limit} bytes")
         return body
+
+
+def is_http(url: str) -> bool:
+    """An http(s) URL with a host: the only kind fleet fetches a user's URL with."""
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+def join_url(base: str, ref: str) -> str:
+    """``ref`` (absolute, or relative to ``base``) as an absolute URL."""
+    return urllib.parse.urljoin(base, ref)
+
+
+def url_path(url: str) -> tuple[str, str]:
+    """(scheme, path) of ``url``; the scheme is "" for a relative reference."""
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme, parts.path
+
+
+def url_shown(url: str) -> str:
+    """``url`` without credentials, query or fragment, for messages."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return f"{parts.scheme}://{host}{parts.path}" if parts.scheme else parts.path

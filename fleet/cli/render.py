@@ -125,7 +125,17 @@ def _show(rendered: Sequence[_Shown], fmt: OutputFormat, all_: bool) -> None:
     )
 
 
-def _tree(g: GitRepo, cluster: str | None, all_: bool, rev: str | None, output: str) -> None:
+def _helm_keys(g: GitRepo, rev: str | None) -> list[Any] | None:
+    """With ``--decrypt``: the fleet's age key, so SOPS-encrypted valuesFrom Secrets of HelmReleases are
+    decrypted in memory (None when the fleet uses no SOPS)."""
+    from fleet import sops
+    from fleet.registry import load_registry
+
+    key = sops.key_for(load_registry(g, rev or "HEAD").settings, g.root)
+    return [key] if key is not None else None
+
+
+def _tree(g: GitRepo, cluster: str | None, all_: bool, rev: str | None, output: str, helm: bool = True) -> None:
     """``fleet render CLUSTER --tree``: the Flux Kustomization graph of a Flux-directory cluster."""
     from fleet.registry import load_registry
     from fleet.rendering.fluxrender import render_flux, tree_data
@@ -141,7 +151,15 @@ def _tree(g: GitRepo, cluster: str | None, all_: bool, rev: str | None, output: 
             "--tree shows a Flux directory's Kustomization graph",
             hint="fleet render CLUSTER -o table lists what it renders",
         )
-    done = render_flux(g, sha, spec)
+    options = None
+    if helm:
+        from fleet.rendering.cluster import helm_options
+
+        options = helm_options(g, sha, None)
+    done = render_flux(g, sha, spec, helm=options)
+    for u in done.expansion.unresolved:
+        if u.kind == "HelmRelease" and u.note.startswith("cannot reach"):
+            reporter().warn(f"{cluster}: unresolved HelmRelease {u.name}: {u.note}")
     if output.lower() == OutputFormat.json.value:
         emit(tree_data(done), OutputFormat.json)
         return
@@ -199,6 +217,9 @@ def register(app: typer.Typer) -> None:
             False, "--decrypt", help="Show SOPS-encrypted values in clear (needs the fleet's age key; stdout only: "
             "never with -o DIR). Without it they show as [sops: encrypted].",
         ),
+        no_helm: bool = typer.Option(
+            False, "--no-helm", help="Leave HelmReleases as objects: no chart fetched, none expanded.",
+        ),
         repo: Path | None = RepoOpt,
     ) -> None:
         if all_ == (cluster is not None):
@@ -218,20 +239,21 @@ def register(app: typer.Typer) -> None:
 
         g = open_repo(repo_path(repo))
         if tree:
-            _tree(g, cluster, all_, rev, output)
+            _tree(g, cluster, all_, rev, output, not no_helm)
             return
         out = Path(output).expanduser() if output.lower() not in _FORMATS else None
         if decrypt and out is not None:
             raise InputError("--decrypt prints to stdout only: fleet never writes decrypted secrets to disk")
         if out is not None:  # before anything runs: render never writes into the repository
             _check_out_dir(g, out, [cluster] if cluster else None)
+        keys = _helm_keys(g, rev) if decrypt and not no_helm else None
         if cluster is not None:
-            rendered = [render_cluster(g, cluster, rev)]
+            rendered = [render_cluster(g, cluster, rev, helm=not no_helm, keys=keys)]
         else:
             names = None
             if selector:
                 names = [c.name for c in load_registry(g, rev or "HEAD").select(selector)]
-            rendered = render_all(g, rev, names)
+            rendered = render_all(g, rev, names, helm=not no_helm, keys=keys)
         if rev is None and rendered:
             _warn_uncommitted(g, rendered)
         for r in rendered:

@@ -325,6 +325,30 @@ class SecretsSettings(_Frozen):
     sops: SopsSettings | None = None
 
 
+class HelmSettings(_Frozen):
+    """How ``fleet render`` and ``fleet diff --base`` find the charts of HelmReleases (docs/registry.md)."""
+
+    mirror: Annotated[
+        str | None,
+        Field(description="A local chart mirror, asked before a HelmRepository's URL (offline use): a directory "
+                          "of the repo, or an http(s) URL, holding a Helm repository (index.yaml and the charts)."),
+    ] = None
+
+    @field_validator("mirror")
+    @classmethod
+    def _mirror(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if "://" in v:
+            if not v.startswith(("http://", "https://")):
+                raise ValueError(f'"{shown(v)}" is neither a directory of the repo nor an http(s) URL')
+            return check_url(v)
+        problem = path_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return v.removeprefix("./").rstrip("/")
+
+
 class FleetSettings(_Frozen):
     """``fleet.yaml``: fleet-wide settings."""
 
@@ -349,6 +373,11 @@ class FleetSettings(_Frozen):
         default_factory=SecretsSettings,
         description="secrets.sops: {ageRecipients: [age1...], keySource: {env, file}} when the repo holds "
                     "SOPS-encrypted manifests.",
+    )
+    helm: HelmSettings = Field(
+        default_factory=HelmSettings,
+        description="helm.mirror: a local chart mirror (a repo directory or an http(s) URL) asked first for "
+                    "the charts of HelmReleases.",
     )
 
     @property

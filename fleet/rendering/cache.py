@@ -6,8 +6,9 @@ and every file the overlay reads are in the commit's tree), by the builder (flee
 and modification time) and by fleet itself (its version and this module's format). An entry is keyed by all
 of them, the commit by its full id (resolved first: never a branch name), and its content is sealed with
 an HMAC under the home's private render-cache secret, as the build cache's entries are (:mod:`fleet.rendering.cluster`):
-an entry that does not verify is removed and the render runs in full. Only overlay clusters are kept; a
-Flux-directory cluster (whose render can carry notes) is always rendered in full. Entries are written by
+an entry that does not verify is removed and the render runs in full. Only overlay clusters are kept, and only
+renders without a HelmRelease (whose charts come from outside the commit); a Flux-directory cluster (whose
+render can carry notes) is always rendered in full. Entries are written by
 :func:`fleet.rendering.cluster.render_cluster`.
 """
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fleet.adapters import gitplain
 from fleet.errors import ConfigError, NotFound, RenderError
@@ -30,8 +30,9 @@ from fleet.rendering.build import (
 
 if TYPE_CHECKING:  # GitPython loads when a Git object is read, not for a render kept for its commit
     from fleet.adapters.git import GitRepo
+    from fleet.rendering.helm import Options as HelmOptions
 
-__all__ = ["render_all", "render_cluster", "render_spec"]
+__all__ = ["helm_options", "render_all", "render_cluster", "render_spec"]
 
 
 def _spec_at(g: GitRepo, sha: str, name: str, layout: Layout) -> ClusterSpec:
@@ -63,23 +64,64 @@ def _spec_at(g: GitRepo, sha: str, name: str, layout: Layout) -> ClusterSpec:
     return spec
 
 
-def _render_spec(g: GitRepo, sha: str, spec: ClusterSpec, layout: Layout) -> Rendered:
+def helm_options(g: GitRepo, sha: str, keys: Sequence[Any] | None) -> HelmOptions:
+    """What :mod:`fleet.rendering.helm` needs at ``sha``: the fleet repo's URLs, fleet.yaml's helm.mirror, and
+    ``keys`` (age keys for SOPS-encrypted valuesFrom Secrets; None leaves such releases unresolved)."""
+    from fleet.registry.load import FLEET_FILE, parse_settings
+    from fleet.rendering.fluxrender import fleet_urls
+    from fleet.rendering.helm import Options
+
+    settings = parse_settings(g.read_file(sha, FLEET_FILE))
+    return Options(fleet_urls(g, settings), settings.helm.mirror, tuple(keys) if keys else None)
+
+
+def _render_spec(g: GitRepo, sha: str, spec: ClusterSpec, layout: Layout, helm: bool = False,
+                 keys: Sequence[Any] | None = None) -> Rendered:
     if spec.source is not None:  # imported here: GitPython and the Flux expansion only for such clusters
         from fleet.rendering.fluxrender import render_flux
 
-        return render_flux(g, sha, spec).rendered
-    return render_overlay(g, sha, spec, overlay_dir(spec.environment, layout))
+        return render_flux(g, sha, spec, helm=helm_options(g, sha, keys) if helm else None).rendered
+    rendered = render_overlay(g, sha, spec, overlay_dir(spec.environment, layout))
+    if helm and any(isinstance(o, dict) and o.get("kind") == "HelmRelease" for o in rendered.objects):
+        rendered = _with_releases(g, sha, rendered, helm_options(g, sha, keys))
+    return rendered
 
 
-def render_spec(g: GitRepo, sha: str, spec: ClusterSpec, layout: Layout) -> Rendered:
+def _with_releases(g: GitRepo, sha: str, rendered: Rendered, options: HelmOptions) -> Rendered:
+    """An overlay's render with its HelmReleases expanded (:mod:`fleet.rendering.helm`): their objects after
+    the overlay's, and a note for each release left unresolved."""
+    import hashlib
+
+    from fleet.rendering import helm
+
+    done = helm.expand(g, sha, rendered.objects, options)
+    objects = list(rendered.objects)
+    texts = [rendered.text] if rendered.text.strip() else []
+    for r in done.releases:
+        for text, obj in r.objects:
+            objects.append(obj)
+            texts.append(text)
+    text = "---\n".join(t if t.endswith("\n") else t + "\n" for t in texts)
+    notes = rendered.notes + tuple(f"unresolved HelmRelease {u.id}: {u.note}" for u in done.unresolved)
+    return Rendered(rendered.cluster, rendered.revision, tuple(objects), text,
+                    hashlib.sha256(text.encode()).hexdigest(), notes)
+
+
+def render_spec(g: GitRepo, sha: str, spec: ClusterSpec, layout: Layout, *, helm: bool = True,
+                keys: Sequence[Any] | None = None) -> Rendered:
     """What ``spec`` (a registry entry read at commit ``sha``) renders at ``sha``: its overlay, or its Flux
-    directory expanded; through the content-keyed build cache, nothing kept (``fleet diff --base``)."""
-    return _render_spec(g, sha, spec, layout)
+    directory expanded, HelmReleases expanded (``helm``); through the content-keyed build cache, nothing
+    kept (``fleet diff --base``)."""
+    return _render_spec(g, sha, spec, layout, helm, keys)
 
 
-def render_cluster(repo: GitRepo | str | Path, name: str, rev: str | None = None) -> Rendered:
+def render_cluster(repo: GitRepo | str | Path, name: str, rev: str | None = None, *, helm: bool = False,
+                   keys: Sequence[Any] | None = None) -> Rendered:
     """The manifests cluster ``name`` should run at ``rev`` (default HEAD), as registered at ``rev``: its
-    environment's overlay, or its Flux cluster directory expanded as Flux would (:mod:`fleet.rendering.fluxrender`)."""
+    environment's overlay, or its Flux cluster directory expanded as Flux would (:mod:`fleet.rendering.fluxrender`).
+    With ``helm`` (``fleet render``), its HelmReleases are expanded as helm-controller would install them
+    (:mod:`fleet.rendering.helm`; ``keys`` decrypt SOPS-encrypted valuesFrom Secrets in memory); the sync
+    and live paths leave them to the operator."""
     if isinstance(repo, (str, Path)):  # a kept render is found with plain git, without GitPython
         found = gitplain.resolve(Path(repo), rev)
         hit = _kept(found[1], name) if found is not None else None
@@ -92,9 +134,10 @@ def render_cluster(repo: GitRepo | str | Path, name: str, rev: str | None = None
         return hit
     layout = layout_at(g, sha)
     spec = _spec_at(g, sha, name, layout)
-    rendered = _render_spec(g, sha, spec, layout)
-    if spec.source is None:  # kept whole, for `fleet render` of this commit again (fleet.rendering.cache)
-        _keep(g, rendered, overlay_dir(spec.environment, layout), layout)
+    rendered = _render_spec(g, sha, spec, layout, helm, keys)
+    releases = any(isinstance(o, dict) and o.get("kind") == "HelmRelease" for o in rendered.objects)
+    if spec.source is None and not releases:  # kept whole, for `fleet render` of this commit again
+        _keep(g, rendered, overlay_dir(spec.environment, layout), layout)  # (fleet.rendering.cache)
     return rendered
 
 
@@ -116,7 +159,8 @@ def _keep(g: GitRepo, r: Rendered, directory: str, layout: Layout) -> None:
 
 
 def render_all(
-    repo: GitRepo | str | Path, rev: str | None = None, names: Sequence[str] | None = None
+    repo: GitRepo | str | Path, rev: str | None = None, names: Sequence[str] | None = None, *, helm: bool = False,
+    keys: Sequence[Any] | None = None,
 ) -> list[Rendered]:
     """Every cluster (or ``names``) at ``rev``, sorted by name; each overlay built once.
 
@@ -130,7 +174,7 @@ def render_all(
     errors: list[tuple[str, RenderError]] = []
     for spec in sorted(specs, key=lambda s: s.name):
         try:
-            out.append(_render_spec(g, sha, spec, registry.layout))
+            out.append(_render_spec(g, sha, spec, registry.layout, helm, keys))
         except RenderError as e:
             errors.append((spec.name, e))
     if errors:

@@ -16,7 +16,7 @@ import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -31,13 +31,18 @@ from fleet.rendering.fluxtree import (
     ArtifactRequest,
     BuildRequest,
     BuiltDoc,
+    ExpandedObject,
     Expansion,
+    Unresolved,
     expand,
     flux_kustomization,
     operator_keys,
     operator_name,
     scan_resources,
 )
+
+if TYPE_CHECKING:
+    from fleet.rendering.helm import Options as HelmOptions
 
 __all__ = ["FluxRender", "clear_cache", "fleet_urls", "flux_inputs", "render_flux", "tree_data"]
 
@@ -190,11 +195,14 @@ def _settings_at(g: GitRepo, sha: str) -> FleetSettings:
     return parse_settings(g.read_file(sha, FLEET_FILE))
 
 
-def render_flux(g: GitRepo, sha: str, spec: ClusterSpec, settings: FleetSettings | None = None) -> FluxRender:
+def render_flux(g: GitRepo, sha: str, spec: ClusterSpec, settings: FleetSettings | None = None, *,
+                helm: HelmOptions | None = None) -> FluxRender:
     """Expand ``spec``'s Flux cluster directory at ``sha``; the directory itself is substituted with the
     cluster's variables (as the operator's Kustomization that applies it does). Where Flux is the fleet's
     operator, the tree's own sync objects (``flux bootstrap``'s GitRepository and Kustomization
-    ``flux-system/flux-system``) are left out: fleet's, pinned, stand in their place on the cluster."""
+    ``flux-system/flux-system``) are left out: fleet's, pinned, stand in their place on the cluster. With
+    ``helm``, the HelmReleases of the tree are expanded as helm-controller would install them
+    (:mod:`fleet.rendering.helm`): their objects follow the tree's, and a release left unresolved says why."""
     assert spec.source is not None
     settings = settings or _settings_at(g, sha)
     builder = _Builder(g, sha)
@@ -214,6 +222,8 @@ def render_flux(g: GitRepo, sha: str, spec: ClusterSpec, settings: FleetSettings
             raise
         raise FluxTreeError(f"{found[0]}:{found[1]}: {e.message}", hint=e.hint, kustomization=e.kustomization,
                             key=e.key) from None
+    if helm is not None:
+        exp = _with_releases(g, sha, exp, helm)
     texts = [o.text if o.text.endswith("\n") else o.text + "\n" for o in exp.objects]
     text = "---\n".join(texts)
     notes = tuple(f"unresolved {u.kind} {u.name}: {u.note}" for u in exp.unresolved) + exp.notes
@@ -221,6 +231,35 @@ def render_flux(g: GitRepo, sha: str, spec: ClusterSpec, settings: FleetSettings
         spec.name, sha, tuple(o.object for o in exp.objects), text, hashlib.sha256(text.encode()).hexdigest(), notes
     )
     return FluxRender(rendered, exp, tuple(sorted(builder.inputs)))
+
+
+def _with_releases(g: GitRepo, sha: str, exp: Expansion, options: HelmOptions) -> Expansion:
+    """``exp`` with its HelmReleases expanded: each release's objects under the Kustomization that applies
+    the HelmRelease; the tree's generic unresolved line of a HelmRelease replaced by what was rendered, or
+    by why it was not."""
+    import dataclasses
+
+    from fleet.rendering import helm
+
+    done = helm.expand(g, sha, [o.object for o in exp.objects], options)
+    node_of = {}
+    for o in exp.objects:
+        if helm.is_release(o.object):
+            meta = o.object.get("metadata") or {}
+            node_of[f"{meta.get('namespace') or 'default'}/{meta.get('name', '?')}"] = o.node
+    objects = list(exp.objects)
+    for r in done.releases:
+        objects += [ExpandedObject(text, obj, node_of.get(r.id, "")) for text, obj in r.objects]
+    skipped = {u.id: Unresolved("HelmRelease", u.id, u.source or "-", u.note, node_of.get(u.id, ""))
+               for u in done.unresolved}
+    unresolved = []  # in the tree's order: a release rendered leaves the list, one skipped says why
+    for u in exp.unresolved:
+        if u.kind != "HelmRelease":
+            unresolved.append(u)
+        elif u.name in skipped:
+            unresolved.append(dataclasses.replace(skipped.pop(u.name), source=u.source))
+    unresolved += skipped.values()
+    return dataclasses.replace(exp, objects=tuple(objects), unresolved=tuple(unresolved))
 
 
 def _value(node: Any, key: str) -> Any:

@@ -19,7 +19,8 @@ of a source with its own options, in ``dependsOn`` order, and so on. :func:`expa
    generator's ``copy`` operations: :class:`ArtifactRequest`; :mod:`fleet.rendering.artifacts` makes it);
 3. what comes from elsewhere is **unresolved**, listed with a note and never dropped silently:
    Kustomizations of other sources (OCIRepository, Bucket, other Git repositories), suspended ones,
-   HelmReleases' charts (the HelmRelease itself stays an object).
+   HelmReleases' charts (the HelmRelease itself stays an object; :mod:`fleet.rendering.fluxrender` has
+   :mod:`fleet.rendering.helm` expand them when the render asks for it, and keeps only those it cannot).
 
 An object two Kustomizations both produce is kept once when both are identical (noted), and refused
 when they differ (Flux would apply both and the last reconcile would win). The build function runs

@@ -4,11 +4,12 @@ Both revisions are read from Git (never the working tree, never a cluster). For 
 registry (or those a selector picks), an **input key** is computed at each revision: the cluster's entry
 (its variables, environment, wave, ...), the directory it builds and the Git object id of every path
 that build reads (:func:`fleet.rendering.build.build_inputs`; a Flux-directory cluster reads the whole tree
-but the registry). Equal keys mean the same render, so the cluster is unchanged without being built or
-substituted: a change to one overlay of a thousand-cluster fleet renders only the clusters of that
-overlay, twice. Clusters whose keys differ are rendered at both revisions
-(:func:`fleet.rendering.cluster.render_spec`, through the content-keyed build cache) and their objects
-compared by (group, kind, namespace, name): added, removed, or changed with a unified diff of the
+but the registry, and so does an overlay whose files hold a HelmRelease with a chart from a GitRepository).
+Equal keys mean the same render, so the cluster is unchanged without being built or substituted: a
+change to one overlay of a thousand-cluster fleet renders only the clusters of that overlay, twice.
+Clusters whose keys differ are rendered at both revisions (:func:`fleet.rendering.cluster.render_spec`,
+through the content-keyed build cache; HelmReleases expanded, :mod:`fleet.rendering.helm`) and their
+objects compared by (group, kind, namespace, name): added, removed, or changed with a unified diff of the
 object's fields (YAML, keys sorted).
 
 A Secret, and any object holding SOPS-encrypted values, is only ever reported as changed or unchanged:
@@ -115,6 +116,7 @@ class _Keys:
     def __init__(self, g: GitRepo, sha: str, registry: Registry) -> None:
         self.g, self.sha, self.registry = g, sha, registry
         self._dirs: dict[str, str | None] = {}
+        self._charts: dict[str, bool] = {}
         self._tree: str | None = None
 
     def key(self, spec: ClusterSpec) -> str | None:
@@ -122,10 +124,13 @@ class _Keys:
         rendered, and fails with the render's own line."""
         h = hashlib.sha256(spec.model_dump_json().encode())  # the entry: variables, environment, wave, ...
         if spec.source is None:
-            inputs = self._overlay(self.registry.layout.overlay_dir(spec.environment))
+            directory = self.registry.layout.overlay_dir(spec.environment)
+            inputs = self._overlay(directory)
             if inputs is None:
                 return None
             h.update(b"overlay\n" + inputs.encode())
+            if self._repo_charts(directory):  # a HelmRelease's chart may be any directory of the repo
+                h.update(b"charts\n" + self._whole().encode())
         else:
             h.update(b"flux\n" + self._whole().encode())
         return h.hexdigest()
@@ -142,6 +147,32 @@ class _Keys:
                 self._dirs[directory] = directory + "\n" + "".join(f"{p} {self.g.tree_id(self.sha, p)}\n"
                                                                    for p in paths)
         return self._dirs[directory]
+
+    def _repo_charts(self, directory: str) -> bool:
+        """Whether the overlay's files may hold a HelmRelease whose chart comes from a GitRepository (the
+        fleet repo, whose chart directory is not among the overlay's inputs): then the key covers the tree."""
+        if directory not in self._charts:
+            from fleet.rendering.build import build_inputs
+
+            found = False
+            try:
+                queue = list(build_inputs(self.g, self.sha, directory))
+            except FleetError:
+                queue = []
+            seen = 0
+            while queue and not found and seen < 5000:
+                path = queue.pop()
+                seen += 1
+                entry = self.g.entry(self.sha, path)
+                if entry is None:
+                    continue
+                if entry.kind == "dir":
+                    queue += [f"{path}/{e.name}" for e in self.g.list_dir(self.sha, path)]
+                elif entry.kind == "file" and path.endswith((".yaml", ".yml", ".json")):
+                    text = self.g.read_blob(entry.oid)
+                    found = b"helm.toolkit.fluxcd.io" in text and b"GitRepository" in text
+            self._charts[directory] = found or bool(queue)  # too many files to look through: assume so
+        return self._charts[directory]
 
     def _whole(self) -> str:
         """Every path of the tree but the registry's folder (a Flux directory can read anything else)."""

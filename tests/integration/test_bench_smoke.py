@@ -24,6 +24,7 @@ TINY: dict[str, tuple[tuple[str, ...], str, tuple[str, ...]]] = {
     "diff_base_bench": (("--clusters", "10", "--environments", "5", "--baseline-sample", "2"), "diff_base_bench.json",
                         ("kustomize",)),
     "flux_expand_bench": (("--clusters", "2", "--apps", "1"), "flux_expand_bench.json", ("kustomize",)),
+    "helm_bench": (("--releases", "3"), "helm_bench.json", ("fleet-build",)),
     "startup_bench": (("--runs", "1", "--clusters", "1"), "startup_bench.json", ("kustomize",)),
     "live_bench": (("--objects", "12", "--namespaces", "1", "--clusters", "1", "--rounds", "1",
                     "--gate-rounds", "1"), "live_bench.json", ("kwokctl", "kubectl", "kustomize")),

@@ -220,7 +220,7 @@ def sops_repo(tmp_path: Path, key: sops.AgeKey, monkeypatch: pytest.MonkeyPatch)
     commit_file(root, "fleet.yaml", text, "fleet uses sops")
     enc = sops.encrypt_object(_secret(), [key.recipient], encrypted_regex="^(data|stringData)$")
 
-    def fake_render(repo: Any, name: str, rev: str | None = None) -> Any:
+    def fake_render(repo: Any, name: str, rev: str | None = None, **_: Any) -> Any:  # helm=, keys=
         from fleet.rendering.build import Rendered
         from tests.helpers import git
 
