@@ -29,8 +29,10 @@ PULUMI_VERSION=v3.259.0
 FLUX_SOURCE_VERSION=v1.9.6
 FLUX_KUSTOMIZE_VERSION=v1.9.6
 PULUMI_KUBERNETES_VERSION=4.32.0
+# `weed version` of the pseudo-version tools/seaweedfs/go.mod pins (v0.0.0-20261109003541-7506e5f91cd6)
+SEAWEEDFS_VERSION=4.53
 
-families_all=(etcd kubernetes kwok kustomize pulumi flux pulumi-kubernetes)
+families_all=(etcd kubernetes kwok kustomize pulumi flux pulumi-kubernetes seaweedfs)
 
 say() { printf '%s\n' "$*" >&2; }
 die() { say "✗ $*"; exit 1; }
@@ -190,6 +192,16 @@ check_pulumi_kubernetes() {
   [[ "$port" =~ ^[0-9]+$ ]] || die "pulumi-resource-kubernetes did not start serving (printed \"$port\")"
   grep -qaF "$PULUMI_KUBERNETES_VERSION" "$1/bin/pulumi-resource-kubernetes" || die "pulumi-resource-kubernetes is not stamped $PULUMI_KUBERNETES_VERSION"
   echo "$PULUMI_KUBERNETES_VERSION" > "$1/bin/.pulumi-resource-kubernetes.version"
+}
+
+build_seaweedfs() {
+  # The S3-compatible server a team's shared Pulumi backend runs on locally (`fleet local backend`,
+  # the S3 tests). One binary, `weed`; its `mini` subcommand serves S3 with its own master/volume/filer.
+  gobuild seaweedfs "$1" "" "" -- github.com/seaweedfs/seaweedfs/weed
+}
+check_seaweedfs() {
+  need_version "$1/bin/weed" "$SEAWEEDFS_VERSION" version
+  need_help "$1/bin/weed" "mini"
 }
 
 file_manifest() {  # every file of a build with its size: what a warm run compares, in milliseconds
