@@ -1,10 +1,10 @@
 """A team on a shared Pulumi backend: the real engine against ``s3://`` on a real S3 server (seaweedfs, started by
 ``fleet local backend``'s own code on free ports in a tmp dir, stopped at the end).
 
-- provision, ``--preview``, ``drift``, ``bootstrap --dry-run`` and destroy of a local cluster whose stack is in the
-  bucket; every read-only command leaves the bucket byte-identical (every object listed and hashed before and
-  after), and a teammate (a second FLEET_HOME, the same bucket, passphrase file and local clusters' directory)
-  reads the same stack;
+- provision, ``--preview``, ``drift``, ``bootstrap --dry-run``, ``bootstrap`` (the cluster lost, rebuilt by a
+  teammate) and destroy of a local cluster whose stack is in the bucket; every read-only command leaves the
+  bucket byte-identical (every object listed and hashed before and after), and a teammate (a second FLEET_HOME,
+  the same bucket, passphrase file and local clusters' directory) reads and changes the same stack;
 - a wrong passphrase, a bucket that does not exist, credentials the server refuses, no passphrase at all, a
   server that is down and one that answers 503: one line naming the backend (never a credential), exit 2 for bad
   input, 1 when the server cannot be reached, no traceback, and nothing written to the bucket.
@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -196,6 +197,22 @@ def test_provision_preview_drift_dry_run_and_destroy_on_s3(
         # the change applied by the teammate: the stack is one, in the bucket
         up = fleet(b_env, "provision", NAME, "-o", "json", cwd=repo)
         assert '"update": 1' in up.stdout, up.stdout
+
+        # the cluster is lost; the teammate rebuilds it from the shared stack (the DR pipeline on S3)
+        fleet(b_env, "local", "delete", NAME, cwd=repo)
+        boot = fleet(b_env, "bootstrap", NAME, "--to", "HEAD", "-o", "json", cwd=repo)
+        assert '"recovered"' in boot.stdout, boot.stdout[-2000:]
+        assert lc.kubeconfig_path(NAME).is_file()
+        assert [k for k in bucket.digests() if k.startswith(".pulumi/stacks/") and k.endswith(".json")] == [
+            f".pulumi/stacks/fleet/{NAME}.json"]
+
+        # alice's home kept the lost cluster's kubeconfig: her next provision (nothing to change) takes the
+        # rebuilt one's from the shared stack, and both see the same fleet
+        fleet(a_env, "provision", NAME, cwd=repo)
+        keys = ("name", "desired", "applied", "last_good", "health", "reachable")
+        seen = [[{k: row[k] for k in keys} for row in json.loads(fleet(env, "status", "-o", "json", cwd=repo).stdout)[
+            "items"]] for env in (a_env, b_env)]
+        assert seen[0] == seen[1] and seen[0][0]["reachable"], seen
     finally:
         fleet(a_env, "destroy", NAME, "--yes", ok=(0, 1, 2), cwd=repo)
         lc._delete_quietly(NAME)
