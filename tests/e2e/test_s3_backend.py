@@ -1,10 +1,11 @@
 """A team on a shared Pulumi backend: the real engine against ``s3://`` on a real S3 server (seaweedfs, started by
 ``fleet local backend``'s own code on free ports in a tmp dir, stopped at the end).
 
-- provision, ``--preview``, ``drift``, ``bootstrap --dry-run``, ``bootstrap`` (the cluster lost, rebuilt by a
-  teammate) and destroy of a local cluster whose stack is in the bucket; every read-only command leaves the
-  bucket byte-identical (every object listed and hashed before and after), and a teammate (a second FLEET_HOME,
-  the same bucket, passphrase file and local clusters' directory) reads and changes the same stack;
+- provision, ``--preview``, ``drift``, ``bootstrap --dry-run``, ``rollout --dry-run``, ``bootstrap`` (the cluster
+  lost, rebuilt by a teammate) and destroy of a local cluster whose stack is in the bucket; every read-only
+  command leaves the bucket byte-identical (every object listed and hashed before and after), and a teammate (a
+  second FLEET_HOME, the same bucket, passphrase file and local clusters' directory) reads and changes the same
+  stack;
 - a wrong passphrase, a bucket that does not exist, credentials the server refuses, no passphrase at all, a
   server that is down and one that answers 503: one line naming the backend (never a credential), exit 2 for bad
   input, 1 when the server cannot be reached, no traceback, and nothing written to the bucket.
@@ -179,6 +180,7 @@ def test_provision_preview_drift_dry_run_and_destroy_on_s3(
         out = unchanged(a_env, "drift", NAME)
         assert "no drift" in out, out
         unchanged(a_env, "bootstrap", NAME, "--dry-run", "--to", "HEAD", "-o", "json")
+        unchanged(a_env, "rollout", "--dry-run", "-o", "json")
 
         # the teammate: another home, no stack config of theirs; the same bucket and passphrase file
         out = unchanged(b_env, "drift", NAME)

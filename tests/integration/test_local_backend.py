@@ -72,3 +72,40 @@ def test_start_prints_exports_a_shell_evals_and_stop_leaves_no_process(tmp_path:
     assert not Path(f"/proc/{pid}").exists() or Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
     assert "nothing to stop" in cli(alice, "stop").stderr
     assert '"running": false' in cli(alice, "status", "-o", "json").stdout
+
+
+def test_stack_locks_in_the_bucket_are_judged_like_the_file_backends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A killed update's lock on S3: this host's dead holder's lock is removed, a live one and another host's kept
+    (only its host can tell), all of them with force; read and removed through the S3 API."""
+    import json
+    import socket
+
+    from fleet.adapters.pulumi_auto import Engine, resolve_settings
+
+    need_tool("weed")
+    backend = LocalBackend(tmp_path / "server")
+    try:
+        env = backend.start()
+        loc = parse_url(env["PULUMI_BACKEND_URL"])
+        assert loc is not None
+        bucket = Bucket(loc, credentials=(env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]))
+        holders = {"dead": (2**22 + 4242, socket.gethostname()), "alive": (os.getpid(), socket.gethostname()),
+                   "elsewhere": (2**22 + 4243, "another-host")}
+        for name, (pid, host) in holders.items():
+            body = json.dumps({"pid": pid, "username": "u", "hostname": host, "timestamp": "2026-12-07T06:00:00Z"})
+            bucket._call("put_object", Bucket=loc.bucket, Key=f".pulumi/locks/organization/fleet/eu-1/{name}.json",
+                         Body=body.encode())
+        bucket._call("put_object", Bucket=loc.bucket, Key=".pulumi/locks/organization/fleet/us-1/x.json", Body=b"{}")
+        for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):  # what the engine's S3 client reads
+            monkeypatch.setenv(k, env[k])
+        engine = Engine(resolve_settings(env, tmp_path / "home"))
+        keys = [p.as_posix() for p in engine.locks("eu-1")]
+        assert keys == sorted(f".pulumi/locks/organization/fleet/eu-1/{n}.json" for n in holders)
+        assert "another-host" in engine._holders("eu-1")
+        assert [p.name for p in engine.unlock("eu-1")] == ["dead.json"]
+        assert sorted(p.name for p in engine.unlock("eu-1", force=True)) == ["alive.json", "elsewhere.json"]
+        assert engine.locks("eu-1") == [] and [p.name for p in engine.locks("us-1")] == ["x.json"]
+    finally:
+        backend.stop()
