@@ -7,6 +7,7 @@
     │   ├── DirtyTree           the working tree has changes where that matters
     │   ├── UnverifiedCommit    fleet.yaml requires signed commits and this commit does not verify
     │   ├── Unwritable          a path fleet must write cannot be (read-only repo or FLEET_HOME, a lock)
+    │   ├── BackendRefused      the shared state backend refused: no such bucket, credentials, passphrase
     │   └── SecretsError        a SOPS file or its age key: missing, for another recipient, tampered with
     ├── ToolMissing             a binary of the local toolchain is missing (exit 2, with a hint)
     ├── GitError                git itself failed
@@ -26,6 +27,7 @@
     ├── PulumiError             the Pulumi engine failed
     │   ├── StackNotFound
     │   ├── ConcurrentUpdate    another update holds the stack's lock
+    │   ├── BackendUnreachable  the shared state backend (S3) is down or answers 5xx, retries spent
     │   └── ProgramError        the program failed; carries the useful part of its output
     ├── LocalClusterError       kwokctl could not create, start or delete a local cluster
     └── KindError               the kind CLI failed (the kind provider of the Pulumi program)
@@ -55,6 +57,8 @@ from pathlib import Path
 __all__ = [
     "MISSING_HINT",
     "ApiRefused",
+    "BackendRefused",
+    "BackendUnreachable",
     "BuildLimit",
     "Cancelled",
     "ConcurrentUpdate",
@@ -150,6 +154,11 @@ class Unwritable(InputError):
         return cls(f"cannot write {path}{f' ({what})' if what else ''}: {reason}")
 
 
+class BackendRefused(InputError):
+    """The shared Pulumi backend refused fleet: its bucket does not exist, the credentials or the stacks'
+    passphrase are wrong. Names the backend (never a credential); nothing was written there."""
+
+
 class ToolMissing(FleetError):
     exit_code = 2
 
@@ -206,6 +215,10 @@ class StackNotFound(PulumiError):
 
 class ConcurrentUpdate(PulumiError):
     pass
+
+
+class BackendUnreachable(PulumiError):
+    """The shared Pulumi backend cannot be reached (down, timing out, 5xx) once the retries are spent."""
 
 
 class ProgramError(PulumiError):

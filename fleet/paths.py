@@ -22,6 +22,7 @@ __all__ = [
     "debug_from_env",
     "fleet_home",
     "hmac_of",
+    "local_dir",
     "no_writes",
     "open_private",
     "private_dir",
@@ -43,6 +44,15 @@ def fleet_home() -> Path:
         return Path(env).expanduser()
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "fleet"
+
+
+def local_dir() -> Path:
+    """The local clusters' work directory: ``$FLEET_LOCAL_DIR``, else ``$FLEET_HOME/local``. Two operators
+    on one machine (two fleet homes) name the same one to share their local clusters, as a team shares
+    a cloud account."""
+    if env := os.environ.get("FLEET_LOCAL_DIR"):
+        return Path(env).expanduser()
+    return fleet_home() / "local"
 
 
 def toolchain_dir() -> Path:

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Literal, Protocol
 
 from fleet.access import kubeconfig_cache_path
@@ -446,8 +446,8 @@ def stack_outputs(name: str, *, engine: EngineSettings, show_secrets: bool = Tru
     return {k: (v.value if show_secrets or not v.secret else SECRET) for k, v in outs.items()}
 
 
-def unlock(name: str, *, engine: EngineSettings) -> list[Path]:
-    """Remove every lock of the stack (file backend): for a lock left by an update that died."""
+def unlock(name: str, *, engine: EngineSettings) -> list[PurePath]:
+    """Remove every lock of the stack (file or S3 backend): for a lock left by an update that died."""
     return Engine(engine).unlock(name, force=True)
 
 

@@ -4,7 +4,8 @@
 Push is atomic: the branch, the good refs and the notes land together or not at all. The notes are
 pushed without force, so a push is refused while the remote holds records this clone has not pulled;
 pull merges the notes line by line (no record is lost) and then, per cluster, takes the good revision
-of the newest record. Good refs are then pushed as they are here, which is what pull settled.
+of the newest record. Good refs are then pushed as they are here, which is what pull settled, each as a
+compare-and-swap (:func:`_leases`): a good ref that moved on the remote meanwhile is never overwritten.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fleet.adapters.git import NOTES_REF, GitRepo
-from fleet.errors import InputError
+from fleet.errors import GitError, InputError
 from fleet.good import GOOD_PREFIX, audit_trail
 from fleet.registry.load import FLEET_FILE, open_repo, parse_settings
 
@@ -59,17 +60,45 @@ def push(repo: GitRepo | str | Path, remote: str | None = None) -> PushResult:
     if branch is None:
         raise InputError("HEAD is detached; check out the branch to push", hint="git switch main")
     specs = [f"refs/heads/{branch}:refs/heads/{branch}"]
-    if g.list_refs("refs/fleet/"):
+    ours = g.list_refs("refs/fleet/")
+    leases = _leases(g, name, ours)
+    if ours:
         specs.append("+refs/fleet/*:refs/fleet/*")
     if g.read_ref(NOTES_REF) is not None or g.list_refs(NOTES_REF):
         specs.append(f"{NOTES_REF}:{NOTES_REF}")
-    out = g.push(name, specs, atomic=True)
+    out = g.push(name, specs, atomic=True, leases=leases)
     updated = []
     for line in out.splitlines():
         flag, _, rest = line.partition("\t")
         if flag in ("*", "+", " ") and ":" in rest:
             updated.append(rest.split("\t", 1)[0].split(":", 1)[1])
     return PushResult(name, branch, tuple(specs), tuple(updated), not updated)
+
+
+def _leases(g: GitRepo, remote: str, ours: dict[str, str]) -> dict[str, str | None]:
+    """The compare-and-swap of the good refs: each is pushed only if the remote still holds what it held
+    when it was read here (``--force-with-lease``), and a good ref that moved on the remote to a revision
+    this clone has no record of (someone else's move, not pulled yet) is refused before anything is
+    pushed: a push never overwrites another operator's last good."""
+    if not ours:
+        return {}
+    theirs = g.ls_remote(remote, ["refs/fleet/*"])
+    known: dict[str, set[str]] = {}
+    for rec in audit_trail(g):
+        known.setdefault(rec.cluster, set()).add(rec.revision)
+    leases: dict[str, str | None] = {}
+    for ref, oid in sorted(ours.items()):
+        there = theirs.get(ref)
+        if there is not None and there != oid and ref.startswith(GOOD_PREFIX):
+            cluster = ref.removeprefix(GOOD_PREFIX)
+            if there not in known.get(cluster, set()):
+                raise GitError(
+                    f'the last good of cluster "{cluster}" moved on {remote} to {there[:12]} meanwhile '
+                    f"(this clone has {oid[:12]}); not overwritten",
+                    hint="run `fleet pull`, then push again",
+                )
+        leases[ref] = there
+    return leases
 
 
 def pull(repo: GitRepo | str | Path, remote: str | None = None) -> PullResult:

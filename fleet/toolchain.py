@@ -38,6 +38,7 @@ K8S_VERSION = "v1.36.3"
 FLUX_VERSION = "v1.9.6"
 PULUMI_KUBERNETES_VERSION = "4.32.0"
 FLUX_PKG_KUSTOMIZE_VERSION = "v1.41.0"  # fleet-build's Flux kustomize library (its version answer's first)
+SEAWEEDFS_VERSION = "4.53"
 
 TOOLS: tuple[Tool, ...] = (
     Tool("etcd", ("--version",), "local clusters: storage", expect="3.6.16"),
@@ -61,6 +62,10 @@ TOOLS: tuple[Tool, ...] = (
     Tool("kustomize-controller", ("--help",), "the operator on local clusters: applies the overlay",
          expect=FLUX_VERSION),
     Tool("git", ("--version",), "the fleet repo"),
+    # The file backend is the default; a team's shared S3 backend tried on one machine (`fleet local
+    # backend`) and the S3 tests run this server (seaweedfs).
+    Tool("weed", ("version",), "a local S3 server: a shared Pulumi backend (`fleet local backend`)",
+         expect=SEAWEEDFS_VERSION),
     # Optional: the Go module proxy here refuses the module (docs/toolchain.md); fleet runs its
     # program inline through the Automation API instead.
     Tool("pulumi-language-python", (), "optional: `pulumi up` of Pulumi.yaml outside fleet", required=False),

@@ -25,8 +25,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _operator_processes(under: Path) -> list[int]:
     """Pids of processes fleet started beside a local cluster (Flux's controllers, the git endpoint)
-    for a work directory under ``under``: they carry FLEET_OPERATOR_DIR in their environment."""
-    marker = f"FLEET_OPERATOR_DIR={under.as_posix().rstrip('/')}/".encode()
+    for a work directory under ``under``, or as a home's local S3 server (fleet.local.backend): they carry
+    FLEET_OPERATOR_DIR (FLEET_S3_BACKEND_DIR) in their environment."""
+    markers = tuple(f"{m}={under.as_posix().rstrip('/')}/".encode()
+                    for m in ("FLEET_OPERATOR_DIR", "FLEET_S3_BACKEND_DIR"))
     pids = []
     for d in Path("/proc").iterdir():
         if not d.name.isdigit() or int(d.name) == os.getpid():
@@ -35,7 +37,7 @@ def _operator_processes(under: Path) -> list[int]:
             env = (d / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if any(e.startswith(marker) for e in env):
+        if any(e.startswith(markers) for e in env):
             pids.append(int(d.name))
     return pids
 
@@ -56,6 +58,7 @@ def fleet_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
     home = tmp_path_factory.mktemp("fleet-home")
     monkeypatch.setenv("FLEET_HOME", str(home))
     monkeypatch.delenv("FLEET_REPO", raising=False)
+    monkeypatch.delenv("FLEET_LOCAL_DIR", raising=False)
     yield home
     left = _operator_processes(home)
     _kill(left)

@@ -32,8 +32,10 @@ PULUMI_KUBERNETES_VERSION=4.32.0
 # fleet-build: Flux's kustomize library and Helm's SDK (the versions tools/fluxbuild/go.mod requires)
 FLUX_PKG_KUSTOMIZE_VERSION=v1.41.0
 HELM_VERSION=v4.3.2
+# `weed version` of the pseudo-version tools/seaweedfs/go.mod pins (v0.0.0-20261109003541-7506e5f91cd6)
+SEAWEEDFS_VERSION=4.53
 
-families_all=(etcd kubernetes kwok kustomize pulumi flux pulumi-kubernetes fluxbuild)
+families_all=(etcd kubernetes kwok kustomize pulumi flux pulumi-kubernetes fluxbuild seaweedfs)
 
 say() { printf '%s\n' "$*" >&2; }
 die() { say "✗ $*"; exit 1; }
@@ -221,6 +223,14 @@ check_fluxbuild() {
   grep -qF 'name: r-v' <<<"$tpl" || die "fleet-build did not template a tiny chart: $(head -c 300 <<<"$tpl")"
   grep -qF '"ok":true' <<<"$out" && grep -qF 'name: p-check' <<<"$out" || die "fleet-build did not build a tiny overlay: $(head -c 300 <<<"$out")"
   grep -qF 'fs-security-constraint' <<<"$esc" || die "fleet-build read a file outside its root: $(head -c 300 <<<"$esc")"
+build_seaweedfs() {
+  # The S3-compatible server a team's shared Pulumi backend runs on locally (`fleet local backend`,
+  # the S3 tests). One binary, `weed`; its `mini` subcommand serves S3 with its own master/volume/filer.
+  gobuild seaweedfs "$1" "" "" -- github.com/seaweedfs/seaweedfs/weed
+}
+check_seaweedfs() {
+  need_version "$1/bin/weed" "$SEAWEEDFS_VERSION" version
+  need_help "$1/bin/weed" "mini"
 }
 
 file_manifest() {  # every file of a build with its size: what a warm run compares, in milliseconds

@@ -19,7 +19,7 @@ import posixpath
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -748,9 +748,13 @@ class GitRepo:
     def add_remote(self, remote: str, url: str) -> None:
         self._git("remote", "add", remote, url)
 
-    def push(self, remote: str, refspecs: Sequence[str], *, atomic: bool = True) -> str:
+    def push(self, remote: str, refspecs: Sequence[str], *, atomic: bool = True,
+             leases: Mapping[str, str | None] | None = None) -> str:
+        """``git push`` of ``refspecs``; ``leases``: a ref forced only if the remote still holds the given
+        object id (None: only if the remote has no such ref), the compare-and-swap of ``--force-with-lease``."""
         self._require_remote(remote)
-        args = ["push", "--porcelain", *(["--atomic"] if atomic else []), remote, *refspecs]
+        lease_args = [f"--force-with-lease={ref}:{oid or ''}" for ref, oid in (leases or {}).items()]
+        args = ["push", "--porcelain", *(["--atomic"] if atomic else []), *lease_args, remote, *refspecs]
         done = self._run(args, timeout=300)
         if not done.ok:
             detail = "; ".join(

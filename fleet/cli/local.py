@@ -14,6 +14,50 @@ def register(app: typer.Typer) -> None:
     local = typer.Typer(help=COMMANDS["local"][1], no_args_is_help=True)
     app.add_typer(local, name="local")
 
+    backend = typer.Typer(
+        help="A shared Pulumi backend on this machine: an S3 server on loopback.",
+        no_args_is_help=True)
+    local.add_typer(backend, name="backend")
+
+    @backend.command("start")
+    def backend_start() -> None:
+        """Start the local S3 server (unless it runs) and print the shell's export lines, as ssh-agent does."""
+        import shlex
+
+        from fleet.local.backend import LocalBackend
+
+        r = reporter()
+        b = LocalBackend()
+        was_running = b.running()
+        if not was_running:
+            r.step("starting the local S3 server")
+        env = b.start()
+        r.ok(f"local S3 server {'already ' if was_running else ''}running (pid {b.status().pid}); "
+             f"data in {b.dir / 'data'}")
+        for k, v in env.items():
+            typer.echo(f"{k}={shlex.quote(v)}; export {k};")
+
+    @backend.command("stop")
+    def backend_stop() -> None:
+        """Stop the local S3 server (its data stays)."""
+        from fleet.local.backend import LocalBackend
+
+        r = reporter()
+        if LocalBackend().stop():
+            r.ok("stopped the local S3 server")
+        else:
+            r.ok("the local S3 server is not running; nothing to stop")
+
+    @backend.command("status")
+    def backend_status(output: OutputFormat = OutputOpt) -> None:
+        """Whether the local S3 server runs, its backend URL and where its data is."""
+        from fleet.local.backend import LocalBackend
+
+        st = LocalBackend().status()
+        data = {"running": st.running, "pid": st.pid, "url": st.url or "", "data": str(st.data), "log": str(st.log)}
+        emit(data, output, columns=["running", "pid", "url", "data"],
+             rows=lambda d: [(d["running"], d["pid"] or "", d["url"], d["data"])])
+
     @local.command("create")
     def create(name: str, nodes: int = typer.Option(2, help="Fake nodes to add.")) -> None:
         """Create (or restart) a local cluster and print its kubeconfig path."""

@@ -2,7 +2,7 @@
 kwokctl on this machine, with kwok faking the nodes and kubelets so Pods really become Ready.
 
 Used by the ``local`` provider, the demo and the tests. Every cluster lives under a work directory
-fleet owns (``$FLEET_HOME/local`` by default), so nothing touches ``~/.kwok``.
+fleet owns (``$FLEET_LOCAL_DIR``, by default ``$FLEET_HOME/local``), so nothing touches ``~/.kwok``.
 
 A cluster is complete once fleet wrote its marker (:data:`CREATED`, in the cluster's directory) after
 ``kwokctl create`` returned and its nodes were Ready. A ``kwokctl create`` killed part-way (Ctrl-C, a
@@ -28,7 +28,7 @@ from fleet import toolchain
 from fleet.adapters import net, proc
 from fleet.errors import FleetError, InputError, LocalClusterError
 from fleet.local.flux import LocalOperator
-from fleet.paths import fleet_home
+from fleet.paths import local_dir
 
 __all__ = ["CREATED", "LocalCluster", "LocalClusters", "local_cluster"]
 
@@ -57,7 +57,7 @@ class LocalClusters:
     """Creates, lists and deletes local clusters under one work directory."""
 
     def __init__(self, workdir: Path | None = None) -> None:
-        self.workdir = (workdir or fleet_home() / "local").resolve()
+        self.workdir = (workdir or local_dir()).resolve()
         self.operator = LocalOperator(self.workdir)  # Flux's controllers and git endpoint beside each
 
     # kwokctl reads KWOK_WORKDIR for where it keeps clusters; one per LocalClusters.

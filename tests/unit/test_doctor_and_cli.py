@@ -130,6 +130,7 @@ def test_the_pins_fleet_checks_are_the_pins_the_toolchain_builds() -> None:
     assert expects["fleet-build"] == pins["FLUX_PKG_KUSTOMIZE_VERSION"]
     assert expects["pulumi"] == pins["PULUMI_VERSION"]
     assert expects["kwokctl"] == pins["KWOK_VERSION"]
+    assert expects["weed"] == toolchain.SEAWEEDFS_VERSION == pins["SEAWEEDFS_VERSION"]
 
 
 @pytest.mark.parametrize(

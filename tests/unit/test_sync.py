@@ -96,3 +96,26 @@ def test_push_needs_a_remote_and_a_branch(tmp_path: Path) -> None:
     git(root, "checkout", "-q", "--detach")
     with pytest.raises(InputError, match="HEAD is detached"):
         push(root, "origin")
+
+
+def test_a_stale_push_never_overwrites_a_good_ref_that_moved_on_the_remote(alice: Path, remote: Path) -> None:
+    """Compare-and-swap of last good: someone moved eu-1's good ref on the remote (without an audit note this
+    clone could be refused on); alice, who never saw that move, pushes hers: refused, the remote's kept."""
+    record_good(alice, "eu-1", "HEAD~1", reason="alice 1")
+    push(alice)
+    head, previous = (git(alice, "rev-parse", r).strip() for r in ("HEAD", "HEAD~1"))
+    git(alice, "push", "-q", "origin", f"+{head}:refs/fleet/good/eu-1")  # a move alice's clone never saw
+    git(alice, "update-ref", "refs/fleet/good/eu-1", previous)
+    record_good(alice, "eu-1", "HEAD~1", reason="alice 2")
+    before = git(remote, "for-each-ref")
+    with pytest.raises(GitError, match='last good of cluster "eu-1" moved on origin') as e:
+        push(alice)
+    assert e.value.hint == "run `fleet pull`, then push again"
+    assert git(remote, "for-each-ref") == before
+    assert git(remote, "rev-parse", "refs/fleet/good/eu-1").strip() == head
+
+    # a remote value this clone has a record of (made here, or pulled) is replaced as before
+    record_good(alice, "eu-1", "HEAD", reason="alice 3")
+    record_good(alice, "eu-1", "HEAD~1", reason="alice 4")
+    push(alice)
+    assert git(remote, "rev-parse", "refs/fleet/good/eu-1").strip() == previous

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Literal
 
 from pulumi import automation as auto
@@ -37,10 +37,13 @@ from pulumi.automation.events import EngineEvent, OpType
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from fleet import toolchain
-from fleet.adapters.pulumi_auto import locks as file_locks
+from fleet.adapters import s3
+from fleet.adapters.pulumi_auto import locks as backend_locks
 from fleet.adapters.pulumi_auto.progress import Progress, describe, useful
 from fleet.adapters.pulumi_auto.settings import EngineSettings, engine_passphrase, private_state_dir
 from fleet.errors import (
+    BackendRefused,
+    BackendUnreachable,
     ConcurrentUpdate,
     FleetError,
     ProgramError,
@@ -127,6 +130,9 @@ class Engine:
         self.settings = settings
         self.reporter: Reporter = reporter or SilentReporter()
         self._passphrase: tuple[str | None] | None = None  # made on first need (a file backend's own)
+        loc = s3.parse_url(settings.backend_url)
+        self._bucket = s3.Bucket(loc, attempts=settings.backend_attempts) if loc is not None else None
+        self._backend_checked = False
 
     def passphrase(self) -> str | None:
         """The passphrase the engine runs with; a file backend's private one is made now, on first need
@@ -156,20 +162,56 @@ class Engine:
         return env
 
     def _backend_url(self) -> str:
-        """The backend the engine runs against: the settings', except in a dry run with a file backend,
-        where it is a copy of that backend's stacks in the dry run's scratch directory
-        (:func:`_scratch_backend`): a preview or a dry-run refresh still takes the stack's lock and
-        writes backups, and a preview of a new stack creates the stack and removes it again; done on
-        the copy, none of it reaches the real backend, which stays byte-identical."""
+        """The backend the engine runs against: the settings', except in a dry run with a file or S3
+        backend, where it is a copy of that backend's stacks in the dry run's scratch directory
+        (:func:`_scratch_backend`, :func:`_scratch_backend_of_bucket`): a preview or a dry-run refresh
+        still takes the stack's lock and writes backups, and a preview of a new stack creates the stack
+        and removes it again; done on the copy, none of it reaches the real backend, which stays
+        byte-identical (on S3 the copy only reads: a listing and a GET of each checkpoint)."""
         d = self.settings.file_backend_dir
-        if writes_allowed() or d is None:
+        if writes_allowed() or (d is None and self._bucket is None):
             return self.settings.backend_url
-        return f"file://{_scratch_backend(d)}"
+        if d is not None:
+            return f"file://{_scratch_backend(d)}"
+        assert self._bucket is not None
+        self._check_backend()
+        return f"file://{_scratch_backend_of_bucket(self._bucket)}"
 
     def _backend_dir(self) -> Path | None:
         """The directory of the file backend the engine runs against (None: another backend)."""
         url = self._backend_url()
         return Path(url.removeprefix("file://")) if url.startswith("file://") else None
+
+    def _lock_store(self) -> backend_locks.Store | None:
+        """Where the stack locks of the backend the engine runs against are read (None: a backend whose
+        locks fleet cannot list: a cloud one other than S3)."""
+        if (d := self._backend_dir()) is not None:
+            return backend_locks.DirStore(d)
+        return backend_locks.BucketStore(self._bucket) if self._bucket is not None else None
+
+    def _check_backend(self) -> None:
+        """An S3 backend: its bucket exists and takes the credentials (once per engine), before the engine
+        is run against it, so that a missing bucket, refused credentials or a server that is down come out
+        as one line naming the backend (:mod:`fleet.adapters.s3`) instead of the engine's own failure."""
+        if self._bucket is None or self._backend_checked:
+            return
+        self._bucket.check()
+        self._backend_checked = True
+
+    def _check_secrets(self, stack: str) -> None:
+        """A shared backend has no private passphrase of this home: the team's must be given."""
+        s = self.settings
+        if s.is_file_backend or s.secrets_provider or s.passphrase is not None or s.passphrase_home is not None:
+            return
+        if "PULUMI_CONFIG_PASSPHRASE_FILE" in s.env:
+            return
+        what = "the stacks" if stack == "_" else f'stack "{stack}"'
+        verb = "keep" if stack == "_" else "keeps"
+        raise BackendRefused(
+            f"{what} in {s3.display_url(s.backend_url)} {verb} secrets under the team's passphrase, and none is set",
+            hint="set PULUMI_CONFIG_PASSPHRASE_FILE to a file holding it (or PULUMI_CONFIG_PASSPHRASE), "
+                 "or PULUMI_SECRETS_PROVIDER",
+        )
 
     def _roots(self) -> tuple[Path, Path]:
         """The work root and PULUMI_HOME. Pulumi writes there even to read (the project's settings, the
@@ -194,6 +236,8 @@ class Engine:
     def _options(self, project: str, stack: str, program: ProgramFn | None, *,
                  create: bool = False) -> auto.LocalWorkspaceOptions:
         s = self.settings
+        self._check_secrets(stack)
+        self._check_backend()
         pulumi_home = private_state_dir(self._roots()[1])
         if (d := s.file_backend_dir) is not None and writes_allowed():
             private_state_dir(d)
@@ -232,7 +276,7 @@ class Engine:
             raise self._error(e, None, req.stack, "select") from e
 
     def _where(self) -> str:
-        return self.settings.backend_url
+        return s3.display_url(self.settings.backend_url)
 
     def _set_config(self, stack: auto.Stack, req: StackRequest) -> None:
         values = {f"{req.project}:{k}": auto.ConfigValue(v) for k, v in req.config.items()}
@@ -482,7 +526,22 @@ class Engine:
                         self.remove(req.stack, project=req.project)
         return changes, outs
 
-    def _error(self, e: auto_errors.CommandError, progress: Progress | None, stack: str, op: str) -> PulumiError:
+    def _error(self, e: auto_errors.CommandError, progress: Progress | None, stack: str,
+               op: str) -> PulumiError | BackendRefused:
+        text = str(e)
+        if "incorrect passphrase" in text:
+            return BackendRefused(
+                f'the passphrase given does not decrypt the secrets of stack "{stack}" in {self._where()}',
+                hint="set PULUMI_CONFIG_PASSPHRASE_FILE (or PULUMI_CONFIG_PASSPHRASE) to the passphrase "
+                     "the stack was made with (the team's)",
+            )
+        if "passphrase must be set" in text or "PULUMI_CONFIG_PASSPHRASE environment variable" in text:
+            return BackendRefused(
+                f'stack "{stack}" in {self._where()} needs its passphrase, and none is set',
+                hint="set PULUMI_CONFIG_PASSPHRASE_FILE (or PULUMI_CONFIG_PASSPHRASE) to the team's passphrase",
+            )
+        if self._bucket is not None and (backend_error := self._backend_error(text)) is not None:
+            return backend_error
         if isinstance(e, auto_errors.StackNotFoundError):
             return StackNotFound(
                 f'stack "{stack}" not found in {self._where()}', hint=f"run `fleet provision {stack}` first"
@@ -490,7 +549,7 @@ class Engine:
         if isinstance(e, auto_errors.ConcurrentUpdateError):
             how = (
                 f"remove it with `fleet provision {stack} --force-unlock`"
-                if self.settings.is_file_backend
+                if self.settings.is_file_backend or self._bucket is not None
                 else f"cancel it with `pulumi cancel --stack {stack}`"
             )
             return ConcurrentUpdate(
@@ -502,30 +561,46 @@ class Engine:
                             transient=_transient_text(detail))
 
 
-    # -- stale locks of the file backend (fleet.adapters.pulumi_auto.locks) --
+    def _backend_error(self, text: str) -> BackendRefused | BackendUnreachable | None:
+        """An engine failure that is the S3 backend's, not the program's: its bucket, its credentials, or
+        the server gone (the engine's own retries spent); the bucket asked again says which."""
+        low = text.lower()
+        if not any(t in low for t in ("blob (key", "blob (code", "nosuchbucket", "invalidaccesskeyid",
+                                      "signaturedoesnotmatch", "connection refused", "serviceunavailable",
+                                      "503", "no such host", "failed to refresh cached credentials")):
+            return None
+        self._backend_checked = False
+        try:
+            self._check_backend()
+        except (BackendRefused, BackendUnreachable) as e:
+            return e
+        return None
+
+    # -- stale locks of the backend (fleet.adapters.pulumi_auto.locks) --
 
     def _holders(self, stack: str) -> str:
-        return file_locks.holders(self.locks(stack))
+        return backend_locks.holders(self._lock_store(), self.locks(stack))
 
-    def locks(self, stack: str, *, project: str = PROJECT) -> list[Path]:
-        """The lock files the file backend holds for a stack (empty for other backends)."""
-        return file_locks.stack_locks(self._backend_dir(), project, stack)
+    def locks(self, stack: str, *, project: str = PROJECT) -> list[PurePath]:
+        """The lock files (file backend) or objects (S3: their keys) the backend holds for a stack
+        (empty for a backend whose locks fleet cannot list)."""
+        return backend_locks.stack_locks(self._lock_store(), project, stack)
 
     def repair(self, project: str = PROJECT) -> list[Path]:
         """Remove the unreadable metadata files a killed run left in the file backend (they fail every
         ``pulumi stack ls`` of the project), saying so."""
         if not writes_allowed():  # a dry run changes nothing, not even to repair
             return []
-        removed = file_locks.repair(self.settings.file_backend_dir, project)
+        removed = backend_locks.repair(self.settings.file_backend_dir, project)
         for f in removed:
             self.reporter.warn(f"removed an unreadable metadata file of the Pulumi file backend ({f.name}): "
                                "a run was killed while writing it")
         return removed
 
-    def unlock(self, stack: str, *, project: str = PROJECT, force: bool = False) -> list[Path]:
+    def unlock(self, stack: str, *, project: str = PROJECT, force: bool = False) -> list[PurePath]:
         """Remove the stack's stale locks: held by a process of this host that is no longer running
-        (or every lock with ``force``). Returns the removed lock files."""
-        return file_locks.remove(self.locks(stack, project=project), force=force)
+        (or every lock with ``force``). Returns the removed lock files (S3: their keys)."""
+        return backend_locks.remove(self._lock_store(), self.locks(stack, project=project), force=force)
 
 
 def _no_program() -> None:
@@ -553,6 +628,33 @@ def _scratch_backend(real: Path) -> Path:
         if (src / "stacks").is_dir():
             shutil.copytree(src / "stacks", made / ".pulumi" / "stacks",
                             ignore=shutil.ignore_patterns("*.bak", "*.bak.attrs", "*.tmp"))
+        made.rename(copy)
+    return copy
+
+
+def _scratch_backend_of_bucket(bucket: s3.Bucket) -> Path:
+    """A dry run's copy of an S3 backend as a file backend in its scratch directory, made once per dry run
+    from what :func:`_scratch_backend` copies of a directory (``meta.yaml`` and every stack's checkpoint;
+    not the history, backups or locks): the bucket is only listed and read."""
+    copy = scratch_dir() / "pulumi-backend"
+    with _copying:
+        if copy.is_dir():
+            return copy
+        made = copy.with_name(copy.name + ".new")
+        shutil.rmtree(made, ignore_errors=True)
+        (made / ".pulumi").mkdir(parents=True, mode=0o700)
+        for key in bucket.keys(".pulumi/"):
+            rel = key.removeprefix(".pulumi/")
+            if not (rel in ("meta.yaml", "meta.yaml.attrs") or rel.startswith("stacks/")):
+                continue
+            if rel.endswith((".bak", ".tmp")) or "/../" in f"/{rel}/" or rel.startswith("/"):
+                continue
+            data = bucket.get(key)
+            if data is None:  # removed since it was listed
+                continue
+            dest = made / ".pulumi" / rel
+            dest.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            write_private(dest, data)
         made.rename(copy)
     return copy
 

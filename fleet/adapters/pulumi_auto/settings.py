@@ -48,6 +48,7 @@ class EngineSettings:
     extra_path: tuple[Path, ...] = ()  # put first on the engine's PATH (default: this python's bin)
     env: Mapping[str, str] = field(default_factory=dict)
     lock_attempts: int = 4
+    backend_attempts: int = 4  # an S3 backend's requests (fleet's own: the bucket check, locks, dry-run copies)
     transient_attempts: int = 3
     retry_wait_s: float = 3.0
 
