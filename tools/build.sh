@@ -223,6 +223,8 @@ check_fluxbuild() {
   grep -qF 'name: r-v' <<<"$tpl" || die "fleet-build did not template a tiny chart: $(head -c 300 <<<"$tpl")"
   grep -qF '"ok":true' <<<"$out" && grep -qF 'name: p-check' <<<"$out" || die "fleet-build did not build a tiny overlay: $(head -c 300 <<<"$out")"
   grep -qF 'fs-security-constraint' <<<"$esc" || die "fleet-build read a file outside its root: $(head -c 300 <<<"$esc")"
+}
+
 build_seaweedfs() {
   # The S3-compatible server a team's shared Pulumi backend runs on locally (`fleet local backend`,
   # the S3 tests). One binary, `weed`; its `mini` subcommand serves S3 with its own master/volume/filer.
