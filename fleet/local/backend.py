@@ -201,4 +201,6 @@ class LocalBackend:
                     os.killpg(pid, signal.SIGKILL)
                 deadline = time.monotonic() + grace
             time.sleep(0.05)  # waiting for the process to be gone: the explicit state
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(pid, 0)  # our own child (a test's server): reaped, not left a zombie
         return True

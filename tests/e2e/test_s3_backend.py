@@ -219,4 +219,5 @@ def test_provision_preview_drift_dry_run_and_destroy_on_s3(
         fleet(a_env, "destroy", NAME, "--yes", ok=(0, 1, 2), cwd=repo)
         lc._delete_quietly(NAME)
         assert not lc.operator.status(NAME)
-    assert not [k for k in bucket.digests() if f"/{NAME}" in k and k.startswith(".pulumi/stacks/")]
+    # the stack is gone from the bucket (Pulumi keeps the last checkpoint's .bak and its backups, as on files)
+    assert f".pulumi/stacks/fleet/{NAME}.json" not in bucket.digests()
