@@ -191,4 +191,6 @@ class LocalBackend:
         if not pid or not _alive(pid, start):
             return False
         proc.stop_group(pid, lambda: _alive(pid, start), grace)  # its own group (proc.spawn starts a session)
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(pid, 0)  # our own child (a test's server): reaped, not left a zombie
         return True

@@ -6,6 +6,8 @@
   command leaves the bucket byte-identical (every object listed and hashed before and after), and a teammate (a
   second FLEET_HOME, the same bucket, passphrase file and local clusters' directory) reads and changes the same
   stack;
+- a provision killed (SIGKILL) inside its update leaves the stack's lock object in the bucket; run again on this
+  host, it finds the holder dead, removes that lock, says so, and finishes;
 - a wrong passphrase, a bucket that does not exist, credentials the server refuses, no passphrase at all, a
   server that is down and one that answers 503: one line naming the backend (never a credential), exit 2 for bad
   input, 1 when the server cannot be reached, no traceback, and nothing written to the bucket.
@@ -17,6 +19,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import fleet, make_fleet_repo, need_local_clusters, push
+from e2e_support import fleet, kill_at, make_fleet_repo, need_local_clusters, push
 from helpers import need_tool
 
 from fleet.adapters.s3 import Bucket, parse_url
@@ -219,4 +222,47 @@ def test_provision_preview_drift_dry_run_and_destroy_on_s3(
         fleet(a_env, "destroy", NAME, "--yes", ok=(0, 1, 2), cwd=repo)
         lc._delete_quietly(NAME)
         assert not lc.operator.status(NAME)
-    assert not [k for k in bucket.digests() if f"/{NAME}" in k and k.startswith(".pulumi/stacks/")]
+    # the stack is gone from the bucket (Pulumi keeps the last checkpoint's .bak and its backups, as on files)
+    assert f".pulumi/stacks/fleet/{NAME}.json" not in bucket.digests()
+
+
+def test_a_provision_killed_on_s3_is_resumed_and_its_stale_lock_in_the_bucket_removed(
+    server: tuple[LocalBackend, dict[str, str]], tmp_path: Path, fleet_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGKILL inside the update leaves the stack's lock object in the bucket; the same command run again on this
+    host finds its holder dead, removes that lock (saying so) and finishes the update."""
+    need_local_clusters()
+    _, senv = server
+    bucket = bucket_of(senv)
+    name = f"{NAME}-kill"
+    for k in _SCRUB:
+        monkeypatch.delenv(k, raising=False)
+    for k, v in senv.items():
+        monkeypatch.setenv(k, v)
+    repo = make_fleet_repo(tmp_path)
+    add_cluster(repo, ClusterSpec(name=name, environment="dev", settings={"nodes": 1}))
+    push(repo)
+    log = tmp_path / "first.log"
+    lc = LocalClusters()
+    kwok_dir = lc.workdir / "kwok" / "clusters" / name
+
+    def locks() -> list[str]:
+        return [k for k in bucket.digests() if k.startswith(f".pulumi/locks/organization/fleet/{name}/")]
+
+    def creating_the_cluster() -> bool:
+        text = log.read_text()
+        return ("creating LocalCluster" in text and "created LocalCluster" not in text and bool(locks())
+                and kwok_dir.is_dir())
+
+    env = dict(os.environ)
+    try:
+        kill_at([sys.executable, "-m", "fleet", "provision", name, "--repo", str(repo)], fleet_home,
+                "the LocalCluster being created", creating_the_cluster, log=log,
+                settled=lc.kubeconfig_path(name).is_file)
+        assert locks(), "the killed update left no lock in the bucket: the kill was not inside the update"
+        again = fleet(env, "provision", name, "--repo", str(repo))
+        assert "removed a stale lock" in again.stderr, again.stderr
+        assert not locks() and lc.healthy(name)
+    finally:
+        fleet(env, "destroy", name, "--yes", "--repo", str(repo), ok=(0, 1, 2))
+        lc._delete_quietly(name)
