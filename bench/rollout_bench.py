@@ -1,7 +1,7 @@
 """A 2-wave rollout of 6 local clusters, end to end on this machine (real Pulumi engine, real control planes):
 
-1. bring-up: a new region of 6 clusters (``--waves 2``: waves of 3) from nothing, ``--max-parallel 3``; then the same six
-   destroyed and brought up again one by one (``--max-parallel 1``);
+1. bring-up: a new region of 6 clusters (``--waves 2``: waves of 3) from nothing, ``--max-parallel 3``; then the
+   same six destroyed and brought up again one by one (``--max-parallel 1``);
 2. update: a new revision rolled across the six running clusters, ``--max-parallel 3`` and one by one,
    in alternating rounds (medians).
 
@@ -188,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.pop("PULUMI_ACCESS_TOKEN", None)
         try:
             repo = _setup(work, names, a.waves)
-            print(f"► bring-up: {a.clusters} new clusters, {a.waves} waves, --max-parallel {a.parallel}", file=sys.stderr)
+            print(f"► bring-up: {a.clusters} new clusters, {a.waves} waves, --max-parallel {a.parallel}",
+                  file=sys.stderr)
             par = _rollout(repo, a.parallel)
             if not a.skip_bring_up:
                 print("► destroying them, then bringing them up one by one", file=sys.stderr)
@@ -233,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
                      f"ratio to its goal {sw['ratio_to_goal']}; parallel is {r['speedup_vs_one_by_one']}x faster"))
         rows.append((f"{key}: fleet's own CPU per cluster", f"{pw['fleet_cpu_per_cluster_s']:.2f} s",
                      f"one by one {sw['fleet_cpu_per_cluster_s']:.2f} s; machine memory peak "
-                     f"{pw['machine_memory_used_peak_gib']:.1f} GiB (before {pw['machine_memory_used_before_gib']:.1f})"))
+                     f"{pw['machine_memory_used_peak_gib']:.1f} GiB "
+                     f"(before {pw['machine_memory_used_before_gib']:.1f})"))
     width = max(len(r[0]) for r in rows) if rows else 0
     for name, value, note in rows:
         print(f"{name.ljust(width)}  {value:>9}  {note}")

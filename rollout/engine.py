@@ -407,7 +407,7 @@ class _Rollout:
                 wave.bake_until = _iso(now + timedelta(seconds=wave.bake_s))
             wave.state = "baking"
         j.save()
-        until = datetime.fromisoformat(wave.bake_until)  # type: ignore[arg-type]
+        until = datetime.fromisoformat(wave.bake_until)
         members = [c for c in wave.clusters if j.clusters[c].state == "passed"]
         left = max((until - now).total_seconds(), 0.0)
         r.wait(("continuing the bake of" if resumed else "baking") + f" wave {n} until {_iso(until)} "
@@ -624,5 +624,5 @@ def _seconds(start: str | None, end: str | None) -> float:
 
 
 def _dur(seconds: float) -> str:
-    s = int(round(seconds))
+    s = round(seconds)
     return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"

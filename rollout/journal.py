@@ -24,9 +24,9 @@ __all__ = [
     "WaveRun",
     "load_current",
     "load_rollout",
-    "rollout_running",
     "locked_rollouts",
     "rollout_dir",
+    "rollout_running",
     "rollouts_dir",
 ]
 

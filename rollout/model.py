@@ -19,10 +19,10 @@ from rollout.report import RolloutReport
 
 __all__ = [
     "BringUp",
+    "OnFailure",
     "Outcome",
     "PlannedCluster",
     "PlannedWave",
-    "OnFailure",
     "Probe",
     "RolloutPlan",
     "RolloutRequest",

@@ -91,11 +91,10 @@ def register(app: typer.Typer) -> None:
             return
         from rollout.engine import run_rollout
         from rollout.model import RolloutRequest
+        from rollout.policy import parse_bake, parse_budget
         from rollout.progress import PlainView
         from rollout.report import to_markdown
         from rollout.services import RealRolloutServices
-
-        from rollout.policy import parse_bake, parse_budget
 
         if sync not in ("auto", "operator", "direct"):
             raise InputError(f'--sync must be one of auto, operator, direct (got "{sync}")')

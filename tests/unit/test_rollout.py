@@ -15,9 +15,9 @@ import pytest
 
 from fleet.errors import GateFailed, InputError, Unreachable
 from fleet.output import Reporter, SilentReporter
+from fleet.registry.model import RolloutSettings
 from rollout.engine import order_waves, run_rollout
 from rollout.journal import load_current, locked_rollouts, rollout_dir, rollouts_dir
-from fleet.registry.model import RolloutSettings
 from rollout.model import BringUp, Probe, RolloutRequest, RolloutResult
 from rollout.policy import Approval
 from rollout.progress import PlainView

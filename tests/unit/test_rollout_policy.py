@@ -58,7 +58,7 @@ def test_a_budget_is_a_number_or_a_percent_rounded_down(text: Any, clusters: int
 
 @pytest.mark.parametrize("text", ["150%", "-1", "ten", "1.5", "", "5 %", "%", "1e3"])
 def test_a_budget_that_does_not_parse_is_bad_input_naming_the_flag(text: str) -> None:
-    with pytest.raises(InputError, match="^--max-failures-total: "):
+    with pytest.raises(InputError, match=r"^--max-failures-total: "):
         parse_budget(text, "--max-failures-total")
 
 
