@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from fleet.errors import InputError
-from fleet.registry.model import RolloutSettings, duration_seconds
+from fleet.registry.model import RolloutSettings, duration_seconds, text_problem
 
 __all__ = [
     "APPROVAL_KIND",
@@ -140,8 +140,11 @@ class Approval:
             d = json.loads(line)
             if not isinstance(d, dict) or d.get("kind") != APPROVAL_KIND:
                 return None
-            return cls(str(d["rollout"]), int(d["wave"]), str(d["revision"]), str(d.get("approved_by", "")),
-                       datetime.fromisoformat(d["approved_at"]), str(d.get("reason", "")))
+            a = cls(str(d["rollout"]), int(d["wave"]), str(d["revision"]), str(d.get("approved_by", "")),
+                    datetime.fromisoformat(d["approved_at"]), str(d.get("reason", "")))
+            if any(text_problem(x) for x in (a.rollout, a.approved_by, a.reason)):
+                return None  # not written by fleet (control characters would reach a terminal): ignored
+            return a
         except (ValueError, KeyError, TypeError):
             return None  # another record (a last-good one) or a line fleet did not write
 

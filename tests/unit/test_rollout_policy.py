@@ -294,6 +294,7 @@ def test_approval_lines_are_found_only_for_their_rollout_and_revision() -> None:
         mine.to_json(),
         Approval("r1", 2, A, "A <a@x>", T0, "").to_json(),
         Approval("r2", 2, B, "A <a@x>", T0, "").to_json(),
+        Approval("r1", 2, B, "\x1b[2J Mallory <m@x>", T0, "").to_json(),  # not fleet's: control characters
         "not json",
     ])
     assert approvals_in(note, "r1", B) == [mine]
