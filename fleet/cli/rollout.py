@@ -52,8 +52,7 @@ def _dur(seconds: float) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    group = typer.Typer(help="Roll a revision across the fleet wave by wave: a wave starts when the previous one "
-                             "passed its gates.")
+    group = typer.Typer()  # its help: the docstring of the rollout itself (the group's callback)
     app.add_typer(group, name="rollout")
 
     @group.callback(invoke_without_command=True)
@@ -147,8 +146,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Approve the wave a paused rollout waits before: an audit note on its revision (fleet push carries it).
 
-        Then run the same fleet rollout command again: it starts that wave. Exit 2, nothing written: a rollout
-        or wave that does not exist or is not waiting for an approval.
+        Then run the same fleet rollout command again: it starts that wave.
+        Exit 2, nothing written: a rollout or wave that does not exist or is not waiting for an approval.
         """
         from rollout.approval import approve
 
@@ -166,8 +165,7 @@ def register(app: typer.Typer) -> None:
                                          help="A rollout's id (default: the current one, else the last one)."),
         output: OutputFormat = OutputOpt,
     ) -> None:
-        """Show where a rollout stands, wave by wave: done, baking until T, waiting for approval, failed,
-        not started."""
+        """Where a rollout stands, wave by wave: done, baking until T, waiting for approval, failed, not started."""
         from rollout.status import rollout_status
 
         st = rollout_status(rollout_id)
