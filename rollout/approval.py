@@ -17,7 +17,7 @@ from fleet.adapters.git import GitRepo
 from fleet.errors import InputError, NotFound
 from fleet.registry.load import load_registry, open_repo
 from fleet.registry.model import text_problem
-from rollout.journal import RolloutJournal, load_rollout
+from rollout.journal import RolloutJournal, load_rollout, rollout_running
 from rollout.policy import Approval, approvals_in
 
 __all__ = ["Approved", "approve"]
@@ -45,7 +45,9 @@ def approve(repo: GitRepo | str | Path, rollout_id: str, wave: int, reason: str 
     if wave not in numbers:
         raise InputError(f"rollout {j.id} has no wave {wave} (its waves: {', '.join(map(str, numbers))})")
     w = j.wave(wave)
-    if j.state != "paused" or w.state != "waiting-approval":
+    # paused; or killed while it paused (its journal still says running, and no rollout holds the lock)
+    paused = j.state == "paused" or (j.state == "running" and j.paused_at == wave and not rollout_running())
+    if not paused or w.state != "waiting-approval":
         waiting = next((x.wave for x in j.waves if x.state == "waiting-approval"), None)
         raise InputError(
             f"wave {wave} of rollout {j.id} is not waiting for an approval (the wave is {w.state}, "

@@ -93,6 +93,21 @@ def test_a_rollout_that_is_not_paused_cannot_be_approved(repo: Path, capsys: pyt
     assert code == 2 and "the rollout stopped" in err
 
 
+def test_a_rollout_killed_as_it_paused_can_be_approved_unless_one_runs(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SIGKILL between the pause being journaled and the rollout's end: the journal says running, its wave
+    waiting-approval. No rollout holds the lock, so it is approved; while one does, it is not."""
+    from rollout.journal import locked_rollouts
+
+    j = paused(repo, state="running")
+    with locked_rollouts():
+        code, _out, err = run_cli(capsys, "rollout", "approve", j.id, "--wave", "2", "--repo", str(repo))
+        assert code == 2 and "the rollout running" in err
+    code, _out, err = run_cli(capsys, "rollout", "approve", j.id, "--wave", "2", "--repo", str(repo))
+    assert code == 0, err
+
+
 def test_the_starter_cannot_approve_when_fleet_yaml_asks_for_another_approver(
     repo: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

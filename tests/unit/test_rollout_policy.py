@@ -277,6 +277,25 @@ def test_an_approval_under_another_revision_or_rollout_does_not_carry_over() -> 
     assert later.outcome == "paused" and later.id != res.id
 
 
+def test_a_rollout_killed_as_it_paused_continues_once_approved() -> None:
+    """SIGKILL right after the pause was journaled, before the rollout recorded its end, leaves the journal
+    saying running with the wave waiting-approval: run again, it pauses at the same wave without running
+    anything; approved, the next run starts that wave and not wave 1 again."""
+    fleet = six()
+    fleet.settings = RolloutSettings(waves={2: WavePolicySettings(approval=True)})
+    first = roll(fleet, rev="B")
+    j = load_current()
+    assert j is not None and first.outcome == "paused"
+    j.state, j.ended = "running", None  # what the kill leaves: the pause journaled, the end not
+    j.save()
+    fleet.calls.clear()
+    again = roll(fleet, rev="B")
+    assert again.outcome == "paused" and again.id == j.id and not [c for c in fleet.calls if c[0] != "probe"]
+    approval(fleet, again, 2)
+    assert roll(fleet, rev="B").outcome == "succeeded" and fleet.applied["c6"] == B
+    assert sum(1 for c in fleet.calls if c[:2] == ("sync", "c1")) == 0  # wave 1 was not run again
+
+
 def test_the_starter_cannot_approve_when_fleet_yaml_says_so() -> None:
     fleet = six()
     fleet.settings = RolloutSettings(waves={2: WavePolicySettings(approval=True)}, approverNotStarter=True)
