@@ -196,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
                 _destroy(names)
                 ser = _rollout(repo, 1)
                 results["bring_up"] = _compare(par, ser)
+            else:
+                results["bring_up_parallel"] = par  # measured once, not compared with one by one
             # updates are short: a warm-up, then rounds alternating parallel and one by one; medians reported
             runs: dict[int, list[dict[str, Any]]] = {a.parallel: [], 1: []}
             for i, parallel in enumerate([a.parallel] + [a.parallel, 1] * a.rounds):
