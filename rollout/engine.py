@@ -1,18 +1,24 @@
 """``fleet rollout``: bring up a new region, or roll a revision across the fleet, wave by wave.
 
-    for each wave, in order (wave N+1 starts only when every cluster of wave N passed its gates):
+    for each wave, in order (wave N+1 starts only when wave N passed its gates and its bake):
+        the wave needs an approval (fleet.yaml) and has none -> pause (exit 75) until `fleet rollout approve`
         up to --max-parallel clusters at once:
             it does not exist yet  -> the DR pipeline at REV (provision, operator, sync, gates, record)
-            it exists              -> [operator pinned to REV], sync, gates, record last good
-        more than --max-failures failures in the wave -> stop; later waves are left untouched;
-            with --rollback, the failed clusters (and the whole stopping wave) return to the revision that
-            was their last good before the rollout (sync + gates + record)
+            it exists              -> [operator pinned to REV], sync, gates (and its operator reports REV
+                                      applied and Ready), record last good
+            it failed, --on-failure rollback -> back to its own last good at once (sync, gates, record)
+        the wave passed: its bake (fleet.yaml or --bake): its clusters watched until the bake's end, a gate
+            that fails fails the cluster
+        more failures than the wave's budget (--max-failures N|P%) or the rollout's (--max-failures-total)
+            -> stop; later waves are left untouched; with --rollback, the failed clusters (and the whole
+            stopping wave) return to the revision that was their last good before the rollout
 
 Journaled (:mod:`rollout.journal`): a rollout killed at any point, SIGKILL included, continues
 where it stopped when run again with the same selector and revision; clusters already done at that
-revision are skipped and a wave whose clusters all passed is not run again. The rollout talks to the
-world only through :class:`RolloutServices` (:mod:`rollout.services` wires the real ones) and
-says what it does through a :class:`RolloutView` (plain lines, or the CLI's live table).
+revision are skipped, a wave whose clusters all passed is not run again, a bake continues until the end
+the journal keeps, and a paused wave starts once approved. The rollout talks to the world only through
+:class:`RolloutServices` (:mod:`rollout.services` wires the real ones) and says what it does through a
+:class:`RolloutView` (plain lines, or the CLI's live table).
 """
 
 from __future__ import annotations
@@ -22,12 +28,12 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import replace
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from fleet.errors import FleetError, InputError, StepFailed
+from fleet.errors import FleetError, GateFailed, InputError, StepFailed
 from fleet.locks import cluster_lock
 from fleet.output import Reporter
 from fleet.stepkit.journal import Journal, StepRecord, now_iso
@@ -35,6 +41,7 @@ from fleet.stepkit.steps import run_step
 from rollout.journal import (
     ClusterRun,
     RolloutJournal,
+    WaveRun,
     load_current,
     locked_rollouts,
     rollout_dir,
@@ -47,10 +54,30 @@ from rollout.model import (
     RolloutResult,
     RolloutServices,
 )
+from rollout.policy import FailureBudget, WavePolicy, parse_bake, parse_budget, wave_policies
 from rollout.progress import RolloutView, Tracking
 from rollout.report import build_report, write_report
 
-__all__ = ["order_waves", "run_rollout"]
+__all__ = ["EXIT_PAUSED", "order_waves", "run_rollout"]
+
+EXIT_PAUSED = 75  # EX_TEMPFAIL of sysexits.h: paused for an approval; run again once approved
+
+Clock = Callable[[], datetime]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+@dataclass(frozen=True)
+class _Budgets:
+    wave: FailureBudget
+    total: FailureBudget | None
+    bake: int | None  # --bake, seconds
 
 
 class _StepJournal(Journal):
@@ -72,20 +99,27 @@ def order_waves(selected: list[tuple[str, int]]) -> dict[int, list[str]]:
     return out
 
 
-def _check(req: RolloutRequest) -> None:
+def _check(req: RolloutRequest) -> _Budgets:
     if req.max_parallel < 1:
         raise InputError(f"--max-parallel must be at least 1 (got {req.max_parallel})")
-    if req.max_failures < 0:
-        raise InputError(f"--max-failures must be 0 or more (got {req.max_failures})")
+    wave = parse_budget(req.max_failures, "--max-failures")
+    assert wave is not None
+    total = parse_budget(req.max_failures_total, "--max-failures-total")
+    bake = parse_bake(req.bake)
+    if req.on_failure not in ("hold", "rollback"):
+        raise InputError(f'--on-failure must be hold or rollback (got "{req.on_failure}")')
     if req.gate_timeout is not None and req.gate_timeout <= 0:
         raise InputError(f"--gate-timeout must be more than 0 seconds (got {req.gate_timeout:g})")
     if req.sync not in ("auto", "operator", "direct"):
         raise InputError(f'--sync must be one of auto, operator, direct (got "{req.sync}")')
+    return _Budgets(wave, total, bake)
 
 
-def run_rollout(req: RolloutRequest, services: RolloutServices, view: RolloutView) -> RolloutResult:
-    """Run (or resume) a rollout; with ``dry_run``, only say what it would do."""
-    _check(req)
+def run_rollout(req: RolloutRequest, services: RolloutServices, view: RolloutView, *,
+                clock: Clock = _utcnow) -> RolloutResult:
+    """Run (or resume) a rollout; with ``dry_run``, only say what it would do. ``clock``: the time bakes
+    are measured on (tests give their own)."""
+    budgets = _check(req)
     r = view.reporter
     revision, subject = services.resolve(req.rev)
     selected = services.select(req.selector, revision)
@@ -96,20 +130,25 @@ def run_rollout(req: RolloutRequest, services: RolloutServices, view: RolloutVie
             hint="`fleet cluster list -l SELECTOR` shows what a selector matches",
         )
     waves = order_waves(selected)
+    settings = services.rollout_settings()
+    policies = wave_policies(settings, waves, services.environments(revision), budgets.bake)
     key = (req.selector or "", revision)
     if req.dry_run:
         existing = load_current()
         resumed = existing if existing is not None and existing.key == key else None
-        return RolloutResult("planned", _plan(req, services, revision, subject, waves, resumed), None)
+        return RolloutResult("planned", _plan(req, budgets, policies, services, revision, subject, waves, resumed),
+                             None)
     with locked_rollouts() as path:
-        j = _open(load_current(), path, req, revision, waves, r)
+        j = _open(load_current(), path, req, revision, waves, r, services)
         view.attach(j)
-        plan = _plan(req, services, revision, subject, waves, j if j.resumed else None, probe=False)
-        return _Rollout(j, req, services, view, plan).run()
+        plan = _plan(req, budgets, policies, services, revision, subject, waves, j if j.resumed else None,
+                     probe=False)
+        return _Rollout(j, req, services, view, plan, budgets, policies, settings.approverNotStarter, clock).run()
 
 
-def _plan(req: RolloutRequest, services: RolloutServices, revision: str, subject: str,
-          waves: dict[int, list[str]], journal: RolloutJournal | None, *, probe: bool = True) -> RolloutPlan:
+def _plan(req: RolloutRequest, budgets: _Budgets, policies: dict[int, WavePolicy], services: RolloutServices,
+          revision: str, subject: str, waves: dict[int, list[str]], journal: RolloutJournal | None, *,
+          probe: bool = True) -> RolloutPlan:
     def one(name: str, wave: int) -> PlannedCluster:
         done = journal is not None and name in journal.clusters and journal.clusters[name].state == "passed"
         if done:
@@ -119,14 +158,21 @@ def _plan(req: RolloutRequest, services: RolloutServices, revision: str, subject
         p = services.probe(name)
         return PlannedCluster(name, wave, "update" if p.exists else "bootstrap", p.why)
 
-    planned = tuple(PlannedWave(w, tuple(one(n, w) for n in names)) for w, names in waves.items())
-    return RolloutPlan(req.selector or "", revision, subject, req.max_parallel, req.max_failures, req.rollback,
-                       planned, journal.id if journal is not None else None)
+    planned = tuple(
+        PlannedWave(w, tuple(one(n, w) for n in names), policies[w].approval, policies[w].bake_s,
+                    budgets.wave.allowed(len(names)), policies[w].why)
+        for w, names in waves.items())
+    return RolloutPlan(req.selector or "", revision, subject, req.max_parallel, str(budgets.wave), req.rollback,
+                       planned, journal.id if journal is not None else None,
+                       str(budgets.total) if budgets.total is not None else None, req.on_failure)
 
 
 def _open(existing: RolloutJournal | None, path: Path, req: RolloutRequest, revision: str,
-          waves: dict[int, list[str]], r: Reporter) -> RolloutJournal:
-    options = {"max_parallel": req.max_parallel, "max_failures": req.max_failures, "rollback": req.rollback,
+          waves: dict[int, list[str]], r: Reporter, services: RolloutServices) -> RolloutJournal:
+    options = {"max_parallel": req.max_parallel, "max_failures": str(parse_budget(req.max_failures, "")),
+               "max_failures_total": (str(parse_budget(req.max_failures_total, ""))
+                                      if req.max_failures_total is not None else None),
+               "on_failure": req.on_failure, "rollback": req.rollback, "bake": parse_bake(req.bake),
                "gate_timeout": req.gate_timeout, "sync": req.sync}
     key = (req.selector or "", revision)
     if existing is not None and existing.key == key:
@@ -135,6 +181,8 @@ def _open(existing: RolloutJournal | None, path: Path, req: RolloutRequest, revi
         existing.state = "running"
         existing.ended = None
         existing.stopped_at = None
+        existing.paused_at = None
+        existing.stop_reason = ""
         existing.options = options
         done = [n for n, c in existing.clusters.items() if c.state == "passed"]
         r.step(f"resuming rollout {existing.id}" + (f" (done: {', '.join(done)})" if done else ""))
@@ -145,6 +193,7 @@ def _open(existing: RolloutJournal | None, path: Path, req: RolloutRequest, revi
         r.warn(f'set aside the unfinished rollout {existing.id} (selector "{existing.selector}", '
                f"revision {existing.revision[:12]}, {existing.state}): {dest}")
     j = RolloutJournal.new(req.selector or "", revision, req.rev, waves, options)
+    j.started_by = services.identity()
     j.path = path
     j.save()
     what = f'selector "{req.selector}"' if req.selector else "every cluster"
@@ -154,26 +203,43 @@ def _open(existing: RolloutJournal | None, path: Path, req: RolloutRequest, revi
 
 class _Rollout:
     def __init__(self, j: RolloutJournal, req: RolloutRequest, services: RolloutServices, view: RolloutView,
-                 plan: RolloutPlan) -> None:
+                 plan: RolloutPlan, budgets: _Budgets, policies: dict[int, WavePolicy], separate_approver: bool,
+                 clock: Clock) -> None:
         self.j, self.req, self.s, self.view, self.plan = j, req, services, view, plan
+        self.budgets, self.separate_approver, self.clock = budgets, separate_approver, clock
         self.r = view.reporter
         self.cancel = threading.Event()
+        total = budgets.total.allowed(len(j.clusters)) if budgets.total is not None else None
+        self.total_allowed = total
+        with j.lock:
+            for w in j.waves:  # the policy of this attempt (fleet.yaml as it is now, the options given now)
+                p = policies.get(w.wave, WavePolicy(w.wave))
+                w.approval, w.bake_s, w.policy = p.approval, p.bake_s, p.why
+                w.allowed = budgets.wave.allowed(len(w.clusters))
+        j.save()
 
     def run(self) -> RolloutResult:
         j, r = self.j, self.r
-        stopped = False
+        stopped = paused = False
         for wave in j.waves:
             if wave.state == "passed":
                 r.ok(f"wave {wave.wave}: passed in an earlier attempt ({', '.join(wave.clusters)}); not run again")
                 continue
             if stopped:
                 break
+            if wave.state == "baking" and wave.bake_until is not None:  # killed during its bake: continue it
+                stopped = not self._bake(wave)
+                continue
+            if wave.approval and not self._approved(wave):
+                self._pause(wave)
+                paused = True
+                break
             stopped = not self._wave(wave.wave)
-        if self.req.rollback:
+        if self.req.rollback and not paused:
             self._rollback(stopped)
         failed = [c.name for c in j.clusters.values() if c.state == "failed"]
-        outcome: Literal["succeeded", "degraded", "stopped"] = (
-            "stopped" if stopped else ("degraded" if failed else "succeeded"))
+        outcome: Literal["succeeded", "degraded", "stopped", "paused"] = (
+            "stopped" if stopped else "paused" if paused else ("degraded" if failed else "succeeded"))
         with j.lock:
             j.state = outcome
             j.ended = now_iso()
@@ -182,25 +248,104 @@ class _Rollout:
         if outcome == "succeeded":
             j.archive()
             r.ok(f"rollout {j.id}: {len(j.clusters)} clusters at {j.revision[:12]} in {report.wall_s:.1f}s")
+        elif outcome == "paused":
+            w = j.wave(j.paused_at) if j.paused_at is not None else None
+            assert w is not None
+            r.wait(f"rollout {j.id} paused before wave {w.wave}: it needs an approval ({w.policy})")
+            r.step(f"to continue, run: fleet rollout approve {j.id} --wave {w.wave} --reason TEXT; "
+                   "then run this rollout again (the same command)")
         elif outcome == "degraded":
-            r.warn(f"rollout {j.id}: every wave ran; {len(failed)} failed within --max-failures "
-                   f"{self.req.max_failures}: {', '.join(failed)}; run the same command again to retry them")
+            r.warn(f"rollout {j.id}: every wave ran; {len(failed)} failed within the failure budget "
+                   f"(--max-failures {self.budgets.wave}): {', '.join(failed)}; run the same command again to "
+                   "retry them")
         else:
             later = [w.wave for w in j.waves if j.stopped_at is not None and w.wave > j.stopped_at]
-            r.fail(f"rollout {j.id} stopped at wave {j.stopped_at}: {', '.join(failed)} failed"
+            r.fail(f"rollout {j.id} stopped at wave {j.stopped_at} ({j.stop_reason}): {', '.join(failed)} failed"
                    + (f"; {_plural(len(later), 'wave')} {', '.join(map(str, later))} not started" if later else ""))
         waves = tuple(
             PlannedWave(w.wave, tuple(PlannedCluster(n, w.wave, j.clusters[n].action, j.clusters[n].why)
-                                      for n in w.clusters))
+                                      for n in w.clusters), w.approval, w.bake_s, w.allowed, w.policy)
             for w in j.waves
         )
         return RolloutResult(outcome, replace(self.plan, waves=waves), report, j.id)
 
+    # -- approvals ------------------------------------------------------------------------------
+    def _approved(self, wave: WaveRun) -> bool:
+        """The wave was approved for this rollout at this revision (an approval of another rollout, or of this
+        one's id at another revision, does not count; nor one by the starter when fleet.yaml says so)."""
+        j = self.j
+        if wave.approved is not None:
+            return True
+        found = [a for a in self.s.approvals(j.id, j.revision) if a.wave == wave.wave]
+        if self.separate_approver:
+            found = [a for a in found if a.approved_by != j.started_by]
+        if not found:
+            return False
+        a = found[0]
+        with j.lock:
+            wave.approved = {"by": a.approved_by, "at": _iso(a.approved_at), "reason": a.reason}
+            j.paused_at = None
+        j.save()
+        self.r.ok(f"wave {wave.wave}: approved by {a.approved_by} at {_iso(a.approved_at)}"
+                  + (f": {a.reason}" if a.reason else ""))
+        return True
+
+    def _pause(self, wave: WaveRun) -> None:
+        with self.j.lock:
+            wave.state = "waiting-approval"
+            wave.waiting_since = wave.waiting_since or now_iso()
+            self.j.paused_at = wave.wave
+        self.j.save()
+
+    # -- budgets --------------------------------------------------------------------------------
+    def _over_budget(self, wave: WaveRun) -> str:
+        """Which budget the failures so far exceed ("" when none)."""
+        j = self.j
+        failures = sum(1 for c in wave.clusters if j.clusters[c].state == "failed")
+        if failures > wave.allowed:
+            return (f"{failures} of {len(wave.clusters)} failed, --max-failures {self.budgets.wave} "
+                    f"allows {wave.allowed}")
+        if self.total_allowed is not None:
+            total = sum(1 for c in j.clusters.values() if c.state == "failed")
+            if total > self.total_allowed:
+                return (f"{total} of {len(j.clusters)} failed in the rollout, --max-failures-total "
+                        f"{self.budgets.total} allows {self.total_allowed}")
+        return ""
+
+    def _settle(self, wave: WaveRun, *, baked: bool) -> bool:
+        """The wave's state from its clusters and the budgets; False when the rollout stops here."""
+        j, r, n = self.j, self.r, wave.wave
+        over = self._over_budget(wave)
+        failures = sum(1 for c in wave.clusters if j.clusters[c].state == "failed")
+        with j.lock:
+            wave.failures = failures
+            if over:
+                wave.state = "failed"
+                j.stopped_at, j.stop_reason = n, over
+            elif wave.bake_s and not baked:
+                wave.state = "baking"
+            else:
+                wave.state = "passed" if failures == 0 else "tolerated"
+            if wave.state != "baking":
+                wave.ended = now_iso()
+        j.save()
+        if wave.state == "baking":
+            return self._bake(wave)
+        took = _seconds(wave.started, wave.ended)
+        if wave.state == "passed":
+            r.ok(f"wave {n} passed in {took:.1f}s" + (f" (baked {_dur(wave.bake_s)})" if wave.bake_s else ""))
+        elif wave.state == "tolerated":
+            r.warn(f"wave {n}: {failures} of {len(wave.clusters)} failed, within --max-failures "
+                   f"{self.budgets.wave} ({wave.allowed} allowed); going on")
+        else:
+            r.fail(f"wave {n}: {over}: stopping")
+        return wave.state != "failed"
+
     # -- a wave ---------------------------------------------------------------------------------
     def _wave(self, n: int) -> bool:
-        """Run wave ``n``; False when its failures exceed --max-failures (the rollout stops)."""
-        j, r, limit = self.j, self.r, self.req.max_failures
-        wave = next(w for w in j.waves if w.wave == n)
+        """Run wave ``n``; False when its failures exceed a budget (the rollout stops)."""
+        j, r = self.j, self.r
+        wave = j.wave(n)
         todo = [c for c in wave.clusters if j.clusters[c].state != "passed"]
         for c in wave.clusters:
             if c not in todo:
@@ -209,16 +354,19 @@ class _Rollout:
             wave.state = "running"
             wave.started = wave.started or now_iso()
             wave.ended = None
+            wave.bake_started = wave.bake_until = wave.baked = None  # a wave run again bakes again
+            for c in todo:  # their failures of an earlier attempt count no more: they are tried again
+                if j.clusters[c].state in ("failed", "not-started"):
+                    j.clusters[c].state = "pending"
         j.save()
         width = min(self.req.max_parallel, max(len(todo), 1))
         r.step(f"wave {n}: {_plural(len(todo), 'cluster', count=True)} ({', '.join(todo)}), {width} at a time")
-        failures = 0
         queue = deque(todo)
         pool = ThreadPoolExecutor(max_workers=width, thread_name_prefix=f"wave{n}")
         running: dict[Future[None], str] = {}
         try:
             while queue or running:
-                while queue and failures <= limit and len(running) < width:
+                while queue and not self._over_budget(wave) and len(running) < width:
                     name = queue.popleft()
                     running[pool.submit(self._cluster, name)] = name
                 if not running:
@@ -227,37 +375,81 @@ class _Rollout:
                 for f in done:
                     name = running.pop(f)
                     f.result()  # a bug (not a FleetError) ends the rollout; the journal keeps its place
-                    if j.clusters[name].state == "failed":
-                        failures += 1
-                        if failures > limit and queue:
-                            r.warn(f"wave {n}: {failures} failed (--max-failures {limit}); not starting "
-                                   f"{', '.join(queue)}")
+                    if j.clusters[name].state == "failed" and queue and (over := self._over_budget(wave)):
+                        r.warn(f"wave {n}: {over}; not starting {', '.join(queue)}")
         except BaseException:
             # interrupted (Ctrl-C): the clusters in flight stop at their next step, journals left to resume
-            self.cancel.set()
-            r.warn(f"interrupted: {', '.join(running.values())} stop at their next step; "
-                   "run the same command again to continue")
-            wait(running)
+            self._interrupted(running.values(), wait_for=running)
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
         with j.lock:
             for name in queue:
                 j.clusters[name].state = "not-started"
-            wave.failures = failures
-            wave.ended = now_iso()
-            wave.state = "passed" if failures == 0 else ("tolerated" if failures <= limit else "failed")
-            if wave.state == "failed":
-                j.stopped_at = n
         j.save()
-        took = _seconds(wave.started, wave.ended)
-        if wave.state == "passed":
-            r.ok(f"wave {n} passed in {took:.1f}s")
-        elif wave.state == "tolerated":
-            r.warn(f"wave {n}: {failures} of {len(wave.clusters)} failed, within --max-failures {limit}; going on")
-        else:
-            r.fail(f"wave {n}: {failures} of {len(wave.clusters)} failed (--max-failures {limit}): stopping")
-        return wave.state != "failed"
+        return self._settle(wave, baked=False)
+
+    def _interrupted(self, names: Any, wait_for: Any) -> None:
+        self.cancel.set()
+        self.r.warn(f"interrupted: {', '.join(names)} stop at their next step; "
+                    "run the same command again to continue")
+        wait(wait_for)
+
+    # -- bake -----------------------------------------------------------------------------------
+    def _bake(self, wave: WaveRun) -> bool:
+        """Watch the wave's passed clusters until its bake's end (kept in the journal: a rerun continues the
+        wait); a gate that fails meanwhile fails its cluster. Then settle the wave."""
+        j, r, n = self.j, self.r, wave.wave
+        now = self.clock()
+        resumed = wave.bake_until is not None
+        with j.lock:
+            if wave.bake_until is None:
+                wave.bake_started = _iso(now)
+                wave.bake_until = _iso(now + timedelta(seconds=wave.bake_s))
+            wave.state = "baking"
+        j.save()
+        until = datetime.fromisoformat(wave.bake_until)
+        members = [c for c in wave.clusters if j.clusters[c].state == "passed"]
+        left = max((until - now).total_seconds(), 0.0)
+        r.wait(("continuing the bake of" if resumed else "baking") + f" wave {n} until {_iso(until)} "
+               f"({_dur(left)} left): watching {', '.join(members) or 'no cluster'}")
+        if members:
+            pool = ThreadPoolExecutor(max_workers=len(members), thread_name_prefix=f"bake{n}")
+            futures = {pool.submit(self._bake_one, name, until): name for name in members}
+            try:
+                for f in futures:
+                    f.result()
+            except BaseException:
+                self._interrupted(futures.values(), wait_for=futures)
+                raise
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
+        with j.lock:
+            wave.baked = now_iso()
+        j.save()
+        return self._settle(wave, baked=True)
+
+    def _bake_one(self, name: str, until: datetime) -> None:
+        j = self.j
+        run = j.clusters[name]
+        rep = Tracking(run, self.view.cluster(name), self.cancel)
+        mode = run.sync_mode or self.s.sync_mode(name, self.req.sync)
+        with j.lock:
+            run.step = "bake"
+        try:
+            failure = self.s.bake(name, j.revision, mode, until, rep, self.cancel)
+        except FleetError as e:
+            failure = f"could not watch it: {e.message}"
+        if failure is None:
+            rep.ok(f"bake: its gates held until {_iso(until)}")
+            return
+        with j.lock:
+            run.state, run.failed_step, run.error = "failed", "bake", failure
+            run.ended = now_iso()
+        j.save()
+        rep.fail(f"failed during the bake: {failure}")
+        if self.req.on_failure == "rollback":
+            self._rollback_one(run)
 
     # -- a cluster ------------------------------------------------------------------------------
     def _cluster(self, name: str) -> None:
@@ -304,6 +496,8 @@ class _Rollout:
             rep.ok(f"at {j.revision[:12]}, gates passed, last good recorded ({run.duration_s:.1f}s)")
         else:
             rep.fail(f"failed at {run.failed_step} after {run.duration_s:.1f}s: {run.error}")
+            if self.req.on_failure == "rollback":
+                self._rollback_one(run)
 
     def _bring_up(self, run: ClusterRun, rep: Reporter) -> None:
         res = self.s.bring_up(run.name, self.j.revision, sync=self.req.sync, gate_timeout=self.req.gate_timeout,
@@ -353,8 +547,15 @@ class _Rollout:
             except FleetError as e:
                 results = tuple(getattr(e, "results", ()))
                 raise
+            # done means at the revision: gates that pass on what the cluster ran before (its operator still
+            # at the previous revision, healthy) never count (the case of argo-cd issue 29410)
+            elsewhere = self.s.at_revision(name, rev, mode)
+            if elsewhere is not None:
+                raise GateFailed(f"gates passed, but not at {rev[:12]}: {elsewhere}",
+                                 hint="the operator has not applied the revision; see `fleet status`")
             counts = Counter(str(g.get("status") or ("passed" if g.get("passed") else "failed")) for g in results)
-            return ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "no gates"
+            return ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) + f", at {rev[:12]}" \
+                if results else f"no gates, at {rev[:12]}"
 
         t0 = time.monotonic()
         if mode == "operator":
@@ -370,7 +571,8 @@ class _Rollout:
         j = self.j
         wave = j.stopped_at if stopped else None
         targets = [c for c in j.clusters.values()
-                   if c.state == "failed" or (wave is not None and c.wave == wave and c.state == "passed")]
+                   if (c.state == "failed" and not (c.rollback and c.rollback.get("state") == "rolled-back"))
+                   or (wave is not None and c.wave == wave and c.state == "passed")]
         if not targets:
             return
         self.r.step(f"rolling back {len(targets)} clusters to their last good revision: "
@@ -421,3 +623,8 @@ def _seconds(start: str | None, end: str | None) -> float:
     if not start or not end:
         return 0.0
     return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+
+
+def _dur(seconds: float) -> str:
+    s = round(seconds)
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"

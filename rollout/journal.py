@@ -23,15 +23,19 @@ __all__ = [
     "RolloutJournal",
     "WaveRun",
     "load_current",
+    "load_rollout",
     "locked_rollouts",
     "rollout_dir",
+    "rollout_running",
     "rollouts_dir",
 ]
 
 # rolled-back: it had passed, and was returned to its last good with its stopping wave
 ClusterState = Literal["pending", "running", "passed", "failed", "not-started", "rolled-back"]
-WaveState = Literal["pending", "running", "passed", "tolerated", "failed"]
-RolloutState = Literal["running", "succeeded", "degraded", "stopped"]
+# waiting-approval: paused before it, until `fleet rollout approve`; baking: its clusters passed, watched until
+# bake_until; tolerated: done, with failures within the budget
+WaveState = Literal["pending", "waiting-approval", "running", "baking", "passed", "tolerated", "failed"]
+RolloutState = Literal["running", "paused", "succeeded", "degraded", "stopped"]
 
 
 def rollouts_dir() -> Path:
@@ -85,6 +89,15 @@ class WaveRun:
     started: str | None = None
     ended: str | None = None
     failures: int = 0
+    allowed: int = 0  # the failures its budget allows
+    policy: str = ""  # what asks for its approval or bake (fleet.yaml keys, --bake)
+    approval: bool = False  # it needs one
+    waiting_since: str | None = None  # the rollout first paused before it
+    approved: dict[str, Any] | None = None  # by, at, reason (the note that let it start)
+    bake_s: int = 0
+    bake_started: str | None = None
+    bake_until: str | None = None  # kept across attempts: a rerun continues the wait
+    baked: str | None = None  # the bake ended (held, or a gate failed)
 
     def to_dict(self) -> dict[str, Any]:
         return {**vars(self), "clusters": list(self.clusters)}
@@ -104,6 +117,9 @@ class RolloutJournal:
     ended: str | None = None
     resumed: int = 0
     stopped_at: int | None = None  # the wave whose failures stopped the rollout
+    started_by: str = ""  # the git identity that first started it ("Name <email>")
+    paused_at: int | None = None  # the wave it waits before, for an approval
+    stop_reason: str = ""  # which budget was exceeded
     path: Path | None = None
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
@@ -122,6 +138,9 @@ class RolloutJournal:
     def lock(self) -> threading.RLock:
         return self._lock
 
+    def wave(self, n: int) -> WaveRun:
+        return next(w for w in self.waves if w.wave == n)
+
     def wave_of(self, cluster: str) -> WaveRun:
         n = self.clusters[cluster].wave
         return next(w for w in self.waves if w.wave == n)
@@ -131,7 +150,8 @@ class RolloutJournal:
             return {
                 "id": self.id, "selector": self.selector, "revision": self.revision, "asked": self.asked,
                 "started": self.started, "ended": self.ended, "state": self.state, "resumed": self.resumed,
-                "stopped_at": self.stopped_at, "options": dict(self.options),
+                "stopped_at": self.stopped_at, "options": dict(self.options), "started_by": self.started_by,
+                "paused_at": self.paused_at, "stop_reason": self.stop_reason,
                 "waves": [w.to_dict() for w in self.waves],
                 "clusters": {n: c.to_dict() for n, c in self.clusters.items()},
             }
@@ -143,7 +163,8 @@ class RolloutJournal:
             [WaveRun(**w) for w in d["waves"]],
             {n: ClusterRun.from_dict(c) for n, c in d["clusters"].items()},
             dict(d.get("options", {})), d.get("state", "running"), d.get("ended"),
-            int(d.get("resumed", 0)), d.get("stopped_at"), path,
+            int(d.get("resumed", 0)), d.get("stopped_at"), str(d.get("started_by", "")), d.get("paused_at"),
+            str(d.get("stop_reason", "")), path,
         )
 
     def save(self) -> None:
@@ -166,6 +187,38 @@ class RolloutJournal:
 def load_current() -> RolloutJournal | None:
     """The unfinished rollout's journal, if any. One that no longer parses is set aside, not trusted."""
     return read_journal(rollouts_dir() / "current.json", RolloutJournal.from_dict)
+
+
+def load_rollout(rollout_id: str | None) -> RolloutJournal | None:
+    """A rollout's journal by id: the unfinished one, else a finished or set-aside one
+    (``rollouts/<id>/journal.json``); without an id, the unfinished one, else the newest finished one."""
+    current = load_current()
+    if rollout_id is None or (current is not None and current.id == rollout_id):
+        if current is not None or rollout_id is not None:
+            return current
+        done = sorted(p for p in rollouts_dir().glob("*/journal.json")) if rollouts_dir().is_dir() else []
+        return read_journal(done[-1], RolloutJournal.from_dict) if done else None
+    if "/" in rollout_id or rollout_id in ("", ".", "..") or len(rollout_id) > 100:
+        return None
+    path = rollout_dir(rollout_id) / "journal.json"
+    return read_journal(path, RolloutJournal.from_dict) if path.is_file() else None
+
+
+def rollout_running() -> bool:
+    """A rollout holds the lock right now (a journal that says "running" while none does was interrupted).
+    Reads only: the lock file is opened for reading, never created."""
+    import fcntl
+
+    try:
+        with open(rollouts_dir() / "lock") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(f, fcntl.LOCK_UN)
+            return False
+    except OSError:
+        return False
 
 
 @contextmanager

@@ -55,6 +55,16 @@ class WaveTiming:
     passed: int
     failed: int
     not_started: int
+    allowed: int = 0  # the failures its budget allowed
+    approval: bool = False  # it needed one
+    approved_by: str | None = None
+    waiting_start_s: float | None = None  # paused for its approval: from
+    waiting_s: float | None = None  # ... this long (until the rerun started it, or until now)
+    bake_s: int = 0
+    bake_start_s: float | None = None
+    bake_until: str | None = None
+    baked_s: float | None = None  # how long it was watched (a failing gate ends a bake early)
+    policy: str = ""
 
 
 @dataclass(frozen=True)
@@ -90,6 +100,10 @@ def build_report(j: RolloutJournal) -> RolloutReport:
         members = [c for c in clusters if c.wave == w.wave and c.duration_s is not None]
         slowest = max(members, key=lambda c: c.duration_s or 0.0, default=None)
         start, end = parse_ts(w.started), parse_ts(w.ended)
+        waiting_start = since(t0, w.waiting_since)
+        waiting_end = since(t0, w.started) if w.started and w.waiting_since else since(t0, j.ended)
+        bake_start = since(t0, w.bake_started)
+        bake_end = since(t0, w.baked) if w.baked else None
         waves.append(WaveTiming(
             w.wave, w.state, tuple(w.clusters), since(t0, w.started),
             round((end - start).total_seconds(), 3) if start and end else None,
@@ -97,6 +111,11 @@ def build_report(j: RolloutJournal) -> RolloutReport:
             sum(1 for c in clusters if c.wave == w.wave and c.state == "passed"),
             sum(1 for c in clusters if c.wave == w.wave and c.state == "failed"),
             sum(1 for c in clusters if c.wave == w.wave and c.state in ("not-started", "pending")),
+            w.allowed, w.approval, (w.approved or {}).get("by"), waiting_start,
+            round(waiting_end - waiting_start, 3) if waiting_start is not None and waiting_end is not None else None,
+            w.bake_s, bake_start, w.bake_until,
+            round(bake_end - bake_start, 3) if bake_start is not None and bake_end is not None else None,
+            w.policy,
         ))
     return RolloutReport(
         id=j.id, outcome=j.state, selector=j.selector, revision=j.revision, asked=j.asked, started=j.started,
@@ -105,7 +124,7 @@ def build_report(j: RolloutJournal) -> RolloutReport:
     )
 
 
-_ICON = {"succeeded": "✔", "degraded": "⚠", "stopped": "✗", "running": "◎"}
+_ICON = {"succeeded": "✔", "degraded": "⚠", "stopped": "✗", "running": "◎", "paused": "⏸"}
 
 
 def to_markdown(r: RolloutReport) -> str:
@@ -116,17 +135,28 @@ def to_markdown(r: RolloutReport) -> str:
         f"- revision: `{r.revision}`" + (f" (asked: `{r.asked}`)" if r.asked != r.revision else ""),
         f"- wall time: **{fmt_s(r.wall_s)}**" + (f", resumed {r.resumed}x" if r.resumed else ""),
         f"- options: max-parallel {r.options.get('max_parallel')}, max-failures {r.options.get('max_failures')}"
+        + (f", max-failures-total {r.options['max_failures_total']}" if r.options.get("max_failures_total") else "")
+        + (f", on failure {r.options['on_failure']}" if r.options.get("on_failure") not in (None, "hold") else "")
+        + (f", bake {r.options['bake']}s" if r.options.get("bake") is not None else "")
         + (", rollback" if r.options.get("rollback") else ""),
         f"- started {r.started}, ended {r.ended or '-'}",
     ]
     if r.stopped_at is not None:
         lines.append(f"- **stopped at wave {r.stopped_at}**: later waves were not started")
-    lines += ["", "## Waves", "", "| wave | state | clusters | start | duration | slowest member | failed |",
-              "|---:|---|---|---:|---:|---|---:|"]
+    lines += ["", "## Waves", "",
+              "| wave | state | clusters | start | duration | slowest member | failed | budget | bake | approval |",
+              "|---:|---|---|---:|---:|---|---:|---|---|---|"]
     for w in r.waves:
         slow = f"{w.slowest} ({fmt_s(w.slowest_s)})" if w.slowest else "-"
+        budget = f"{w.failed} of {w.allowed} allowed"
+        bake = "-" if not w.bake_s else (f"{w.bake_s}s until {w.bake_until}" if w.baked_s is None
+                                         else f"{w.bake_s}s, watched {fmt_s(w.baked_s)}")
+        approval = "-" if not w.approval else (
+            f"by {w.approved_by} after {fmt_s(w.waiting_s)}" if w.approved_by
+            else f"waiting ({fmt_s(w.waiting_s)} so far)")
         lines.append(f"| {w.wave} | {w.state} | {', '.join(w.clusters)} | {fmt_s(w.start_s)} | "
-                     f"{fmt_s(w.duration_s)} | {slow} | {w.failed} |")
+                     f"{fmt_s(w.duration_s)} | {slow} | {w.failed} | {budget} | {md_cell(bake)} | "
+                     f"{md_cell(approval)} |")
     lines += ["", "## Clusters", "", "| cluster | wave | action | state | start | duration | steps | detail |",
               "|---|---:|---|---|---:|---:|---|---|"]
     for c in r.clusters:
@@ -152,28 +182,56 @@ def to_markdown(r: RolloutReport) -> str:
 
 
 _COLORS = {"passed": "#2e7d32", "failed": "#c62828", "rolled-back": "#6a1b9a", "running": "#f9a825"}
+_STEP_COLORS = {"done": "#81c784", "failed": "#ef9a9a"}
 
 
 def to_svg(r: RolloutReport) -> str:
-    """A Gantt-style timeline: one bar per cluster, grouped by wave, placed at its start."""
+    """A Gantt-style timeline with the waves as lanes: in each lane, a bar per cluster at its start with its
+    steps marked on it, the approval wait before the wave (orange) and its bake (blue), on one time axis."""
     left, width, row_h = 150, 620, 24
+    rows = {c.name: i for i, c in enumerate(r.clusters)}
 
-    def waves(scale: float, top: int) -> list[str]:
+    def lanes(scale: float, top: int) -> list[str]:
         out = []
-        for w in r.waves:
-            if w.start_s is None or w.duration_s is None:
+        for k, w in enumerate(r.waves):
+            idx = [rows[n] for n in w.clusters if n in rows]
+            if not idx:
                 continue
-            x = left + w.start_s * scale
-            out.append(f'<rect x="{x:.1f}" y="{top - 4}" width="{max(w.duration_s * scale, 1):.1f}" '
-                       f'height="{row_h * len(r.clusters) + 4}" fill="#e3f2fd" opacity="{0.6 if w.wave % 2 else 0.3}">'
-                       f"<title>wave {w.wave}: {w.state} in {fmt_s(w.duration_s)}</title></rect>")
+            y, h = top + min(idx) * row_h, row_h * len(idx)
+            out.append(f'<rect class="lane" x="2" y="{y}" width="{left + width - 2}" height="{h}" '
+                       f'fill="{"#f5f5f5" if k % 2 else "#e3f2fd"}"><title>wave {w.wave}: {w.state}, '
+                       f"{w.failed} failed of {w.allowed} allowed</title></rect>")
+            if w.waiting_start_s is not None and w.waiting_s is not None:
+                out.append(f'<rect class="approval" x="{left + w.waiting_start_s * scale:.1f}" y="{y}" '
+                           f'width="{max(w.waiting_s * scale, 2):.1f}" height="{h}" fill="#ffb74d" opacity="0.5">'
+                           f"<title>wave {w.wave}: waiting for approval {fmt_s(w.waiting_s)}"
+                           f"{' (approved by ' + html.escape(w.approved_by) + ')' if w.approved_by else ''}"
+                           "</title></rect>")
+            if w.bake_start_s is not None:
+                baked = w.baked_s if w.baked_s is not None else float(w.bake_s)
+                out.append(f'<rect class="bake" x="{left + w.bake_start_s * scale:.1f}" y="{y}" '
+                           f'width="{max(baked * scale, 2):.1f}" height="{h}" fill="#64b5f6" opacity="0.4">'
+                           f"<title>wave {w.wave}: bake {w.bake_s}s until {w.bake_until}</title></rect>")
+        return out
+
+    def steps(scale: float, top: int) -> list[str]:
+        out = []
+        for c in r.clusters:
+            y = top + rows[c.name] * row_h
+            for s in c.steps:
+                if s.start_s is None or s.duration_s is None:
+                    continue
+                out.append(f'<rect class="step" x="{left + s.start_s * scale:.1f}" y="{y + 8}" '
+                           f'width="{max(s.duration_s * scale, 1):.1f}" height="{row_h - 16}" '
+                           f'fill="{_STEP_COLORS.get(s.state, "#90caf9")}"><title>{html.escape(s.name)}: '
+                           f"{fmt_s(s.duration_s)}</title></rect>")
         return out
 
     title = f"rollout {html.escape(r.id)}: {r.outcome} at {html.escape(r.revision[:12])} in {fmt_s(r.wall_s)}"
     bars = [Bar(f"{c.name} (w{c.wave})", c.state, c.start_s, c.duration_s, f"{c.action}: {c.error or c.why}")
             for c in r.clusters]
     return svg_timeline(title, bars, _COLORS, total=r.wall_s, left=left, width=width, row_h=row_h, bottom=50,
-                        behind=waves)
+                        behind=lanes, over=steps)
 
 
 def write_report(r: RolloutReport, directory: Path) -> RolloutReport:

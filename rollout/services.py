@@ -11,6 +11,7 @@ rollout's revision; any other is synced, gated and recorded in place.
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,10 @@ from fleet.live.gates import gate_timeout
 from fleet.operator import decide_sync, operator_for
 from fleet.output import Reporter
 from fleet.registry.load import load_registry
+from fleet.registry.model import RolloutSettings
 from fleet.stepkit.journal import StepRecord
 from rollout.model import BringUp, Probe, SyncMode
+from rollout.policy import Approval, approvals_in
 
 __all__ = ["RealRolloutServices"]
 
@@ -135,3 +138,52 @@ class RealRolloutServices:
                duration_s: float) -> str:
         rec = record_good(self.git, cluster, revision, reason=reason, gates=list(gates), duration_s=duration_s)
         return f'last good of "{cluster}" is {rec.revision[:12]}'
+
+    # -- policy ---------------------------------------------------------------------------------
+    def at_revision(self, cluster: str, revision: str, mode: str) -> str | None:
+        from fleet.adapters.kube import Kube
+        from fleet.live.inventory import read_inventory
+
+        kube = Kube.connect(kubeconfig_for(self.real.registry().get(cluster)))
+        if mode == "operator":
+            from fleet.live.flux import read_status
+
+            st = read_status(kube)
+            if st.applied_at(revision) or st.rechecking(revision):
+                return None
+            return f"its operator reports {st.summary()}"
+        inv = read_inventory(kube)
+        if inv is not None and inv.revision == revision and inv.state == "applied":
+            return None
+        return (f"fleet's inventory says {inv.revision[:12]} ({inv.state})" if inv is not None
+                else "fleet never synced it")
+
+    def bake(self, cluster: str, revision: str, mode: str, until: datetime, reporter: Reporter,
+             cancel: threading.Event) -> str | None:
+        from fleet.live.bake import hold_gates
+        from fleet.live.gates import gate_config
+        from fleet.rendering.cluster import render_cluster
+
+        reg = self.real.registry()
+        spec = reg.get(cluster)
+        objects = render_cluster(self.git, cluster, revision).objects
+        seconds = (until - datetime.now(UTC)).total_seconds()
+        broken = hold_gates(kubeconfig_for(spec), objects, revision, gate_config(reg.settings, spec),
+                            seconds=seconds, reporter=reporter, cancel=cancel)
+        if broken is None:
+            elsewhere = self.at_revision(cluster, revision, mode)  # still at the revision at the bake's end
+            return None if elsewhere is None else f"no longer at {revision[:12]}: {elsewhere}"
+        return f"{broken.object}: {broken.message}"
+
+    def rollout_settings(self) -> RolloutSettings:
+        return self.real.registry().settings.rollout
+
+    def environments(self, revision: str) -> dict[str, str]:
+        return {c.name: c.environment for c in load_registry(self.git, revision).clusters.values()}
+
+    def identity(self) -> str:
+        name, email = self.git.identity()
+        return f"{name} <{email}>"
+
+    def approvals(self, rollout_id: str, revision: str) -> list[Approval]:
+        return approvals_in(self.git.note_show(revision), rollout_id, revision)

@@ -95,8 +95,10 @@ class LiveView:
         j = self.journal
         if j is None:
             return Text("◎ preparing the rollout ...", style="dim")
-        current = next((w.wave for w in j.waves if w.state == "running"), None)
-        title = f"rollout {j.id} → {j.revision[:12]}" + (f"   wave {current}" if current is not None else "")
+        current = next((w for w in j.waves if w.state in ("running", "baking")), None)
+        title = f"rollout {j.id} → {j.revision[:12]}" + (f"   wave {current.wave}" if current is not None else "")
+        if current is not None and current.state == "baking":
+            title += f" baking until {current.bake_until}"
         table = Table(title=title, title_justify="left", expand=False, box=box.SIMPLE_HEAD, pad_edge=False,
                       show_edge=False)
         for col, kw in (("wave", {"justify": "right"}), ("cluster", {}), ("action", {}), ("step", {}),

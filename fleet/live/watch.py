@@ -108,6 +108,10 @@ class Watcher:
         for t in self._threads:
             t.join(timeout=2)
 
+    def interrupt(self, exc: BaseException) -> None:
+        """Make :meth:`wait` raise ``exc`` now (from any thread): a bake watch that is cancelled."""
+        self._events.put((-1, exc))
+
     def _run(self, i: int, inf: Informer) -> None:
         try:
             for ev in inf.events():

@@ -349,6 +349,75 @@ class HelmSettings(_Frozen):
         return v.removeprefix("./").rstrip("/")
 
 
+_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s?)?\Z")
+MAX_BAKE_S = 7 * 86400
+
+
+def duration_seconds(v: Any) -> int:
+    """``600``, ``"90s"``, ``"10m"``, ``"1h30m"`` -> whole seconds (0 to 7 days); ValueError otherwise."""
+    if isinstance(v, bool):
+        raise ValueError(f"{v!r} is not a duration (examples: 90s, 10m, 1h30m)")
+    if isinstance(v, int):
+        seconds = v
+    else:
+        m = _DURATION.match(str(v).strip())
+        if not str(v).strip() or m is None or not any(m.groups()):
+            raise ValueError(f'"{shown(str(v))}" is not a duration (examples: 90s, 10m, 1h30m)')
+        h, mnt, sec = m.groups()
+        seconds = int(h or 0) * 3600 + int(mnt or 0) * 60 + int(sec or 0)
+    if not 0 <= seconds <= MAX_BAKE_S:
+        raise ValueError(f"{seconds}s is out of range (0 to {MAX_BAKE_S}s, 7 days)")
+    return seconds
+
+
+class WavePolicySettings(_Frozen):
+    """What a wave of a rollout requires, for a wave number or an environment (``rollout.waves.N``,
+    ``rollout.environments.ENV``)."""
+
+    approval: Annotated[
+        bool,
+        Field(description="The rollout pauses before this wave until `fleet rollout approve ID --wave N`."),
+    ] = False
+    bake: Annotated[
+        int | None,
+        Field(description="After the wave passed its gates, watch its clusters this long before the next wave "
+                          "(seconds, or a duration: 90s, 10m, 1h30m)."),
+    ] = None
+
+    @field_validator("bake", mode="before")
+    @classmethod
+    def _bake(cls, v: Any) -> int | None:
+        return None if v is None else duration_seconds(v)
+
+
+class RolloutSettings(_Frozen):
+    """``rollout:`` in fleet.yaml: approvals and bake time of ``fleet rollout``'s waves."""
+
+    bake: Annotated[
+        int,
+        Field(description="Bake time of every wave unless its wave or environment says otherwise (seconds, "
+                          "or a duration: 90s, 10m); default 0, none."),
+    ] = 0
+    waves: Annotated[
+        dict[int, WavePolicySettings],
+        Field(description="Per wave number: {approval: true, bake: 10m}."),
+    ] = Field(default_factory=dict)
+    environments: Annotated[
+        dict[str, WavePolicySettings],
+        Field(description="Per environment: a wave with a cluster of this environment requires what it says "
+                          "(approval if any requires it; the longest bake)."),
+    ] = Field(default_factory=dict)
+    approverNotStarter: Annotated[
+        bool,
+        Field(description="An approval must come from another git identity than the one that started the rollout."),
+    ] = False
+
+    @field_validator("bake", mode="before")
+    @classmethod
+    def _bake(cls, v: Any) -> int:
+        return duration_seconds(v)
+
+
 class FleetSettings(_Frozen):
     """``fleet.yaml``: fleet-wide settings."""
 
@@ -378,6 +447,11 @@ class FleetSettings(_Frozen):
         default_factory=HelmSettings,
         description="helm.mirror: a local chart mirror (a repo directory or an http(s) URL) asked first for "
                     "the charts of HelmReleases.",
+    )
+    rollout: RolloutSettings = Field(
+        default_factory=RolloutSettings,
+        description="fleet rollout's policy: {bake: 10m, waves: {2: {approval: true}}, environments: "
+                    "{prod: {approval: true, bake: 30m}}, approverNotStarter: true}.",
     )
 
     @property

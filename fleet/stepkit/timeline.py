@@ -73,9 +73,11 @@ class Bar:
 def svg_timeline(
     title: str, bars: Sequence[Bar], colors: Mapping[str, str], *, total: float | None, left: int, width: int,
     row_h: int, bottom: int, behind: Callable[[float, int], list[str]] | None = None,
+    over: Callable[[float, int], list[str]] | None = None,
 ) -> str:
     """A Gantt-style timeline: one bar per row over a time axis as long as ``total`` (or the last bar's end).
-    ``behind(scale, top)`` draws what goes under the bars (the rollout's wave bands)."""
+    ``behind(scale, top)`` draws what goes under the bars (the rollout's wave lanes), ``over(scale, top)``
+    what goes on them (a cluster's steps)."""
     ends = [(b.start_s or 0) + (b.duration_s or 0) for b in bars if b.start_s is not None]
     span = max([total or 0.0, *ends]) or 1.0
     top = 40
@@ -101,6 +103,8 @@ def svg_timeline(
         out.append(f'<rect x="{x:.1f}" y="{y + 4}" width="{w:.1f}" height="{row_h - 8}" '
                    f'fill="{colors.get(b.state, "#1565c0")}"><title>{html.escape(b.tip)}</title></rect>')
         out.append(f'<text x="{x + w + 4:.1f}" y="{y + base}">{fmt_s(b.duration_s)}</text>')
+    if over is not None:
+        out += over(scale, top)
     out += svg_axis(left, width, top + row_h * len(bars) + 10, span)
     out.append("</svg>")
     return "\n".join(out) + "\n"

@@ -7,6 +7,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +15,11 @@ import pytest
 
 from fleet.errors import GateFailed, InputError, Unreachable
 from fleet.output import Reporter, SilentReporter
+from fleet.registry.model import RolloutSettings
 from rollout.engine import order_waves, run_rollout
 from rollout.journal import load_current, locked_rollouts, rollout_dir, rollouts_dir
 from rollout.model import BringUp, Probe, RolloutRequest, RolloutResult
+from rollout.policy import Approval
 from rollout.progress import PlainView
 
 A, B, C = "a" * 40, "b" * 40, "c" * 40
@@ -49,6 +52,14 @@ class FakeFleet:
         self.active = 0
         self.peak = 0
         self._lock = threading.Lock()
+        # the policy side: what the operator reports applied (None: follows ``applied``), bakes, approvals
+        self.operator_at: dict[str, str] = {}
+        self.bake_fail: dict[str, str] = {}  # cluster -> the gate that fails during its bake
+        self.bakes: list[tuple[str, str, datetime]] = []  # (cluster, revision, until)
+        self.settings = RolloutSettings()
+        self.envs: dict[str, str] = {}
+        self.who = "Starter <starter@fleet.test>"
+        self.approved: list[Approval] = []
 
     def _call(self, *what: str) -> None:
         with self._lock:
@@ -145,6 +156,29 @@ class FakeFleet:
         assert gates and all(g["passed"] for g in gates)
         self.good[cluster] = revision
         return f"last good {revision[:12]}"
+
+    def at_revision(self, cluster: str, revision: str, mode: str) -> str | None:
+        at = self.operator_at.get(cluster, self.applied.get(cluster))
+        return None if at == revision else f"its operator reports applied {str(at)[:12]}, Ready"
+
+    def bake(self, cluster: str, revision: str, mode: str, until: datetime, reporter: Reporter,
+             cancel: threading.Event) -> str | None:
+        self._call("bake", cluster, revision)
+        with self._lock:
+            self.bakes.append((cluster, revision, until))
+        return self.bake_fail.get(cluster)
+
+    def rollout_settings(self) -> RolloutSettings:
+        return self.settings
+
+    def environments(self, revision: str) -> dict[str, str]:
+        return {n: self.envs.get(n, "prod") for n in self.waves}
+
+    def identity(self) -> str:
+        return self.who
+
+    def approvals(self, rollout_id: str, revision: str) -> list[Approval]:
+        return [a for a in self.approved if a.rollout == rollout_id and a.revision == revision]
 
     def touched(self, cluster: str) -> list[tuple[str, ...]]:
         return [c for c in self.calls if c[1] == cluster and c[0] != "probe"]
@@ -396,7 +430,14 @@ def test_a_second_rollout_at_the_same_time_is_refused(running: FakeFleet) -> Non
     ("kw", "message"),
     [
         ({"max_parallel": 0}, "--max-parallel must be at least 1"),
-        ({"max_failures": -1}, "--max-failures must be 0 or more"),
+        ({"max_failures": -1}, '--max-failures: "-1" is not a number of clusters or a percent of them'),
+        ({"max_failures": "150%"}, "--max-failures: 150% is more than 100% of the clusters"),
+        ({"max_failures": "ten"}, '--max-failures: "ten" is not a number of clusters'),
+        ({"max_failures_total": "-1"}, '--max-failures-total: "-1" is not a number'),
+        ({"max_failures_total": "101%"}, "--max-failures-total: 101% is more than 100%"),
+        ({"bake": "soon"}, '--bake: "soon" is not a duration'),
+        ({"bake": "8d"}, '--bake: "8d" is not a duration'),
+        ({"on_failure": "retry"}, "--on-failure must be hold or rollback"),
         ({"gate_timeout": 0.0}, "--gate-timeout must be more than 0"),
         ({"selector": "none"}, 'no cluster matches selector "none"'),
         ({"rev": "nope"}, 'revision "nope" not found'),

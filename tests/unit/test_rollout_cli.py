@@ -47,7 +47,12 @@ def test_dry_run_shows_the_waves_and_that_new_clusters_will_be_brought_up(
     [
         (["-l", "region=mars"], 'no cluster matches selector "region=mars"'),
         (["--max-parallel", "0"], "--max-parallel must be at least 1"),
-        (["--max-failures", "-1"], "--max-failures must be 0 or more"),
+        (["--max-failures", "-1"], '--max-failures: "-1" is not a number of clusters or a percent of them'),
+        (["--max-failures", "150%"], "--max-failures: 150% is more than 100% of the clusters"),
+        (["--max-failures", "ten"], '--max-failures: "ten" is not a number of clusters or a percent of them'),
+        (["--max-failures-total", "1.5"], '--max-failures-total: "1.5" is not a number of clusters'),
+        (["--bake", "10 minutes"], '--bake: "10 minutes" is not a duration'),
+        (["--on-failure", "pray"], '--on-failure must be hold or rollback (got "pray")'),
         (["--gate-timeout", "soon"], '--gate-timeout: "soon" is not a duration'),
         (["--sync", "magic"], "--sync must be one of auto, operator, direct"),
         (["--rev", "no-such-rev"], "no-such-rev"),
