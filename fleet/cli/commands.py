@@ -41,6 +41,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "diff": ("diff", "Show drift between a revision and the live cluster. Exit 0 none, 1 drift, 2 error."),
     "gate": ("gate", "Run the health gates of a cluster (watch-driven, one timeout). Exit 0 passed, 1 failed."),
     "status": ("status", "Show every cluster of the fleet: revisions, health, drift and reachability."),
+    "metrics": ("metrics", "Print the fleet's recovery and health metrics in Prometheus text format."),
     "provision": (
         "provision",
         "Create or update clusters and their GitOps operator (pulumi up), or --preview the changes.",
@@ -50,6 +51,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bootstrap": (
         "bootstrap",
         "Rebuild a lost cluster from the repo at its last good commit: resumable, gated, reported.",
+    ),
+    "drill": (
+        "drill",
+        "Rehearse a cluster's rebuild into a scratch cluster, against its recovery objective; keep the evidence.",
     ),
     "rollout": (
         "rollout",
