@@ -267,3 +267,22 @@ def test_the_scratch_identity_is_a_copy_that_renders_as_the_live_cluster(repo: P
     assert seen_elsewhere == [False]  # another thread (another drill) does not see it
     assert "eu-1-drill" not in load_registry(repo).clusters
     assert git(repo, "status", "--porcelain") == ""
+
+
+def test_a_second_drill_of_one_cluster_refuses_at_once(repo: Path, fleet_home: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """The lock a running drill holds (an flock: the kernel drops it when the holder dies, SIGKILL
+    included): a second drill of that cluster refuses with one line, having created nothing."""
+    from bootstrap.rehearsal import drill_dir
+    from fleet.stepkit.journal import exclusive_lock
+
+    record_good(repo, "eu-1", "HEAD", reason="test")
+    lock = drill_dir("eu-1") / "lock"
+    with exclusive_lock(lock, "held by this test", "-"):
+        before = snapshot(fleet_home, repo / ".git")
+        code, out, err = run_cli(capsys, "drill", "eu-1", "--repo", str(repo))
+        after = snapshot(fleet_home, repo / ".git")
+        assert {k: v for k, v in after.items() if k != str(lock)} == {k: v for k, v in before.items() if k != str(lock)}
+    assert code == 2 and out == ""
+    assert 'another drill of cluster "eu-1" is running' in err and "Traceback" not in err
+    assert not (fleet_home / "bootstrap").exists()  # no journal, no scratch: nothing was started
