@@ -128,9 +128,9 @@ def _objective(o: RecoveryObjective | None) -> dict[str, Any]:
 
 
 def cleanup(repo: Path, cluster: str, *, engine: EngineSettings, reporter: Reporter) -> tuple[str, ...]:
-    """Remove the scratch cluster of ``cluster`` and everything a drill made for it: its stack (unlocked
-    first: only the holder of the drill lock runs this, so a lock on the scratch stack is a dead drill's),
-    its local cluster with the operator's processes, its kubeconfig and journal. Says what it removed."""
+    """Remove the scratch cluster of ``cluster`` and everything a drill made for it: its stack (the stale
+    locks a killed drill's engine left removed first), its local cluster with the operator's processes, its
+    kubeconfig and journal. Says what it removed. The caller holds the cluster's drill lock."""
     live = load_registry(open_repo(repo)).get(cluster)
     scratch = scratch_name(live.name)
     removed: list[str] = []
@@ -138,7 +138,7 @@ def cleanup(repo: Path, cluster: str, *, engine: EngineSettings, reporter: Repor
         eng = Engine(engine)
         if eng.exists(scratch):
             with contextlib.suppress(FleetError):  # a backend with no lock files
-                eng.unlock(scratch, force=True)
+                eng.unlock(scratch)  # the stale locks of a killed drill's engine (dead processes of this host)
             prov.destroy(scratch, program=cluster_program, reporter=reporter, engine=engine)
             removed.append(f'stack "{scratch}"')
         if live.provider == "local":
