@@ -170,7 +170,7 @@ class Drill:
         self.run("drill", "history", DRILLED)
         self.run("push")  # the evidence (refs/notes/fleet-drills) travels with the repo
         self.run("status")
-        print(f"drill of {DRILLED}: {result['result']} in {result['recovery_s']:.1f}s against "
+        print(f"drill of {DRILLED}: {result['result']} in {result['recovery_s'] or 0:.1f}s against "
               f"{result['objective'].get('rto')}; reports in {reports}")
         if result["result"] != "passed":
             print(f"✗ the rehearsal of {DRILLED} did not pass: {result.get('failure')}", file=sys.stderr)
