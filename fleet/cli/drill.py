@@ -56,6 +56,17 @@ def _render(results: list[DrillResult], output: OutputFormat) -> None:
                          f"timeline: {r.files.get('recovery_timeline', '-')}\n")
 
 
+def _interrupt_on_sigterm() -> None:
+    import signal
+    import threading
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def drill(
@@ -103,6 +114,7 @@ def register(app: typer.Typer) -> None:
                 rep.ok(f"{n}: removed {', '.join(removed)}" if removed else f"{n}: no drill left anything behind")
             return
         many = len(names) > 1
+        _interrupt_on_sigterm()  # a CI job cancelled, a CronJob past its deadline: the scratch goes, as on Ctrl-C
 
         def one(name: str) -> DrillResult:
             req = rehearsal.DrillRequest(

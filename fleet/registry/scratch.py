@@ -3,10 +3,10 @@
 Inside :func:`scratch_identity`, every registry read (:func:`fleet.registry.load.load_registry`, at any
 revision) also holds the scratch cluster: the live entry under the scratch name, with the same
 environment, provider, settings, gates and variables, and ``FLEET_CLUSTER`` still the live name, so it
-renders exactly what the live cluster runs. Its stack, kubeconfig, local cluster, journal and operator
-endpoint are all keyed by the scratch name, so nothing of the live cluster is touched. The identity is
-a context variable: it holds for this thread (and the contexts copied from it) only, and nothing is
-written to the repo.
+renders exactly what the live cluster runs; but not its ``access`` (the live cluster's context). Its
+stack, kubeconfig, local cluster, journal and operator endpoint are all keyed by the scratch name, so
+nothing of the live cluster is touched. The identity is a context variable: it holds for this thread (and
+the contexts copied from it) only, and nothing is written to the repo.
 """
 
 from __future__ import annotations
@@ -33,8 +33,11 @@ def scratch_name(live: str) -> str:
 
 
 def scratch_spec(live: ClusterSpec, scratch: str) -> ClusterSpec:
-    """The live entry under the scratch name; it still renders as the live cluster (``FLEET_CLUSTER``)."""
-    return live.model_copy(update={"name": scratch, "vars": {"FLEET_CLUSTER": live.name, **live.vars}})
+    """The live entry under the scratch name; it still renders as the live cluster (``FLEET_CLUSTER``). Its
+    ``access`` (a context reaching the live cluster) is dropped: the scratch cluster is reached only through
+    the kubeconfig its own provisioning writes, never through the live cluster's."""
+    return live.model_copy(update={"name": scratch, "vars": {"FLEET_CLUSTER": live.name, **live.vars},
+                                   "access": None})
 
 
 def active() -> dict[str, str]:

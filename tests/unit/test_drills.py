@@ -251,6 +251,8 @@ def test_the_scratch_identity_is_a_copy_that_renders_as_the_live_cluster(repo: P
     assert scratch_name("eu-1") == "eu-1-drill"
     with pytest.raises(InputError, match="longer than 63"):
         scratch_name("x" * 60)
+    f = repo / "clusters" / "eu-1.yaml"
+    commit_file(repo, "clusters/eu-1.yaml", f.read_text() + "access: {context: prod-eu-1}\n", "eu-1: access")
     assert "eu-1-drill" not in load_registry(repo).clusters
     seen_elsewhere: list[bool] = []
     with scratch_identity("eu-1", "eu-1-drill"):
@@ -258,7 +260,9 @@ def test_the_scratch_identity_is_a_copy_that_renders_as_the_live_cluster(repo: P
         for reg in (load_registry(repo), load_registry(repo, head)):
             live, scratch = reg.get("eu-1"), reg.get("eu-1-drill")
             assert scratch.name == "eu-1-drill"
-            assert scratch.model_dump(exclude={"name", "vars"}) == live.model_dump(exclude={"name", "vars"})
+            assert scratch.model_dump(exclude={"name", "vars", "access"}) == live.model_dump(
+                exclude={"name", "vars", "access"})
+            assert live.access is not None and scratch.access is None  # never the live cluster's context
             assert scratch.vars == {"FLEET_CLUSTER": "eu-1", **live.vars}
             assert reg.select("env=prod") and "eu-1" in reg.clusters  # the live entry stays
         t = threading.Thread(target=lambda: seen_elsewhere.append("eu-1-drill" in load_registry(repo).clusters))
