@@ -33,7 +33,7 @@ from clusters import program as cluster_program
 from fleet import provision as prov
 from fleet.access import kubeconfig_cache_path
 from fleet.adapters.pulumi_auto import Engine, EngineSettings
-from fleet.drills import PHASES, DrillRecord, objective_for, write_drill_record
+from fleet.drills import PHASES, DrillRecord, drill_records, objective_for, write_drill_record
 from fleet.errors import FleetError, InputError
 from fleet.good import get_good
 from fleet.output import Reporter, to_plain
@@ -88,6 +88,7 @@ class DrillResult:
     margin_s: float | None  # under (positive) or over (negative) the objective
     phases: dict[str, float]  # provision, operator, sync, gates: seconds
     phase_share: dict[str, float]  # each phase's share of the recovery time (0..1)
+    previous_phases: dict[str, float]  # the phases of the cluster's last passing drill before this one ({}: none)
     proofs: tuple[Proof, ...]
     failure: dict[str, str] | None
     cleaned_before: tuple[str, ...]  # what an earlier, killed or kept, drill had left and this one removed
@@ -277,11 +278,13 @@ def run_drill(req: DrillRequest, *, engine: EngineSettings, reporter: Reporter) 
             failure = {"step": bad.name, "cause": bad.detail, "next": "fix the cause, then run the drill again"}
         phases = {s.name: s.duration_s or 0.0 for s in (report.steps if report else ()) if s.name in PHASES}
         total = report.recovery_time_s if report is not None else None
+        passes = [r for r in drill_records(g, spec.name) if r.result == "passed"]
         drill = DrillResult(
             cluster=spec.name, scratch=scratch, run_id=run_id, result=result, revision=good.revision,
             last_good=good.revision, by=f"{name} <{email}>", started_at=started.isoformat(timespec="seconds"),
             objective=_objective(objective), recovery_s=total, margin_s=margin, phases=phases,
             phase_share={k: round(v / total, 3) for k, v in phases.items()} if total else {},
+            previous_phases=dict(passes[-1].phases) if passes else {},
             proofs=tuple(proofs), failure=failure, cleaned_before=cleaned, removed=removed, recovery=report,
         )
         drill = _write_report(drill, out_dir)
@@ -354,10 +357,19 @@ def to_markdown(d: DrillResult) -> str:
     ]
     if d.cleaned_before:
         lines.append(f"- removed first what an earlier drill left: {', '.join(d.cleaned_before)}")
-    lines += ["", "## Phases", "", "| phase | duration | share |", "|---|---:|---:|"]
+    rto_s = d.objective.get("rto_s")
+    slowest = max(d.phases, key=lambda k: d.phases[k]) if d.phases else None
+    lines += ["", "## Phases", "",
+              "| phase | duration | share of the recovery | of the rto | vs the last passing drill |",
+              "|---|---:|---:|---:|---:|"]
     for ph in PHASES:
         if ph in d.phases:
-            lines.append(f"| {ph} | {_s(d.phases[ph])} | {d.phase_share.get(ph, 0) * 100:.0f}% |")
+            v = d.phases[ph]
+            of_rto = f"{v / rto_s * 100:.0f}%" if rto_s else "-"
+            before = d.previous_phases.get(ph)
+            delta = f"{v - before:+.1f}s" if before is not None else "-"
+            mark = " (slowest)" if ph == slowest else ""
+            lines.append(f"| {ph}{mark} | {_s(v)} | {d.phase_share.get(ph, 0) * 100:.0f}% | {of_rto} | {delta} |")
     lines += ["", "## Also proved", "", "| check | result | detail |", "|---|---|---|"]
     for p in d.proofs:
         lines.append(f"| {p.name} | {p.status} | {p.detail.replace('|', '/')} |")
