@@ -13,12 +13,22 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from e2e_support import kill_at, make_fleet_repo, need_local_clusters, push, removed_at_end, stack_locks
+from e2e_support import (
+    kill_at,
+    kill_leftovers,
+    make_fleet_repo,
+    need_local_clusters,
+    push,
+    removed_at_end,
+    stack_locks,
+    wait_until,
+)
 from helpers import commit_file, git
 
 from drill.runbook import BAD_PATCH  # the drill's bad release: hello on a GPU pool no node has
@@ -206,7 +216,7 @@ def test_a_last_good_that_fails_its_gates_fails_the_drill_with_evidence(
 
 
 @pytest.mark.xdist_group("rehearsal-kill")
-def test_a_drill_killed_half_way_is_cleaned_up_by_the_next_which_passes(
+def test_a_drill_interrupted_or_killed_half_way_leaves_nothing_after_the_next_which_passes(
     tmp_path: Path, fleet_home: Path, pulumi_env: object
 ) -> None:
     need_local_clusters()
@@ -230,6 +240,21 @@ def test_a_drill_killed_half_way_is_cleaned_up_by_the_next_which_passes(
         return next((s["state"] for s in j["steps"] if s["name"] == name), None) if j else None
 
     with removed_at_end(dict(os.environ), lc, "dr-3-drill"):
+        # Ctrl-C (SIGINT to the run's process group, as a terminal sends it) inside the operator step: the
+        # scratch cluster and stack are removed before the process exits
+        with open(tmp_path / "run-0.log", "w") as log:
+            run = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        wait_until(lambda: (step("operator") == "running" and "dr-3-drill" in lc.list()) or run.poll() is not None,
+                   "the operator step of the scratch cluster")
+        assert run.poll() is None, (tmp_path / "run-0.log").read_text()[-3000:]
+        os.killpg(run.pid, signal.SIGINT)
+        assert run.wait(300) == 130, (tmp_path / "run-0.log").read_text()[-3000:]
+        text = (tmp_path / "run-0.log").read_text()
+        assert 'scratch cluster "dr-3-drill" removed' in text, text[-3000:]
+        kill_leftovers(fleet_home)  # the engine's plugins of the interrupted update, which never exit alone
+        nothing_left(fleet_home, "dr-3-drill")
+        assert not notes(repo, "dr-3")
+
         # killed inside the engine's update of the operator step: a scratch cluster, its stack (locked) and
         # Flux's endpoint exist
         kill_at(cmd, fleet_home, "the scratch cluster's operator step inside the engine's update",
