@@ -186,7 +186,7 @@ def test_a_drill_of_a_bootstrapped_cluster_passes_and_leaves_the_live_one_alone(
 
 
 @pytest.mark.xdist_group("rehearsal-gate")
-def test_a_last_good_that_fails_its_gates_fails_the_drill_with_evidence(
+def test_a_last_good_that_fails_its_gates_fails_the_drill_with_evidence_kept_on_request(
     tmp_path: Path, fleet_home: Path, pulumi_env: object
 ) -> None:
     """A drill needs no live cluster: only the last good it rebuilds at (here one that no longer passes)."""
@@ -213,6 +213,18 @@ def test_a_last_good_that_fails_its_gates_fails_the_drill_with_evidence(
         nothing_left(fleet_home, "dr-2-drill")
         p = fleet(repo, "status", "--check", "-l", "name=dr-2")
         assert p.returncode == 1 and "dr-2 (failed)" in p.stderr
+
+        # --keep: the failed scratch cluster stays for inspection, and the run says how to remove it
+        p = fleet(repo, "drill", "dr-2", "--gate-timeout", "6", "--keep")
+        assert p.returncode == 1, p.stderr[-3000:]
+        assert 'kept scratch cluster "dr-2-drill"' in p.stderr and "`fleet drill --cleanup dr-2`" in p.stderr
+        assert lc.list() == ["dr-2-drill"] and lc.operator.running("dr-2-drill")
+        assert (fleet_home / "kubeconfigs" / "dr-2-drill.yaml").is_file()
+        p = fleet(repo, "drill", "--cleanup", "dr-2")
+        assert p.returncode == 0, p.stderr[-3000:]
+        assert 'dr-2: removed stack "dr-2-drill"' in p.stderr
+        nothing_left(fleet_home, "dr-2-drill")
+        assert [n["result"] for n in notes(repo, "dr-2")] == ["failed", "failed"]
 
 
 @pytest.mark.xdist_group("rehearsal-kill")
