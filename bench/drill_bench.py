@@ -91,10 +91,76 @@ def run(objects: int) -> dict[str, Any]:
     }
 
 
+def _mem_used_mb() -> float:
+    info = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+    return (int(info["MemTotal"].split()[0]) - int(info["MemAvailable"].split()[0])) / 1024
+
+
+def parallel(clusters: int, max_parallel: int) -> dict[str, Any]:
+    """``clusters`` drills one after the other, then ``max_parallel`` at once: wall clock, and the machine's
+    peak memory in use above what it used before (sampled every 0.5 s by a thread; other work on the
+    machine counts too)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    work = Path(tempfile.mkdtemp(prefix="fleet-drill-par-"))
+    os.environ["FLEET_HOME"] = str(work / "home")
+    os.environ.setdefault("PULUMI_BACKEND_URL", f"file://{work / 'backend'}")
+    os.environ.setdefault("PULUMI_CONFIG_PASSPHRASE", "bench")
+    (work / "backend").mkdir(exist_ok=True)
+    from bootstrap.rehearsal import DrillRequest, run_drill
+    from fleet.adapters.pulumi_auto import default_settings
+    from fleet.good import record_good
+    from fleet.output import SilentReporter
+    from fleet.registry import ClusterSpec, add_cluster, init_repo
+
+    repo = work / "repo"
+    init_repo(repo, name="bench")
+    names = [f"par-{i}" for i in range(clusters)]
+    for n in names:
+        add_cluster(repo, ClusterSpec(name=n, environment="prod"))
+        record_good(repo, n, "HEAD", reason="bench")
+    engine = default_settings()
+    out: dict[str, Any] = {"clusters": clusters, "max_parallel": max_parallel}
+    for label, workers in (("sequential", 1), ("parallel", max_parallel)):
+        base, peak, stop = _mem_used_mb(), [0.0], threading.Event()
+
+        def sample(base: float = base, peak: list[float] = peak, stop: threading.Event = stop) -> None:
+            while not stop.wait(0.5):
+                peak[0] = max(peak[0], _mem_used_mb() - base)
+
+        t = threading.Thread(target=sample, daemon=True)
+        t.start()
+        t0 = time.monotonic()
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(lambda n: run_drill(DrillRequest(repo, n), engine=engine,
+                                                        reporter=SilentReporter()), names))
+        wall = time.monotonic() - t0
+        stop.set()
+        t.join()
+        out[label] = {"wall_s": round(wall, 1), "peak_extra_mem_mb": round(peak[0]),
+                      "results": [r.result for r in results],
+                      "recovery_s": [round(r.recovery_s or 0, 1) for r in results]}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.drill_bench")
     ap.add_argument("--objects", type=int, default=300)
+    ap.add_argument("--parallel", type=int, metavar="N", help="instead: drills of --clusters clusters, one after "
+                                                             "the other and N at once")
+    ap.add_argument("--clusters", type=int, default=6)
     args = ap.parse_args(argv)
+    if args.parallel:
+        p = parallel(args.clusters, args.parallel)
+        for label in ("sequential", "parallel"):
+            m = p[label]
+            print(f"{p['clusters']} drills {label} ({p['max_parallel'] if label == 'parallel' else 1} at once): "
+                  f"{m['wall_s']:.1f} s, peak memory +{m['peak_extra_mem_mb']} MB, {m['results']}, "
+                  f"recovery {m['recovery_s']}")
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "drill_parallel_bench.json").write_text(json.dumps(p, indent=2) + "\n")
+        return 0
     r = run(args.objects)
     print(f"one drill of a {r['objects']}-object cluster, beside the bare local cluster's creation")
     print(f"{'phase':<12}{'s':>8}{'share':>8}")
