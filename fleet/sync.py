@@ -1,5 +1,6 @@
-"""``fleet push`` / ``fleet pull``: carry last-good refs (``refs/fleet/*``) and the audit notes
-(``refs/notes/fleet``) to and from the remote, plus the branch on push.
+"""``fleet push`` / ``fleet pull``: carry last-good refs (``refs/fleet/*``), the audit notes
+(``refs/notes/fleet``) and the drill evidence (``refs/notes/fleet-drills``, :mod:`fleet.drills`) to and from
+the remote, plus the branch on push.
 
 Push is atomic: the branch, the good refs and the notes land together or not at all. The notes are
 pushed without force, so a push is refused while the remote holds records this clone has not pulled;
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fleet.adapters.git import NOTES_REF, GitRepo
+from fleet.drills import DRILLS_REF
 from fleet.errors import GitError, InputError
 from fleet.good import GOOD_PREFIX, audit_trail
 from fleet.registry.load import FLEET_FILE, open_repo, parse_settings
@@ -64,8 +66,9 @@ def push(repo: GitRepo | str | Path, remote: str | None = None) -> PushResult:
     leases = _leases(g, name, ours)
     if ours:
         specs.append("+refs/fleet/*:refs/fleet/*")
-    if g.read_ref(NOTES_REF) is not None or g.list_refs(NOTES_REF):
-        specs.append(f"{NOTES_REF}:{NOTES_REF}")
+    for notes in (NOTES_REF, DRILLS_REF):
+        if g.read_ref(notes) is not None or g.list_refs(notes):
+            specs.append(f"{notes}:{notes}")
     out = g.push(name, specs, atomic=True, leases=leases)
     updated = []
     for line in out.splitlines():
@@ -105,7 +108,7 @@ def pull(repo: GitRepo | str | Path, remote: str | None = None) -> PullResult:
     g = open_repo(repo)
     name = _remote(g, remote)
     stage = f"refs/fleet-remote/{name}/"
-    theirs = g.ls_remote(name, ["refs/fleet/*", NOTES_REF])
+    theirs = g.ls_remote(name, ["refs/fleet/*", NOTES_REF, DRILLS_REF])
     specs = [f"+{ref}:{stage}{ref.removeprefix('refs/')}" for ref in theirs]
     if specs:
         g.fetch(name, specs)
@@ -114,14 +117,16 @@ def pull(repo: GitRepo | str | Path, remote: str | None = None) -> PullResult:
     merged = False
     try:
         with g.lock():
-            remote_notes = g.read_ref(f"{stage}notes/fleet")
-            if remote_notes is not None:
-                local_notes = g.read_ref(NOTES_REF)
+            for notes in (NOTES_REF, DRILLS_REF):  # every line of both sides kept
+                remote_notes = g.read_ref(f"{stage}{notes.removeprefix('refs/')}")
+                if remote_notes is None:
+                    continue
+                local_notes = g.read_ref(notes)
                 if local_notes is None:
-                    g.update_ref(NOTES_REF, remote_notes, None, message=f"fleet pull {name}")
+                    g.update_ref(notes, remote_notes, None, message=f"fleet pull {name}")
                 elif local_notes != remote_notes:
-                    g.notes_merge(f"{stage}notes/fleet")
-                merged = local_notes != remote_notes
+                    g.notes_merge(f"{stage}{notes.removeprefix('refs/')}", ref=notes)
+                merged = merged or local_notes != remote_notes
             newest = {}
             for rec in audit_trail(g):
                 newest[rec.cluster] = rec.revision  # oldest first, so the newest wins

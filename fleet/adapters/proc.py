@@ -14,8 +14,21 @@ from pathlib import Path
 from fleet.errors import FleetError, ToolMissing
 
 __all__ = [
-    "Child", "Completed", "Piped", "Timeout", "monotonic", "pause", "pipe", "run", "run_bytes", "running_from", "spawn",
-    "stat", "stop_all", "stop_group",
+    "Child",
+    "Completed",
+    "Piped",
+    "Timeout",
+    "interrupt_on_sigterm",
+    "monotonic",
+    "pause",
+    "pipe",
+    "run",
+    "run_bytes",
+    "running_from",
+    "spawn",
+    "stat",
+    "stop_all",
+    "stop_group",
 ]
 
 
@@ -202,3 +215,15 @@ def pause(seconds: float) -> None:
     """Wait between two looks at a process fleet started (a readiness endpoint polled): the only sleep of
     the local-cluster code, here beside the processes it waits for."""
     time.sleep(seconds)
+
+
+def interrupt_on_sigterm() -> None:
+    """SIGTERM (a CronJob's or CI's stop) is taken as Ctrl-C: KeyboardInterrupt in the main thread, so the
+    same clean-up runs (a drill removes its scratch cluster before it exits). Only from the main thread."""
+    import threading
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)

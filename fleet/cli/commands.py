@@ -45,6 +45,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "gate": ("gate", "Run the health gates of a cluster (watch-driven, one timeout). Exit 0 passed, 1 failed."),
     "status": ("status", "Show every cluster of the fleet: revisions, health, drift and reachability."),
+    "metrics": ("metrics", "Print the fleet's recovery and health metrics in Prometheus text format."),
     "provision": (
         "provision",
         "Create or update clusters and their GitOps operator (pulumi up), or --preview the changes.",
@@ -54,6 +55,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bootstrap": (
         "bootstrap",
         "Rebuild a lost cluster from the repo at its last good commit: resumable, gated, reported.",
+    ),
+    "drill": (
+        "drill",
+        "Rehearse a cluster's rebuild into a scratch cluster, against its recovery objective; keep the evidence.",
     ),
     "rollout": (
         "rollout",

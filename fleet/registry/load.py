@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 from fleet.errors import ConfigError, InputError, NotFound
 from fleet.registry.layout import DEFAULT_LAYOUT, Layout
 from fleet.registry.model import DNS_LABEL, ClusterSpec, FleetSettings, shown
+from fleet.registry.scratch import with_scratch
 from fleet.registry.yamlpos import Loc, Positions, dotted, load_yaml
 
 if TYPE_CHECKING:  # GitPython is loaded when a Git object is needed, not to read the working tree
@@ -421,4 +422,5 @@ def load_registry(repo: GitRepo | str | Path, rev: str | None = None) -> Registr
         spec = parse_cluster(text, file)
         _check_environment(spec, envs, text, file, layout, src)
         clusters[spec.name] = spec
+    clusters = with_scratch(clusters)  # a drill's scratch cluster, while one runs in this context
     return Registry(root, revision, settings, dict(sorted(clusters.items())), envs, layout)

@@ -27,6 +27,8 @@ __all__ = [
     "KubeAccess",
     "OperatorSettings",
     "Provider",
+    "RecoveryDefaults",
+    "RecoveryObjective",
     "RegistryLayout",
     "SecretsSettings",
     "SopsKeySource",
@@ -34,6 +36,8 @@ __all__ = [
     "VerifySettings",
     "check_text",
     "check_url",
+    "duration_problem",
+    "parse_duration",
     "shown",
     "text_problem",
     "url_problem",
@@ -166,6 +170,92 @@ class GateSettings(_Frozen):
         Field(description="The operator gate (Flux Kustomizations Ready at the revision): auto = only when "
                           "the operator's controllers run on the cluster; on = required; off = skipped."),
     ] = "auto"
+
+
+_DURATION = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?\Z")
+_UNIT_S = (7 * 86400, 86400, 3600, 60, 1)
+
+
+def parse_duration(value: str | int) -> int:
+    """Seconds in a duration such as ``15m``, ``1h30m``, ``7d``, ``2w`` or ``90s`` (a bare integer: seconds).
+    ValueError saying what is allowed when it does not parse."""
+    if isinstance(value, bool):
+        raise ValueError(f'"{value}" is not a duration (e.g. 90s, 15m, 1h30m, 7d, 2w)')
+    if isinstance(value, int):
+        seconds = value
+    else:
+        m = _DURATION.match(value.strip()) if isinstance(value, str) else None
+        if m is None or not any(m.groups()):
+            raise ValueError(f'"{shown(str(value))}" is not a duration (e.g. 90s, 15m, 1h30m, 7d, 2w)')
+        seconds = sum(int(g) * unit for g, unit in zip(m.groups(), _UNIT_S, strict=True) if g)
+    if seconds <= 0:
+        raise ValueError(f'"{value}" is not a positive duration')
+    if seconds > 366 * 86400:
+        raise ValueError(f'"{value}" is longer than a year')
+    return seconds
+
+
+def duration_problem(value: str | int) -> str | None:
+    try:
+        parse_duration(value)
+    except ValueError as e:
+        return str(e)
+    return None
+
+
+class RecoveryObjective(_Frozen):
+    """What a rebuild of the cluster must achieve, proven by ``fleet drill``: the recovery time objective
+    (``rto``: the whole rebuild, every gate passed) and how often it must be proven (``drill_every``)."""
+
+    rto: Annotated[
+        str | int | None,
+        Field(description="The longest a rebuild may take, gates passed: a duration (90s, 15m, 1h30m)."),
+    ] = None
+    drill_every: Annotated[
+        str | int | None,
+        Field(description="A passing drill older than this is stale: a duration (1d, 7d, 2w)."),
+    ] = None
+
+    @field_validator("rto", "drill_every")
+    @classmethod
+    def _duration(cls, v: str | int | None) -> str | int | None:
+        if v is not None:
+            parse_duration(v)
+        return v
+
+    @property
+    def rto_s(self) -> int | None:
+        return parse_duration(self.rto) if self.rto is not None else None
+
+    @property
+    def drill_every_s(self) -> int | None:
+        return parse_duration(self.drill_every) if self.drill_every is not None else None
+
+    def over(self, base: RecoveryObjective | None) -> RecoveryObjective:
+        """This objective, each key it does not set taken from ``base``."""
+        if base is None:
+            return self
+        return RecoveryObjective(rto=self.rto if self.rto is not None else base.rto,
+                                 drill_every=self.drill_every if self.drill_every is not None else base.drill_every)
+
+
+class RecoveryDefaults(RecoveryObjective):
+    """fleet.yaml ``recovery:``: the fleet-wide objective, and one per environment (``environments:``)."""
+
+    environments: Annotated[
+        dict[str, RecoveryObjective],
+        Field(description="Per environment (e.g. prod: {rto: 15m, drill_every: 7d}); a cluster's own "
+                          "recovery: keys win over these, these over the fleet-wide ones."),
+    ] = Field(default_factory=dict)
+
+    def for_cluster(self, environment: str, own: RecoveryObjective | None) -> RecoveryObjective | None:
+        """The objective of a cluster of ``environment`` that declares ``own``; None when nothing is declared."""
+        fleet_wide = RecoveryObjective(rto=self.rto, drill_every=self.drill_every)
+        env = self.environments.get(environment)
+        merged = fleet_wide if env is None else env.over(fleet_wide)
+        if own is not None:
+            merged = own.over(merged)
+        return merged if (merged.rto is not None or merged.drill_every is not None) else None
 
 
 class OperatorSettings(_Frozen):
@@ -438,6 +528,11 @@ class FleetSettings(_Frozen):
         default_factory=VerifySettings,
         description="Signed commits: {mode: head, allowedSigners: FILE, publicKeys: FILE|DIR}; mode none by default.",
     )
+    recovery: RecoveryDefaults = Field(
+        default_factory=RecoveryDefaults,
+        description="Recovery objectives proven by `fleet drill`: {rto: 15m, drill_every: 7d, "
+                    "environments: {prod: {rto: 10m}}}; a cluster's own recovery: wins.",
+    )
     secrets: SecretsSettings = Field(
         default_factory=SecretsSettings,
         description="secrets.sops: {ageRecipients: [age1...], keySource: {env, file}} when the repo holds "
@@ -511,6 +606,10 @@ class ClusterSpec(_Frozen):
     settings: dict[str, str | int | bool] = Field(default_factory=dict, description="Provider settings.")
     access: KubeAccess | None = None
     gates: GateSettings | None = None
+    recovery: Annotated[
+        RecoveryObjective | None,
+        Field(description="The cluster's recovery objective: {rto: 15m, drill_every: 7d} (fleet drill)."),
+    ] = None
     source: Annotated[
         ClusterSource | None,
         Field(description="Take the desired state from a Flux cluster directory instead of the overlay of "

@@ -37,7 +37,13 @@ def test_the_drill_brings_the_lost_cluster_back_at_its_last_good_commit_not_the_
         assert re.search(rf"\| {step} \| done \|", out), step
     assert "Flux fetched" in out  # the sync step says when Flux fetched and applied the revision
     assert f"- revision: `{good}" in out
+    # it ends with the rehearsal a schedule would run: eu-1 rebuilt again into a scratch cluster, passing
+    assert "$ fleet drill eu-1 --report-dir" in out
+    m = re.search(r"drill of eu-1: (\S+) in ([\d.]+)s against 5m", out)
+    assert m and m.group(1) == "passed", out[-3000:]
+    assert "$ fleet drill history eu-1" in out and re.search(r"\n\S+\s+passed\s+" + good, out)
+    assert (tmp_path / "drill" / "drill-reports" / "drill.md").is_file()
     # the drill cleans up after itself
     from fleet.local.clusters import LocalClusters
 
-    assert LocalClusters(tmp_path / "drill" / "home" / "local").list() == []
+    assert LocalClusters(tmp_path / "drill" / "home" / "local").list() == []  # the scratch eu-1-drill too

@@ -33,6 +33,7 @@ CASES = [
     Case("schema", ("schema",), table=("-o", "table"), repo=False),
     Case("doctor", ("doctor",), code=1, repo=False, no_path=True),
     Case("local-list", ("local", "list"), repo=False),
+    Case("drill-history", ("drill", "history", "eu-1")),
 ]
 
 
@@ -70,7 +71,8 @@ def test_every_read_command_has_a_golden_case_or_a_reason() -> None:
     writes = {"init", "adopt", "push", "pull"}  # no -o: nothing to golden-test
     elsewhere = {"render", "bootstrap",  # tests/integration/test_golden_render.py
                  "diff", "sync", "gate",  # tests/integration/test_golden_live.py (and status of a live cluster)
-                 "drift"}  # tests/unit/test_golden_fixed.py (and local list with clusters)
+                 "drift",  # tests/unit/test_golden_fixed.py (and local list with clusters)
+                 "metrics"}  # tests/unit/test_drills.py parses it with Prometheus' parser (ages: the clock)
     live = engine
     covered = {c.args[0] for c in CASES}
     assert set(COMMANDS) - live - writes - elsewhere <= covered | {"cluster", "region", "local"}

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from fleet.live import health as h
-from fleet.live.gates import _operator_gate
+from fleet.operator.flux.gate import operator_gate as _operator_gate
 from fleet.registry import ClusterSpec, add_cluster
 from rollout.journal import RolloutJournal, rollouts_dir
 from rollout.policy import approvals_in
