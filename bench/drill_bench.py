@@ -21,9 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import RESULTS
 from bench.bootstrap_bench import Intervals, big_overlay
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def run(objects: int) -> dict[str, Any]:

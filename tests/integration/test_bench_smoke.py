@@ -23,6 +23,8 @@ TINY: dict[str, tuple[tuple[str, ...], str, tuple[str, ...]]] = {
     "render_bench": (("--clusters", "4", "--environments", "2"), "render_bench.json", ("kustomize",)),
     "diff_base_bench": (("--clusters", "10", "--environments", "5", "--baseline-sample", "2"), "diff_base_bench.json",
                         ("kustomize",)),
+    "drill_bench": (("--objects", "6",), "drill_bench.json",
+                    ("pulumi", "pulumi-resource-kubernetes", "kwokctl", "fleet-build", "source-controller")),
     "flux_expand_bench": (("--clusters", "2", "--apps", "1"), "flux_expand_bench.json", ("kustomize",)),
     "helm_bench": (("--releases", "3"), "helm_bench.json", ("fleet-build",)),
     "startup_bench": (("--runs", "1", "--clusters", "1"), "startup_bench.json", ("kustomize",)),
