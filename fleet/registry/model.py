@@ -439,7 +439,7 @@ class HelmSettings(_Frozen):
         return v.removeprefix("./").rstrip("/")
 
 
-_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s?)?\Z")
+_BAKE_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s?)?\Z")  # a bare number is seconds
 MAX_BAKE_S = 7 * 86400
 
 
@@ -450,7 +450,7 @@ def duration_seconds(v: Any) -> int:
     if isinstance(v, int):
         seconds = v
     else:
-        m = _DURATION.match(str(v).strip())
+        m = _BAKE_DURATION.match(str(v).strip())
         if not str(v).strip() or m is None or not any(m.groups()):
             raise ValueError(f'"{shown(str(v))}" is not a duration (examples: 90s, 10m, 1h30m)')
         h, mnt, sec = m.groups()
