@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from fleet.cli.common import OutputOpt, RepoOpt, repo_path, reporter
-from fleet.errors import FleetError
-from fleet.output import OutputFormat, emit
+from fleet.output import OutputFormat, emit, visible_text
 
 if TYPE_CHECKING:  # the live layer (and the kubernetes client) load when a command runs
     from fleet.live.diff import DiffResult
@@ -44,23 +43,19 @@ def register(app: typer.Typer) -> None:
         from fleet.live.diff import diff
         from fleet.registry.load import load_registry
         from fleet.rendering.cluster import render_cluster
+        from fleet.sops import key_for
 
+        # an error exits 2 (or 70), never 1, which means drift: fleet.cli decides (commands.FINDINGS)
         r = reporter()
-        try:
-            from fleet.sops import key_for
-
-            path = repo_path(repo)
-            reg = load_registry(path)
-            spec = reg.get(name)
-            rendered = render_cluster(path, name, rev)
-            key = key_for(reg.settings, path)  # the fleet uses SOPS: decrypted in memory, as a sync does
-            result = diff(kubeconfig_for(spec), rendered.objects, rendered.revision, reporter=r,
-                          age_keys=[key] if key else ())
-        except FleetError as e:
-            e.exit_code = max(e.exit_code, 2)  # 1 means drift here
-            raise
+        path = repo_path(repo)
+        reg = load_registry(path)
+        spec = reg.get(name)
+        rendered = render_cluster(path, name, rev)
+        key = key_for(reg.settings, path)  # the fleet uses SOPS: decrypted in memory, as a sync does
+        result = diff(kubeconfig_for(spec), rendered.objects, rendered.revision, reporter=r,
+                      age_keys=[key] if key else ())
         if output is OutputFormat.table:
-            sys.stdout.write(_text(result))
+            sys.stdout.write(visible_text(_text(result)))
         else:
             emit(result, output)
         if result.drift:
