@@ -15,7 +15,7 @@ from pathlib import Path
 from fleet.adapters.git import NOTES_REF, GitRepo
 from fleet.errors import InputError
 from fleet.good import GOOD_PREFIX, audit_trail
-from fleet.registry.load import FLEET_FILE, open_repo, parse_settings
+from fleet.registry.load import FLEET_FILE, open_repo, parse_settings, read_worktree
 
 __all__ = ["PullResult", "PushResult", "pull", "push"]
 
@@ -47,9 +47,7 @@ class PullResult:
 def _remote(g: GitRepo, remote: str | None) -> str:
     if remote:
         return remote
-    return parse_settings(
-        (g.root / FLEET_FILE).read_text() if (g.root / FLEET_FILE).is_file() else None
-    ).git.remote
+    return parse_settings(read_worktree(g.root, FLEET_FILE)).git.remote
 
 
 def push(repo: GitRepo | str | Path, remote: str | None = None) -> PushResult:
