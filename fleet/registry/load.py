@@ -406,6 +406,23 @@ def _check_environment(
     )
 
 
+def _check_access(spec: ClusterSpec, root: Path, text: str, file: str) -> None:
+    """``access.kubeconfig`` must not lead into the repository (through ``~``, an absolute path to the
+    checkout or a symlink): what the fleet repo carries never runs an exec plugin or names a token file."""
+    if spec.access is None or spec.access.kubeconfig is None:
+        return
+    real = Path(os.path.realpath(Path(spec.access.kubeconfig).expanduser()))
+    top = Path(os.path.realpath(root))
+    if real == top or top in real.parents:
+        _, pos = load_yaml(text, file)
+        raise ConfigError(
+            "names a kubeconfig inside the fleet repo; a kubeconfig is the user's own configuration (its exec "
+            "plugins run, its token files are read), kept outside the repository",
+            file=file, line=pos.line_of(("access", "kubeconfig")), key="access.kubeconfig",
+            hint="point it at a file of yours outside the repo (e.g. ~/.kube/config), or leave it out",
+        )
+
+
 def _check_flux_dir(spec: ClusterSpec, src: _Source, text: str, file: str) -> None:
     assert spec.source is not None
     path = spec.source.flux
@@ -456,5 +473,6 @@ def load_registry(repo: GitRepo | str | Path, rev: str | None = None) -> Registr
         text = src.read(file) or ""
         spec = parse_cluster(text, file)
         _check_environment(spec, envs, text, file, layout, src)
+        _check_access(spec, root, text, file)
         clusters[spec.name] = spec
     return Registry(root, revision, settings, dict(sorted(clusters.items())), envs, layout)

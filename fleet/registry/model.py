@@ -447,6 +447,16 @@ class KubeAccess(_Frozen):
     context: str | None = None
     kubeconfig: str | None = None  # a path outside the repo; default $KUBECONFIG / ~/.kube/config
 
+    @field_validator("kubeconfig")
+    @classmethod
+    def _outside(cls, v: str | None) -> str | None:
+        # a relative path would name a file of the repository (the working directory): a kubeconfig runs
+        # exec plugins and reads token files, so it comes from the user's own configuration, never from Git
+        if v is not None and not (v.startswith("/") or v.startswith("~/")):
+            raise ValueError(f'"{shown(v)}" must be a path outside the repository (absolute, or ~/...): a '
+                             "kubeconfig is the user's own configuration, never a file of the fleet repo")
+        return v
+
 
 class ClusterSource(_Frozen):
     """Where a cluster's desired state comes from when it is not its environment's overlay."""

@@ -382,6 +382,26 @@ CASES += [
     c("fleet-yaml-link-out-add", "cluster", "add", "eu-9", "--env", "prod",
       setup=linked_out("fleet.yaml", b"name: HOST-SECRET-LINE\n")),
 ]
+# access.kubeconfig: a kubeconfig runs exec plugins and reads token files, so never one the repo carries
+def kubeconfig_in_repo(how: str) -> Setup:
+    def setup(repo: Path) -> None:
+        (repo / "ops").mkdir()
+        (repo / "ops" / "kc.yaml").write_text("apiVersion: v1\nkind: Config\n")
+        link = repo.parent / "kc-link.yaml"
+        link.symlink_to(repo / "ops" / "kc.yaml")
+        named = {"absolute": str(repo / "ops" / "kc.yaml"), "link": str(link), "root": str(repo)}[how]
+        git(repo, "add", "ops/kc.yaml")
+        git(repo, "commit", "-q", "-m", "kubeconfig")
+        commit_file(repo, EU1, f"name: eu-1\nenvironment: prod\naccess: {{kubeconfig: {named}}}\n")
+
+    return setup
+
+
+for i, kc in enumerate(["ops/kc.yaml", "./kc.yaml", "../kc.yaml", "kc"]):
+    CASES.append(c(f"access-kubeconfig-relative-{i}", "cluster", "list",
+                   setup=committed(EU1, CLUSTER + f"access: {{kubeconfig: {kc}}}\n".encode())))
+for how in ("absolute", "link", "root"):
+    CASES.append(c(f"access-kubeconfig-{how}-into-repo", "status", setup=kubeconfig_in_repo(how)))
 # operator.source: what fleet hands to a cluster comes from the repository or from fleet
 for i, src in enumerate(["/etc/passwd", "/proc/self/environ", "../../outside.yaml", "file:///etc/passwd",
                          "~/.kube/config", "flux/../../x.yaml", "ftp://host/install.yaml", "c:/x.yaml"]):

@@ -276,3 +276,79 @@ def test_encrypted_paths_are_every_enc_value_whatever_the_kind() -> None:
            "data": {"token": "t", "list": ["a", "b"]}}
     enc = encrypt_object(obj, [key.recipient], encrypted_regex="^data$")
     assert encrypted_paths(enc) == {("data", "token"), ("data", "list", 0), ("data", "list", 1)}
+
+
+# ---- nothing executable or readable from the repo ------------------------------------------------
+
+EXEC_KUBECONFIG = """apiVersion: v1
+kind: Config
+clusters: [{{name: c, cluster: {{server: "http://127.0.0.1:9"}}}}]
+users: [{{name: u, user: {user}}}]
+contexts: [{{name: c, context: {{cluster: c, user: u}}}}]
+current-context: c
+"""
+
+
+def _exec_user(marker: Path) -> str:
+    return ('{exec: {apiVersion: client.authentication.k8s.io/v1beta1, command: sh, '
+            f'args: ["-c", "touch {marker}; echo {{}}"]}}}}')
+
+
+def _with_access(repo: Path, kubeconfig: str) -> None:
+    commit_file(repo, "clusters/eu-1.yaml", f"name: eu-1\nenvironment: prod\naccess:\n  kubeconfig: {kubeconfig}\n")
+
+
+@pytest.mark.parametrize("how", ["relative", "dot-relative", "absolute-into-repo", "symlink-into-repo"])
+def test_a_kubeconfig_the_repo_carries_never_runs(
+    repo: Path, capsys: Capsys, tmp_path: Path, fleet_home: Path, how: str
+) -> None:
+    marker = tmp_path / "exec-ran"
+    commit_file(repo, "ops/kc.yaml", EXEC_KUBECONFIG.format(user=_exec_user(marker)))
+    link = tmp_path / "kc-link.yaml"
+    link.symlink_to(repo / "ops" / "kc.yaml")
+    named = {"relative": "ops/kc.yaml", "dot-relative": "./ops/kc.yaml",
+             "absolute-into-repo": str(repo / "ops" / "kc.yaml"), "symlink-into-repo": str(link)}[how]
+    _with_access(repo, named)
+    code, out, err = run_cli(capsys, "status", "-o", "json")
+    assert code == 2, err
+    assert "access.kubeconfig" in err and out == ""
+    assert not marker.exists()
+
+
+def test_a_kubeconfig_of_the_user_outside_the_repo_is_used(
+    repo: Path, capsys: Capsys, tmp_path: Path, fleet_home: Path
+) -> None:
+    kc = tmp_path / "mine.yaml"
+    kc.write_text(EXEC_KUBECONFIG.format(user="{token: abc}"))
+    kc.chmod(0o600)
+    _with_access(repo, str(kc))
+    code, out, err = run_cli(capsys, "status", "-o", "json")
+    assert code == 0, err
+    row = json.loads(out)["items"][0]
+    assert row["reachable"] == "no"  # it was used: the server it names does not answer
+
+
+@pytest.mark.parametrize("case", ["proc-environ", "other-owner", "group-writable", "kubeconfig-group-writable"])
+def test_a_kubeconfig_or_token_file_that_is_not_the_users_own_is_refused(
+    repo: Path, capsys: Capsys, tmp_path: Path, fleet_home: Path, case: str
+) -> None:
+    token = tmp_path / "token"
+    token.write_text("HOST-SECRET-TOKEN\n")
+    token.chmod(0o600)
+    if case == "other-owner":
+        if os.getuid() != 0:
+            pytest.skip("needs root to give a file to another user")
+        os.chown(token, 12345, 12345)
+    if case == "group-writable":
+        token.chmod(0o620)
+    path = "/proc/self/environ" if case == "proc-environ" else str(token)
+    kc = tmp_path / "mine.yaml"
+    kc.write_text(EXEC_KUBECONFIG.format(user=f"{{tokenFile: {path}}}"))
+    kc.chmod(0o620 if case == "kubeconfig-group-writable" else 0o600)
+    _with_access(repo, str(kc))
+    code, out, err = run_cli(capsys, "status", "-o", "json")
+    assert code == 0, err
+    row = json.loads(out)["items"][0]
+    assert row["reachable"] == "no access"
+    assert "refused" in row["message"] or "another user" in row["message"]
+    assert "HOST-SECRET" not in out + err
