@@ -24,7 +24,7 @@ from fleet.output import Reporter, SilentReporter
 from fleet.registry.load import Registry, load_registry, open_repo
 from fleet.rendering.build import Rendered, overlay_dir
 from fleet.rendering.cluster import render_cluster
-from fleet.sops import key_for
+from fleet.sops import key_for, require_intact
 
 __all__ = ["RealServices"]
 
@@ -114,6 +114,8 @@ class RealServices:
         # The fleet uses SOPS: the age key must be at hand now (exit 2, nothing created), and the plan
         # names its public recipient, never the key.
         age_key = key_for(reg.settings, self.git.root)
+        # a commit whose SOPS MACs do not verify is refused here, before a pin could move to it
+        require_intact(rendered.objects, [age_key] if age_key else [], f"commit {resolved.revision[:12]}")
         if age_key is not None and reg.settings.operator.kind == "flux":
             creates.append(f"Secret flux-system/sops-age: the age identity of {age_key.recipient} "
                            f"(from {age_key.source}); Flux decrypts SOPS secrets with it")
@@ -173,6 +175,8 @@ class RealServices:
     def install_operator(self, cluster: str, revision: str, reporter: Reporter) -> str:
         if self.registry().settings.operator.kind == "none":
             return "no operator (fleet.yaml operator.kind none)"
+        key = key_for(self.registry().settings, self.git.root)  # the pin moves only to a commit whose MACs verify
+        require_intact(self._rendered(cluster, revision).objects, [key] if key else [], f"commit {revision[:12]}")
         res = prov.provision(self.git, cluster, program=cluster_program, reporter=reporter, pin_revision=revision,
                              engine=self.engine)
         return _changes(f"operator pinned to {revision[:12]}", res.changes, res.duration_s)

@@ -52,6 +52,7 @@ __all__ = [
     "recipients_of",
     "redact_object",
     "redact_objects",
+    "require_intact",
     "require_key",
     "resolve_key_file",
 ]
@@ -551,6 +552,25 @@ def require_key(keys: Sequence[AgeKey], objs: Iterable[Mapping[str, Any]], what:
             hint="set secrets.sops in fleet.yaml and give the key (FLEET_SOPS_AGE_KEY_FILE or "
             "$FLEET_HOME/secrets/sops-age.agekey)",
         )
+
+
+def require_intact(objs: Iterable[Mapping[str, Any]], keys: Sequence[AgeKey], what: str) -> None:
+    """Refuse (exit 2) a commit whose SOPS-encrypted objects do not verify (their MAC, their data key),
+    before a pin moves to it, whatever the operator would do with it (Flux v1.9.6 applied a tampered
+    ``sops.mac``): checked with the fleet's key in memory, the plaintext dropped at once. Without a key
+    their integrity cannot be checked, and the commit is not pinned unchecked."""
+    enc = [o for o in objs if is_encrypted(o)]
+    if not enc:
+        return
+    if not keys:
+        raise SecretsError(
+            f"{what}: {len(enc)} SOPS-encrypted object(s) ({_ref(enc[0])}) and no age key to check their MACs "
+            "before the operator is pinned to it",
+            hint="set secrets.sops in fleet.yaml and give the key (FLEET_SOPS_AGE_KEY_FILE or "
+            "$FLEET_HOME/secrets/sops-age.agekey)",
+        )
+    for o in enc:
+        decrypt_object(o, keys)
 
 
 def shown_objects(objs: Sequence[Mapping[str, Any]], keys: Sequence[AgeKey] | None) -> list[dict[str, Any]] | None:
