@@ -17,7 +17,7 @@ from fleet.errors import InputError
 from fleet.good import GOOD_PREFIX, audit_trail
 from fleet.registry.load import FLEET_FILE, open_repo, parse_settings, read_worktree
 
-__all__ = ["PullResult", "PushResult", "pull", "push"]
+__all__ = ["PullResult", "PushResult", "pull", "push", "refused_good"]
 
 
 @dataclass(frozen=True)
@@ -108,3 +108,22 @@ def pull(repo: GitRepo | str | Path, remote: str | None = None) -> PullResult:
     finally:
         g.delete_refs(stage)
     return PullResult(name, merged, tuple(changes), tuple(kept))
+
+
+def refused_good(repo: GitRepo | str | Path) -> list[tuple[str, str, str]]:
+    """The last-good refs the signature policy in force would refuse, as (cluster, revision, why): a remote
+    can hold any ref, and ``fleet pull`` says which ones a rebuild would refuse (:mod:`fleet.verify`)."""
+    from fleet.errors import UnverifiedCommit
+    from fleet.verify import policy, verify
+
+    g = open_repo(repo)
+    pol = policy(g)
+    if pol is None:
+        return []
+    out = []
+    for ref, sha in sorted(g.list_refs(GOOD_PREFIX).items()):
+        try:
+            verify(g, sha, pol)
+        except UnverifiedCommit as e:
+            out.append((ref.removeprefix(GOOD_PREFIX), sha, e.message))
+    return out

@@ -472,6 +472,16 @@ class GitRepo:
                 write(_clean_rel(path), *found)
 
     @_serialized
+    def first_parent_changes(self, rev: str, paths: Sequence[str]) -> list[str]:
+        """The commits on ``rev``'s first-parent line (``rev`` included) that change ``paths`` (each compared
+        with its first parent, so a merge that brings a change counts), oldest first."""
+        sha = self.resolve(rev)
+        rels = [_clean_rel(p) for p in paths]
+        done = self._run(["log", "--first-parent", "--reverse", "--format=%H", sha, "--", *rels])
+        if not done.ok:
+            raise GitError(f"git log failed: {done.stderr.strip()}")
+        return done.stdout.split()
+
     def log(self, paths: Sequence[str] = (), rev: str = "HEAD", max_count: int = 50) -> list[LogEntry]:
         """Commits reachable from ``rev`` that touch ``paths`` (all commits when empty), newest first."""
         sha = self.resolve(rev)

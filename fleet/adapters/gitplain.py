@@ -17,7 +17,7 @@ from pathlib import Path
 from fleet.adapters import proc
 from fleet.errors import FleetError
 
-__all__ = ["changed_paths", "resolve"]
+__all__ = ["changed_paths", "ever_held", "resolve"]
 
 _NO_PROMPT = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "LC_ALL": "C", "GIT_OPTIONAL_LOCKS": "0"}
 # what the fast path resolves: a commit id (short or full), or a ref name with ~N / ^N steps. Anything
@@ -54,3 +54,10 @@ def changed_paths(root: Path) -> list[str] | None:
     if out is None:
         return None
     return [line[3:] for line in out.splitlines() if line.strip()]
+
+
+def ever_held(root: Path, path: str, text: str) -> bool | None:
+    """Whether any commit of HEAD's history added or removed ``text`` in ``path`` (``git log -S``): False
+    when no version of ``path`` ever held it; None when git cannot answer."""
+    out = _git(root, "log", "-1", "--format=%H", "-S", text, "HEAD", "--", path)
+    return None if out is None else bool(out.strip())
