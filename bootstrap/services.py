@@ -24,7 +24,7 @@ from fleet.output import Reporter, SilentReporter
 from fleet.registry.load import Registry, load_registry, open_repo
 from fleet.rendering.build import Rendered, overlay_dir
 from fleet.rendering.cluster import render_cluster
-from fleet.sops import key_for, require_intact
+from fleet.sops import key_for, require_intact, require_intact_commit
 
 __all__ = ["RealServices"]
 
@@ -175,8 +175,9 @@ class RealServices:
     def install_operator(self, cluster: str, revision: str, reporter: Reporter) -> str:
         if self.registry().settings.operator.kind == "none":
             return "no operator (fleet.yaml operator.kind none)"
-        key = key_for(self.registry().settings, self.git.root)  # the pin moves only to a commit whose MACs verify
-        require_intact(self._rendered(cluster, revision).objects, [key] if key else [], f"commit {revision[:12]}")
+        # the pin moves only to a commit whose SOPS MACs verify (a rollout's pin step, a resumed bootstrap)
+        require_intact_commit(self.registry().settings, self.git.root, self._rendered(cluster, revision).objects,
+                              f"commit {revision[:12]}")
         res = prov.provision(self.git, cluster, program=cluster_program, reporter=reporter, pin_revision=revision,
                              engine=self.engine)
         return _changes(f"operator pinned to {revision[:12]}", res.changes, res.duration_s)

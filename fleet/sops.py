@@ -53,6 +53,7 @@ __all__ = [
     "redact_object",
     "redact_objects",
     "require_intact",
+    "require_intact_commit",
     "require_key",
     "resolve_key_file",
 ]
@@ -571,6 +572,16 @@ def require_intact(objs: Iterable[Mapping[str, Any]], keys: Sequence[AgeKey], wh
         )
     for o in enc:
         decrypt_object(o, keys)
+
+
+def require_intact_commit(settings: FleetSettings, repo_root: Path | None, objs: Sequence[Mapping[str, Any]],
+                          what: str) -> None:
+    """:func:`require_intact` with the fleet's key, read only when ``objs`` hold encrypted objects (a commit
+    without any needs no key, as before)."""
+    if not any(is_encrypted(o) for o in objs):
+        return
+    key = key_for(settings, repo_root)
+    require_intact(objs, [key] if key else [], what)
 
 
 def shown_objects(objs: Sequence[Mapping[str, Any]], keys: Sequence[AgeKey] | None) -> list[dict[str, Any]] | None:

@@ -75,10 +75,10 @@ def register(app: typer.Typer) -> None:
                 from fleet.provision import check_operator_can_fetch
 
                 check_operator_can_fetch(path, name, rendered.revision)
-                from fleet.sops import key_for, require_intact
+                from fleet.sops import require_intact_commit
 
-                sops_key = key_for(reg.settings, path)  # a commit whose SOPS MACs do not verify is never pinned
-                require_intact(rendered.objects, [sops_key] if sops_key else [], f"commit {rendered.revision[:12]}")
+                # a commit whose SOPS MACs do not verify is never pinned, whatever the operator would do with it
+                require_intact_commit(reg.settings, path, rendered.objects, f"commit {rendered.revision[:12]}")
 
                 wait = parse_duration(timeout) if timeout else float(gate_timeout(reg.settings, spec))
                 promoted = flux.promote(target, rendered.revision, reg.settings.git.branch,

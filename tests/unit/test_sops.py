@@ -340,3 +340,14 @@ def test_a_tampered_commit_is_refused_by_the_plan_and_never_pinned(
     with pytest.raises(SecretsError, match="MAC mismatch"):
         svc.install_operator("eu-1", sha, SilentReporter())  # a rollout's pin step, a resumed bootstrap
     assert pinned == []
+
+
+def test_a_commit_without_encrypted_objects_needs_no_key_to_be_pinned(sops_repo: Path, key: sops.AgeKey) -> None:
+    from fleet.registry import load_registry
+
+    settings = load_registry(sops_repo).settings  # the fleet uses SOPS; FLEET_HOME holds no key
+    plain = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "p"}}
+    sops.require_intact_commit(settings, sops_repo, [plain], "commit x")
+    enc = sops.encrypt_object(_secret(), [key.recipient], encrypted_regex="^(data|stringData)$")
+    with pytest.raises(SecretsError, match="age key is missing"):
+        sops.require_intact_commit(settings, sops_repo, [plain, enc], "commit x")
