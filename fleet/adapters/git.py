@@ -471,7 +471,6 @@ class GitRepo:
             if found is not None:
                 write(_clean_rel(path), *found)
 
-    @_serialized
     def first_parent_changes(self, rev: str, paths: Sequence[str]) -> list[str]:
         """The commits on ``rev``'s first-parent line (``rev`` included) that change ``paths`` (each compared
         with its first parent, so a merge that brings a change counts), oldest first."""
@@ -482,6 +481,7 @@ class GitRepo:
             raise GitError(f"git log failed: {done.stderr.strip()}")
         return done.stdout.split()
 
+    @_serialized
     def log(self, paths: Sequence[str] = (), rev: str = "HEAD", max_count: int = 50) -> list[LogEntry]:
         """Commits reachable from ``rev`` that touch ``paths`` (all commits when empty), newest first."""
         sha = self.resolve(rev)
