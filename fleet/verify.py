@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fleet.adapters import proc
-from fleet.errors import ConfigError, FleetError, ToolMissing, UnverifiedCommit
+from fleet.errors import ConfigError, FleetError, NotFound, ToolMissing, UnverifiedCommit
 from fleet.registry.load import FLEET_FILE, open_repo, parse_settings, read_worktree, worktree_root
 from fleet.registry.model import VerifySettings, shown
 from fleet.registry.yamlpos import load_yaml
@@ -283,7 +283,7 @@ def _worktree_edit(g: GitRepo) -> tuple[VerifySettings, str] | None:
         parse_settings(None)  # not a fleet repo: raises
     assert text is not None
     mine = parse_settings(text).verify
-    head = g.head()
+    head = _head(g)
     committed = g.read_file(head, FLEET_FILE) if head is not None else None
     try:
         theirs = parse_settings(committed).verify if committed is not None else None
@@ -293,6 +293,15 @@ def _worktree_edit(g: GitRepo) -> tuple[VerifySettings, str] | None:
 
 
 _trusted_memo: dict[tuple[str, str], Policy | None] = {}
+
+
+def _head(g: GitRepo) -> str | None:
+    """HEAD's commit through the adapter's serialized lookup (threads of a bootstrap share ``g``), or None
+    on an unborn branch."""
+    try:
+        return g.resolve("HEAD")
+    except NotFound:
+        return None
 
 
 def _key_paths(settings: VerifySettings) -> list[str]:
@@ -353,7 +362,7 @@ def policy(repo: GitRepo | str | Path) -> Policy | None:
     if edit is not None:
         settings, text = edit
         return _policy_of(settings, _Keys(g, text, FLEET_FILE, None))
-    head = g.head()
+    head = _head(g)
     return trusted_policy(g, head) if head is not None else None
 
 
