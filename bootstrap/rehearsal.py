@@ -197,7 +197,9 @@ def _sops_proof(services: DrillServices, revision: str) -> Proof:
 
 def _operator_proof(services: DrillServices, bootstrap: BootstrapResult | None) -> Proof:
     reg = services.registry()
-    if reg.settings.operator.kind == "none":
+    from fleet.operator import operator_for
+
+    if not operator_for(reg.settings).needs_repo_url:  # no operator clones the repo (operator.kind none)
         return Proof("operator", "not required", "fleet.yaml operator.kind none: fleet applies directly")
     url = reg.settings.git.url or services.git.remote_url(reg.settings.git.remote) or str(services.git.root)
     report = bootstrap.report if bootstrap is not None else None

@@ -26,7 +26,7 @@ from fleet.output import Reporter, SilentReporter
 from fleet.registry.load import Registry, load_registry, open_repo
 from fleet.rendering.build import Rendered, overlay_dir
 from fleet.rendering.cluster import render_cluster
-from fleet.sops import key_for
+from fleet.sops import key_for, require_intact, require_intact_commit
 
 __all__ = ["RealServices"]
 
@@ -106,6 +106,8 @@ class RealServices:
         # The fleet uses SOPS: the age key must be at hand now (exit 2, nothing created), and the plan
         # names its public recipient, never the key.
         age_key = key_for(reg.settings, self.git.root)
+        # a commit whose SOPS MACs do not verify is refused here, before a pin could move to it
+        require_intact(rendered.objects, [age_key] if age_key else [], f"commit {resolved.revision[:12]}")
         if age_key is not None and op.takes_age_key:
             creates.append(f"Secret flux-system/sops-age: the age identity of {age_key.recipient} "
                            f"(from {age_key.source}); {op.title} decrypts SOPS secrets with it")
@@ -157,6 +159,9 @@ class RealServices:
     def install_operator(self, cluster: str, revision: str, reporter: Reporter) -> str:
         if operator_for(self.registry().settings).kind == "none":
             return "no operator (fleet.yaml operator.kind none)"
+        # the pin moves only to a commit whose SOPS MACs verify (a rollout's pin step, a resumed bootstrap)
+        require_intact_commit(self.registry().settings, self.git.root, self._rendered(cluster, revision).objects,
+                              f"commit {revision[:12]}")
         res = prov.provision(self.git, cluster, program=cluster_program, reporter=reporter, pin_revision=revision,
                              engine=self.engine)
         return _changes(f"operator pinned to {revision[:12]}", res.changes, res.duration_s)

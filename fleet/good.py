@@ -10,7 +10,8 @@ Both travel with ``fleet push`` / ``fleet pull`` (:mod:`fleet.sync`).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +35,66 @@ __all__ = [
 ]
 
 GOOD_PREFIX = "refs/fleet/good/"
+MAX_GATES_DEPTH = 8  # a gate result is a flat object of a few fields; deeper is not one
+MAX_GATES_SIZE = 256 * 1024  # the JSON of all gate results of one record
+
+
+def _duration(value: Any) -> float | None:
+    """A duration read from an audit note: a finite number of seconds, not negative, else None (a note
+    pulled from a remote is anyone's text: NaN would make ``good -o json`` invalid JSON)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) and value >= 0 else None
+
+
+def check_duration(duration_s: float | None, flag: str = "--duration") -> None:
+    """Refuse (exit 2) a duration that is not a finite number of seconds >= 0."""
+    if duration_s is None:
+        return
+    if isinstance(duration_s, bool) or not isinstance(duration_s, (int, float)) or not math.isfinite(duration_s) \
+            or duration_s < 0:
+        raise InputError(f"{flag}: {duration_s!r} is not a duration in seconds (a finite number, 0 or more)")
+
+
+def check_gate_results(gates: Sequence[Any], flag: str = "--gates") -> tuple[dict[str, Any], ...]:
+    """Gate results as they go into an audit note, checked at the door: JSON objects, at most
+    :data:`MAX_GATES_DEPTH` deep and :data:`MAX_GATES_SIZE` bytes, every key and string free of control,
+    escape and bidi characters and of bounded length, every number finite."""
+
+    def walk(node: Any, depth: int, where: str) -> None:
+        if depth > MAX_GATES_DEPTH:
+            raise InputError(f"{flag}: nested deeper than {MAX_GATES_DEPTH} levels at {where}")
+        if isinstance(node, str):
+            problem = text_problem(node, echo=False)
+            if problem:
+                raise InputError(f"{flag}: the value at {where} {problem}")
+        elif isinstance(node, float):
+            if not math.isfinite(node):
+                raise InputError(f"{flag}: the value at {where} is not a finite number")
+        elif isinstance(node, Mapping):
+            for k, v in node.items():
+                if not isinstance(k, str) or text_problem(k, 128, echo=False):
+                    raise InputError(f"{flag}: a key at {where} is not a short printable string")
+                walk(v, depth + 1, f"{where}.{k}")
+        elif isinstance(node, (list, tuple)):
+            for i, v in enumerate(node):
+                walk(v, depth + 1, f"{where}[{i}]")
+        elif node is not None and not isinstance(node, (bool, int)):
+            raise InputError(f"{flag}: the value at {where} is not JSON ({type(node).__name__})")
+
+    out = []
+    for i, x in enumerate(gates):
+        if not isinstance(x, Mapping):
+            raise InputError(f"{flag}: gate result {i} is not a JSON object")
+        walk(x, 1, f"[{i}]")
+        out.append(dict(x))
+    try:
+        text = json.dumps(out, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise InputError(f"{flag}: gate results must be JSON objects: {e}") from e
+    if len(text) > MAX_GATES_SIZE:
+        raise InputError(f"{flag}: gate results are {len(text)} bytes of JSON; at most {MAX_GATES_SIZE}")
+    return tuple(json.loads(text))
 
 
 @dataclass(frozen=True)
@@ -73,9 +134,9 @@ class GoodRecord:
                 recorded_at=datetime.fromisoformat(d["recorded_at"]),
                 recorded_by=str(d.get("recorded_by", "")),
                 reason=str(d.get("reason", "")),
-                gates=tuple(d.get("gates") or ()),
-                duration_s=d.get("duration_s"),
-                previous=d.get("previous"),
+                gates=tuple(g for g in (d.get("gates") or ()) if isinstance(g, dict)),
+                duration_s=_duration(d.get("duration_s")),
+                previous=d.get("previous") if isinstance(d.get("previous"), str) else None,
             )
         except (ValueError, KeyError, TypeError):
             return None  # a line fleet did not write
@@ -127,6 +188,8 @@ def record_good(
     problem = text_problem(reason)
     if problem:
         raise InputError(f"--reason: {problem}")
+    check_duration(duration_s)
+    gate_list = check_gate_results(gates)
     g = open_repo(repo)
     ref = good_ref(cluster)
     sha = g.resolve(revision)
@@ -139,11 +202,11 @@ def record_good(
     from fleet.verify import require
 
     require(g, sha)  # fleet.yaml's verify: a commit that does not verify is never recorded good
-    try:
-        gate_list = tuple(json.loads(json.dumps(dict(x))) for x in gates)
-    except (TypeError, ValueError) as e:
-        raise InputError(f"gate results must be JSON objects: {e}") from e
     name, email = g.identity()
+    for key, value in (("user.name", name), ("user.email", email)):
+        problem = text_problem(value, 256, echo=False)
+        if problem:  # it goes into the audit note, pushed for everyone to read
+            raise InputError(f"git config {key} {problem}", hint=f"git config {key} 'a plain value'")
     with g.lock():
         old = g.read_ref(ref)
         record = GoodRecord(

@@ -11,6 +11,13 @@ The JSON (and YAML) shape of every read command follows one rule (docs/output.md
 
   ``metadata`` holds facts about the whole list (``status``: the revision and the time taken), ``{}``
   when there are none. :func:`emit` writes it when given ``list_kind``.
+
+Safe output: every string that came from a repo, a remote, a cluster or an environment variable may carry
+terminal escapes (ESC, OSC), carriage returns, bidirectional overrides or bytes that were not UTF-8.
+:func:`visible` writes each such character as ``\\u001b``; every sink fleet prints to a terminal goes
+through it: table cells (:func:`emit`), progress lines (:class:`StderrReporter`), error lines (the
+handler in :mod:`fleet.cli`) and the text of plans, reports, diffs and trees (:func:`visible_text`). JSON
+escapes them itself (and a float that is not finite is written as null: ``-o json`` is always JSON).
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import math
+import re
 import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -34,9 +43,36 @@ __all__ = [
     "emit",
     "envelope",
     "to_plain",
+    "visible",
+    "visible_text",
 ]
 
 API_VERSION = "fleet.dev/v1"  # the apiVersion of fleet's own files (fleet.yaml, clusters/*.yaml) and lists
+
+
+# C0/C1 controls (ESC, CR, BS, NUL...), DEL, line and paragraph separators, bidirectional marks, embeddings,
+# overrides and isolates, the Arabic letter mark, and lone surrogates (bytes that were not UTF-8)
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_UNSAFE_BUT_NEWLINE = re.compile(
+    "[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)
+
+
+def _escape(m: re.Match[str]) -> str:
+    c = ord(m.group())
+    return f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+
+
+def visible(text: object) -> str:
+    """``text`` for one line of a terminal: every control, escape and bidi character (newlines too) and
+    every byte that was not UTF-8 written as an escape (``\\x1b``, ``\\u202e``), so it shows, and does
+    nothing."""
+    return _UNSAFE.sub(_escape, text if isinstance(text, str) else str(text))
+
+
+def visible_text(text: str) -> str:
+    """:func:`visible` for text of several lines (a plan, a report, a diff): newlines kept, the rest escaped."""
+    return _UNSAFE_BUT_NEWLINE.sub(_escape, text)
 
 
 class OutputFormat(str, enum.Enum):
@@ -68,7 +104,7 @@ class StderrReporter:
         if self.quiet and sym in "►◎":
             return
         with self._lock:
-            print(f"{sym} {self.prefix}{msg}", file=self.stream, flush=True)
+            print(f"{sym} {visible_text(self.prefix + msg)}", file=self.stream, flush=True)
 
     def step(self, msg: str) -> None:
         self._say("►", msg)
@@ -125,6 +161,8 @@ def to_plain(obj: Any) -> Any:
         return obj.isoformat()
     if isinstance(obj, Path):
         return str(obj)
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None  # NaN and infinity are not JSON
     if hasattr(obj, "model_dump"):
         return to_plain(obj.model_dump(mode="json"))
     return obj
@@ -166,7 +204,7 @@ def emit(
     if columns is None or rows is None:
         out.write(_yaml(plain))
         return
-    table_rows = [["" if c is None else str(c) for c in r] for r in rows(data)]
+    table_rows = [["" if c is None else visible(c) for c in r] for r in rows(data)]
     widths = [len(c) for c in columns]
     for r in table_rows:
         for i, c in enumerate(r):

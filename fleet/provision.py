@@ -26,7 +26,7 @@ from typing import Any, Literal, Protocol
 from fleet.access import kubeconfig_cache_path
 from fleet.adapters.git import GitRepo
 from fleet.adapters.pulumi_auto import Engine, EngineSettings, OpResult, StackRequest
-from fleet.errors import FleetError, InputError
+from fleet.errors import ConfigError, FleetError, InputError
 from fleet.locks import cluster_lock
 from fleet.operator import operator_for
 from fleet.output import Reporter
@@ -175,6 +175,9 @@ def _absolute_source(reg: Registry) -> Registry:
     if src == "toolchain" or "://" in src or os.path.isabs(src):
         return reg
     path = (reg.root / src).resolve()
+    if path != reg.root and reg.root.resolve() not in path.parents:  # a symlink out: never a host file
+        raise ConfigError("operator.source leads out of the repository (a symlink); give a file inside it",
+                          file="fleet.yaml", key="operator.source")
     settings = reg.settings.model_copy(update={"operator": op.model_copy(update={"source": str(path)})})
     return Registry(reg.root, reg.revision, settings, reg.clusters, reg.environments)
 

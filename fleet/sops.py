@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
+import functools
 import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -42,6 +43,7 @@ __all__ = [
     "decrypt_object",
     "decrypt_objects",
     "encrypt_object",
+    "encrypted_paths",
     "generate_key",
     "is_encrypted",
     "key_for",
@@ -50,6 +52,8 @@ __all__ = [
     "recipients_of",
     "redact_object",
     "redact_objects",
+    "require_intact",
+    "require_intact_commit",
     "require_key",
     "resolve_key_file",
 ]
@@ -155,6 +159,27 @@ def key_for(settings: FleetSettings, repo_root: Path | None) -> AgeKey | None:
 
 
 # -- detection and redaction ------------------------------------------------------------------------
+
+
+def encrypted_paths(obj: Mapping[str, Any]) -> frozenset[tuple[str | int, ...]]:
+    """The paths (keys and list indexes) of every value SOPS encrypted in ``obj`` (``ENC[...]``), the
+    ``sops`` block aside: what a diff masks once the object is decrypted, whatever its kind."""
+    out: set[tuple[str | int, ...]] = set()
+
+    def walk(node: Any, path: tuple[str | int, ...]) -> None:
+        if isinstance(node, str):
+            if _ENC.match(node):
+                out.add(path)
+        elif isinstance(node, Mapping):
+            for k, v in node.items():
+                if not (path == () and k == "sops"):
+                    walk(v, (*path, k))
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, (*path, i))
+
+    walk(obj, ())
+    return frozenset(out)
 
 
 def is_encrypted(obj: Mapping[str, Any]) -> bool:
@@ -322,11 +347,32 @@ class _Rules:
             enc = False
         if self.encrypted_suffix:
             enc = any(p.endswith(self.encrypted_suffix) for p in path)
-        if self.unencrypted_regex and any(re.search(self.unencrypted_regex, p) for p in path):
+        if self.unencrypted_regex and any(_linear(self.unencrypted_regex, "unencrypted_regex").search(p)
+                                          for p in path):
             enc = False
         if self.encrypted_regex:
-            enc = any(re.search(self.encrypted_regex, p) for p in path)
+            enc = any(_linear(self.encrypted_regex, "encrypted_regex").search(p) for p in path)
         return enc
+
+
+MAX_REGEX = 1024  # the length of a SOPS regex from the file being decrypted
+
+
+@functools.lru_cache(maxsize=64)
+def _linear(pattern: str, key: str) -> Any:
+    """``pattern`` (from the file being decrypted: anyone's text) compiled for RE2, which matches in time
+    linear in the input whatever the pattern, as sops (Go's regexp) does; Python's ``re`` backtracks, and a
+    pattern like ``(a+)+$`` would hang a decryption. A pattern RE2 cannot compile (a backreference, a
+    lookaround: what Go refuses too) or longer than :data:`MAX_REGEX` is refused (exit 2)."""
+    import re2
+
+    if len(pattern) > MAX_REGEX:
+        raise SecretsError(f"sops.{key} is {len(pattern)} characters long; at most {MAX_REGEX}")
+    try:
+        return re2.compile(pattern)
+    except re2.error:
+        raise SecretsError(f"sops.{key} is not a regular expression sops can use (RE2 syntax: no "
+                           "backreference, no lookaround)") from None
 
 
 def _walk(node: Any, path: tuple[str, ...], fn: Any) -> Any:
@@ -507,6 +553,35 @@ def require_key(keys: Sequence[AgeKey], objs: Iterable[Mapping[str, Any]], what:
             hint="set secrets.sops in fleet.yaml and give the key (FLEET_SOPS_AGE_KEY_FILE or "
             "$FLEET_HOME/secrets/sops-age.agekey)",
         )
+
+
+def require_intact(objs: Iterable[Mapping[str, Any]], keys: Sequence[AgeKey], what: str) -> None:
+    """Refuse (exit 2) a commit whose SOPS-encrypted objects do not verify (their MAC, their data key),
+    before a pin moves to it, whatever the operator would do with it (Flux v1.9.6 applied a tampered
+    ``sops.mac``): checked with the fleet's key in memory, the plaintext dropped at once. Without a key
+    their integrity cannot be checked, and the commit is not pinned unchecked."""
+    enc = [o for o in objs if is_encrypted(o)]
+    if not enc:
+        return
+    if not keys:
+        raise SecretsError(
+            f"{what}: {len(enc)} SOPS-encrypted object(s) ({_ref(enc[0])}) and no age key to check their MACs "
+            "before the operator is pinned to it",
+            hint="set secrets.sops in fleet.yaml and give the key (FLEET_SOPS_AGE_KEY_FILE or "
+            "$FLEET_HOME/secrets/sops-age.agekey)",
+        )
+    for o in enc:
+        decrypt_object(o, keys)
+
+
+def require_intact_commit(settings: FleetSettings, repo_root: Path | None, objs: Sequence[Mapping[str, Any]],
+                          what: str) -> None:
+    """:func:`require_intact` with the fleet's key, read only when ``objs`` hold encrypted objects (a commit
+    without any needs no key, as before)."""
+    if not any(is_encrypted(o) for o in objs):
+        return
+    key = key_for(settings, repo_root)
+    require_intact(objs, [key] if key else [], what)
 
 
 def shown_objects(objs: Sequence[Mapping[str, Any]], keys: Sequence[AgeKey] | None) -> list[dict[str, Any]] | None:

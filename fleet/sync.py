@@ -18,9 +18,9 @@ from fleet.adapters.git import NOTES_REF, GitRepo
 from fleet.drills import DRILLS_REF
 from fleet.errors import GitError, InputError
 from fleet.good import GOOD_PREFIX, audit_trail
-from fleet.registry.load import FLEET_FILE, open_repo, parse_settings
+from fleet.registry.load import FLEET_FILE, open_repo, parse_settings, read_worktree
 
-__all__ = ["PullResult", "PushResult", "pull", "push"]
+__all__ = ["PullResult", "PushResult", "pull", "push", "refused_good"]
 
 
 @dataclass(frozen=True)
@@ -50,9 +50,7 @@ class PullResult:
 def _remote(g: GitRepo, remote: str | None) -> str:
     if remote:
         return remote
-    return parse_settings(
-        (g.root / FLEET_FILE).read_text() if (g.root / FLEET_FILE).is_file() else None
-    ).git.remote
+    return parse_settings(read_worktree(g.root, FLEET_FILE)).git.remote
 
 
 def push(repo: GitRepo | str | Path, remote: str | None = None) -> PushResult:
@@ -144,3 +142,22 @@ def pull(repo: GitRepo | str | Path, remote: str | None = None) -> PullResult:
     finally:
         g.delete_refs(stage)
     return PullResult(name, merged, tuple(changes), tuple(kept))
+
+
+def refused_good(repo: GitRepo | str | Path) -> list[tuple[str, str, str]]:
+    """The last-good refs the signature policy in force would refuse, as (cluster, revision, why): a remote
+    can hold any ref, and ``fleet pull`` says which ones a rebuild would refuse (:mod:`fleet.verify`)."""
+    from fleet.errors import UnverifiedCommit
+    from fleet.verify import policy, verify
+
+    g = open_repo(repo)
+    pol = policy(g)
+    if pol is None:
+        return []
+    out = []
+    for ref, sha in sorted(g.list_refs(GOOD_PREFIX).items()):
+        try:
+            verify(g, sha, pol)
+        except UnverifiedCommit as e:
+            out.append((ref.removeprefix(GOOD_PREFIX), sha, e.message))
+    return out

@@ -146,9 +146,9 @@ class RealRolloutServices:
 
         kube = Kube.connect(kubeconfig_for(self.real.registry().get(cluster)))
         if mode == "operator":
-            from fleet.live.flux import read_status
+            from fleet.operator import operator_for
 
-            st = read_status(kube)
+            st = operator_for(self.real.registry().settings).read(kube)
             if st.applied_at(revision) or st.rechecking(revision):
                 return None
             return f"its operator reports {st.summary()}"
@@ -161,7 +161,7 @@ class RealRolloutServices:
     def bake(self, cluster: str, revision: str, mode: str, until: datetime, reporter: Reporter,
              cancel: threading.Event) -> str | None:
         from fleet.live.bake import hold_gates
-        from fleet.live.gates import gate_config
+        from fleet.operator import gate_config
         from fleet.rendering.cluster import render_cluster
 
         reg = self.real.registry()

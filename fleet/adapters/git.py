@@ -230,12 +230,22 @@ class GitRepo:
             obj: Any = self._repo.rev_parse(rev)
             while obj.type == "tag":
                 obj = obj.object
+        except NotImplementedError:  # GitPython lacks reflog forms (HEAD@{yesterday}, @{-1}): git itself reads them
+            obj = self._repo.commit(self._rev_parse_commit(rev))
         except (git.BadName, git.BadObject, ValueError, IndexError, KeyError) as e:
             raise NotFound(f'revision "{_shown(rev)}" not found') from e
         if obj.type != "commit":
             raise NotFound(f'revision "{_shown(rev)}" is a {obj.type}, not a commit')
         assert isinstance(obj, Commit)
         return obj
+
+    def _rev_parse_commit(self, rev: str) -> str:
+        """``rev`` resolved to a commit id by ``git rev-parse`` (never read as an option), or NotFound."""
+        done = self._run(["rev-parse", "--verify", "-q", "--end-of-options", rev + "^{commit}"])
+        sha = done.stdout.strip()
+        if not done.ok or not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", sha):
+            raise NotFound(f'revision "{_shown(rev)}" not found')
+        return sha
 
     def resolve(self, rev: str) -> str:
         """The full commit id of ``rev`` (a branch, tag, short or full id, ``HEAD~2``...); a tree made by
@@ -534,6 +544,16 @@ class GitRepo:
             if found is not None:
                 write(_clean_rel(path), *found)
 
+    def first_parent_changes(self, rev: str, paths: Sequence[str]) -> list[str]:
+        """The commits on ``rev``'s first-parent line (``rev`` included) that change ``paths`` (each compared
+        with its first parent, so a merge that brings a change counts), oldest first."""
+        sha = self.resolve(rev)
+        rels = [_clean_rel(p) for p in paths]
+        done = self._run(["log", "--first-parent", "--reverse", "--format=%H", sha, "--", *rels])
+        if not done.ok:
+            raise GitError(f"git log failed: {done.stderr.strip()}")
+        return done.stdout.split()
+
     @_serialized
     def log(self, paths: Sequence[str] = (), rev: str = "HEAD", max_count: int = 50) -> list[LogEntry]:
         """Commits reachable from ``rev`` that touch ``paths`` (all commits when empty), newest first."""
@@ -746,7 +766,7 @@ class GitRepo:
         return _without_credentials(done.stdout.strip()) if done.ok else None
 
     def add_remote(self, remote: str, url: str) -> None:
-        self._git("remote", "add", remote, url)
+        self._git("remote", "add", "--", remote, url)  # "--": a URL is never read as an option
 
     def push(self, remote: str, refspecs: Sequence[str], *, atomic: bool = True,
              leases: Mapping[str, str | None] | None = None) -> str:

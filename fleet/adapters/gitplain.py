@@ -20,7 +20,7 @@ from pathlib import Path
 from fleet.adapters import proc
 from fleet.errors import FleetError
 
-__all__ = ["changed_paths", "has_commit", "http_backend", "is_repository", "resolve"]
+__all__ = ["changed_paths", "ever_held", "has_commit", "http_backend", "is_repository", "resolve"]
 
 _NO_PROMPT = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "LC_ALL": "C", "GIT_OPTIONAL_LOCKS": "0"}
 # what the fast path resolves: a commit id (short or full), or a ref name with ~N / ^N steps. Anything
@@ -80,3 +80,10 @@ def http_backend(env: dict[str, str], body: bytes, timeout: float = 300) -> byte
     """``git http-backend`` (the CGI program of Git's smart HTTP) for one request: its whole answer."""
     _code, out = proc.run_bytes(["git", "http-backend"], env=env, input=body, timeout=timeout)
     return out
+
+
+def ever_held(root: Path, path: str, text: str) -> bool | None:
+    """Whether any commit of HEAD's history added or removed ``text`` in ``path`` (``git log -S``): False
+    when no version of ``path`` ever held it; None when git cannot answer."""
+    out = _git(root, "log", "-1", "--format=%H", "-S", text, "HEAD", "--", path)
+    return None if out is None else bool(out.strip())

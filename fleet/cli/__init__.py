@@ -3,7 +3,9 @@
 Exit codes (one handler, :func:`main`, maps every outcome to one of them):
 
     0   ok
-    1   failed: a gate, a rebuild, a rollout, a provisioning run (for ``fleet diff``: drift found)
+    1   failed: a gate, a rebuild, a rollout, a provisioning run (for ``fleet diff``: drift found); for the
+        commands whose 1 means a finding (:data:`fleet.cli.commands.FINDINGS`: ``diff``, ``drift``, ``gate``,
+        ``status``) only that finding: any other error of theirs exits 2 (or 70), never 1
     2   bad input or configuration (a flag, a file of the fleet repo, a name), or a missing tool;
         one line naming file, line and key, and nothing changed
     70  internal error: an unexpected exception, a bug in fleet (EX_SOFTWARE of sysexits.h); one line
@@ -24,9 +26,10 @@ import sys
 import traceback
 from typing import TYPE_CHECKING, Any
 
-from fleet.cli.commands import COMMANDS
+from fleet.cli.commands import COMMANDS, FINDINGS
 from fleet.cli.help import is_root_help, print_root_help
 from fleet.errors import FleetError
+from fleet.output import visible_text
 from fleet.paths import debug_from_env
 
 if TYPE_CHECKING:
@@ -62,19 +65,35 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _fleet_error(e: FleetError, debug: bool) -> int:
+def command_of(args: list[str]) -> str | None:
+    """The command ``args`` runs (its first word that is not an option: the root takes only ``--debug``)."""
+    return next((a for a in args if not a.startswith("-")), None)
+
+
+def exit_code_of(e: FleetError, command: str | None) -> int:
+    """The exit code of error ``e`` raised by ``command``: its own, except that a command whose exit 1 is a
+    finding (:data:`FINDINGS`) exits 1 only for that finding, and 2 for any other error that would say 1."""
+    code = e.exit_code
+    if command in FINDINGS and code == 1:
+        findings = FINDINGS[command]
+        if not any(t.__name__ in findings for t in type(e).__mro__):
+            return EXIT_INPUT
+    return code
+
+
+def _fleet_error(e: FleetError, debug: bool, command: str | None = None) -> int:
     if debug:
         traceback.print_exc()
-    print(f"✗ {e.message}", file=sys.stderr)
+    print(f"✗ {visible_text(e.message)}", file=sys.stderr)
     if e.hint:
-        print(f"  hint: {e.hint}", file=sys.stderr)
-    return e.exit_code
+        print(f"  hint: {visible_text(e.hint)}", file=sys.stderr)
+    return exit_code_of(e, command)
 
 
 def _internal_error(e: BaseException, debug: bool) -> int:
     if debug:
         traceback.print_exc()
-    print(f"✗ internal error: {type(e).__name__}: {e}", file=sys.stderr)
+    print(f"✗ internal error: {type(e).__name__}: {visible_text(str(e))}", file=sys.stderr)
     if not debug:
         print("  hint: this is a bug in fleet; rerun with --debug for the traceback and report it", file=sys.stderr)
     return EXIT_INTERNAL
@@ -95,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         if print_kept(args):
             return EXIT_OK
     except FleetError as e:
-        return _fleet_error(e, debug)
+        return _fleet_error(e, debug, command_of(args))
     except KeyboardInterrupt:
         print("✗ interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -115,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         command = typer.main.get_command(app)
         rv = command.main(args=args, prog_name="fleet", standalone_mode=False)
     except FleetError as e:
-        return _fleet_error(e, debug)
+        return _fleet_error(e, debug, command_of(args))
     except typer.Abort:
         print("✗ aborted", file=sys.stderr)
         return EXIT_FAILED

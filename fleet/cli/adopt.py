@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from fleet.cli.common import dry_run_writes_nothing, reporter
+from fleet.output import visible_text
 
 
 def register(app: typer.Typer) -> None:
@@ -31,7 +32,7 @@ def register(app: typer.Typer) -> None:
         if plan.revision is None:
             r.wait(f"dry run: would write {files} in one commit; nothing written")
             for path, text in plan.files.items():
-                typer.echo(f"--- {path}\n{text}", nl=False)
+                typer.echo(visible_text(f"--- {path}\n{text}"), nl=False)
             return
         r.ok(f'adopted {plan.root} as fleet repo "{plan.name}" in {plan.revision[:12]}: {files} '
              "(no existing file moved or changed)")

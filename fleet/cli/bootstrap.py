@@ -12,7 +12,7 @@ from bootstrap.pipeline import BootstrapRequest, BootstrapResult, run_bootstrap
 from bootstrap.report import to_markdown
 from fleet.cli.common import OutputOpt, RepoOpt, dry_run_writes_nothing, engine_settings, repo_path, reporter
 from fleet.errors import InputError
-from fleet.output import OutputFormat, emit
+from fleet.output import OutputFormat, emit, visible_text
 
 _EXIT = {"recovered": 0, "already-recovered": 0, "planned": 0, "failed": 1}
 
@@ -53,11 +53,11 @@ def _render(results: list[BootstrapResult], output: OutputFormat, dry_run: bool,
         return
     for r in results:
         if r.outcome == "already-recovered":
-            sys.stdout.write(f"cluster {r.plan.cluster} is already recovered at {r.plan.revision}\n")
+            sys.stdout.write(visible_text(f"cluster {r.plan.cluster} is already recovered at {r.plan.revision}\n"))
         elif dry_run or r.report is None:
-            sys.stdout.write(_plan_text(r))
+            sys.stdout.write(visible_text(_plan_text(r)))
         else:
-            sys.stdout.write(to_markdown(r.report))
+            sys.stdout.write(visible_text(to_markdown(r.report)))
             files = r.report.files
             sys.stdout.write(f"\nreport: {files.get('markdown')}\njson: {files.get('json')}\n"
                              f"timeline: {files.get('timeline')}\n")

@@ -7,11 +7,11 @@ only when that command runs. It imports nothing of fleet, so both can read it.
 
 from __future__ import annotations
 
-__all__ = ["COMMANDS"]
+__all__ = ["COMMANDS", "FINDINGS"]
 
 # Every command, in the order ``fleet --help`` lists them: name -> (module of fleet.cli whose
-# ``register(app)`` declares it, the first paragraph of its docstring, which the list shows). A unit test
-# (tests/unit/test_golden_cli.py) fails when a docstring and its line here differ: change both.
+# ``register(app)`` declares it, its help line: written here only, and put at the head of the command's own
+# help when its module loads, fleet.cli.app.with_help_line; its docstring holds only what follows).
 COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("doctor", "Check the local toolchain: each tool with the version found and where."),
     "init": ("init", "Create a fleet repo: fleet.yaml, base/, environments/{dev,staging,prod}/, clusters/."),
@@ -67,4 +67,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "local": ("local", "Local clusters: real control planes run by kwokctl."),
     "cluster": ("cluster", "The registry: which clusters exist and what they run."),
     "region": ("region", "Regions: add a new one modelled on an existing one."),
+}
+
+# The commands whose exit 1 is a finding, by name: the errors (class names in :mod:`fleet.errors`, a
+# subclass counts) that are that finding; the command's own ``typer.Exit(1)`` (drift found) is one too.
+# Any other error of theirs that would exit 1 exits 2 instead (an unreachable cluster, a missing stack, a
+# cluster that does not exist: what stopped the check, not what it found); a bug exits 70. One place
+# decides: :func:`fleet.cli.main`'s error handler, from this table; no command adjusts its exit code.
+FINDINGS: dict[str, tuple[str, ...]] = {
+    "diff": (),  # 1: drift found
+    "drift": (),  # 1: infrastructure drift found
+    "gate": ("GateFailed",),  # 1: a gate failed or timed out
+    "status": (),  # never 1 for a finding today; an error is 2 (bad input) or 70
 }

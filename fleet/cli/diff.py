@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from fleet.cli.common import RepoOpt, repo_path, reporter
-from fleet.errors import FleetError
-from fleet.output import OutputFormat, emit
+from fleet.output import OutputFormat, emit, visible_text
 
 if TYPE_CHECKING:  # the live layer (and the kubernetes client) load when a command runs
     from fleet.live.diff import DiffResult
@@ -47,12 +46,8 @@ def _between(repo: Path | None, name: str | None, base: str, head: str | None, s
     fmt = output.lower()
     if fmt not in _BASE_FORMATS:
         raise InputError(f'-o {output}: --base prints {", ".join(_BASE_FORMATS)}')
-    try:
-        result = diff_revisions(repo_path(repo), base, head or "HEAD", selector=selector,
-                                names=[name] if name else None)
-    except FleetError as e:
-        e.exit_code = max(e.exit_code, 2)  # 1 means changes here
-        raise
+    # an error is never 1 (changes): fleet.cli.commands.FINDINGS, decided by the one error handler
+    result = diff_revisions(repo_path(repo), base, head or "HEAD", selector=selector, names=[name] if name else None)
     r = reporter()
     if head is None:  # HEAD is a commit: what the working tree changes is not in it
         from fleet.adapters import gitplain
@@ -112,25 +107,21 @@ def register(app: typer.Typer) -> None:
         from fleet.live.diff import diff
         from fleet.registry.load import load_registry
         from fleet.rendering.cluster import render_cluster
+        from fleet.sops import key_for
 
+        # an error exits 2 (or 70), never 1, which means drift: fleet.cli decides (commands.FINDINGS)
         r = reporter()
-        try:
-            from fleet.sops import key_for
+        path = repo_path(repo)
+        reg = load_registry(path)
+        spec = reg.get(name)
+        rendered = render_cluster(path, name, rev)
+        key = key_for(reg.settings, path)  # the fleet uses SOPS: decrypted in memory, as a sync does
+        from fleet.operator import operator_for
 
-            path = repo_path(repo)
-            reg = load_registry(path)
-            spec = reg.get(name)
-            rendered = render_cluster(path, name, rev)
-            key = key_for(reg.settings, path)  # the fleet uses SOPS: decrypted in memory, as a sync does
-            from fleet.operator import operator_for
-
-            result = diff(kubeconfig_for(spec), rendered.objects, rendered.revision, reporter=r,
-                          age_keys=[key] if key else (), via=operator_for(reg.settings))
-        except FleetError as e:
-            e.exit_code = max(e.exit_code, 2)  # 1 means drift here
-            raise
+        result = diff(kubeconfig_for(spec), rendered.objects, rendered.revision, reporter=r,
+                      age_keys=[key] if key else (), via=operator_for(reg.settings))
         if output_ is OutputFormat.table:
-            sys.stdout.write(_text(result))
+            sys.stdout.write(visible_text(_text(result)))
         else:
             emit(result, output_)
         if result.drift:

@@ -9,7 +9,7 @@ import typer
 
 from fleet.cli.common import OutputOpt, RepoOpt, repo_path, reporter
 from fleet.errors import InputError
-from fleet.output import OutputFormat, emit
+from fleet.output import OutputFormat, emit, visible
 
 
 def _gates_from(path: Path | None) -> list[dict[str, object]]:
@@ -17,8 +17,10 @@ def _gates_from(path: Path | None) -> list[dict[str, object]]:
         return []
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise InputError(f"{visible(path)}: gate results nested too deep to be read") from None
     except (OSError, ValueError) as e:
-        raise InputError(f"{path}: cannot read gate results as JSON: {e}") from e
+        raise InputError(f"{visible(path)}: cannot read gate results as JSON: {e}") from e
     if not isinstance(data, list) or not all(isinstance(x, dict) for x in data):
         raise InputError(f"{path}: gate results must be a JSON list of objects")
     return data

@@ -70,7 +70,9 @@ def kept_render(path: Path, cluster: str, rev: str | None) -> Kept | None:
         dirty = gitplain.changed_paths(root)
         if dirty is None:
             return None
-        warn_edits((p for p in dirty if not p.startswith(kept.registry + "/")), kept.inputs)
+        # the cluster's own registry file (its variables) and fleet.yaml count; other clusters' files do not
+        own = (f"{kept.registry}/{cluster}.yaml", "fleet.yaml")
+        warn_edits((p for p in dirty if not p.startswith(kept.registry + "/") or p in own), (*kept.inputs, *own))
     return Kept(kept.cluster, kept.revision, kept.text, kept.digest, kept.objects)
 
 

@@ -167,6 +167,10 @@ def register(app: typer.Typer) -> None:
         name: str = typer.Argument(..., help="The cluster whose stack to check."),
         output: OutputFormat = OutputOpt,
     ) -> None:
+        from fleet.registry.model import DNS_LABEL, shown
+
+        if not DNS_LABEL.match(name):  # a stack is named after a cluster: no such cluster, no such stack (exit 2)
+            raise InputError(f'"{shown(name)}" is not a cluster name (a DNS label)')
         res = _p().drift(name, program=_program(), reporter=reporter(), engine=engine_settings())
         emit(res, output, columns=["op", "resource", "properties"],
              rows=lambda d: [(x["op"], x["resource"], ", ".join(x["properties"]) or "-") for x in d.resources])

@@ -9,7 +9,7 @@ import typer
 
 from fleet.cli.commands import COMMANDS
 from fleet.cli.common import OutputOpt, RepoOpt, dry_run_writes_nothing, repo_path, reporter
-from fleet.output import OutputFormat, emit
+from fleet.output import OutputFormat, emit, visible_text
 
 __all__ = ["register"]
 
@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
         plan = plan_region(path, name, source, environments=tuple(env))
         if output is OutputFormat.table:  # shown before it is written
             for e in plan.entries:
-                sys.stdout.write(f"# {e.file} (modelled on {e.source})\n{e.text}---\n")
+                sys.stdout.write(visible_text(f"# {e.file} (modelled on {e.source})\n{e.text}---\n"))
             sys.stdout.flush()
         written = None if dry_run else write_region(path, plan)
         if output is not OutputFormat.table:

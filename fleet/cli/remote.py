@@ -34,6 +34,10 @@ def register(app: typer.Typer) -> None:
             r.ok(f"{c.ref}: {was} -> {c.new[:12] if c.new else 'deleted'}")
         for name in result.kept_local:
             r.warn(f'kept the local last good of "{name}": its record is newer than the remote\'s')
+        from fleet.sync import refused_good
+
+        for cluster, sha, why in refused_good(repo_path(repo)):  # a remote can hold any ref: say so now
+            r.warn(f'the last good of "{cluster}" ({sha[:12]}) would be refused by the signature policy: {why}')
         if not result.changes and not result.notes_merged:
             r.ok(f'up to date with "{result.remote}"')
         elif result.notes_merged:

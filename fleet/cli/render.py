@@ -12,7 +12,7 @@ import typer
 from fleet.cli.common import RepoOpt, repo_path, reporter
 from fleet.cli.kept import kept_render, warn_edits
 from fleet.errors import InputError
-from fleet.output import OutputFormat, emit
+from fleet.output import OutputFormat, emit, visible
 
 if TYPE_CHECKING:
     from fleet.adapters.git import GitRepo
@@ -99,7 +99,9 @@ def _warn_uncommitted(g: GitRepo, rendered: list[Rendered]) -> None:
 
     sha = rendered[0].revision
     registry = load_registry(g, sha)
-    dirty = [p for p in g.is_dirty(["."]) if not p.startswith(registry.layout.registry + "/")]
+    # the rendered clusters' own registry files (their variables) and fleet.yaml count; other clusters' do not
+    own = {f"{registry.layout.registry}/{r.cluster}.yaml" for r in rendered} | {"fleet.yaml"}
+    dirty = [p for p in g.is_dirty(["."]) if not p.startswith(registry.layout.registry + "/") or p in own]
     if not dirty:
         return
     from fleet.rendering.fluxrender import flux_inputs  # only now: a clean tree (the usual case) never needs it
@@ -108,7 +110,7 @@ def _warn_uncommitted(g: GitRepo, rendered: list[Rendered]) -> None:
     envs = {s.environment for s in specs if s.source is None}
     watched = {p for e in envs for p in inputs(g, e, sha, registry.layout)}
     watched |= {p for s in specs if s.source is not None for p in flux_inputs(g, sha, s)}
-    warn_edits(dirty, watched)
+    warn_edits(dirty, watched | own)
 
 
 def _show(rendered: Sequence[_Shown], fmt: OutputFormat, all_: bool) -> None:
@@ -165,7 +167,7 @@ def _tree(g: GitRepo, cluster: str | None, all_: bool, rev: str | None, output: 
         return
     if output.lower() not in (OutputFormat.yaml.value, OutputFormat.table.value):
         raise InputError(f"-o {output}: --tree prints a table, or -o json")
-    typer.echo("\n".join(tree_lines(done.expansion)))
+    typer.echo("\n".join(visible(line) for line in tree_lines(done.expansion)))
 
 
 def _secrets_shown(g: GitRepo, rendered: list[Rendered], decrypt: bool) -> list[Rendered]:

@@ -18,7 +18,7 @@ import typer
 from fleet.cli.common import OutputOpt, RepoOpt, dry_run_writes_nothing, engine_settings, repo_path, reporter
 from fleet.cli.gate import parse_duration
 from fleet.errors import InputError
-from fleet.output import OutputFormat, emit
+from fleet.output import OutputFormat, emit, visible_text
 
 __all__ = ["register"]
 
@@ -120,9 +120,9 @@ def register(app: typer.Typer) -> None:
         if output is not OutputFormat.table:
             emit({"id": result.id, "outcome": result.outcome, "plan": result.plan, "report": result.report}, output)
         elif result.report is None:
-            sys.stdout.write(_plan_text(result.plan))
+            sys.stdout.write(visible_text(_plan_text(result.plan)))
         else:
-            sys.stdout.write(to_markdown(result.report))
+            sys.stdout.write(visible_text(to_markdown(result.report)))
             files = result.report.files
             sys.stdout.write(f"\nreport: {files.get('markdown')}\njson: {files.get('json')}\n"
                              f"timeline: {files.get('timeline')}\n")

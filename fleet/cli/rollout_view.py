@@ -13,7 +13,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from fleet.output import Reporter
+from fleet.output import Reporter, visible, visible_text
 from rollout.journal import ClusterRun, RolloutJournal
 
 __all__ = ["LiveView"]
@@ -36,7 +36,7 @@ class _Lines:
 
     def _say(self, sym: str, style: str, msg: str) -> None:
         if sym in self.only:
-            self.console.print(Text(f"{sym} {self.prefix}{msg}", style=style), highlight=False)
+            self.console.print(Text(f"{sym} {visible_text(self.prefix + msg)}", style=style), highlight=False)
 
     def step(self, msg: str) -> None:
         self._say("►", "", msg)
@@ -113,5 +113,5 @@ class LiveView:
             step = run.step if run.state == "running" else (run.failed_step or "" if run.state == "failed" else "")
             table.add_row(str(run.wave), run.name, run.action or "", step,
                           Text(f"{sym} {run.state}", style=style), _elapsed(run),
-                          Text(last[:width], style="dim" if run.state != "failed" else "red"))
+                          Text(visible(last)[:width], style="dim" if run.state != "failed" else "red"))
         return table

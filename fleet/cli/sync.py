@@ -81,6 +81,11 @@ def register(app: typer.Typer) -> None:
                 from fleet.provision import check_operator_can_fetch, provision
 
                 check_operator_can_fetch(path, name, rendered.revision)
+                from fleet.sops import require_intact_commit
+
+                # a commit whose SOPS MACs do not verify is never pinned, whatever the operator would do with it
+                require_intact_commit(reg.settings, path, rendered.objects, f"commit {rendered.revision[:12]}")
+
                 wait = parse_duration(timeout) if timeout else float(gate_timeout(reg.settings, spec))
                 engine = engine_settings()
                 with cluster_lock(name, f"fleet sync {name}"):

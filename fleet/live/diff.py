@@ -13,7 +13,7 @@ import copy
 import difflib
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -24,7 +24,7 @@ from fleet.live.apply import PlannedObject, parallel, plan_objects
 from fleet.live.inventory import read_inventory
 from fleet.live.objects import ANN_DIGEST, ANN_REVISION, ObjectRef, owned_by_fleet, validate
 from fleet.output import Reporter
-from fleet.sops import AgeKey, decrypt_objects, require_key
+from fleet.sops import AgeKey, decrypt_objects, encrypted_paths, is_encrypted, require_key
 
 __all__ = ["DiffResult", "ObjectDiff", "diff", "normalize"]
 
@@ -75,26 +75,82 @@ def _yaml(obj: Mapping[str, Any]) -> list[str]:
     return yaml.safe_dump(dict(obj), sort_keys=True, default_flow_style=False).splitlines(keepends=True)
 
 
-def _masked(live: Obj | None, desired: Obj | None) -> tuple[Obj | None, Obj | None]:
-    """A Secret's values masked as ``kubectl diff`` does: ``***`` where both sides hold the same value,
-    ``*** (before)`` and ``*** (after)`` where it changed. A diff never prints what a Secret holds."""
-    if not any(o is not None and o.get("kind") == "Secret" and o.get("apiVersion") == "v1" for o in (live, desired)):
+Path = tuple[str | int, ...]
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+# What of a Secret a diff may show: what names it and how it is typed; every other field (data, stringData,
+# every annotation, the last-applied-configuration one included, anything unknown) is masked
+_SECRET_SHOWN: tuple[Path, ...] = (
+    ("apiVersion",), ("kind",), ("type",), ("immutable",), ("metadata", "name"), ("metadata", "namespace"),
+    ("metadata", "labels"), ("metadata", "generateName"), ("metadata", "finalizers"), ("metadata", "ownerReferences"),
+)
+
+
+def _is_secret(o: Obj | None) -> bool:
+    return o is not None and o.get("kind") == "Secret" and str(o.get("apiVersion", "")) == "v1"
+
+
+class _Missing:
+    """A side of the diff without this key (an object created or pruned, a field added or removed)."""
+
+
+_MISSING: Any = _Missing()
+
+
+def _mask(a: Any, b: Any, path: Path, hidden: Callable[[Path], bool]) -> tuple[Any, Any]:
+    """``a`` (live) and ``b`` (desired) with every leaf value at a path ``hidden(path)`` masked as ``kubectl
+    diff`` does: ``***`` where both sides hold the same value, ``*** (before)`` / ``*** (after)`` where it
+    changed. Mappings and lists are walked (so a diff still says which key changed); a side is
+    :data:`_MISSING` where it lacks the path."""
+    kinds = {type(x) for x in (a, b) if x is not _MISSING}
+    if kinds and kinds <= {dict}:
+        da: dict[Any, Any] = {} if a is _MISSING else dict(a)
+        db: dict[Any, Any] = {} if b is _MISSING else dict(b)
+        for k in da.keys() | db.keys():
+            ma, mb = _mask(da.get(k, _MISSING), db.get(k, _MISSING), (*path, k), hidden)
+            if k in da:
+                da[k] = ma
+            if k in db:
+                db[k] = mb
+        return (a if a is _MISSING else da), (b if b is _MISSING else db)
+    if kinds and kinds <= {list}:
+        la: list[Any] = [] if a is _MISSING else list(a)
+        lb: list[Any] = [] if b is _MISSING else list(b)
+        for i in range(max(len(la), len(lb))):
+            ma, mb = _mask(la[i] if i < len(la) else _MISSING, lb[i] if i < len(lb) else _MISSING, (*path, i), hidden)
+            if i < len(la):
+                la[i] = ma
+            if i < len(lb):
+                lb[i] = mb
+        return (a if a is _MISSING else la), (b if b is _MISSING else lb)
+    if kinds & {dict, list}:  # a leaf on one side, a mapping or list on the other: each side alone
+        return _mask(a, _MISSING, path, hidden)[0], _mask(_MISSING, b, path, hidden)[1]
+    if not hidden(path):
+        return a, b
+    same = a == b
+    return (a if a is _MISSING else "***" if same else "*** (before)",
+            b if b is _MISSING else "***" if same else "*** (after)")
+
+
+def _masked(live: Obj | None, desired: Obj | None, sops_paths: frozenset[Path] = frozenset()
+            ) -> tuple[Obj | None, Obj | None]:
+    """What a diff may print of ``live`` and ``desired``: a Secret with every field but its names masked
+    (its values, every annotation, the ``last-applied-configuration`` one included); an object of any kind
+    with every value SOPS encrypted in the repo (``sops_paths``) and its ``last-applied-configuration``
+    masked. A diff never prints what a Secret holds, nor a value the repo keeps encrypted."""
+    if _is_secret(live) or _is_secret(desired):
+        def hidden(p: Path) -> bool:
+            return not any(p[:len(s)] == s for s in _SECRET_SHOWN)
+    elif sops_paths:
+        def hidden(p: Path) -> bool:
+            return p in sops_paths or p == ("metadata", "annotations", LAST_APPLIED)
+    else:
         return live, desired
-    a, b = copy.deepcopy(live), copy.deepcopy(desired)
-    for field in ("data", "stringData"):
-        old = dict((a or {}).get(field) or {})
-        new = dict((b or {}).get(field) or {})
-        for k in old.keys() | new.keys():
-            same = k in old and k in new and old[k] == new[k]
-            if a is not None and k in old:
-                a[field][k] = "***" if same else "*** (before)"
-            if b is not None and k in new:
-                b[field][k] = "***" if same else "*** (after)"
-    return a, b
+    a, b = _mask(live if live is not None else _MISSING, desired if desired is not None else _MISSING, (), hidden)
+    return (None if live is None else a), (None if desired is None else b)
 
 
-def _unified(ref: str, live: Obj | None, desired: Obj | None) -> str:
-    live, desired = _masked(live, desired)
+def _unified(ref: str, live: Obj | None, desired: Obj | None, sops_paths: frozenset[Path] = frozenset()) -> str:
+    live, desired = _masked(live, desired, sops_paths)
     a = _yaml(live) if live is not None else []
     b = _yaml(desired) if desired is not None else []
     return "".join(difflib.unified_diff(a, b, fromfile=f"live/{ref}", tofile=f"desired/{ref}"))
@@ -134,6 +190,18 @@ def diff(
     require_key(age_keys, objects, f'cluster "{cluster}"')
     kube = Kube.connect(target, pool_size=workers + 4)
     manifests = validate(decrypt_objects(objects, age_keys) if age_keys else objects)
+    # what the repo keeps encrypted, by (kind, namespace, name): masked in the diff whatever the kind
+    encrypted: dict[tuple[str, str, str], frozenset[Path]] = {}
+    for o in objects:
+        if is_encrypted(o):
+            meta = o.get("metadata") or {}
+            encrypted[(str(o.get("kind")), str(meta.get("namespace") or ""), str(meta.get("name")))] = \
+                encrypted_paths(o)
+
+    def sops_paths(ref: ObjectRef) -> frozenset[Path]:
+        return encrypted.get((ref.kind, ref.namespace or "", ref.name)) or encrypted.get(
+            (ref.kind, "", ref.name), frozenset())
+
     if operator is None:  # the operator applies, unless a direct sync (break-glass) was not handed back yet
         operator = via is not None and via.applies(kube) and read_inventory(kube) is None
     by = "as Flux applies them" if operator else "as fleet applies them"
@@ -150,8 +218,9 @@ def diff(
         live = None
         if it.served:
             live = kube.get(it.ref.api_version, it.ref.kind, it.ref.name, it.ref.namespace or None)
+        hide = sops_paths(it.ref)
         if live is None:
-            d = ObjectDiff(ref, "create", _refused(it) + _unified(ref, None, normalize(it.obj)))
+            d = ObjectDiff(ref, "create", _refused(it) + _unified(ref, None, normalize(it.obj), hide))
         else:
             would: Obj = it.obj
             for _ in range(5):  # compare the dry run with the very version it was computed on
@@ -168,7 +237,7 @@ def diff(
                 if live is None:
                     break
             if live is None:  # deleted meanwhile
-                d = ObjectDiff(ref, "create", _unified(ref, None, normalize(it.obj)))
+                d = ObjectDiff(ref, "create", _unified(ref, None, normalize(it.obj), hide))
                 with lock:
                     found.append(d)
                 return
@@ -177,7 +246,7 @@ def diff(
                 with lock:
                     unchanged += 1
                 return
-            d = ObjectDiff(ref, "update", _unified(ref, a, b))
+            d = ObjectDiff(ref, "update", _unified(ref, a, b, hide))
         with lock:
             found.append(d)
 
@@ -208,7 +277,7 @@ def diff(
         if live is not None and (not (via is not None and via.keeps(live)) if operator
                                  else owned_by_fleet(live, cluster)):
             with lock:
-                found.append(ObjectDiff(str(ref), "prune", _unified(str(ref), normalize(live), None)))
+                found.append(ObjectDiff(str(ref), "prune", _unified(str(ref), normalize(live), None, sops_paths(ref))))
 
     parallel(gone, stale, workers)
     found.sort(key=lambda d: ({"create": 0, "update": 1, "prune": 2}[d.action], d.object))

@@ -58,10 +58,11 @@ class GateConfig:
 
 
 def gate_config(settings: FleetSettings, cluster: ClusterSpec | None = None, *,
-                operator_gate: str | None = None, operator: OperatorGates | None = None) -> GateConfig:
+                operator_gate: str | None = None, operator: OperatorGates | None) -> GateConfig:
     """The gates the registry declares for ``cluster`` (fleet-wide custom gates, then its own); the
     operator gate as ``operator_gate`` says, else the cluster's ``gates.operator``, else fleet.yaml's.
-    ``operator``: the fleet's operator (:func:`fleet.operator.gate_config` passes the one fleet.yaml names)."""
+    ``operator``: the fleet's operator, always said (None: no operator gate); callers use
+    :func:`fleet.operator.gate_config`, which passes the one fleet.yaml names."""
     custom = tuple(settings.gates.custom)
     mode: str = settings.gates.operator
     if cluster is not None and cluster.gates is not None:

@@ -69,6 +69,8 @@ class AppliedState(Protocol):
 
     def objects_applied(self, commit: str) -> bool: ...
 
+    def summary(self) -> str: ...
+
 
 class Operator(Protocol):
     kind: str  # fleet.yaml's operator.kind

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pydantic import BaseModel, ValidationError
 
 from fleet.errors import ConfigError, InputError, NotFound
-from fleet.registry.layout import DEFAULT_LAYOUT, Layout
+from fleet.registry.layout import DEFAULT_LAYOUT, Layout, path_problem
 from fleet.registry.model import DNS_LABEL, ClusterSpec, FleetSettings, shown
 from fleet.registry.scratch import with_scratch
 from fleet.registry.yamlpos import Loc, Positions, dotted, load_yaml
@@ -39,6 +39,7 @@ __all__ = [
     "load_registry",
     "open_repo",
     "parse_cluster",
+    "read_worktree",
     "worktree_root",
 ]
 
@@ -189,8 +190,19 @@ class _Worktree:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def read(self, path: str) -> str | None:
+    def _inside(self, path: str) -> Path:
+        """``root/path``, refused (exit 2, nothing read, nothing quoted) when it or a folder on its way is a
+        symlink that leads out of the repository: a registry file is read from the repository only."""
         p = self.root / path
+        if p.is_symlink() or any(q.is_symlink() for q in p.parents if q != self.root and self.root in q.parents):
+            real = p.resolve()
+            if real != self.root and self.root not in real.parents:
+                raise ConfigError("is a symlink that leads out of the repository; fleet reads registry files "
+                                  "from the repository only", file=shown(path))
+        return p
+
+    def read(self, path: str) -> str | None:
+        p = self._inside(path)
         try:
             return p.read_text(encoding="utf-8") if p.is_file() else None
         except UnicodeDecodeError as e:
@@ -205,11 +217,17 @@ class _Worktree:
         return sorted(p.name for p in self._list(path) if p.is_dir())
 
     def _list(self, path: str) -> list[Path]:
-        d = self.root / path
+        d = self._inside(path)
         try:
             return list(d.iterdir()) if d.is_dir() else []
         except OSError as e:
             raise ConfigError(f"cannot read the directory: {e.strerror or e}", file=shown(path)) from None
+
+
+def read_worktree(root: Path, path: str) -> str | None:
+    """The text of ``path`` in the working tree at ``root`` (None when absent): refused (ConfigError, exit 2,
+    nothing read or quoted) when it is not UTF-8 or is a symlink that leads out of the repository."""
+    return _Worktree(root).read(path)
 
 
 class _Revision:
@@ -342,9 +360,27 @@ def parse_settings(text: str | None, file: str = FLEET_FILE) -> FleetSettings:
     if not isinstance(data, dict):
         raise ConfigError("expected a mapping (kind: Fleet)", file=file, line=1)
     try:
-        return FleetSettings.model_validate(data)
+        settings = FleetSettings.model_validate(data)
     except ValidationError as e:
         raise describe_validation_error(e, FleetSettings, pos, file) from e
+    problem = operator_source_problem(settings.operator.source)
+    if problem:
+        raise ConfigError(problem, file=file, line=pos.line_of(("operator", "source")), key="operator.source",
+                          hint="toolchain, an https:// URL, or a path inside the repository (e.g. flux/install.yaml)")
+    return settings
+
+
+def operator_source_problem(source: str) -> str | None:
+    """Why fleet.yaml's ``operator.source`` cannot be used (or None): what fleet hands to a cluster comes from
+    the repository or from fleet, so it is ``toolchain``, an http(s) URL, or a path inside the repository; an
+    absolute path, ``~``, ``..`` or any other scheme (``file://``) would put a file of this machine into the
+    cluster's plan."""
+    if source == "toolchain" or source.startswith(("https://", "http://")):
+        return None
+    if "://" in source or source.startswith(("~", "/")) or ":" in source.split("/", 1)[0]:
+        return f'"{shown(source)}" is outside the repository: give a path inside it, or an https:// URL'
+    problem = path_problem(source)
+    return f"{problem} (a path inside the repository)" if problem else None
 
 
 def _environments(src: _Source, layout: Layout = DEFAULT_LAYOUT) -> tuple[str, ...]:
@@ -369,6 +405,23 @@ def _check_environment(
         line=pos.line_of(("environment",)),
         key="environment",
     )
+
+
+def _check_access(spec: ClusterSpec, root: Path, text: str, file: str) -> None:
+    """``access.kubeconfig`` must not lead into the repository (through ``~``, an absolute path to the
+    checkout or a symlink): what the fleet repo carries never runs an exec plugin or names a token file."""
+    if spec.access is None or spec.access.kubeconfig is None:
+        return
+    real = Path(os.path.realpath(Path(spec.access.kubeconfig).expanduser()))
+    top = Path(os.path.realpath(root))
+    if real == top or top in real.parents:
+        _, pos = load_yaml(text, file)
+        raise ConfigError(
+            "names a kubeconfig inside the fleet repo; a kubeconfig is the user's own configuration (its exec "
+            "plugins run, its token files are read), kept outside the repository",
+            file=file, line=pos.line_of(("access", "kubeconfig")), key="access.kubeconfig",
+            hint="point it at a file of yours outside the repo (e.g. ~/.kube/config), or leave it out",
+        )
 
 
 def _check_flux_dir(spec: ClusterSpec, src: _Source, text: str, file: str) -> None:
@@ -421,6 +474,7 @@ def load_registry(repo: GitRepo | str | Path, rev: str | None = None) -> Registr
         text = src.read(file) or ""
         spec = parse_cluster(text, file)
         _check_environment(spec, envs, text, file, layout, src)
+        _check_access(spec, root, text, file)
         clusters[spec.name] = spec
     clusters = with_scratch(clusters)  # a drill's scratch cluster, while one runs in this context
     return Registry(root, revision, settings, dict(sorted(clusters.items())), envs, layout)

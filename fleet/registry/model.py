@@ -6,6 +6,7 @@ Parsed once, at the edge (:mod:`fleet.registry.load`); everything above works wi
 
 from __future__ import annotations
 
+import difflib
 import re
 from typing import Annotated, Any, Literal
 
@@ -95,6 +96,8 @@ def url_problem(url: str) -> str | None:
     query parameters. ``ssh://git@host/...`` and ``git@host:org/repo.git`` (user name only) are fine."""
     from urllib.parse import urlsplit
 
+    if url.startswith("-") or url.strip() != url:
+        return "starts with \"-\" or has spaces around it (git would read it as an option)"
     m = _SCP_LIKE.match(url)
     if m and "://" not in url.split("@", 1)[0]:
         return "holds a password" if m["password"] is not None else None
@@ -115,6 +118,8 @@ def check_url(url: str) -> str:
     problem = url_problem(url)
     if problem:
         host = url.rpartition("@")[2].split("?", 1)[0] if "@" in url else url.split("?", 1)[0]
+        if problem.startswith("starts with"):
+            raise ValueError(f"the URL {problem}; give a URL (https://..., ssh://..., git@host:path)")
         raise ValueError(
             f"the URL {problem}; credentials never go into the fleet repo (URL ...@{host}): "
             "give git its credentials from outside the repo (a credential helper, ~/.git-credentials, "
@@ -136,6 +141,27 @@ def _check_strings(data: object, limit: int = MAX_TEXT) -> None:
             _check_strings(v, limit)
 Provider = Literal["local", "kind", "eks", "gke", "aks"]
 PROVIDERS: tuple[str, ...] = ("local", "kind", "eks", "gke", "aks")
+# The ``settings`` each provider reads (clusters/providers/*.py): any other key is refused at load, not
+# dropped silently (a typo would otherwise provision with the default).
+PROVIDER_SETTINGS: dict[str, tuple[str, ...]] = {
+    "local": ("nodes", "kubeVersion"),
+    "kind": ("nodes", "image", "kubeVersion"),
+    "eks": ("region", "nodes", "clusterName", "instanceType", "minNodes", "maxNodes", "kubeVersion", "subnetIds",
+            "vpcId"),
+    "gke": ("project", "region", "deletionProtection", "releaseChannel", "kubeVersion", "nodes", "machineType"),
+    "aks": ("region", "nodes", "vmSize", "kubeVersion", "resourceGroup", "subscriptionId"),
+}
+# Built-in kinds (and Flux's) that live in a namespace: a custom gate on one must name its namespace. A kind
+# not listed here (a CRD's) is checked against the server when the gates start.
+NAMESPACED_KINDS = frozenset({
+    "Pod", "Service", "ConfigMap", "Secret", "ServiceAccount", "PersistentVolumeClaim", "Endpoints", "Event",
+    "LimitRange", "ResourceQuota", "ReplicationController", "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet",
+    "ControllerRevision", "Job", "CronJob", "Ingress", "NetworkPolicy", "Role", "RoleBinding",
+    "HorizontalPodAutoscaler", "PodDisruptionBudget", "Lease", "EndpointSlice",
+    "Kustomization", "GitRepository", "OCIRepository", "HelmRepository", "HelmChart", "HelmRelease", "Bucket",
+})
+_KIND = re.compile(r"^[A-Z][A-Za-z0-9]{0,62}\Z")
+_API_VERSION = re.compile(r"^(?:[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?v[0-9]+(?:(?:alpha|beta)[0-9]+)?\Z")
 
 
 class _Frozen(BaseModel):
@@ -154,6 +180,9 @@ class _Frozen(BaseModel):
 class CustomGate(_Frozen):
     """A gate a user declares: a condition on any object must have a status (default ``True``)."""
 
+    # Checked at load (exit 2): a name the API server would refuse, a namespace that is no DNS label, a
+    # namespaced built-in kind without a namespace; none of them waits out a gate timeout.
+
     apiVersion: str
     kind: str
     name: str
@@ -161,9 +190,53 @@ class CustomGate(_Frozen):
     condition: str = "Ready"
     status: str = "True"
 
+    @field_validator("apiVersion")
+    @classmethod
+    def _api_version(cls, v: str) -> str:
+        if not _API_VERSION.match(v):
+            raise ValueError(f'"{shown(v)}" is not an apiVersion (v1, apps/v1, example.com/v1beta1)')
+        return v
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, v: str) -> str:
+        if not _KIND.match(v):
+            raise ValueError(f'"{shown(v)}" is not a kind (Deployment, Kustomization, ...)')
+        return v
+
+    @field_validator("name")
+    @classmethod
+    def _object_name(cls, v: str) -> str:
+        # what the API server requires of every object name (a path segment): not empty, not . or .., no / or %
+        if not v or v in (".", "..") or "/" in v or "%" in v or len(v) > 253:
+            raise ValueError(f'"{shown(v)}" is not an object name (not empty, not . or .., no / or %)')
+        return v
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, v: str | None) -> str | None:
+        if v is not None and not DNS_LABEL.match(v):
+            raise ValueError(f'"{shown(v)}" is not a namespace (a DNS label)')
+        return v
+
+    @field_validator("condition")
+    @classmethod
+    def _condition(cls, v: str) -> str:
+        if not v or len(v) > 316 or any(c.isspace() for c in v):
+            raise ValueError(f'"{shown(v)}" is not a condition type (Ready, Available, ...)')
+        return v
+
+    @model_validator(mode="after")
+    def _namespaced(self) -> CustomGate:
+        if self.namespace is None and self.kind in NAMESPACED_KINDS:
+            raise ValueError(f'{self.kind} "{self.name}" lives in a namespace: give its namespace')
+        return self
+
 
 class GateSettings(_Frozen):
-    timeout: Annotated[int, Field(ge=1, le=86400, description="Seconds all gates may take together.")] = 300
+    timeout: Annotated[
+        int, Field(ge=1, le=86400, strict=True, description="Seconds all gates may take together.")
+    ] = 300
     custom: tuple[CustomGate, ...] = ()
     operator: Annotated[
         Literal["auto", "on", "off"],
@@ -572,6 +645,16 @@ class KubeAccess(_Frozen):
     context: str | None = None
     kubeconfig: str | None = None  # a path outside the repo; default $KUBECONFIG / ~/.kube/config
 
+    @field_validator("kubeconfig")
+    @classmethod
+    def _outside(cls, v: str | None) -> str | None:
+        # a relative path would name a file of the repository (the working directory): a kubeconfig runs
+        # exec plugins and reads token files, so it comes from the user's own configuration, never from Git
+        if v is not None and not (v.startswith("/") or v.startswith("~/")):
+            raise ValueError(f'"{shown(v)}" must be a path outside the repository (absolute, or ~/...): a '
+                             "kubeconfig is the user's own configuration, never a file of the fleet repo")
+        return v
+
 
 class ClusterSource(_Frozen):
     """Where a cluster's desired state comes from when it is not its environment's overlay."""
@@ -600,7 +683,7 @@ class ClusterSpec(_Frozen):
     environment: str
     provider: Provider = "local"
     region: str = "local"
-    wave: Annotated[int, Field(ge=0, le=1000)] = 0
+    wave: Annotated[int, Field(ge=0, le=1000, strict=True)] = 0  # strict: `wave: true`, `wave: "3"` refused
     labels: dict[str, str] = Field(default_factory=dict)
     vars: dict[str, str] = Field(default_factory=dict)
     settings: dict[str, str | int | bool] = Field(default_factory=dict, description="Provider settings.")
@@ -639,6 +722,18 @@ class ClusterSpec(_Frozen):
                 raise ValueError(f'label key "{k}" is not a valid Kubernetes label key')
             if val and not LABEL_NAME.match(val):
                 raise ValueError(f'label value "{val}" (key "{k}") is not a valid Kubernetes label value')
+        return v
+
+    @field_validator("settings")
+    @classmethod
+    def _provider_settings(cls, v: dict[str, str | int | bool], info: ValidationInfo) -> dict[str, str | int | bool]:
+        known = PROVIDER_SETTINGS.get(str(info.data.get("provider", "local")), ())
+        for k in v:
+            if k not in known:
+                close = difflib.get_close_matches(k, known, n=1)
+                hint = f' (did you mean "{close[0]}"?)' if close else ""
+                raise ValueError(f'unknown setting "{shown(k)}" of provider {info.data.get("provider", "local")}'
+                                 f"{hint}; known: {', '.join(known)}")
         return v
 
     @field_validator("vars")

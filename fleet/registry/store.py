@@ -378,16 +378,22 @@ def init_repo(
         except ValueError as e:
             raise InputError(f"--remote: {e}") from None
     if root.exists() and not root.is_dir():
-        raise InputError(f"{root} exists and is not a directory")
+        raise InputError(f"{shown(str(root))} exists and is not a directory")
     if root.is_dir():
-        extra = sorted(p.name for p in root.iterdir() if p.name != ".git")
+        try:
+            extra = sorted(p.name for p in root.iterdir() if p.name != ".git")
+        except OSError as e:
+            raise Unwritable.of(shown(str(root)), e, "the new fleet repo") from None
         if extra:
             raise InputError(
                 f"{root} is not empty ({', '.join(extra[:3])}{', ...' if len(extra) > 3 else ''})",
                 hint="fleet init creates a new repo: pass a new or empty directory",
             )
     created = not root.exists()
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # /proc/x, a read-only or missing parent: bad input, not a bug
+        raise Unwritable.of(shown(str(root)), e, "the new fleet repo") from None
     try:
         g = GitRepo.init(root, branch=branch)
         with g:

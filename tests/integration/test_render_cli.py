@@ -76,3 +76,17 @@ def test_missing_variable_is_named(repo: Path, capsys: Capsys) -> None:
     )
     code, _, err = run_cli(capsys, "render", "eu-1")
     assert code == 2 and '✗ variable "DB_HOST" not set in ConfigMap/hello-prod/hello-config' in err
+
+
+def test_render_table_shows_hostile_names_escaped(repo: Path, capsys: Capsys) -> None:
+    """Object names come from the repository (anyone's pull request): an ESC, an OSC or a bidi override in
+    one is shown, not obeyed (issue 20)."""
+    ok(capsys, "cluster", "add", "eu-1", "--env", "prod")
+    commit_file(repo, "environments/prod/hostile.yaml",
+                'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: "x\\e]0;pwned\\a\\e[2J\\u202ecod.exe"\n')
+    overlay = "environments/prod/kustomization.yaml"
+    text = (repo / overlay).read_text()
+    commit_file(repo, overlay, text.replace("resources:\n", "resources:\n  - hostile.yaml\n"))
+    out = ok(capsys, "render", "eu-1", "-o", "table")
+    assert not any(c in out for c in "\x1b\x07\u202e"), repr(out)
+    assert "x\\x1b]0;pwned\\x07\\x1b[2J\\u202ecod.exe" in out

@@ -106,7 +106,21 @@ def test_uncommitted_edits_are_warned_of_when_kept(
     (repo / "notes.txt").write_text("not an input\n")
     code, _, err = run_cli(capsys, "render", "eu-1")
     assert code == 0
-    assert err.strip() == "⚠ uncommitted changes (base/service.yaml) are not rendered: fleet renders Git"
+    # the cluster's own registry file holds its variables: an edit to it is not rendered either (issue 20)
+    assert err.strip() == ("⚠ uncommitted changes (base/service.yaml, clusters/eu-1.yaml) are not rendered: "
+                           "fleet renders Git")
+
+
+def test_an_uncommitted_registry_edit_is_warned_of(repo: Path, capsys: Capsys) -> None:
+    """Before, an edit to the rendered cluster's own file (a variable) was never said; another cluster's
+    file is not an input, and is not named."""
+    (repo / "clusters" / "eu-1.yaml").write_text((repo / "clusters" / "eu-1.yaml").read_text() + "# edit\n")
+    code, _, err = run_cli(capsys, "render", "eu-1")  # in full (nothing kept yet)
+    assert code == 0
+    assert err.strip() == "⚠ uncommitted changes (clusters/eu-1.yaml) are not rendered: fleet renders Git"
+    code, _, err = run_cli(capsys, "render", "eu-1")  # kept
+    assert code == 0
+    assert err.strip() == "⚠ uncommitted changes (clusters/eu-1.yaml) are not rendered: fleet renders Git"
 
 
 def test_a_kept_render_loads_no_git_library_no_models_no_kustomize_and_no_typer(repo: Path, capsys: Capsys) -> None:

@@ -316,6 +316,14 @@ BUILDER_FORMS: dict[str, Callable[[str], str]] = {
 def overlay_to(form: Callable[[str], str], target: Callable[[], str]) -> Setup:
     def setup(repo: Path) -> None:
         commit_file(repo, OVERLAY, KSAFE + form(target()))
+# ---- the second pass (issue 20): each case below was not refused cleanly before ------------------
+
+
+def outside(name: str, data: bytes) -> Setup:
+    """A file beside the repository (a command names it as ../NAME)."""
+
+    def setup(repo: Path) -> None:
+        (repo.parent / name).write_bytes(data)
 
     return setup
 
@@ -324,6 +332,14 @@ def manifest(text: str) -> Setup:
     def setup(repo: Path) -> None:
         commit_file(repo, f"{PROD}/hostile.yaml", text)
         commit_file(repo, OVERLAY, KSAFE + "  - hostile.yaml\n")
+def linked_out(path: str, target: bytes) -> Setup:
+    """``path`` in the working tree replaced by a symlink to a file outside the repository."""
+
+    def setup(repo: Path) -> None:
+        host = repo.parent / "host-file"
+        host.write_bytes(target)
+        (repo / path).unlink()
+        (repo / path).symlink_to(host)
 
     return setup
 
@@ -345,6 +361,105 @@ BUILDER_CASES += [
       setup=manifest(MANIFEST_HEAD + "data:\n  x: " + "y" * (9 << 20) + "\n")),
     c("builder-remote-http", "render", "eu-1", setup=overlay("  - https://example.com/leak.yaml\n")),
 ]
+HOST_SECRET = b"name: eu-1\nenvironment: prod\nregion: HOST-SECRET-LINE\n"
+
+# cluster names for drift (no stack can be named so)
+for i, n in enumerate(["../x", "EU-1", "a/b", "eu\x1b"]):
+    CASES.append(c(f"drift-name-{i}", "drift", n))
+# reflog revisions: an internal error before, in every command that takes a revision
+REFLOG = "HEAD@{garbage}"  # GitPython has no reflog dates: exit 70 before; git itself finds no such entry
+CASES += [
+    c("reflog-render", "render", "eu-1", "--rev", REFLOG),
+    c("reflog-good", "good", "eu-1", "--set", REFLOG),
+    c("reflog-cluster-list", "cluster", "list", "--rev", REFLOG),
+    c("reflog-cluster-show", "cluster", "show", "eu-1", "--rev", REFLOG),
+    c("reflog-rollout", "rollout", "--rev", REFLOG, "--dry-run"),
+    c("reflog-gate", "gate", "eu-1", "--rev", REFLOG),
+    c("reflog-diff", "diff", "eu-1", "--rev", REFLOG),
+    c("reflog-sync", "sync", "eu-1", "--rev", REFLOG),
+    c("reflog-region", "region", "add", "us", "--from", "eu", "--rev", REFLOG),
+]
+# fleet init: a remote that is an option, a directory fleet cannot make
+CASES += [
+    c("init-remote-option", "init", "../newrepo", "--remote", "--upload-pack=touch /tmp/fleet-pwned"),
+    c("init-remote-option-2", "init", "../newrepo", "--remote=-oProxyCommand=touch /tmp/fleet-pwned"),
+    c("init-proc", "init", "/proc/x"),
+    c("init-proc-self", "init", "/proc/self/fleet"),
+]
+# audit notes: --duration and --gates checked at the door
+for i, d in enumerate(["nan", "inf", "-inf", "-1", "1e999"]):
+    CASES.append(c(f"duration-{i}", "good", "eu-1", "--set", "HEAD", "--duration", d))
+GATES = {
+    "deep": b"[" * 100000 + b"]" * 100000,
+    "deep-objects": b"[" + b'{"a":' * 50 + b"1" + b"}" * 50 + b"]",
+    "esc": b'[{"gate": "x\\u001b[31m", "status": "passed"}]',
+    "bidi": b'[{"gate": "x\\u202ey", "status": "passed"}]',
+    "nan": b'[{"gate": "x", "duration": NaN}]',
+    "not-objects": b'["x", 1]',
+    "huge": b'[{"gate": "' + b"x" * 2000 + b'"}]',
+}
+for k, data in GATES.items():
+    CASES.append(c(f"gates-{k}", "good", "eu-1", "--set", "HEAD", "--gates", "../gates.json",
+                   setup=outside("gates.json", data)))
+# registry fields checked at the door: strict waves, custom gates, provider settings
+GATE_ENTRY = "gates:\n  custom:\n    - {apiVersion: %s, kind: %s, name: %s%s}\n"
+CASES += [
+    c("wave-true", "cluster", "list", setup=committed(EU1, CLUSTER + b"wave: true\n")),
+    c("wave-string", "cluster", "list", setup=committed(EU1, CLUSTER + b'wave: "3"\n')),
+    c("wave-float", "cluster", "list", setup=committed(EU1, CLUSTER + b"wave: 3.0\n")),
+    c("gate-timeout-string", "cluster", "list", setup=committed(EU1, CLUSTER + b'gates: {timeout: "30"}\n')),
+    c("setting-unknown-committed", "cluster", "list", setup=committed(EU1, CLUSTER + b"settings: {nodez: 3}\n")),
+    c("setting-unknown-add", "cluster", "add", "eu-9", "--env", "prod", "--setting", "nodez=3"),
+    c("setting-unknown-set", "cluster", "set", "eu-1", "--setting", "size=3"),
+    c("setting-other-provider", "cluster", "add", "eu-9", "--env", "prod", "--setting", "vpcId=vpc-1"),
+]
+for k, (api, kind, name, ns) in {
+    "dotdot": ("v1", "ConfigMap", '".."', ", namespace: a"),
+    "dot": ("v1", "ConfigMap", '"."', ", namespace: a"),
+    "empty": ("v1", "ConfigMap", '""', ", namespace: a"),
+    "slash": ("v1", "ConfigMap", "a/b", ", namespace: a"),
+    "percent": ("v1", "ConfigMap", "a%2f", ", namespace: a"),
+    "no-namespace": ("apps/v1", "Deployment", "hello", ""),
+    "no-namespace-flux": ("kustomize.toolkit.fluxcd.io/v1", "Kustomization", "apps", ""),
+    "bad-namespace": ("v1", "ConfigMap", "a", ", namespace: ../x"),
+    "bad-kind": ("v1", '"config map"', "a", ", namespace: a"),
+    "bad-api": ("../v1", "ConfigMap", "a", ", namespace: a"),
+}.items():
+    entry = (GATE_ENTRY % (api, kind, name, ns)).encode()
+    CASES.append(c(f"custom-gate-{k}", "cluster", "list", setup=committed(EU1, CLUSTER + entry)))
+# registry files and fleet.yaml symlinked out of the repository: neither read nor quoted
+CASES += [
+    c("cluster-link-out", "cluster", "list", setup=linked_out(EU1, HOST_SECRET)),
+    c("cluster-link-out-show", "cluster", "show", "eu-1", setup=linked_out(EU1, HOST_SECRET)),
+    c("fleet-yaml-link-out", "cluster", "list", setup=linked_out("fleet.yaml", b"name: HOST-SECRET-LINE\n")),
+    c("fleet-yaml-link-out-add", "cluster", "add", "eu-9", "--env", "prod",
+      setup=linked_out("fleet.yaml", b"name: HOST-SECRET-LINE\n")),
+]
+# access.kubeconfig: a kubeconfig runs exec plugins and reads token files, so never one the repo carries
+def kubeconfig_in_repo(how: str) -> Setup:
+    def setup(repo: Path) -> None:
+        (repo / "ops").mkdir()
+        (repo / "ops" / "kc.yaml").write_text("apiVersion: v1\nkind: Config\n")
+        link = repo.parent / "kc-link.yaml"
+        link.symlink_to(repo / "ops" / "kc.yaml")
+        named = {"absolute": str(repo / "ops" / "kc.yaml"), "link": str(link), "root": str(repo)}[how]
+        git(repo, "add", "ops/kc.yaml")
+        git(repo, "commit", "-q", "-m", "kubeconfig")
+        commit_file(repo, EU1, f"name: eu-1\nenvironment: prod\naccess: {{kubeconfig: {named}}}\n")
+
+    return setup
+
+
+for i, kc in enumerate(["ops/kc.yaml", "./kc.yaml", "../kc.yaml", "kc"]):
+    CASES.append(c(f"access-kubeconfig-relative-{i}", "cluster", "list",
+                   setup=committed(EU1, CLUSTER + f"access: {{kubeconfig: {kc}}}\n".encode())))
+for how in ("absolute", "link", "root"):
+    CASES.append(c(f"access-kubeconfig-{how}-into-repo", "status", setup=kubeconfig_in_repo(how)))
+# operator.source: what fleet hands to a cluster comes from the repository or from fleet
+for i, src in enumerate(["/etc/passwd", "/proc/self/environ", "../../outside.yaml", "file:///etc/passwd",
+                         "~/.kube/config", "flux/../../x.yaml", "ftp://host/install.yaml", "c:/x.yaml"]):
+    CASES.append(c(f"operator-source-{i}", "cluster", "list",
+                   setup=committed("fleet.yaml", f"name: x\noperator:\n  source: {src}\n".encode())))
 
 
 @pytest.fixture(scope="module")
@@ -386,6 +501,7 @@ def refused_cleanly(
     assert "Traceback" not in err and "internal error" not in err
     assert not any(ch in err.replace("\n", "") for ch in "\r\x00\x1b\x7f\x85\u2028\u202e"), repr(err)
     assert out == ""
+    assert "HOST-SECRET" not in err  # a file outside the repository is neither read into a message nor quoted
     assert git_state(repo) == before
     assert not newrepo.exists()
     return err

@@ -45,7 +45,7 @@ def repo(tmp_path: Path) -> Path:
     add_cluster(root, ClusterSpec(
         name="eu-1", environment="prod", region="eu", wave=1, provider="eks",
         labels={"tier": "prod", "geo": "eu"}, vars={"DOMAIN": "eu.example.com", "REPLICAS": "3"},
-        settings={"nodes": 3, "instanceType": "m6i.large", "spot": False},
+        settings={"nodes": 3, "instanceType": "m6i.large", "minNodes": 2},
         access=KubeAccess(context="eu-1-admin"), gates=GateSettings(timeout=120),
     ))
     add_cluster(root, ClusterSpec(name="eu-2", environment="staging", region="eu", wave=2))
@@ -62,7 +62,7 @@ def test_plan_models_every_cluster_of_the_region(repo: Path) -> None:
     assert (us1.name, us1.region, us1.environment, us1.wave, us1.provider) == ("us-1", "us", "prod", 1, "eks")
     assert us1.labels == {"tier": "prod", "geo": "us"}
     assert us1.vars == {"DOMAIN": "us.example.com", "REPLICAS": "3"}
-    assert us1.settings == {"nodes": 3, "instanceType": "m6i.large", "spot": False}
+    assert us1.settings == {"nodes": 3, "instanceType": "m6i.large", "minNodes": 2}
     assert us1.gates == GateSettings(timeout=120)
     assert us1.access is None  # it named eu-1's API server
     assert plan.dropped == ('access of "eu-1" (a new cluster is provisioned by fleet)',)

@@ -114,12 +114,13 @@ def test_add_leaves_other_work_alone(repo: Path) -> None:
 
 
 def test_dump_is_stable_and_minimal() -> None:
-    text = dump_cluster(ClusterSpec(name="a", environment="dev", settings={"nodes": 3, "ha": True}))
+    text = dump_cluster(ClusterSpec(name="a", environment="dev", provider="gke",
+                                    settings={"nodes": 3, "deletionProtection": True}))
     assert text == (
-        "apiVersion: fleet.dev/v1\nkind: Cluster\nname: a\nenvironment: dev\nprovider: local\n"
-        "region: local\nwave: 0\nsettings:\n  nodes: 3\n  ha: true\n"
+        "apiVersion: fleet.dev/v1\nkind: Cluster\nname: a\nenvironment: dev\nprovider: gke\n"
+        "region: local\nwave: 0\nsettings:\n  nodes: 3\n  deletionProtection: true\n"
     )
-    assert yaml.safe_load(text)["settings"] == {"nodes": 3, "ha": True}
+    assert yaml.safe_load(text)["settings"] == {"nodes": 3, "deletionProtection": True}
 
 
 def test_set_changes_fields_in_one_commit(repo: Path) -> None:

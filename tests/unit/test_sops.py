@@ -288,3 +288,66 @@ def test_provision_stops_before_the_engine_without_the_key(sops_repo: Path, tmp_
     with pytest.raises(SecretsError, match="age key is missing"):
         prov.provision(sops_repo, "eu-1", program=Program(), reporter=SilentReporter(), engine=default_settings())
     assert not (tmp_path / "home" / "pulumi").exists()
+
+
+# -- a commit whose SOPS MAC does not verify is refused before a pin moves (issue 20) -----------------
+
+
+def _tampered_configmap(key: sops.AgeKey) -> dict[str, Any]:
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "app"},
+          "data": {"token": PASSWORD}}
+    enc = sops.encrypt_object(cm, [key.recipient], encrypted_regex="^data$")
+    enc["metadata"]["name"] = "tampered"  # in clear, covered by the MAC: Flux v1.9.6 applied such a commit
+    return enc
+
+
+def test_require_intact(key: sops.AgeKey) -> None:
+    good = sops.encrypt_object(_secret(), [key.recipient], encrypted_regex="^(data|stringData)$")
+    plain = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "p"}}
+    sops.require_intact([plain, good], [key], "commit x")
+    sops.require_intact([plain], [], "commit x")  # nothing encrypted: nothing to check, no key needed
+    with pytest.raises(SecretsError, match="MAC mismatch") as e:
+        sops.require_intact([plain, _tampered_configmap(key)], [key], "commit x")
+    assert PASSWORD not in str(e.value) and e.value.exit_code == 2
+    with pytest.raises(SecretsError, match="no age key to check their MACs"):
+        sops.require_intact([good], [], "commit x")
+
+
+def test_a_tampered_commit_is_refused_by_the_plan_and_never_pinned(
+    sops_repo: Path, tmp_path: Path, key: sops.AgeKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bootstrap.pipeline import Resolved
+    from bootstrap.services import RealServices
+    from fleet.adapters.pulumi_auto import default_settings
+    from fleet.output import SilentReporter
+    from fleet.rendering.build import Rendered
+    from tests.helpers import git
+
+    sha = git(sops_repo, "rev-parse", "HEAD").strip()
+    bad = _tampered_configmap(key)
+
+    def tampered_render(repo: Any, name: str, rev: str | None = None) -> Any:
+        return Rendered(name, sha, (bad,), yaml.safe_dump(bad), "d" * 64)
+
+    monkeypatch.setattr("bootstrap.services.render_cluster", tampered_render)
+    pinned: list[str] = []
+    monkeypatch.setattr("bootstrap.services.prov.provision", lambda *a, **k: pinned.append("provision"))
+    _give_key(tmp_path)
+    svc = RealServices(sops_repo, engine=default_settings())
+    with pytest.raises(SecretsError, match="MAC mismatch") as e:
+        svc.plan("eu-1", Resolved(sha, "--to", "x"), "auto", None)
+    assert PASSWORD not in str(e.value)
+    with pytest.raises(SecretsError, match="MAC mismatch"):
+        svc.install_operator("eu-1", sha, SilentReporter())  # a rollout's pin step, a resumed bootstrap
+    assert pinned == []
+
+
+def test_a_commit_without_encrypted_objects_needs_no_key_to_be_pinned(sops_repo: Path, key: sops.AgeKey) -> None:
+    from fleet.registry import load_registry
+
+    settings = load_registry(sops_repo).settings  # the fleet uses SOPS; FLEET_HOME holds no key
+    plain = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "p"}}
+    sops.require_intact_commit(settings, sops_repo, [plain], "commit x")
+    enc = sops.encrypt_object(_secret(), [key.recipient], encrypted_regex="^(data|stringData)$")
+    with pytest.raises(SecretsError, match="age key is missing"):
+        sops.require_intact_commit(settings, sops_repo, [plain, enc], "commit x")

@@ -327,3 +327,68 @@ def test_rollout_dry_run_of_a_signed_commit_plans(
     code, out, err = run_cli(capsys, "rollout", "--dry-run", "--repo", str(repo))
     assert code == 0, err
     assert sha[:12] in out + err
+
+
+# ---- the trust root lies outside the commit being judged (issue 20) ---------------------------------
+
+
+def _mode(repo: Path, mode: str) -> dict[str, str]:
+    return {"fleet.yaml": (repo / "fleet.yaml").read_text().replace("mode: head", f"mode: {mode}")}
+
+
+def test_an_unsigned_commit_that_turns_verification_off_is_refused_once_checked_out(
+    capsys: pytest.CaptureFixture[str], repo: Path, keys: Keys, fleet_home: Path
+) -> None:
+    """Before: the checkout's fleet.yaml was the policy, so the very commit that said `mode: none` was
+    honoured by `good --set` and `bootstrap --dry-run`."""
+    off = commit(repo, keys, "unsigned", "stop verifying", _mode(repo, "none"))
+    assert "is not signed" in _refused(capsys, repo, off, "good", "eu-1", "--set", "HEAD")
+    _refused(capsys, repo, off, "bootstrap", "eu-1", "--to", "HEAD", "--dry-run")
+    # the untrusted change is not in force for what follows either, though the tree still says none
+    signed = commit(repo, keys, "ssh-alice", "a later signed change")
+    assert require(repo, signed) is not None
+    unsigned = commit(repo, keys, "unsigned", "and an unsigned one")
+    with pytest.raises(UnverifiedCommit, match="is not signed"):
+        require(repo, unsigned)
+
+
+def test_a_policy_change_signed_by_a_trusted_key_is_in_force(tmp_path: Path, keys: Keys) -> None:
+    root = new_fleet_repo(tmp_path)
+    mallory = f"mallory@example.com {(keys.dir / 'mallory.pub').read_text()}"
+    commit(root, keys, "ssh-alice", "keys", {"keys/allowed_signers": keys.allowed_signers.read_text()})
+    require_signatures(root, keys, allowedSigners="keys/allowed_signers")
+    # mallory adds herself: not signed by a trusted key, so not in force
+    commit(root, keys, "ssh-mallory", "trust me", {"keys/allowed_signers": keys.allowed_signers.read_text() + mallory})
+    with pytest.raises(UnverifiedCommit, match="unknown key"):
+        require(root, commit(root, keys, "ssh-mallory", "as mallory"))
+    # alice adds her: signed by a key the policy trusted, so in force from that commit on
+    commit(root, keys, "ssh-alice", "welcome mallory",
+           {"keys/allowed_signers": keys.allowed_signers.read_text() + mallory + "\n"})
+    assert require(root, commit(root, keys, "ssh-mallory", "as mallory, again")) is not None
+
+
+def test_the_users_own_policy_file_decides_alone(tmp_path: Path, keys: Keys, fleet_home: Path) -> None:
+    root = new_fleet_repo(tmp_path)
+    unsigned = commit(root, keys, "unsigned", "x")
+    assert require(root, unsigned) is None
+    (fleet_home / "verify.yaml").write_text(f"mode: head\nallowedSigners: {keys.allowed_signers}\n")
+    with pytest.raises(UnverifiedCommit, match="is not signed"):
+        require(root, unsigned)
+    assert require(root, commit(root, keys, "ssh-alice", "y")) is not None
+    (fleet_home / "verify.yaml").write_text("mode: head\nallowedSigners: keys/allowed_signers\n")
+    with pytest.raises(ConfigError, match="must be a path outside the repository"):
+        require(root, unsigned)
+
+
+def test_pull_warns_of_last_good_refs_the_policy_would_refuse(
+    capsys: pytest.CaptureFixture[str], repo: Path, keys: Keys, tmp_path: Path
+) -> None:
+    remote = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", str(remote))
+    git(repo, "remote", "add", "origin", str(remote))
+    unsigned = commit(repo, keys, "unsigned", "not signed")
+    git(repo, "push", "-q", "origin", "HEAD:refs/heads/main", f"{unsigned}:refs/fleet/good/eu-1")
+    git(repo, "reset", "-q", "--hard", "HEAD~1")
+    code, _out, err = run_cli(capsys, "pull", "--repo", str(repo))
+    assert code == 0, err
+    assert f'⚠ the last good of "eu-1" ({unsigned[:12]}) would be refused by the signature policy: commit ' in err

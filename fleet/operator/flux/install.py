@@ -139,7 +139,11 @@ def _read_source(src: str) -> str:
         raise ConfigError(
             f'Flux install manifests "{src}" not found', file="fleet.yaml", key="operator.source"
         )
-    return path.read_text()
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        raise ConfigError("cannot read the Flux install manifests as UTF-8 text", file="fleet.yaml",
+                          key="operator.source") from None
 
 
 def install_objects(cfg: StackConfig) -> list[dict[str, Any]]:
@@ -147,7 +151,17 @@ def install_objects(cfg: StackConfig) -> list[dict[str, Any]]:
     src = install_source(cfg)
     if src == "toolchain":
         return _toolchain_objects()
-    return [d for d in yaml.safe_load_all(_read_source(src)) if d]
+    try:
+        docs = [d for d in yaml.safe_load_all(_read_source(src)) if d]
+    except yaml.YAMLError as e:  # the line number, never the text: nothing of the file is echoed
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"the Flux install manifests are not valid YAML{at}", file="fleet.yaml",
+                          key="operator.source") from None
+    if not all(isinstance(d, dict) for d in docs):
+        raise ConfigError("the Flux install manifests are not Kubernetes objects", file="fleet.yaml",
+                          key="operator.source")
+    return docs
 
 
 def git_repository(cfg: StackConfig, *, with_auth: bool) -> dict[str, Any]:
