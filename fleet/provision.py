@@ -235,17 +235,22 @@ def provision(
     refresh: bool = False,
     phase: Phase = "all",
     git_auth: Mapping[str, str] | None = None,
+    follow_branch: bool = False,
     engine: EngineSettings,
 ) -> ProvisionResult:
     """Create or update cluster ``name`` and its operator (``pulumi up``), or show what would change
     (``preview``). After an up, the kubeconfig output is written to ``$FLEET_HOME/kubeconfigs/<name>.yaml``
-    (mode 0600) for fleet's live commands. Bad input raises before the engine runs.
+    (mode 0600) for fleet's live commands. Bad input raises before the engine runs. The operator stays pinned
+    where the stack pins it unless ``pin_revision`` moves the pin or ``follow_branch`` removes it.
 
     ``phase="cluster"`` updates only the cluster's resources (Pulumi targets), leaving the operator's
     as they are: the DR pipeline's provision step, before its operator step (``phase="all"``)."""
     with cluster_lock(name, f"fleet provision {name}"):  # taken once per process: re-entrant
+        if follow_branch and pin_revision:
+            raise InputError("--pin and --follow-branch: give one of them")
         return _provision(repo, name, program=program, reporter=reporter, preview=preview,
-                          pin_revision=pin_revision, refresh=refresh, phase=phase, git_auth=git_auth, engine=engine)
+                          pin_revision=pin_revision, refresh=refresh, phase=phase, git_auth=git_auth, engine=engine,
+                          follow_branch=follow_branch)
 
 
 def _provision(
@@ -260,6 +265,7 @@ def _provision(
     phase: Phase,
     git_auth: Mapping[str, str] | None,
     engine: EngineSettings,
+    follow_branch: bool = False,
 ) -> ProvisionResult:
     started = time.monotonic()
     cfg = stack_config(repo, name, pin_revision=pin_revision)
@@ -283,7 +289,7 @@ def _provision(
     eng = Engine(engine, reporter)
     # The stack owns the operator's pin (sync, bootstrap and rollout move it through here): a provision
     # that names no revision keeps the one pinned, never unpins it.
-    kept = None if pin_revision else _kept_pin(eng, name)
+    kept = None if pin_revision or follow_branch else _kept_pin(eng, name)
     if kept:
         cfg = stack_config(repo, name, kept_pin=kept)
     pinned = f" pinned to {cfg.revision[:12]}" if cfg.revision else f' following "{cfg.branch}"'

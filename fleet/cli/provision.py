@@ -84,8 +84,12 @@ def register(app: typer.Typer) -> None:
             None,
             "--pin",
             metavar="REV",
-            help="Pin the operator to this commit (and read the registry there).",
+            help="Pin the operator to this commit (and read the registry there). Without it the pin the "
+            "cluster's stack holds is kept.",
             show_default=False,
+        ),
+        follow_branch: bool = typer.Option(
+            False, "--follow-branch", help="Unpin the operator: it follows the branch (sync moves the pin again)."
         ),
         refresh: bool = typer.Option(
             False, "--refresh", help="Refresh the stack's state from the cluster first."
@@ -128,6 +132,7 @@ def register(app: typer.Typer) -> None:
                 reporter=r,
                 preview=preview,
                 pin_revision=pin,
+                follow_branch=follow_branch,
                 refresh=refresh,
                 git_auth=auth,
                 engine=engine,

@@ -197,7 +197,10 @@ def test_pinning_a_revision_changes_only_the_git_repository(shared: Shared) -> N
     repo = kubectl(kc, "-n", "flux-system", "get", "gitrepository", "fleet")
     assert repo["spec"]["ref"] == {"branch": "main", "commit": head}
     assert res.outputs["revision"] == head
-    res, _ = up(shared)  # following the branch again
+    res, _ = up(shared)  # no revision named: the stack, the pin's one owner, keeps it
+    assert kubectl(kc, "-n", "flux-system", "get", "gitrepository", "fleet")["spec"]["ref"] == {
+        "branch": "main", "commit": head}
+    res, _ = up(shared, follow_branch=True)  # following the branch again, said so
     assert kubectl(kc, "-n", "flux-system", "get", "gitrepository", "fleet")["spec"]["ref"] == {"branch": "main"}
 
 

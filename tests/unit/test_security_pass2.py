@@ -194,7 +194,7 @@ def test_operator_source_inside_the_repo_is_used_and_a_symlink_out_is_refused(re
 
 
 def test_install_manifests_that_are_not_yaml_are_named_by_line_not_quoted(tmp_path: Path) -> None:
-    from clusters import flux
+    from fleet.operator.flux import install as flux
     from fleet.registry.model import ClusterSpec
     from tests.unit.pulumi_mocks import stack_config
 
