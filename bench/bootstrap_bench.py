@@ -173,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.bootstrap_bench")
     ap.add_argument("--objects", type=int, default=300)
     args = ap.parse_args(argv)
+    if args.objects < 22:  # the self-heal check deletes cm-000, the first ConfigMap after 21 other objects
+        ap.error("--objects: at least 22 (a namespace, 10 Deployments, 10 Services and a ConfigMap)")
     r = run(args.objects)
     print(f"recovery of a lost local cluster, {r['objects']} objects: operator mode beside direct mode")
     print(f"{'step':<12}{'direct s':>10}{'operator s':>12}")
