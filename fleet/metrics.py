@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 from fleet.drills import DrillState, drill_records, drill_state, latest_records, objective_for
 from fleet.errors import FleetError
 from fleet.good import get_good
+from fleet.operator import operator_for
 from fleet.output import Reporter, SilentReporter
 from fleet.registry.load import load_registry, open_repo
 
@@ -114,7 +115,7 @@ def _drift_counts(g: GitRepo, head: str, names: Sequence[str], reporter: Reporte
     for r in rendered:
         try:
             res = diff(kubeconfig_for(reg.get(r.cluster)), r.objects, r.revision, reporter=SilentReporter(),
-                       age_keys=keys)
+                       age_keys=keys, via=operator_for(reg.settings))  # as the fleet's operator applies it
         except FleetError as e:
             if reporter is not None:
                 reporter.warn(f"{r.cluster}: drift unknown: {e.message}")

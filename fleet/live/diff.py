@@ -176,7 +176,7 @@ def diff(
     reporter: Reporter,
     workers: int = 16,
     operator: bool | None = None,
-    via: AppliedBy | None = None,
+    via: AppliedBy | None,
     age_keys: Sequence[AgeKey] = (),
 ) -> DiffResult:
     """Compare the desired ``objects`` at ``revision`` with the cluster. Where the operator applies the

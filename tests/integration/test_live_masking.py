@@ -61,7 +61,7 @@ def test_a_diff_shows_no_secret_value_live_or_desired(kube: Kube, live_target: K
          "data": {"mode": "plain", "token": REPO_TOKEN}},
         [key.recipient], encrypted_regex="^token$")
     result = diff(live_target, [desired_cm, desired_secret], "a" * 40, reporter=SilentReporter(), age_keys=[key],
-                  operator=False)
+                  operator=False, via=None)
     text = "".join(o.diff for o in result.objects) + json.dumps([o.diff for o in result.objects])
     assert {o.object for o in result.objects} >= {f"Secret/{ns}/db", f"ConfigMap/{ns}/api"}
     for planted in _forms(LIVE_PASSWORD, REPO_PASSWORD, LIVE_TOKEN, REPO_TOKEN, ANNOTATED):

@@ -78,7 +78,7 @@ def test_status_of_a_small_fleet(
     code, out, _ = run_cli(capsys, "status", "--repo", str(repo), "--drift", "-l", "region=eu-1")
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].split()[:12] == [
+    assert lines[0].split()[:13] == [
         "NAME",
         "ENV",
         "REGION",
@@ -90,9 +90,10 @@ def test_status_of_a_small_fleet(
         "HEALTH",
         "OPERATOR",
         "DRIFT",
+        "DRILL",
         "REACHABLE",
     ]
-    assert len(lines) == 2 and lines[1].split()[:12] == [
+    assert len(lines) == 2 and lines[1].split()[:13] == [
         "it-up",
         "it",
         "eu-1",
@@ -104,6 +105,7 @@ def test_status_of_a_small_fleet(
         "healthy",
         "-",
         "no",
+        "never",  # no drill yet
         "yes",
     ]
 
