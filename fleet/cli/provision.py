@@ -14,7 +14,6 @@ import typer
 from fleet.cli.common import OutputOpt, RepoOpt, engine_settings, repo_path, reporter, writes_nothing_when
 from fleet.errors import InputError
 from fleet.output import OutputFormat, emit
-from fleet.registry.load import load_registry
 from fleet.stackconfig import parse_git_auth
 
 if TYPE_CHECKING:  # the Pulumi SDK loads only when a provisioning command runs (CLI start-up time)
@@ -121,6 +120,15 @@ def register(app: typer.Typer) -> None:
         program = _program()
         engine = engine_settings()
         r = reporter()
+        if pin and not preview:  # a commit whose SOPS MACs do not verify is never pinned (as sync and bootstrap)
+            from fleet.registry.load import load_registry
+            from fleet.rendering.cluster import render_cluster
+            from fleet.sops import require_intact_commit
+
+            reg = load_registry(root)
+            for name in [cluster] if not all_ else [c.name for c in reg.select(selector)]:
+                rendered = render_cluster(root, name, pin)
+                require_intact_commit(reg.settings, root, rendered.objects, f"commit {rendered.revision[:12]}")
         if not all_:
             if force_unlock:
                 for lock in _p().unlock(cluster, engine=engine):

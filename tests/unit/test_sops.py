@@ -351,3 +351,24 @@ def test_a_commit_without_encrypted_objects_needs_no_key_to_be_pinned(sops_repo:
     enc = sops.encrypt_object(_secret(), [key.recipient], encrypted_regex="^(data|stringData)$")
     with pytest.raises(SecretsError, match="age key is missing"):
         sops.require_intact_commit(settings, sops_repo, [plain, enc], "commit x")
+
+
+def test_provision_pin_refuses_a_tampered_commit_before_the_engine(
+    sops_repo: Path, tmp_path: Path, key: sops.AgeKey, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`fleet provision --pin REV` moves the operator's pin too: a commit whose SOPS MACs do not verify is
+    refused there (exit 2), as by sync and bootstrap, before the engine runs."""
+    from fleet.rendering.build import Rendered
+    from tests.helpers import git, run_cli
+
+    sha = git(sops_repo, "rev-parse", "HEAD").strip()
+    bad = _tampered_configmap(key)
+    monkeypatch.setattr("fleet.rendering.cluster.render_cluster",
+                        lambda repo, name, rev=None, **kw: Rendered(name, sha, (bad,), yaml.safe_dump(bad), "d" * 64))
+    engine_ran: list[str] = []
+    monkeypatch.setattr("fleet.provision.provision", lambda *a, **k: engine_ran.append("up"))
+    _give_key(tmp_path)
+    code, out, err = run_cli(capsys, "provision", "eu-1", "--pin", sha, "--repo", str(sops_repo))
+    assert code == 2 and "MAC mismatch" in err and out == "", err
+    assert PASSWORD not in err and engine_ran == []
