@@ -127,7 +127,8 @@ def test_a_bad_backend_is_one_line_and_writes_nothing(
     with socket.socket() as s:  # a port nothing listens on: the server is down
         s.bind(("127.0.0.1", 0))
         down_port = s.getsockname()[1]
-    down = run("drift", NAME, ok=(1,), PULUMI_BACKEND_URL=url.replace(url.split("endpoint=")[1].split("&")[0],
+    # drift's exit 1 is its finding (infrastructure drift): an error, a server down included, is 2
+    down = run("drift", NAME, ok=(2,), PULUMI_BACKEND_URL=url.replace(url.split("endpoint=")[1].split("&")[0],
                                                                        f"http://127.0.0.1:{down_port}"))
     one_line_failure(down, "cannot be reached", f"127.0.0.1:{down_port}", secret=secret)
 
