@@ -227,3 +227,20 @@ def interrupt_on_sigterm() -> None:
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, interrupt)
+
+
+def start_time(pid: int) -> str:
+    """When process ``pid`` started (clock ticks since boot: /proc/PID/stat field 22), "" when gone."""
+    fields = stat(pid)
+    return fields[19] if fields and len(fields) > 19 else ""
+
+
+def alive(pid: int, start: str) -> bool:
+    """The process recorded as (pid, start time) runs: not gone, not a zombie, and not another process
+    that got the same pid later (its start time differs). Our own exited child is reaped on the way."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+    fields = stat(pid)
+    if not fields or fields[0] in ("Z", "X"):
+        return False
+    return not start or (len(fields) > 19 and fields[19] == start)

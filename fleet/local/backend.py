@@ -59,18 +59,8 @@ class BackendStatus:
     log: Path
 
 
-def _alive(pid: int, start: str) -> bool:
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)  # reap our own child if it has exited
-    fields = proc.stat(pid)
-    if not fields or fields[0] in ("Z", "X"):
-        return False
-    return not start or (len(fields) > 19 and fields[19] == start)
 
 
-def _start_time(pid: int) -> str:
-    fields = proc.stat(pid)
-    return fields[19] if fields and len(fields) > 19 else ""
 
 
 class LocalBackend:
@@ -116,7 +106,7 @@ class LocalBackend:
     # -- lifecycle ---------------------------------------------------------------------------------------
     def running(self) -> bool:
         st = self.state()
-        return bool(st.get("pid")) and _alive(int(st["pid"]), str(st.get("start") or ""))
+        return bool(st.get("pid")) and proc.alive(int(st["pid"]), str(st.get("start") or ""))
 
     def status(self) -> BackendStatus:
         st = self.state()
@@ -155,7 +145,7 @@ class LocalBackend:
                "SENTRY_DSN": "", "TMPDIR": str(run)}
         child = proc.spawn(args, env=env, log=self.log)
         write_private(self.dir / "state.json", json.dumps(
-            {"pid": child.pid, "start": _start_time(child.pid), "ports": ports}, indent=2, sort_keys=True) + "\n")
+            {"pid": child.pid, "start": proc.start_time(child.pid), "ports": ports}, indent=2, sort_keys=True) + "\n")
         loc = parse_url(self.url(ports["s3.port"]))
         assert loc is not None
         bucket = Bucket(loc, attempts=1, connect_timeout_s=2, credentials=(key, secret))
@@ -188,9 +178,9 @@ class LocalBackend:
         is gone; its data stays. False when it was not running."""
         st = self.state()
         pid, start = int(st.get("pid") or 0), str(st.get("start") or "")
-        if not pid or not _alive(pid, start):
+        if not pid or not proc.alive(pid, start):
             return False
-        proc.stop_group(pid, lambda: _alive(pid, start), grace)  # its own group (proc.spawn starts a session)
+        proc.stop_group(pid, lambda: proc.alive(pid, start), grace)  # its own group (proc.spawn starts a session)
         with contextlib.suppress(ChildProcessError, OSError):
             os.waitpid(pid, 0)  # our own child (a test's server): reaped, not left a zombie
         return True

@@ -21,7 +21,6 @@ environment, which the test suite's leak check looks for).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
@@ -51,21 +50,8 @@ class ProcessStatus:
     detail: str  # ports, or the URL served
 
 
-def _start_time(pid: int) -> str:
-    """When the process started (clock ticks since boot: /proc/PID/stat field 22), "" when gone."""
-    fields = proc.stat(pid)
-    return fields[19] if fields and len(fields) > 19 else ""
 
 
-def _alive(pid: int, start: str) -> bool:
-    """The process recorded as (pid, start time) runs: not gone, not a zombie, and not another process
-    that got the same pid later (its start time differs)."""
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)  # reap it if it is our own child and has exited
-    fields = proc.stat(pid)
-    if not fields or fields[0] in ("Z", "X"):
-        return False
-    return not start or (len(fields) > 19 and fields[19] == start)
 
 
 def _free_port() -> int:
@@ -105,7 +91,7 @@ class LocalOperator:
         return str(self.dir(name))
 
     def _running(self, name: str, entry: dict[str, Any] | None) -> bool:
-        return bool(entry and entry.get("pid") and _alive(int(entry["pid"]), str(entry.get("start") or "")))
+        return bool(entry and entry.get("pid") and proc.alive(int(entry["pid"]), str(entry.get("start") or "")))
 
     # -- the git endpoint ----------------------------------------------------------------------
     def serve_repo(self, name: str, repo: Path) -> str:
@@ -125,7 +111,7 @@ class LocalOperator:
             [sys.executable, "-m", "fleet.local.gitserve", "--repo", str(repo), "--port", str(port)],
             env={_MARKER: self._marker(name)}, log=d / "logs" / f"{_GIT}.log",
         )
-        state[_GIT] = {"pid": child.pid, "start": _start_time(child.pid), "port": port, "repo": str(repo)}
+        state[_GIT] = {"pid": child.pid, "start": proc.start_time(child.pid), "port": port, "repo": str(repo)}
         self._save(name, state)
         self._wait_http(name, _GIT, child, f"{gitserve.url_for(port)}/info/refs?service=git-upload-pack")
         return gitserve.url_for(port)
@@ -181,7 +167,7 @@ class LocalOperator:
             env = {"KUBECONFIG": str(kubeconfig), "RUNTIME_NAMESPACE": NAMESPACE, _MARKER: self._marker(name),
                    "TMPDIR": str(tmp)}
             child = proc.spawn(args, env=env, log=d / "logs" / f"{ctl}.log")
-            state[ctl] = {"pid": child.pid, "start": _start_time(child.pid), **ports}
+            state[ctl] = {"pid": child.pid, "start": proc.start_time(child.pid), **ports}
             self._save(name, state)
             started.append((ctl, child, ports["health"]))
         for ctl, child, health in started:
@@ -248,9 +234,9 @@ class LocalOperator:
 
     def _stop_one(self, name: str, entry: dict[str, Any], grace: float = 10) -> None:
         pid, start = int(entry.get("pid") or 0), str(entry.get("start") or "")
-        if not pid or not start or not _alive(pid, start):  # never signal a process not known for sure
+        if not pid or not start or not proc.alive(pid, start):  # never signal a process not known for sure
             return
-        proc.stop_group(pid, lambda: _alive(pid, start), grace)  # its own group (proc.spawn starts a session)
+        proc.stop_group(pid, lambda: proc.alive(pid, start), grace)  # its own group (proc.spawn starts a session)
 
     def stop(self, name: str, *, controllers_only: bool = False) -> None:
         """Stop every process of the cluster's operator (or only its controllers); the state (ports,
