@@ -120,8 +120,9 @@ def register(app: typer.Typer) -> None:
         program = _program()
         engine = engine_settings()
         r = reporter()
+        from fleet.registry.load import load_registry
+
         if pin and not preview:  # a commit whose SOPS MACs do not verify is never pinned (as sync and bootstrap)
-            from fleet.registry.load import load_registry
             from fleet.rendering.cluster import render_cluster
             from fleet.sops import require_intact_commit
 

@@ -316,6 +316,10 @@ BUILDER_FORMS: dict[str, Callable[[str], str]] = {
 def overlay_to(form: Callable[[str], str], target: Callable[[], str]) -> Setup:
     def setup(repo: Path) -> None:
         commit_file(repo, OVERLAY, KSAFE + form(target()))
+
+    return setup
+
+
 # ---- the second pass (issue 20): each case below was not refused cleanly before ------------------
 
 
@@ -332,6 +336,10 @@ def manifest(text: str) -> Setup:
     def setup(repo: Path) -> None:
         commit_file(repo, f"{PROD}/hostile.yaml", text)
         commit_file(repo, OVERLAY, KSAFE + "  - hostile.yaml\n")
+
+    return setup
+
+
 def linked_out(path: str, target: bytes) -> Setup:
     """``path`` in the working tree replaced by a symlink to a file outside the repository."""
 
