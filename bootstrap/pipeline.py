@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -22,6 +23,7 @@ from fleet.output import Reporter
 from fleet.stepkit import journal as journal_mod
 from fleet.stepkit.journal import Journal, journal_dir, locked_journal, now_iso
 from fleet.stepkit.steps import Budget, run_step
+from fleet.stepkit.team import TeamRun, TeamRuns
 
 __all__ = [
     "STEPS",
@@ -58,6 +60,9 @@ class BootstrapRequest:
     gate_timeout: float | None = None
     report_dir: Path | None = None
     budgets: dict[str, Budget] = field(default_factory=lambda: dict(DEFAULT_BUDGETS))
+    # A shared backend's runs (fleet.stepkit.team): the cluster's lease and the journal in its bucket;
+    # None: the journal and lock of this fleet home only (the file backend).
+    team: TeamRuns | None = None
 
 
 @dataclass(frozen=True)
@@ -133,8 +138,10 @@ def run_bootstrap(req: BootstrapRequest, services: Services, reporter: Reporter)
     if req.dry_run:  # a dry run writes nothing at all: not even the journal's lock file
         return BootstrapResult("planned", _resolve_and_plan(req, services, reporter, journal_mod.load(req.cluster)),
                                None)
-    with cluster_lock(req.cluster, f"fleet bootstrap {req.cluster}"), locked_journal(req.cluster) as jpath:
-        existing = journal_mod.load(req.cluster)
+    command = f"fleet bootstrap {req.cluster}"
+    with cluster_lock(req.cluster, command), locked_journal(req.cluster) as jpath, \
+            _team_run(req, command, reporter) as team:
+        existing = _existing(req.cluster, jpath, team)
         plan = _resolve_and_plan(req, services, reporter, existing)
         if (
             existing is not None
@@ -145,8 +152,33 @@ def run_bootstrap(req: BootstrapRequest, services: Services, reporter: Reporter)
             reporter.ok(f'cluster "{req.cluster}" is already recovered at {plan.revision[:12]}; nothing to do')
             return BootstrapResult("already-recovered", plan, None)
 
-        j = _open_journal(existing, jpath, req, plan, reporter)
+        j = _open_journal(existing, jpath, req, plan, reporter, team)
         return _execute(j, req, plan, services, reporter)
+
+
+def _team_run(req: BootstrapRequest, command: str, reporter: Reporter) -> AbstractContextManager[TeamRun | None]:
+    """The cluster's lease on a shared backend (refused at once when a live run holds it); nothing otherwise."""
+    if req.team is None:
+        return nullcontext(None)
+    return req.team.hold(req.cluster, "bootstrap", command, reporter)
+
+
+def _existing(cluster: str, jpath: Path, team: TeamRun | None) -> Journal | None:
+    """The journal to resume: on a shared backend the one in its bucket (whoever started the run), else this
+    home's."""
+    if team is None:
+        return journal_mod.load(cluster)
+    data = team.journal()
+    if data is None:
+        return None
+    try:
+        j = Journal.from_dict(data, jpath)
+    except (ValueError, KeyError, TypeError):
+        return None  # not a journal (a hand-edited object): not trusted, a new run starts
+    if j.cluster != cluster:
+        return None
+    j.remote = team
+    return j
 
 
 def _resolve_and_plan(req: BootstrapRequest, services: Services, reporter: Reporter,
@@ -160,7 +192,8 @@ def _resolve_and_plan(req: BootstrapRequest, services: Services, reporter: Repor
     return replace(plan, budgets=_plan_budgets(req.budgets))
 
 
-def _open_journal(existing: Journal | None, jpath: Path, req: BootstrapRequest, plan: Plan, r: Reporter) -> Journal:
+def _open_journal(existing: Journal | None, jpath: Path, req: BootstrapRequest, plan: Plan, r: Reporter,
+                  team: TeamRun | None = None) -> Journal:
     if existing is not None and existing.state != "recovered" and existing.revision == plan.revision:
         existing.resumed += 1
         existing.state = "running"
@@ -174,6 +207,7 @@ def _open_journal(existing: Journal | None, jpath: Path, req: BootstrapRequest, 
         existing.archive()
     j = Journal.new(req.cluster, plan.revision, plan.sync_mode, STEPS)
     j.path = jpath
+    j.remote = team
     j.save()
     r.step(f"run {j.run_id}: rebuilding cluster \"{req.cluster}\" at {plan.revision[:12]}")
     return j

@@ -28,6 +28,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -474,7 +475,10 @@ class _Rollout:
                 run.action, run.why = ("update" if probe.exists else "bootstrap"), probe.why
                 j.save()
             rep.step(f"{run.action}: {run.why}")
-            with cluster_lock(name, f"fleet rollout {j.id} ({name})"):
+            team = getattr(self.s, "team", None)  # a shared backend: the cluster's lease in its bucket too
+            with cluster_lock(name, f"fleet rollout {j.id} ({name})"), (
+                    team.hold(name, "rollout", f"fleet rollout {j.id} ({name})", rep) if team is not None
+                    else nullcontext()):
                 if run.action == "bootstrap":
                     self._bring_up(run, rep)
                 else:

@@ -27,6 +27,7 @@ from fleet.output import Reporter
 from fleet.registry.load import load_registry
 from fleet.registry.model import RolloutSettings
 from fleet.stepkit.journal import StepRecord
+from fleet.stepkit.team import team_runs
 from rollout.model import BringUp, Probe, SyncMode
 from rollout.policy import Approval, approvals_in
 
@@ -42,6 +43,7 @@ class RealRolloutServices:
         self.git = self.real.git
         self._lock = threading.Lock()
         self._counts: dict[str, int] | None = None
+        self.team = team_runs(engine)  # a shared backend: each cluster's lease and bring-up journal in its bucket
 
     def resolve(self, rev: str) -> tuple[str, str]:
         from fleet.verify import require
@@ -98,7 +100,7 @@ class RealRolloutServices:
     def bring_up(self, cluster: str, revision: str, *, sync: SyncMode, gate_timeout: float | None,
                  report_dir: Path, reporter: Reporter) -> BringUp:
         req = BootstrapRequest(repo=self.repo, cluster=cluster, to=revision, sync=sync, gate_timeout=gate_timeout,
-                               report_dir=report_dir)
+                               report_dir=report_dir, team=self.team)
         res = run_bootstrap(req, self.real, reporter)
         if res.outcome == "already-recovered":
             return BringUp(True, f"already up at {revision[:12]}")

@@ -12,6 +12,10 @@ Errors become fleet's, naming the backend URL and never a credential:
     the server down, a timeout, 5xx (after the SDK's retries)   BackendUnreachable (exit 1, transient)
     no such bucket                                              BackendRefused (exit 2)
     credentials refused (unknown key, bad signature, 403)       BackendRefused (exit 2)
+
+A conditional write (:meth:`Bucket.put` with ``if_none_match`` or ``if_match``: S3's ``If-None-Match: *`` and
+``If-Match: ETAG``) whose condition does not hold is no error: it gives None (HTTP 412, or 409 when two
+conditional writes met), which is what a compare-and-swap needs (:mod:`fleet.adapters.leases`).
 """
 
 from __future__ import annotations
@@ -20,12 +24,14 @@ import hashlib
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from fleet.errors import BackendRefused, BackendUnreachable
 
-__all__ = ["Bucket", "S3Location", "parse_url"]
+__all__ = ["Bucket", "S3Location", "Stored", "parse_url"]
 
 _TRUE = ("true", "1", "yes")
 
@@ -45,6 +51,16 @@ class S3Location:
 
     def key(self, name: str) -> str:
         return self.prefix + name
+
+
+@dataclass(frozen=True)
+class Stored:
+    """An object as read, with what a compare-and-swap needs: its ETag, and its age by the server's clock
+    (the server's ``Date`` of the answer minus the object's ``Last-Modified``, both the server's)."""
+
+    body: bytes
+    etag: str
+    age_s: float
 
 
 def parse_url(url: str) -> S3Location | None:
@@ -115,8 +131,10 @@ class Bucket:
 
     # -- the choke point ---------------------------------------------------------------------------
 
-    def _call(self, op: str, *, missing_ok: bool = False, **kwargs: Any) -> Any:
-        """The SDK's ``op``, its errors made fleet's; ``missing_ok``: a missing object gives None."""
+    def _call(self, op: str, *, missing_ok: bool = False, conditional: bool = False, **kwargs: Any) -> Any:
+        """The SDK's ``op``, its errors made fleet's; ``missing_ok``: a missing object gives None;
+        ``conditional``: a condition that does not hold (412, or 409 for two conditional writes at once)
+        gives None."""
         from botocore import exceptions as bx
 
         where = display_url(self.loc.url)
@@ -132,6 +150,9 @@ class Bucket:
             code = str(err.get("Code") or "")
             status = int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
             if missing_ok and code in ("NoSuchKey", "404"):
+                return None
+            if conditional and (status in (409, 412) or code in ("PreconditionFailed",
+                                                                 "ConditionalRequestConflict")):
                 return None
             if code == "NoSuchBucket" or (op == "head_bucket" and status == 404):
                 raise BackendRefused(f"the Pulumi backend's bucket does not exist: {where}",
@@ -182,6 +203,33 @@ class Bucket:
         """The object's bytes; None when there is none."""
         resp = self._call("get_object", missing_ok=True, Bucket=self.loc.bucket, Key=self.loc.key(name))
         return None if resp is None else bytes(resp["Body"].read())
+
+    def read(self, name: str) -> Stored | None:
+        """The object with its ETag and its age by the server's clock; None when there is none."""
+        resp = self._call("get_object", missing_ok=True, Bucket=self.loc.bucket, Key=self.loc.key(name))
+        if resp is None:
+            return None
+        body = bytes(resp["Body"].read())
+        modified = resp.get("LastModified")
+        date = (resp.get("ResponseMetadata", {}).get("HTTPHeaders") or {}).get("date")
+        try:
+            now = parsedate_to_datetime(date) if date else datetime.now(UTC)
+        except (TypeError, ValueError):
+            now = datetime.now(UTC)
+        age = (now - modified).total_seconds() if isinstance(modified, datetime) else 0.0
+        return Stored(body, str(resp.get("ETag") or ""), max(age, 0.0))
+
+    def put(self, name: str, body: bytes, *, if_none_match: bool = False, if_match: str | None = None) -> str | None:
+        """Write the object whole (a PUT is atomic) and give its ETag. ``if_none_match``: only when there is
+        none yet; ``if_match``: only when its ETag is still that one. None when the condition did not hold."""
+        kw: dict[str, Any] = {"Bucket": self.loc.bucket, "Key": self.loc.key(name), "Body": body,
+                              "ContentType": "application/json"}
+        if if_none_match:
+            kw["IfNoneMatch"] = "*"
+        if if_match is not None:
+            kw["IfMatch"] = if_match
+        resp = self._call("put_object", conditional=if_none_match or if_match is not None, **kw)
+        return None if resp is None else str(resp.get("ETag") or "")
 
     def delete(self, name: str) -> None:
         self._call("delete_object", Bucket=self.loc.bucket, Key=self.loc.key(name))

@@ -84,8 +84,11 @@ def register(app: typer.Typer) -> None:
         if sum((cluster is not None, selector is not None, all_)) != 1:
             raise InputError("name one CLUSTER, or give -l SELECTOR, or --all")
         from bootstrap.services import RealServices  # the Pulumi program and the live layer: loaded when used
+        from fleet.stepkit.team import team_runs
 
-        services = RealServices(repo_path(repo), engine=engine_settings())
+        engine = engine_settings()
+        services = RealServices(repo_path(repo), engine=engine)
+        team = None if dry_run else team_runs(engine)  # a shared backend: leases and journals in its bucket
         names = [cluster] if cluster else services.select(selector)
         if not names:
             raise InputError(
@@ -103,6 +106,7 @@ def register(app: typer.Typer) -> None:
                 sync=sync,  # type: ignore[arg-type]
                 gate_timeout=gate_timeout,
                 report_dir=(report_dir / name if report_dir and len(names) > 1 else report_dir),
+                team=team,
             )
             return run_bootstrap(req, services, rep.child(f"{name}: ") if len(names) > 1 else rep)
 

@@ -56,6 +56,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "bootstrap",
         "Rebuild a lost cluster from the repo at its last good commit: resumable, gated, reported.",
     ),
+    "runs": (
+        "runs",
+        "List the DR runs in progress (holder, heartbeat, live or expired) and the last ones that ended,\n"
+        "across the team on a shared backend.",
+    ),
     "drill": (
         "drill",
         "Rehearse a cluster's rebuild into a scratch cluster, against its recovery objective; keep the evidence.",

@@ -3,6 +3,9 @@
 One JSON file per cluster under ``$FLEET_HOME/bootstrap/<cluster>/journal.json``, replaced
 atomically (write, fsync, rename) after every change, and guarded by an exclusive lock so two runs
 for one cluster never interleave. A finished run is kept beside it as ``runs/<run-id>.json``.
+
+On a shared backend the journal has a ``remote`` too (:class:`fleet.stepkit.team.TeamRun`): every save and
+archive is also written to the backend's bucket, where a teammate's run resumes it.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from fleet.errors import InputError
 from fleet.paths import fleet_home, open_private, write_private
@@ -37,6 +40,13 @@ def new_run_id() -> str:
 
 def journal_dir(cluster: str) -> Path:
     return fleet_home() / "bootstrap" / cluster
+
+
+class Remote(Protocol):
+    """Where a journal is also written (the team's bucket)."""
+
+    def save(self, data: dict[str, Any]) -> None: ...
+    def archive(self, run_id: str, data: dict[str, Any]) -> None: ...
 
 
 @dataclass
@@ -63,6 +73,7 @@ class Journal:
     ended: str | None = None
     resumed: int = 0
     path: Path | None = None
+    remote: Remote | None = None
 
     @classmethod
     def new(cls, cluster: str, revision: str, sync_mode: str, step_names: list[str]) -> Journal:
@@ -98,11 +109,15 @@ class Journal:
     def save(self) -> None:
         assert self.path is not None
         write_json_atomic(self.path, self.to_dict())
+        if self.remote is not None:
+            self.remote.save(self.to_dict())
 
     def archive(self) -> Path:
         assert self.path is not None
         dest = self.path.parent / "runs" / f"{self.run_id}.json"
         write_json_atomic(dest, self.to_dict())
+        if self.remote is not None:
+            self.remote.archive(self.run_id, self.to_dict())
         return dest
 
 

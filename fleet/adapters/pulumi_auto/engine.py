@@ -597,10 +597,13 @@ class Engine:
                                "a run was killed while writing it")
         return removed
 
-    def unlock(self, stack: str, *, project: str = PROJECT, force: bool = False) -> list[PurePath]:
+    def unlock(self, stack: str, *, project: str = PROJECT, force: bool = False,
+               of_host: str | None = None) -> list[PurePath]:
         """Remove the stack's stale locks: held by a process of this host that is no longer running
-        (or every lock with ``force``). Returns the removed lock files (S3: their keys)."""
-        return backend_locks.remove(self._lock_store(), self.locks(stack, project=project), force=force)
+        (or every lock with ``force``; with ``of_host``, those written from that host: a dead run's).
+        Returns the removed lock files (S3: their keys)."""
+        return backend_locks.remove(self._lock_store(), self.locks(stack, project=project), force=force,
+                                    of_host=of_host)
 
 
 def _no_program() -> None:

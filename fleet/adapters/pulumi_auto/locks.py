@@ -103,13 +103,17 @@ def holders(store: Store | None, locks: list[PurePath]) -> str:
     return "; ".join(held) or "another process"
 
 
-def remove(store: Store | None, locks: list[PurePath], *, force: bool = False) -> list[PurePath]:
-    """Remove the stale ones of these locks (every one with ``force``); returns those removed."""
+def remove(store: Store | None, locks: list[PurePath], *, force: bool = False,
+           of_host: str | None = None) -> list[PurePath]:
+    """Remove the stale ones of these locks (every one with ``force``; with ``of_host``, every one written
+    from that host: a dead run's, once its lease says it is gone); returns those removed."""
     removed: list[PurePath] = []
     if store is None:
         return removed
     for lock in locks:
-        if force or _stale(_data(store, lock)):
+        data = _data(store, lock) if of_host is not None else None
+        if (of_host is not None and data is not None and data.get("hostname") == of_host) or (
+                of_host is None and (force or _stale(_data(store, lock)))):
             store.delete(lock)
             removed.append(lock)
     return removed
