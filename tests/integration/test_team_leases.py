@@ -1,0 +1,224 @@
+"""Team runs' leases on a real S3 server (seaweedfs, started by ``fleet local backend``'s own code on free ports):
+the server honours S3's conditional writes, and on them a lease is taken, renewed by its heartbeat, refused to a
+second run while live, taken over once expired by the server's clock, and released; a take-over clears the dead
+holder's Pulumi lock and nothing else; ``fleet runs`` lists what the bucket holds."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers import need_tool
+
+from fleet.adapters.leases import Lease, LeaseStore, RunBusy, Taken
+from fleet.adapters.pulumi_auto import resolve_settings
+from fleet.adapters.s3 import Bucket, parse_url
+from fleet.local.backend import LocalBackend
+from fleet.output import StderrReporter
+from fleet.stepkit.team import TeamRuns, team_runs
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    need_tool("weed")
+    backend = LocalBackend(tmp_path_factory.mktemp("s3-leases"))
+    env = backend.start()
+    try:
+        yield env
+    finally:
+        assert backend.stop()
+        assert not backend.running()
+
+
+def bucket_of(env: dict[str, str]) -> Bucket:
+    loc = parse_url(env["PULUMI_BACKEND_URL"])
+    assert loc is not None
+    return Bucket(loc, credentials=(env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]))
+
+
+def until(condition: object, what: str, timeout: float = 30) -> None:
+    """Poll an explicit state until it holds."""
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+class Lines(StderrReporter):
+    """What a run says, kept (its warnings: a take-over, a cleared lock)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def warn(self, msg: str) -> None:
+        self.lines.append(msg)
+
+
+def test_the_server_honours_both_conditions(server: dict[str, str]) -> None:
+    """The mechanism the leases stand on: a second ``If-None-Match: *`` PUT gets 412, a stale ``If-Match`` gets
+    412 (Bucket.put gives None), the right ``If-Match`` is accepted."""
+    b = bucket_of(server)
+    first = b.put("probe/x.json", b"1", if_none_match=True)
+    assert first
+    assert b.put("probe/x.json", b"2", if_none_match=True) is None
+    second = b.put("probe/x.json", b"3", if_match=first)
+    assert second and second != first
+    assert b.put("probe/x.json", b"4", if_match=first) is None
+    stored = b.read("probe/x.json")
+    assert stored is not None and stored.body == b"3" and stored.etag == second and 0 <= stored.age_s < 60
+
+
+def test_take_refuse_renew_release(server: dict[str, str]) -> None:
+    store = LeaseStore(bucket_of(server))
+    mine = store.take("take-1", "bootstrap", "fleet bootstrap take-1")
+    assert mine.previous is None
+    with pytest.raises(RunBusy) as busy:  # this very process holds it and is alive: live
+        store.take("take-1", "bootstrap", "fleet bootstrap take-1")
+    for part in (mine.lease.holder, mine.lease.host, "fleet bootstrap take-1", f"since {mine.lease.started}"):
+        assert part in busy.value.message, busy.value.message
+    etag = mine.etag
+    assert store.renew(mine, run_id="run-1") and mine.etag != etag
+    seen = store.seen("take-1")
+    assert seen is not None and seen.live and seen.lease.run_id == "run-1"
+    stale = Taken(mine.lease, etag)  # a holder that missed someone else's write has lost the lease
+    assert not store.renew(stale)
+    store.release(mine)
+    seen = store.seen("take-1")
+    assert seen is not None and seen.lease.released and not seen.live
+    again = store.take("take-1", "bootstrap", "fleet bootstrap take-1")
+    assert again.previous is None  # a released lease is free: no take-over to announce
+    store.release(again)
+
+
+def test_an_expired_lease_is_taken_over_by_the_servers_clock_even_if_its_process_lives(server: dict[str, str]) -> None:
+    """The holder (this process, alive) stopped its heartbeat: once the lease's object is older than its TTL by
+    the server's clock, another run takes it over and learns whose run it was."""
+    short = LeaseStore(bucket_of(server), ttl_s=1)
+    first = short.take("expire-1", "bootstrap", "fleet bootstrap expire-1")
+    assert short.renew(first, run_id="run-dead")
+    with pytest.raises(RunBusy):
+        LeaseStore(bucket_of(server)).take("expire-1", "bootstrap", "fleet bootstrap expire-1")
+    until(lambda: not short.seen("expire-1").live, "the lease to expire by the server's clock")  # type: ignore[union-attr]
+    second = LeaseStore(bucket_of(server)).take("expire-1", "bootstrap", "fleet bootstrap expire-1")
+    assert second.previous is not None and second.previous.lease.run_id == "run-dead"
+    assert second.previous.age_s > 1
+    assert not short.renew(first)  # the old holder, back, has lost it
+    LeaseStore(bucket_of(server)).release(second)
+
+
+def test_two_runs_at_once_one_wins(server: dict[str, str]) -> None:
+    results: list[object] = []
+    gate = threading.Barrier(2)
+
+    def one() -> None:
+        store = LeaseStore(bucket_of(server))
+        gate.wait()
+        try:
+            results.append(store.take("race-1", "bootstrap", "fleet bootstrap race-1"))
+        except RunBusy as e:
+            results.append(e)
+
+    threads = [threading.Thread(target=one) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(type(r).__name__ for r in results) == ["RunBusy", "Taken"], results
+
+
+def test_the_heartbeat_keeps_a_lease_live_past_its_ttl_and_the_journal_goes_to_the_bucket(
+    server: dict[str, str],
+) -> None:
+    store = LeaseStore(bucket_of(server), ttl_s=2, heartbeat_s=0.2)
+    team = TeamRuns(store)
+    rep = Lines()
+    with team.hold("beat-1", "bootstrap", "fleet bootstrap beat-1", rep) as run:
+        run.save({"cluster": "beat-1", "run_id": "run-beat", "state": "running", "steps": []})
+        first = store.seen("beat-1")
+        assert first is not None and first.lease.run_id == "run-beat"
+        t0 = time.monotonic()
+        until(lambda: time.monotonic() - t0 > 3 and store.seen("beat-1").etag != first.etag,  # type: ignore[union-attr]
+              "the heartbeat to rewrite the lease after its TTL passed")
+        seen = store.seen("beat-1")
+        assert seen is not None and seen.live and seen.age_s <= 2
+        with pytest.raises(RunBusy):
+            LeaseStore(bucket_of(server)).take("beat-1", "bootstrap", "fleet bootstrap beat-1")
+        with team.hold("beat-1", "rollout", "fleet rollout x (beat-1)", rep) as inner:  # re-entrant in a process
+            assert inner is run
+        assert store.load_journal("beat-1") == {"cluster": "beat-1", "run_id": "run-beat", "state": "running",
+                                                "steps": []}
+        run.archive("run-beat", {"cluster": "beat-1", "run_id": "run-beat", "state": "recovered", "steps": []})
+    seen = store.seen("beat-1")
+    assert seen is not None and seen.lease.released and rep.lines == []
+    done = list(store.journals(finished=True))
+    assert [d["run_id"] for d in done if d["cluster"] == "beat-1"] == ["run-beat"]
+    assert done[0]["holder"] == seen.lease.holder
+
+
+def _pulumi_lock(bucket: Bucket, stack: str, name: str, host: str) -> str:
+    key = f".pulumi/locks/organization/fleet/{stack}/{name}.json"
+    body = json.dumps({"pid": 2**22 + 7, "username": "u", "hostname": host, "timestamp": "2026-12-07T06:00:00Z"})
+    bucket._call("put_object", Bucket=bucket.loc.bucket, Key=key, Body=body.encode())
+    return key
+
+
+def test_a_take_over_clears_the_dead_holders_pulumi_lock_never_a_live_ones(
+    server: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):  # what the engine's S3 client reads
+        monkeypatch.setenv(k, server[k])
+    bucket = bucket_of(server)
+    engine = resolve_settings(server, tmp_path / "home")
+    team = team_runs(engine)
+    assert team is not None and team_runs(resolve_settings({}, tmp_path / "home")) is None  # file backend: local
+    # a teammate's run on another host holds the lease, live: its lock is never touched, the run refused
+    dead_store = LeaseStore(bucket_of(server), ttl_s=1)
+    theirs = dead_store.take("locked-1", "bootstrap", "fleet bootstrap locked-1")
+    foreign = Lease(**{**vars(theirs.lease), "host": "bobs-laptop", "holder": "bob@bobs-laptop", "run_id": "run-bob"})
+    theirs.etag = bucket.put("fleet/runs/locked-1/lease.json", foreign.to_bytes(), if_match=theirs.etag) or ""
+    their_lock = _pulumi_lock(bucket, "locked-1", "theirs", "bobs-laptop")
+    other_lock = _pulumi_lock(bucket, "locked-1", "other", "carols-desktop")
+    rep = Lines()
+    with pytest.raises(RunBusy, match="bob@bobs-laptop on bobs-laptop"), \
+            team.hold("locked-1", "bootstrap", "fleet bootstrap locked-1", rep):
+        pass
+    assert {their_lock, other_lock} <= set(bucket.keys(".pulumi/locks/"))
+    # its heartbeat stops (the laptop is lost): once expired, the take-over clears that host's lock only
+    until(lambda: not dead_store.seen("locked-1").live, "bob's lease to expire")  # type: ignore[union-attr]
+    with team.hold("locked-1", "bootstrap", "fleet bootstrap locked-1", rep):
+        assert rep.lines[0].startswith("taking over run run-bob of bob@bobs-laptop, last heartbeat ")
+        assert any("cleared the Pulumi lock" in line and "theirs.json" in line for line in rep.lines), rep.lines
+        locks = set(bucket.keys(".pulumi/locks/"))
+        assert their_lock not in locks and other_lock in locks
+
+
+def test_fleet_runs_lists_live_and_expired_runs_from_the_bucket(server: dict[str, str], tmp_path: Path) -> None:
+    live = LeaseStore(bucket_of(server)).take("runs-live", "bootstrap", "fleet bootstrap runs-live")
+    gone_store = LeaseStore(bucket_of(server), ttl_s=1)
+    gone = gone_store.take("runs-gone", "rollout", "fleet rollout r1 (runs-gone)")
+    assert gone_store.renew(gone, run_id="run-gone")
+    until(lambda: not gone_store.seen("runs-gone").live, "a lease to expire")  # type: ignore[union-attr]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PULUMI_"))}
+    done = subprocess.run([sys.executable, "-m", "fleet", "runs", "-o", "json"], capture_output=True, text=True,
+                          env={**env, **server, "FLEET_HOME": str(tmp_path / "home")}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    rows = {r["cluster"]: r for r in data["in_progress"]}
+    assert rows["runs-live"]["lease"] == "live" and rows["runs-live"]["holder"] == live.lease.holder
+    assert rows["runs-gone"]["lease"] == "expired" and rows["runs-gone"]["run_id"] == "run-gone"
+    assert rows["runs-gone"]["kind"] == "rollout" and rows["runs-gone"]["heartbeat_age_s"] > 1
+    table = subprocess.run([sys.executable, "-m", "fleet", "runs"], capture_output=True, text=True,
+                           env={**env, **server, "FLEET_HOME": str(tmp_path / "home")}, timeout=120)
+    assert table.returncode == 0 and "runs-gone" in table.stdout and "expired" in table.stdout, table.stdout
+    LeaseStore(bucket_of(server)).release(live)
