@@ -135,9 +135,11 @@ def run_bootstrap(req: BootstrapRequest, services: Services, reporter: Reporter)
     # 1. resolve and 2. plan happen before anything is created or journaled, so bad input
     # (an unknown revision, a cluster with no last good) is refused with nothing changed.
     reporter.step(f'resolving the target revision of cluster "{req.cluster}"')
-    if req.dry_run:  # a dry run writes nothing at all: not even the journal's lock file
-        return BootstrapResult("planned", _resolve_and_plan(req, services, reporter, journal_mod.load(req.cluster)),
-                               None)
+    if req.dry_run:  # a dry run writes nothing at all: not even the journal's lock file (nor a lease)
+        seen = req.team.journal(req.cluster) if req.team is not None else None
+        existing = _parse(seen, journal_dir(req.cluster) / "journal.json", req.cluster) if seen else None
+        return BootstrapResult("planned", _resolve_and_plan(req, services, reporter,
+                                                            existing or journal_mod.load(req.cluster)), None)
     command = f"fleet bootstrap {req.cluster}"
     with cluster_lock(req.cluster, command), locked_journal(req.cluster) as jpath, \
             _team_run(req, command, reporter) as team:
@@ -169,16 +171,20 @@ def _existing(cluster: str, jpath: Path, team: TeamRun | None) -> Journal | None
     if team is None:
         return journal_mod.load(cluster)
     data = team.journal()
-    if data is None:
-        return None
-    try:
-        j = Journal.from_dict(data, jpath)
-    except (ValueError, KeyError, TypeError):
-        return None  # not a journal (a hand-edited object): not trusted, a new run starts
-    if j.cluster != cluster:
-        return None
-    j.remote = team
+    j = _parse(data, jpath, cluster) if data is not None else None
+    if j is not None:
+        j.remote = team
     return j
+
+
+def _parse(data: dict[str, Any], path: Path, cluster: str) -> Journal | None:
+    """The journal in ``data`` (read from the bucket: untrusted); None for anything that is not one of this
+    cluster's (a hand-edited object is not trusted: a new run starts)."""
+    try:
+        j = Journal.from_dict(data, path)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return j if j.cluster == cluster and all(isinstance(s.name, str) for s in j.steps) else None
 
 
 def _resolve_and_plan(req: BootstrapRequest, services: Services, reporter: Reporter,

@@ -88,7 +88,7 @@ def register(app: typer.Typer) -> None:
 
         engine = engine_settings()
         services = RealServices(repo_path(repo), engine=engine)
-        team = None if dry_run else team_runs(engine)  # a shared backend: leases and journals in its bucket
+        team = team_runs(engine)  # a shared backend: leases and journals in its bucket (a dry run only reads)
         names = [cluster] if cluster else services.select(selector)
         if not names:
             raise InputError(

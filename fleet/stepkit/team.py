@@ -69,6 +69,11 @@ class TeamRuns:
         self.store = store
         self.clear_locks = clear_locks
 
+    def journal(self, cluster: str) -> dict[str, Any] | None:
+        """The cluster's journal in the bucket, read only (a dry run's: which run it would resume)."""
+        data = self.store.load_journal(cluster)
+        return data if data is not None and data.get("cluster") == cluster and "steps" in data else None
+
     @contextmanager
     def hold(self, cluster: str, kind: str, command: str, reporter: Reporter) -> Iterator[TeamRun]:
         """Hold ``cluster``'s lease while the run lives (re-entrant in one process). :class:`RunBusy` (exit 2)

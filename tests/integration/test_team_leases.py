@@ -13,15 +13,18 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import need_tool
 
-from fleet.adapters.leases import Lease, LeaseStore, RunBusy, Taken
+from bootstrap.pipeline import STEPS, BootstrapRequest, Plan, Resolved, run_bootstrap
+from fleet.adapters.leases import Lease, LeaseLost, LeaseStore, RunBusy, Taken
 from fleet.adapters.pulumi_auto import resolve_settings
 from fleet.adapters.s3 import Bucket, parse_url
 from fleet.local.backend import LocalBackend
 from fleet.output import StderrReporter
+from fleet.stepkit.steps import Budget
 from fleet.stepkit.team import TeamRuns, team_runs
 
 pytestmark = pytest.mark.integration
@@ -222,3 +225,109 @@ def test_fleet_runs_lists_live_and_expired_runs_from_the_bucket(server: dict[str
                            env={**env, **server, "FLEET_HOME": str(tmp_path / "home")}, timeout=120)
     assert table.returncode == 0 and "runs-gone" in table.stdout and "expired" in table.stdout, table.stdout
     LeaseStore(bucket_of(server)).release(live)
+
+
+def test_the_lease_lost_to_another_run_stops_the_journal(server: dict[str, str]) -> None:
+    store = LeaseStore(bucket_of(server), heartbeat_s=3600)  # no beat of its own during the test
+    with TeamRuns(store).hold("lost-1", "bootstrap", "fleet bootstrap lost-1", Lines()) as run:
+        run.save({"cluster": "lost-1", "run_id": "run-mine", "steps": []})
+        seen = store.seen("lost-1")
+        assert seen is not None
+        thief = Lease(**{**vars(seen.lease), "holder": "eve@elsewhere", "host": "elsewhere", "run_id": "run-eve"})
+        assert store.bucket.put("fleet/runs/lost-1/lease.json", thief.to_bytes(), if_match=seen.etag)
+        assert not run.heartbeat.beat()
+        with pytest.raises(LeaseLost):
+            run.save({"cluster": "lost-1", "run_id": "run-mine", "steps": [], "state": "running"})
+    after = store.seen("lost-1")
+    assert after is not None and after.lease.holder == "eve@elsewhere" and not after.lease.released  # not ours
+
+
+class Crash(BaseException):
+    """Stands for the holder's death: nothing in the pipeline catches it."""
+
+
+class FakeServices:
+    """The DR pipeline's services as a fake of our own interface (no cluster): the team's side is real."""
+
+    def __init__(self, crash_in: str | None = None) -> None:
+        self.crash_in = crash_in
+        self.calls: list[str] = []
+
+    def _call(self, step: str) -> str:
+        self.calls.append(step)
+        if step == self.crash_in:
+            raise Crash()
+        return f"{step} done"
+
+    def resolve(self, cluster: str, to: str | None) -> Resolved:
+        self.calls.append(f"resolve {to}")
+        return Resolved(REV, "--to" if to else "last good", "a commit")
+
+    def plan(self, cluster: str, resolved: Resolved, sync_mode: Any, gate_timeout: float | None) -> Plan:
+        return Plan(cluster, "local", "eu", "prod", resolved.revision, resolved.source, resolved.subject,
+                    "direct", cluster, ("a cluster",), 4, (), 30.0, {})
+
+    def already_recovered(self, cluster: str, revision: str) -> bool:
+        return True
+
+    def provision(self, cluster: str, revision: str, reporter: Any) -> str:
+        return self._call("provision")
+
+    def install_operator(self, cluster: str, revision: str, reporter: Any) -> str:
+        return self._call("operator")
+
+    def sync(self, cluster: str, revision: str, mode: str, reporter: Any) -> str:
+        return self._call("sync")
+
+    def gates(self, cluster: str, revision: str, timeout: float, reporter: Any) -> tuple[dict[str, Any], ...]:
+        self._call("gates")
+        return ()
+
+    def record(self, cluster: str, revision: str, run_id: str, gates: Any, duration_s: float) -> str:
+        return self._call("record")
+
+
+REV = "a" * 40
+
+
+def test_a_run_crashed_in_one_home_is_taken_over_from_the_bucket_in_another(
+    server: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The DR pipeline on a team's bucket: the journal of a run that died in one fleet home is resumed in another
+    (same run id, done steps skipped) once the dead run's lease expired; a dry run reads it and writes nothing."""
+    store = LeaseStore(bucket_of(server), ttl_s=1)
+    team = TeamRuns(store)
+    budgets = {s: Budget(1, 30) for s in STEPS}
+    monkeypatch.setenv("FLEET_HOME", str(tmp_path / "alice"))
+    first = FakeServices(crash_in="sync")
+    with pytest.raises(Crash):
+        run_bootstrap(BootstrapRequest(repo=tmp_path, cluster="pipe-1", to=REV, budgets=budgets, team=team), first,
+                      Lines())
+    journal = store.load_journal("pipe-1")
+    assert journal is not None and {s["name"]: s["state"] for s in journal["steps"]}["sync"] == "running"
+    # the crash released nothing a SIGKILL would have: the lease is as a dead holder on another host leaves it
+    seen = store.seen("pipe-1")
+    assert seen is not None
+    dead = Lease(**{**vars(seen.lease), "released": False, "host": "alices-laptop", "holder": "alice@alices-laptop",
+                    "run_id": journal["run_id"]})
+    assert store.bucket.put("fleet/runs/pipe-1/lease.json", dead.to_bytes(), if_match=seen.etag)
+
+    monkeypatch.setenv("FLEET_HOME", str(tmp_path / "bob"))
+    before = store.bucket.digests()
+    dry = FakeServices()
+    plan = run_bootstrap(BootstrapRequest(repo=tmp_path, cluster="pipe-1", to=None, dry_run=True, budgets=budgets,
+                                          team=team), dry, Lines())
+    assert plan.outcome == "planned" and dry.calls == [f"resolve {REV}"]  # the bucket's run's revision, read only
+    assert store.bucket.digests() == before and not (tmp_path / "bob").exists()
+    until(lambda: not store.seen("pipe-1").live, "the dead run's lease to expire")  # type: ignore[union-attr]
+    second, said = FakeServices(), Lines()
+    res = run_bootstrap(BootstrapRequest(repo=tmp_path, cluster="pipe-1", to=None, budgets=budgets, team=team),
+                        second, said)
+    assert res.outcome == "recovered" and res.report is not None and res.report.run_id == journal["run_id"]
+    assert second.calls == [f"resolve {REV}", "sync", "gates", "record"] and res.report.resumed == 1
+    assert said.lines[0].startswith(f"taking over run {journal['run_id']} of alice@alices-laptop, last heartbeat")
+    final = store.load_journal("pipe-1")
+    assert final is not None and final["state"] == "recovered" and final["run_id"] == journal["run_id"]
+    after = store.seen("pipe-1")
+    assert after is not None and after.lease.released
+    assert any(d["run_id"] == journal["run_id"] for d in store.journals(finished=True))
