@@ -331,3 +331,35 @@ def test_a_run_crashed_in_one_home_is_taken_over_from_the_bucket_in_another(
     after = store.seen("pipe-1")
     assert after is not None and after.lease.released
     assert any(d["run_id"] == journal["run_id"] for d in store.journals(finished=True))
+
+
+def test_a_rollout_holds_each_clusters_lease_and_a_live_one_of_another_run_stops_that_cluster(
+    server: dict[str, str], fleet_home: Path
+) -> None:
+    """Each cluster of a rollout is worked on under its lease in the team's bucket (kind ``rollout``); a cluster
+    whose lease another live run holds fails at once, naming that run, and is never touched."""
+    from tests.unit.test_rollout import A, FakeFleet, roll
+
+    names = {"ro-1": 0, "ro-2": 0}
+    fleet = FakeFleet(names, existing=set(names), good=dict.fromkeys(names, A))
+    store = LeaseStore(bucket_of(server))
+    fleet.team = TeamRuns(store)  # type: ignore[attr-defined]
+    theirs = LeaseStore(bucket_of(server)).take("ro-2", "bootstrap", "fleet bootstrap ro-2")
+    bob = Lease(**{**vars(theirs.lease), "holder": "bob@elsewhere", "host": "elsewhere", "run_id": "run-bob"})
+    assert store.bucket.put("fleet/runs/ro-2/lease.json", bob.to_bytes(), if_match=theirs.etag)
+    during: list[Any] = []
+    fleet.hooks[("sync", "ro-1")] = lambda: during.append(store.seen("ro-1"))
+    res = roll(fleet, rev="B", max_failures="1")
+    seen = during[0]
+    assert seen is not None and seen.live and seen.lease.kind == "rollout"
+    assert seen.lease.command == f"fleet rollout {res.id} (ro-1)"
+    assert not fleet.touched("ro-2") and fleet.touched("ro-1")
+    assert res.report is not None
+    by_name = {c.name: c for c in res.report.clusters}
+    assert (by_name["ro-1"].state, by_name["ro-2"].state) == ("passed", "failed")
+    error = by_name["ro-2"].error or ""
+    assert 'cluster "ro-2" is being changed by bob@elsewhere on elsewhere (fleet bootstrap ro-2, run run-bob)' in error
+    after = store.seen("ro-1")
+    assert after is not None and after.lease.released
+    still = store.seen("ro-2")
+    assert still is not None and still.lease.holder == "bob@elsewhere" and not still.lease.released
