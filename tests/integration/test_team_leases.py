@@ -224,6 +224,12 @@ def test_fleet_runs_lists_live_and_expired_runs_from_the_bucket(server: dict[str
     table = subprocess.run([sys.executable, "-m", "fleet", "runs"], capture_output=True, text=True,
                            env={**env, **server, "FLEET_HOME": str(tmp_path / "home")}, timeout=120)
     assert table.returncode == 0 and "runs-gone" in table.stdout and "expired" in table.stdout, table.stdout
+    wrong = subprocess.run([sys.executable, "-m", "fleet", "runs"], capture_output=True, text=True, timeout=120,
+                           env={**env, **server, "AWS_SECRET_ACCESS_KEY": "not-the-secret",
+                                "FLEET_HOME": str(tmp_path / "home")})
+    lines = [ln for ln in wrong.stderr.splitlines() if ln.startswith("✗")]
+    assert wrong.returncode == 2 and len(lines) == 1 and "refused the credentials" in lines[0], wrong.stderr
+    assert "Traceback" not in wrong.stderr and server["AWS_SECRET_ACCESS_KEY"] not in wrong.stderr + wrong.stdout
     LeaseStore(bucket_of(server)).release(live)
 
 
