@@ -34,6 +34,7 @@ CASES = [
     Case("doctor", ("doctor",), code=1, repo=False, no_path=True),
     Case("local-list", ("local", "list"), repo=False),
     Case("drill-history", ("drill", "history", "eu-1")),
+    Case("runs-none", ("runs",), repo=False),  # this home's journals (file backend); the team's: e2e/test_team_runs
 ]
 
 
