@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from fleet.adapters import fluxbuild, net
-from fleet.errors import ChartUnreachable, FleetError, HelmError, RenderError
+from fleet.errors import BuildLimit, ChartUnreachable, FleetError, HelmError, RenderError
 from fleet.paths import fleet_home, read_sealed, write_private, write_sealed, writes_allowed
 from fleet.rendering.fluxtree import SourceRef, is_fleet_source
 
@@ -87,9 +87,10 @@ _CHART_LAYERS = ("application/vnd.cncf.helm.chart.content.v1.tar+gzip", "applica
 _TIMEOUT = 30.0
 _lock = threading.Lock()
 _indexes: dict[str, dict[str, Any] | OSError] = {}  # index URL -> parsed index (or why it failed), per process
+_oci: dict[str, fluxbuild.OciLayer | RenderError] = {}  # OCI request -> the layer (or why it failed), per process
 _outputs: OrderedDict[str, str] = OrderedDict()  # template key -> helm template's output (post-rendered)
 _parsed: OrderedDict[str, tuple[tuple[str, str], ...]] = OrderedDict()  # template key -> (text, JSON) of each object
-_stats = {"index_fetches": 0, "chart_downloads": 0, "templates": 0, "template_hits": 0}
+_stats = {"index_fetches": 0, "oci_resolves": 0, "chart_downloads": 0, "templates": 0, "template_hits": 0}
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,8 @@ class Expanded:
 
 
 def stats() -> dict[str, int]:
-    """Counters since :func:`clear_cache`: index fetches, chart downloads, templates run and reused."""
+    """Counters since :func:`clear_cache`: index fetches, OCI artifacts resolved, chart downloads, templates run
+    and reused."""
     return dict(_stats)
 
 
@@ -139,6 +141,7 @@ def clear_cache(*, disk: bool = False) -> None:
     """Forget the indexes and outputs kept in-process (and the chart and output caches on disk with ``disk``)."""
     with _lock:
         _indexes.clear()
+        _oci.clear()
         _outputs.clear()
         _parsed.clear()
         for k in _stats:
@@ -516,8 +519,8 @@ class _Expander:
         and ORAS, anonymously), kept by the layer's digest as HTTP charts are: the manifest is asked every
         render (a tag moves), the archive only when it is not kept."""
         try:
-            layer = fluxbuild.oci_resolve(ref, helm=helm, version=version, tag=tag, digest=digest, semver=semver,
-                                          semver_filter=semver_filter, media_types=media_types, plain_http=plain_http)
+            layer = _oci_resolve(ref, helm=helm, version=version, tag=tag, digest=digest, semver=semver,
+                                 semver_filter=semver_filter, media_types=tuple(media_types), plain_http=plain_http)
             hexdigest = layer.digest.removeprefix("sha256:")
             kept = _kept_archive(hexdigest)
             if kept is None:
@@ -749,6 +752,30 @@ class _Expander:
             while len(_outputs) > 2048:
                 _outputs.popitem(last=False)
         return key, text
+
+
+def _oci_resolve(ref: str, **ask: Any) -> fluxbuild.OciLayer:
+    """:func:`fluxbuild.oci_resolve`, asked once per process for the same question (as a repository's index is
+    read once): a fleet-wide render or diff asks the registry once per chart, not once per cluster; a
+    failure is kept too, so a registry that is down is not waited for again."""
+    key = json.dumps([ref, ask], sort_keys=True)
+    with _lock:
+        found = _oci.get(key)
+    if isinstance(found, RenderError):
+        raise found
+    if found is not None:
+        return found
+    try:
+        layer = fluxbuild.oci_resolve(ref, **ask)
+    except RenderError as e:
+        if not isinstance(e, BuildLimit):
+            with _lock:
+                _oci[key] = e
+        raise
+    with _lock:
+        _stats["oci_resolves"] += 1
+        _oci[key] = layer
+    return layer
 
 
 def _oci_ref(url: str, where: str, key: str) -> str:

@@ -236,17 +236,39 @@ def test_an_oci_helm_repository_renders_as_helm_template_does(tmp_path: Path, re
                               values={"replicaCount": 2})
     assert _canon(objs[len(plain):]) == _canon([d for d in yaml.safe_load_all(text) if d])
     assert objs[: len(plain)] == plain
-    assert helm.stats()["chart_downloads"] == 1
-    # a second render (a new process's memory) asks the registry for the manifest, never for the archive again
+    assert helm.stats()["chart_downloads"] == 1 and helm.stats()["oci_resolves"] == 1
+    # the same process asks the registry once per chart, however many renders (clusters, revisions) need it
+    code, again, err = _render(capsys)
+    assert code == 0 and again == objs, err
+    assert helm.stats()["oci_resolves"] == 1 and helm.stats()["chart_downloads"] == 1
+    # a second run (a new process's memory) asks the registry for the manifest, never for the archive again
     helm.clear_cache()
     build.clear_cache()
     code, again, err = _render(capsys)
     assert code == 0 and again == objs, err
-    assert helm.stats()["chart_downloads"] == 0
+    assert helm.stats()["chart_downloads"] == 0 and helm.stats()["oci_resolves"] == 1
     # an exact version
     commit_file(Path.cwd(), "environments/dev/helm/release.yaml", _release(version="6.9.2"))
     code, objs, err = _render(capsys)
     assert code == 0 and _chart_label(objs) == "podinfo-6.9.2", err
+
+
+def test_values_files_of_an_oci_chart(tmp_path: Path, registry: Registry, capsys: Capsys,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """valuesFiles of a chart from an OCI registry: podinfo's values-prod.yaml (Redis on) over its values.yaml."""
+    release = _release(version="6.9.2").replace("        name: charts\n", "        name: charts\n"
+                                                "      valuesFiles: [values.yaml, values-prod.yaml]\n")
+    _repo(tmp_path, _helm_repository(registry.host), release, monkeypatch)
+    code, objs, err = _render(capsys)
+    assert code == 0, err
+    assert [o for o in objs if o.get("kind") == "Deployment" and o["metadata"]["name"] == "podinfo-redis"]  # type: ignore[index]
+    assert "replicas" not in _deployment(objs)["spec"]  # type: ignore[operator]  # values-prod.yaml's HPA scales it
+    assert [o for o in objs if o.get("kind") == "HorizontalPodAutoscaler"]
+    commit_file(Path.cwd(), "environments/dev/helm/release.yaml", _release(version="6.9.2"))
+    code, objs, err = _render(capsys)
+    assert code == 0, err
+    assert not [o for o in objs if o.get("kind") == "Deployment" and o["metadata"]["name"] == "podinfo-redis"]  # type: ignore[index]
+    assert _deployment(objs)["spec"]["replicas"] == 2  # type: ignore[index]
 
 
 @pytest.mark.parametrize(("ref", "version"), [

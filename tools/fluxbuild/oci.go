@@ -16,7 +16,8 @@
 // These are the only requests with a network: their own HTTP client (the default transport stays the
 // refusing one), anonymous (no credentials of any kind: no docker or Helm credential store, no helper
 // program), plain HTTP only when the request says so (the source's spec.insecure), every response body
-// capped, manifests at 4 MiB, the blob at the request's max_output.
+// capped (4 MiB while resolving; the blob's size and 4 MiB while fetching it, whose size and digest are
+// checked after), the blob at the request's max_output.
 package main
 
 import (
@@ -260,7 +261,7 @@ func ociBlob(ctx context.Context, req request) answer {
 	if req.Size <= 0 || req.Size > max {
 		return ociFail(&inputError{fmt.Sprintf("oci://%s@%s: chart of %d bytes, over the %d-byte limit", req.Ref, req.Digest, req.Size, max)}, req)
 	}
-	repo, _, err := ociRepo(req, req.Size+1)
+	repo, _, err := ociRepo(req, req.Size+maxManifest) // the blob, or a token answer on the way to it
 	if err != nil {
 		return ociFail(err, req)
 	}
