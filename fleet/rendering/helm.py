@@ -7,11 +7,14 @@ the same chart and values prints:
 
 - the chart: ``spec.chart.spec`` (``chart``, ``version``: a semver range, ``*`` by default, resolved against
   the repository's ``index.yaml`` as Helm does: an exact version first, else the highest that meets the
-  range) from a ``HelmRepository`` of the render (HTTP; an OCI one is listed unresolved, fleet fetches no
-  OCI artifact), or from a ``GitRepository`` that is the fleet repo (the chart's directory at the revision
-  being rendered); ``spec.chartRef`` to a ``HelmChart`` of the render (the same, from its spec), or to an
-  ``OCIRepository`` (unresolved). A fleet.yaml ``helm.mirror`` (a directory of the repo, or an http(s) URL,
-  holding an ``index.yaml`` and the charts it lists) is asked first, for offline use.
+  range) from a ``HelmRepository`` of the render (HTTP; or ``type: oci``: the registry's tags, through
+  fleet-build's Helm registry client), or from a ``GitRepository`` that is the fleet repo (the chart's
+  directory at the revision being rendered); ``spec.chartRef`` to a ``HelmChart`` of the render (the same,
+  from its spec), or to an ``OCIRepository`` of the render (its ``ref``: digest, semver, tag; its
+  ``layerSelector``). A fleet.yaml ``helm.mirror`` (a directory of the repo, or an http(s) URL, holding an
+  ``index.yaml`` and the charts it lists) is asked first, for offline use. ``valuesFiles`` replace the
+  chart's default values as source-controller packages the chart: files of the chart merged in order (by
+  fleet-build), or, for a chart of the fleet repo, files of the repo at the revision.
 - the release: ``spec.releaseName``, else ``[targetNamespace-]name``; its namespace ``spec.targetNamespace``,
   else the HelmRelease's (helm-controller's api: ``GetReleaseName``, ``GetReleaseNamespace``);
 - the values: ``spec.valuesFrom`` in order (ConfigMaps and Secrets of the same render and namespace;
@@ -23,12 +26,15 @@ the same chart and values prints:
   ``helm template``'s output by a kustomize build through fleet-build, never re-implemented.
 
 Charts are downloaded once and kept by their sha256 digest under ``fleet_home()/cache/helm/charts`` (the
-index's digest is checked); the archive is the only file the builder may read (its root is the chart's
-cache folder), and the builder runs no plugin, no post-render binary and no network: a template's
-``.Files.Get`` stays inside the chart, ``lookup`` finds nothing. A chart source that cannot be reached
-(connection refused, HTTP error) is a warning and the release is listed unresolved; a chart that does not
-exist, a version no chart meets, values failing the chart's ``values.schema.json``, a missing valuesFrom, a
-template error: :class:`~fleet.errors.HelmError` naming the HelmRelease (exit 2). A SOPS-encrypted Secret
+index's digest is checked; an OCI chart by its layer's digest, read anonymously by fleet-build: no
+credential of the repo or of the user); the archive is the only file the builder may read (its root is the
+chart's cache folder), and the builder runs no plugin, no post-render binary and no network while it
+renders: a template's ``.Files.Get`` stays inside the chart, ``lookup`` finds nothing. A chart source that
+cannot be reached (connection refused, HTTP error; an OCI registry that cannot be connected to or answers
+5xx/429) is a warning and the release is listed unresolved; a chart that does not exist (an OCI artifact
+or tag the registry does not have), a version no chart meets, values failing the chart's
+``values.schema.json``, a missing valuesFrom or valuesFile, a template error:
+:class:`~fleet.errors.HelmError` naming the HelmRelease (exit 2). A SOPS-encrypted Secret
 named by ``valuesFrom`` is decrypted in memory only when the caller passes the age keys (``fleet render
 --decrypt``); otherwise its release is listed unresolved, so no value of it can be printed.
 """
@@ -428,7 +434,13 @@ class _Expander:
             return chart
         ignore = cspec.get("ignoreMissingValuesFiles") is True
         if chart.digest.startswith("git:"):  # paths of the fleet repo, as source-controller's local builder
-            return dataclasses.replace(chart, chart_values=self._git_values(files, ignore, where, key))
+            try:
+                merged = self._git_values(files, ignore, where, key)
+            except BaseException:
+                if chart.cleanup is not None:
+                    chart.cleanup()
+                raise
+            return dataclasses.replace(chart, chart_values=merged)
         return dataclasses.replace(chart, values_files=files, ignore_missing=ignore)
 
     def _git_values(self, files: Sequence[str], ignore: bool, where: str, key: str) -> dict[str, Any]:

@@ -281,8 +281,8 @@ func ociBlob(ctx context.Context, req request) answer {
 	return answer{OK: true, Data: data}
 }
 
-// ociFail words an OCI failure in one line: "unreachable" when the registry could not be reached, else
-// "input" (not found, refused, malformed).
+// ociFail words an OCI failure in one line: "unreachable" when the registry could not be reached or
+// answered 5xx or 429, else "input" (not found, refused, malformed).
 func ociFail(err error, req request) answer {
 	var ie *inputError
 	if errors.As(err, &ie) {
@@ -291,6 +291,9 @@ func ociFail(err error, req request) answer {
 	var ec *errcode.ErrorResponse
 	if errors.As(err, &ec) {
 		what := fmt.Sprintf("HTTP %d", ec.StatusCode)
+		if ec.StatusCode >= 500 || ec.StatusCode == http.StatusTooManyRequests { // down or overloaded, as an HTTP repository's
+			return answer{Kind: "unreachable", Error: cut(fmt.Sprintf("cannot reach oci://%s: %s", req.Ref, what), "")}
+		}
 		if ec.StatusCode == http.StatusNotFound || errors.Is(err, errdef.ErrNotFound) {
 			what = "not found"
 		}
