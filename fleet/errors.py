@@ -15,6 +15,7 @@
     │   ├── BuildLimit          a build ran over its time or memory budget (the builder stopped it)
     │   ├── FluxTreeError       a Flux cluster directory cannot be expanded as Flux would apply it
     │   ├── HelmError           a HelmRelease cannot be rendered as helm-controller would install it
+    │   ├── ChartUnreachable    an OCI registry cannot be reached (the release is listed unresolved)
     │   ├── SubstitutionError   a malformed ``${...}`` expression
     │   └── MissingVariables    variables a manifest uses are not set (``names``)
     ├── KubeError               the Kubernetes API failed or refused a request
@@ -61,6 +62,7 @@ __all__ = [
     "BackendUnreachable",
     "BuildLimit",
     "Cancelled",
+    "ChartUnreachable",
     "ConcurrentUpdate",
     "ConfigError",
     "DirtyTree",
@@ -269,6 +271,11 @@ class HelmError(RenderError):
     exist, its values fail the chart's schema, a valuesFrom it needs is missing, a template fails (exit 2;
     the message names the HelmRelease). A chart source that cannot be reached is not an error: the release
     is listed as unresolved."""
+
+
+class ChartUnreachable(RenderError):
+    """An OCI registry a chart comes from cannot be reached (fleet-build could not connect): as for an HTTP
+    repository, a warning, and the release is listed unresolved."""
 
 
 class SubstitutionError(RenderError):

@@ -39,6 +39,8 @@ FLUX_VERSION = "v1.9.6"
 PULUMI_KUBERNETES_VERSION = "4.32.0"
 FLUX_PKG_KUSTOMIZE_VERSION = "v1.41.0"  # fleet-build's Flux kustomize library (its version answer's first)
 SEAWEEDFS_VERSION = "4.53"
+REGISTRY_VERSION = "v3.1.2"  # CNCF Distribution, the tests' OCI registry
+ORAS_VERSION = "1.3.6"
 
 TOOLS: tuple[Tool, ...] = (
     Tool("etcd", ("--version",), "local clusters: storage", expect="3.6.16"),
@@ -66,6 +68,11 @@ TOOLS: tuple[Tool, ...] = (
     # backend`) and the S3 tests run this server (seaweedfs).
     Tool("weed", ("version",), "a local S3 server: a shared Pulumi backend (`fleet local backend`)",
          expect=SEAWEEDFS_VERSION),
+    # The tests' OCI registry and the client they push charts with (fleet itself reads OCI registries
+    # through fleet-build): optional for fleet, needed by tests/integration/test_helm_oci.py.
+    Tool("registry", ("--version",), "tests: an OCI registry on loopback (OCI Helm charts)", required=False,
+         expect=REGISTRY_VERSION),
+    Tool("oras", ("version",), "tests: pushes charts to that registry", required=False, expect=ORAS_VERSION),
     # Optional: the Go module proxy here refuses the module (docs/toolchain.md); fleet runs its
     # program inline through the Automation API instead.
     Tool("pulumi-language-python", (), "optional: `pulumi up` of Pulumi.yaml outside fleet", required=False),

@@ -34,8 +34,11 @@ FLUX_PKG_KUSTOMIZE_VERSION=v1.41.0
 HELM_VERSION=v4.3.2
 # `weed version` of the pseudo-version tools/seaweedfs/go.mod pins (v0.0.0-20261109003541-7506e5f91cd6)
 SEAWEEDFS_VERSION=4.53
+# the OCI registry of the test bed and the client tests push charts with (what tools/registry/go.mod requires)
+REGISTRY_VERSION=v3.1.2
+ORAS_VERSION=1.3.6
 
-families_all=(etcd kubernetes kwok kustomize pulumi flux pulumi-kubernetes fluxbuild seaweedfs)
+families_all=(etcd kubernetes kwok kustomize pulumi flux pulumi-kubernetes fluxbuild seaweedfs registry)
 
 say() { printf '%s\n' "$*" >&2; }
 die() { say "✗ $*"; exit 1; }
@@ -233,6 +236,30 @@ build_seaweedfs() {
 check_seaweedfs() {
   need_version "$1/bin/weed" "$SEAWEEDFS_VERSION" version
   need_help "$1/bin/weed" "mini"
+}
+
+build_registry() {
+  # CNCF Distribution, the OCI registry OCI Helm charts are pushed to and pulled from in tests, and the
+  # ORAS CLI the tests push charts with (as `helm push` lays them out), in one go build.
+  gobuild registry "$1" "-X github.com/distribution/distribution/v3/version.version=$REGISTRY_VERSION" "" -- \
+    github.com/distribution/distribution/v3/cmd/registry oras.land/oras/cmd/oras
+}
+check_registry() {
+  need_version "$1/bin/registry" "$REGISTRY_VERSION" --version
+  need_version "$1/bin/oras" "$ORAS_VERSION" version
+  # It serves: a config on a free loopback port, in-memory storage; /v2/ answers 200.
+  local t pid i port code=""
+  t=$(mktemp -d)
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  printf 'version: 0.1\nstorage:\n  inmemory: {}\nhttp:\n  addr: 127.0.0.1:%s\n' "$port" > "$t/config.yml"
+  "$1/bin/registry" serve "$t/config.yml" >"$t/log" 2>&1 & pid=$!
+  for i in $(seq 100); do
+    code=$(python3 -c 'import sys, urllib.request as u; print(u.urlopen(sys.argv[1], timeout=1).status)' "http://127.0.0.1:$port/v2/" 2>/dev/null) && break
+    kill -0 $pid 2>/dev/null || break; sleep 0.1
+  done
+  kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true
+  local log; log=$(head -c 300 "$t/log"); rm -rf "$t"
+  [ "$code" = 200 ] || die "registry did not serve /v2/ on 127.0.0.1:$port: $log"
 }
 
 file_manifest() {  # every file of a build with its size: what a warm run compares, in milliseconds

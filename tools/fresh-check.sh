@@ -48,7 +48,7 @@ unset VIRTUAL_ENV PULUMI_HOME PULUMI_BACKEND_URL KUBECONFIG
 log "fresh-machine check of $(git -C "$here" rev-parse --short HEAD) in $tmp ($(date -u +%FT%TZ), $(nproc) cores)"
 if [ "$cold" != all ]; then
   # Families not named cold come from the warm cache, under the hash the clone computes for them.
-  for fam in etcd kubernetes kwok kustomize pulumi flux pulumi-kubernetes fluxbuild seaweedfs; do
+  for fam in etcd kubernetes kwok kustomize pulumi flux pulumi-kubernetes fluxbuild seaweedfs registry; do
     case " $cold " in *" $fam "*) continue ;; esac
     [ -d "$warm/$fam" ] || { log "✗ $fam is not in the warm cache $warm: build it first or name it cold"; exit 1; }
     mkdir -p "$tmp/toolchain/$fam"

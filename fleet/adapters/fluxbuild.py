@@ -24,6 +24,8 @@ fleet: the hint says how to rebuild it).
 from __future__ import annotations
 
 import atexit
+import base64
+import binascii
 import contextlib
 import itertools
 import json
@@ -37,9 +39,9 @@ from typing import Any
 
 from fleet import toolchain
 from fleet.adapters import proc
-from fleet.errors import BuildLimit, RenderError, ToolMissing
+from fleet.errors import BuildLimit, ChartUnreachable, RenderError, ToolMissing
 
-__all__ = ["Limits", "build", "close", "identity", "substitute", "template"]
+__all__ = ["Limits", "OciLayer", "build", "close", "identity", "oci_blob", "oci_resolve", "substitute", "template"]
 
 
 @dataclass(frozen=True)
@@ -175,6 +177,8 @@ def _answer(req: dict[str, Any], limits: Limits) -> dict[str, Any]:
     message = str(answer.get("error") or "failed without saying why")
     if answer.get("kind") == "internal":
         raise _mismatch(f"refused fleet's request: {message}")
+    if answer.get("kind") == "unreachable":
+        raise ChartUnreachable(" ".join(message.split()))
     raise (BuildLimit if answer.get("kind") == "limit" else RenderError)(" ".join(message.split()))
 
 
@@ -205,11 +209,17 @@ def template(
     values: Mapping[str, Any] | None = None,
     include_crds: bool = False,
     kube_version: str = "",
+    chart_values: Mapping[str, Any] | None = None,
+    values_files: Sequence[str] = (),
+    ignore_missing_values_files: bool = False,
     limits: Limits = DEFAULT,
 ) -> str:
     """``helm template RELEASE ROOT/CHART`` (a chart directory or archive inside ``root``) with ``values``:
-    client-only, no plugins, no post-renderer, no network; what ``helm template`` prints."""
-    req = {
+    client-only, no plugins, no post-renderer, no network; what ``helm template`` prints. The chart's default
+    values (its values.yaml) are replaced by ``chart_values``, or by ``values_files`` (files of the chart,
+    merged in order as source-controller merges a HelmChart's ``valuesFiles``; a missing one is a
+    :class:`RenderError` unless ``ignore_missing_values_files``)."""
+    req: dict[str, Any] = {
         "op": "template",
         "root": str(root),
         "chart": chart,
@@ -219,4 +229,63 @@ def template(
         "include_crds": include_crds,
         "kube_version": kube_version,
     }
+    if chart_values is not None:
+        req["chart_values"] = dict(chart_values)
+    if values_files:
+        req["values_files"] = list(values_files)
+        req["ignore_missing_values_files"] = ignore_missing_values_files
     return str(_answer(req, limits).get("yaml", ""))
+
+
+@dataclass(frozen=True)
+class OciLayer:
+    """An OCI artifact resolved: the tag picked (the chart version for a Helm repository), the manifest's
+    digest, and the chart layer (``sha256:...`` digest, size, media type)."""
+
+    tag: str
+    manifest: str
+    digest: str
+    size: int
+    media_type: str
+
+
+def oci_resolve(
+    ref: str,
+    *,
+    helm: bool = False,
+    version: str = "",
+    tag: str = "",
+    digest: str = "",
+    semver: str = "",
+    semver_filter: str = "",
+    media_types: Sequence[str] = (),
+    plain_http: bool = False,
+    limits: Limits = DEFAULT,
+) -> OciLayer:
+    """The chart layer of the OCI artifact at ``ref`` (``host[:port]/path``, no scheme, no tag), read by the
+    builder with the registry client of Helm and ORAS, anonymously: with ``helm`` the tag Helm picks for
+    ``version`` among the repository's semver tags (a HelmRepository of type oci); else ``digest``, else the
+    highest tag in ``semver`` (after ``semver_filter``), else ``tag``, else ``latest`` (an OCIRepository).
+    The layer is the first of ``media_types`` (the first layer when empty). Plain HTTP only with
+    ``plain_http``. A registry that cannot be reached: :class:`ChartUnreachable`; an artifact or tag that is
+    not there, a malformed manifest: :class:`RenderError`; in one line naming ``oci://ref``."""
+    req: dict[str, Any] = {"op": "oci_resolve", "ref": ref, "helm": helm, "version": version, "tag": tag,
+                           "digest": digest, "semver": semver, "semver_filter": semver_filter,
+                           "media_types": list(media_types), "plain_http": plain_http}
+    answer = _answer(req, limits)
+    layer = answer.get("layer")
+    if not isinstance(layer, dict) or not str(layer.get("digest") or "").startswith("sha256:"):
+        raise _mismatch(f"resolved oci://{ref} without a sha256 layer")
+    return OciLayer(str(answer.get("tag") or ""), str(answer.get("manifest") or ""), str(layer["digest"]),
+                    int(layer.get("size") or 0), str(layer.get("media_type") or ""))
+
+
+def oci_blob(ref: str, digest: str, size: int, *, plain_http: bool = False, limits: Limits = DEFAULT) -> bytes:
+    """The blob ``digest`` (``size`` bytes, at most ``limits.max_output``) of the OCI repository ``ref``, its
+    size and digest checked by the builder."""
+    req = {"op": "oci_blob", "ref": ref, "digest": digest, "size": size, "plain_http": plain_http}
+    data = _answer(req, limits).get("data")
+    try:
+        return base64.b64decode(str(data or ""), validate=True)
+    except binascii.Error as e:
+        raise _mismatch(f"sent oci://{ref}@{digest} as something that is not base64") from e

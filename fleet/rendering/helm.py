@@ -7,11 +7,14 @@ the same chart and values prints:
 
 - the chart: ``spec.chart.spec`` (``chart``, ``version``: a semver range, ``*`` by default, resolved against
   the repository's ``index.yaml`` as Helm does: an exact version first, else the highest that meets the
-  range) from a ``HelmRepository`` of the render (HTTP; an OCI one is listed unresolved, fleet fetches no
-  OCI artifact), or from a ``GitRepository`` that is the fleet repo (the chart's directory at the revision
-  being rendered); ``spec.chartRef`` to a ``HelmChart`` of the render (the same, from its spec), or to an
-  ``OCIRepository`` (unresolved). A fleet.yaml ``helm.mirror`` (a directory of the repo, or an http(s) URL,
-  holding an ``index.yaml`` and the charts it lists) is asked first, for offline use.
+  range) from a ``HelmRepository`` of the render (HTTP; or ``type: oci``: the registry's tags, through
+  fleet-build's Helm registry client), or from a ``GitRepository`` that is the fleet repo (the chart's
+  directory at the revision being rendered); ``spec.chartRef`` to a ``HelmChart`` of the render (the same,
+  from its spec), or to an ``OCIRepository`` of the render (its ``ref``: digest, semver, tag; its
+  ``layerSelector``). A fleet.yaml ``helm.mirror`` (a directory of the repo, or an http(s) URL, holding an
+  ``index.yaml`` and the charts it lists) is asked first, for offline use. ``valuesFiles`` replace the
+  chart's default values as source-controller packages the chart: files of the chart merged in order (by
+  fleet-build), or, for a chart of the fleet repo, files of the repo at the revision.
 - the release: ``spec.releaseName``, else ``[targetNamespace-]name``; its namespace ``spec.targetNamespace``,
   else the HelmRelease's (helm-controller's api: ``GetReleaseName``, ``GetReleaseNamespace``);
 - the values: ``spec.valuesFrom`` in order (ConfigMaps and Secrets of the same render and namespace;
@@ -23,12 +26,15 @@ the same chart and values prints:
   ``helm template``'s output by a kustomize build through fleet-build, never re-implemented.
 
 Charts are downloaded once and kept by their sha256 digest under ``fleet_home()/cache/helm/charts`` (the
-index's digest is checked); the archive is the only file the builder may read (its root is the chart's
-cache folder), and the builder runs no plugin, no post-render binary and no network: a template's
-``.Files.Get`` stays inside the chart, ``lookup`` finds nothing. A chart source that cannot be reached
-(connection refused, HTTP error) is a warning and the release is listed unresolved; a chart that does not
-exist, a version no chart meets, values failing the chart's ``values.schema.json``, a missing valuesFrom, a
-template error: :class:`~fleet.errors.HelmError` naming the HelmRelease (exit 2). A SOPS-encrypted Secret
+index's digest is checked; an OCI chart by its layer's digest, read anonymously by fleet-build: no
+credential of the repo or of the user); the archive is the only file the builder may read (its root is the
+chart's cache folder), and the builder runs no plugin, no post-render binary and no network while it
+renders: a template's ``.Files.Get`` stays inside the chart, ``lookup`` finds nothing. A chart source that
+cannot be reached (connection refused, HTTP error; an OCI registry that cannot be connected to or answers
+5xx/429) is a warning and the release is listed unresolved; a chart that does not exist (an OCI artifact
+or tag the registry does not have), a version no chart meets, values failing the chart's
+``values.schema.json``, a missing valuesFrom or valuesFile, a template error:
+:class:`~fleet.errors.HelmError` naming the HelmRelease (exit 2). A SOPS-encrypted Secret
 named by ``valuesFrom`` is decrypted in memory only when the caller passes the age keys (``fleet render
 --decrypt``); otherwise its release is listed unresolved, so no value of it can be printed.
 """
@@ -38,6 +44,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import dataclasses
 import hashlib
 import json
 import math
@@ -53,7 +60,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from fleet.adapters import fluxbuild, net
-from fleet.errors import FleetError, HelmError, RenderError
+from fleet.errors import BuildLimit, ChartUnreachable, FleetError, HelmError, RenderError
 from fleet.paths import fleet_home, read_sealed, write_private, write_sealed, writes_allowed
 from fleet.rendering.fluxtree import SourceRef, is_fleet_source
 
@@ -80,12 +87,16 @@ _VERSION = "fleet-helm-v1"
 _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _MAX_INDEX = 32 << 20  # bytes of one repository index
 _MAX_CHART = 64 << 20  # bytes of one chart archive
+_MAX_VALUES = 8 << 20  # bytes of one values file of the fleet repo (as fleet-build's limit on a file)
+# the layers `helm push` writes a chart as (helm.sh/helm/v4/pkg/registry: ChartLayerMediaType, the legacy one)
+_CHART_LAYERS = ("application/vnd.cncf.helm.chart.content.v1.tar+gzip", "application/tar+gzip")
 _TIMEOUT = 30.0
 _lock = threading.Lock()
 _indexes: dict[str, dict[str, Any] | OSError] = {}  # index URL -> parsed index (or why it failed), per process
+_oci: dict[str, fluxbuild.OciLayer | RenderError] = {}  # OCI request -> the layer (or why it failed), per process
 _outputs: OrderedDict[str, str] = OrderedDict()  # template key -> helm template's output (post-rendered)
 _parsed: OrderedDict[str, tuple[tuple[str, str], ...]] = OrderedDict()  # template key -> (text, JSON) of each object
-_stats = {"index_fetches": 0, "chart_downloads": 0, "templates": 0, "template_hits": 0}
+_stats = {"index_fetches": 0, "oci_resolves": 0, "chart_downloads": 0, "templates": 0, "template_hits": 0}
 
 
 @dataclass(frozen=True)
@@ -127,7 +138,8 @@ class Expanded:
 
 
 def stats() -> dict[str, int]:
-    """Counters since :func:`clear_cache`: index fetches, chart downloads, templates run and reused."""
+    """Counters since :func:`clear_cache`: index fetches, OCI artifacts resolved, chart downloads, templates run
+    and reused."""
     return dict(_stats)
 
 
@@ -135,6 +147,7 @@ def clear_cache(*, disk: bool = False) -> None:
     """Forget the indexes and outputs kept in-process (and the chart and output caches on disk with ``disk``)."""
     with _lock:
         _indexes.clear()
+        _oci.clear()
         _outputs.clear()
         _parsed.clear()
         for k in _stats:
@@ -273,6 +286,11 @@ class _Chart:
     version: str
     digest: str  # sha256 of the archive, or the Git tree id of a directory
     cleanup: Callable[[], None] | None = None
+    # spec.valuesFiles: files of the chart merged by the builder (a chart of a repository), or the merge
+    # already made (a chart of the fleet repo, whose files are read at the revision)
+    values_files: tuple[str, ...] = ()
+    ignore_missing: bool = False
+    chart_values: Mapping[str, Any] | None = None
 
 
 def _archive(digest: str) -> Path:
@@ -385,9 +403,10 @@ class _Expander:
             kind = str(ref.get("kind") or "?")
             sref = SourceRef(kind, str(ref.get("namespace") or ns), str(ref.get("name") or "?"))
             if kind == "OCIRepository":
-                url = str(_spec(self.sources.get((kind, sref.namespace, sref.name), {})).get("url") or "")
-                raise _Skip(str(sref), f"chart from {sref}{f' ({url})' if url else ''}: OCI artifacts are not "
-                            "fetched by fleet, so what helm-controller installs from it is not rendered")
+                repo = self.sources.get((kind, sref.namespace, sref.name))
+                if repo is None:
+                    raise _Skip(str(sref), f"chart from {sref}, which is not part of this render")
+                return self._oci_repository(repo, sref, where), str(sref)
             if kind != "HelmChart":
                 raise HelmError(f"{where}: spec.chartRef.kind {kind!r}: helm-controller takes OCIRepository or "
                                 "HelmChart")
@@ -409,8 +428,54 @@ class _Expander:
         name = str(cspec.get("chart") or "")
         if not name:
             raise HelmError(f"{where}: {key}.chart is required")
-        if cspec.get("valuesFiles") or cspec.get("valuesFile"):
-            raise _Skip(name, f"{key}.valuesFiles is not rendered by fleet yet, so neither is the release")
+        files = _values_files(cspec, where, key)
+        chart = self._chart_of_source(cspec, name, ns, where, key)
+        if not files:
+            return chart
+        ignore = cspec.get("ignoreMissingValuesFiles") is True
+        if chart.digest.startswith("git:"):  # paths of the fleet repo, as source-controller's local builder
+            try:
+                merged = self._git_values(files, ignore, where, key)
+            except BaseException:
+                if chart.cleanup is not None:
+                    chart.cleanup()
+                raise
+            return dataclasses.replace(chart, chart_values=merged)
+        return dataclasses.replace(chart, values_files=files, ignore_missing=ignore)
+
+    def _git_values(self, files: Sequence[str], ignore: bool, where: str, key: str) -> dict[str, Any]:
+        """source-controller's mergeFileValues: the files (paths from the repo's root, kept inside it) read at
+        the revision and merged in order; a missing one is an error unless ``ignore``."""
+        out: dict[str, Any] = {}
+        for p in files:
+            rel = posixpath.normpath(posixpath.join("/", p)).lstrip("/")
+            entry = self.g.entry(self.sha, rel) if rel else None
+            if entry is None and ignore:
+                continue
+            if entry is None or entry.kind != "file":
+                raise HelmError(f"{where}: {key}.valuesFiles: no values file found at path '{p}' in the fleet repo "
+                                "(set ignoreMissingValuesFiles: true if it may be missing)")
+            blob = self.g.read_blob(entry.oid)
+            if len(blob) > _MAX_VALUES:
+                raise HelmError(f"{where}: {key}.valuesFiles: {rel} is {len(blob)} bytes, over the {_MAX_VALUES}-byte "
+                                "limit")
+            text = blob.decode("utf-8", "replace")
+            try:
+                data = yaml.load(text, Loader=_LOADER) if text.strip() else {}
+            except (yaml.YAMLError, RecursionError) as e:
+                raise HelmError(f"{where}: {key}.valuesFiles: {rel} is not YAML: {' '.join(str(e).split())[:160]}"
+                                ) from None
+            if data is None:
+                data = {}
+            if not isinstance(data, dict):
+                raise HelmError(f"{where}: {key}.valuesFiles: {rel} is not a mapping of values")
+            out = _merge(out, data)
+        try:
+            return dict(_plain(out))
+        except HelmError as e:
+            raise HelmError(f"{where}: {key}.valuesFiles: {e.message}") from None
+
+    def _chart_of_source(self, cspec: Mapping[str, Any], name: str, ns: str, where: str, key: str) -> _Chart:
         raw = cspec.get("sourceRef") if isinstance(cspec.get("sourceRef"), dict) else {}
         assert isinstance(raw, dict)
         sref = SourceRef(str(raw.get("kind") or "?"), str(raw.get("namespace") or ns), str(raw.get("name") or "?"))
@@ -427,19 +492,67 @@ class _Expander:
             raise _Skip(str(sref), f"chart {name} from {sref}, which is not part of this render")
         rspec = _spec(defined)
         url = str(rspec.get("url") or "")
-        if rspec.get("type") == "oci" or url.startswith("oci://"):
-            raise _Skip(str(sref), f"chart {name} from {sref} ({url}): OCI registries are not fetched by fleet, "
-                                   "so what helm-controller installs from it is not rendered")
+        oci = rspec.get("type") == "oci" or url.startswith("oci://")
         try:
             mirrored = self._mirror(name, version, where)
             if mirrored is not None:
                 return mirrored
+            if oci:
+                base = _oci_ref(url, where, f"{sref}: spec.url")
+                return self._oci_chart(f"{base}/{name}", where, str(sref), name=name, helm=True, version=version,
+                                       plain_http=rspec.get("insecure") is True)
             if not _http_url(url):
                 raise HelmError(f"{where}: {sref}: spec.url {url!r} is not an http(s) or oci:// URL")
             return _from_index(_index(url, where), url, name, version, where, lambda u: _get(u, _MAX_CHART))
         except _Unreachable as e:  # the index, the archive, or the mirror's archive
             raise _Skip(str(sref), f"cannot reach {_shown(e.url)} ({e.why}): the chart of {sref} is not rendered",
                         warning=True) from None
+
+    def _oci_repository(self, repo: Mapping[str, Any], sref: SourceRef, where: str) -> _Chart:
+        """The chart an ``OCIRepository`` gives helm-controller: the artifact at ``spec.url`` by ``spec.ref``
+        (digest, else semver (with semverFilter), else tag, else latest), its layer of
+        ``spec.layerSelector.mediaType`` (the first layer without one)."""
+        rspec = _spec(repo)
+        ref = rspec.get("ref") if isinstance(rspec.get("ref"), dict) else {}
+        selector = rspec.get("layerSelector") if isinstance(rspec.get("layerSelector"), dict) else {}
+        assert isinstance(ref, dict) and isinstance(selector, dict)
+        target = _oci_ref(str(rspec.get("url") or ""), where, f"{sref}: spec.url")
+        media = str(selector.get("mediaType") or "")
+        return self._oci_chart(target, where, str(sref), name=target.rsplit("/", 1)[-1],
+                               digest=str(ref.get("digest") or ""), semver=str(ref.get("semver") or ""),
+                               semver_filter=str(ref.get("semverFilter") or ""),
+                               tag=str(ref.get("tag") or ""), media_types=(media,) if media else (),
+                               plain_http=rspec.get("insecure") is True)
+
+    def _oci_chart(self, ref: str, where: str, source: str, *, name: str, helm: bool = False, version: str = "",
+                   digest: str = "", semver: str = "", semver_filter: str = "", tag: str = "",
+                   media_types: Sequence[str] = _CHART_LAYERS, plain_http: bool = False) -> _Chart:
+        """The chart at ``ref`` (``host/path``) of an OCI registry, read by fleet-build (Helm's registry client
+        and ORAS, anonymously), kept by the layer's digest as HTTP charts are: the manifest is asked every
+        render (a tag moves), the archive only when it is not kept."""
+        try:
+            layer = _oci_resolve(ref, helm=helm, version=version, tag=tag, digest=digest, semver=semver,
+                                 semver_filter=semver_filter, media_types=tuple(media_types), plain_http=plain_http)
+            hexdigest = layer.digest.removeprefix("sha256:")
+            kept = _kept_archive(hexdigest)
+            if kept is None:
+                if layer.size > _MAX_CHART:
+                    raise HelmError(f"{where}: chart oci://{ref}@{layer.digest} is {layer.size} bytes, over the "
+                                    f"{_MAX_CHART}-byte limit")
+                data = fluxbuild.oci_blob(ref, layer.digest, layer.size, plain_http=plain_http,
+                                          limits=fluxbuild.Limits(max_output=_MAX_CHART))
+                with _lock:
+                    _stats["chart_downloads"] += 1
+                if hashlib.sha256(data).hexdigest() != hexdigest:
+                    raise HelmError(f"{where}: chart oci://{ref}@{layer.digest} does not match its digest")
+                kept = _keep_archive(data)
+        except ChartUnreachable as e:
+            raise _Skip(source, f"{e.message}: the chart of {source} is not rendered", warning=True) from None
+        except RenderError as e:
+            if isinstance(e, HelmError):
+                raise
+            raise HelmError(f"{where}: {e.message}") from None
+        return _Chart(kept.parent, kept.name, name, layer.tag or digest, hexdigest)
 
     def _mirror(self, name: str, version: str, where: str) -> _Chart | None:
         """The chart from fleet.yaml's ``helm.mirror`` when it holds it (None: ask the source)."""
@@ -618,7 +731,8 @@ class _Expander:
         """``helm template`` (then the post-renderers) of ``chart``, cached in-process and, unless ``keep`` is
         False (values decrypted from SOPS: plaintext never goes to disk), on disk."""
         material = json.dumps([_VERSION, fluxbuild.identity(), chart.digest, release, namespace, values, crds,
-                               renderers, self.options.kube_version], sort_keys=True, default=str)
+                               renderers, self.options.kube_version, list(chart.values_files), chart.ignore_missing,
+                               chart.chart_values], sort_keys=True, default=str)
         key = hashlib.sha256(material.encode()).hexdigest()
         with _lock:
             hit = _outputs.get(key)
@@ -633,7 +747,9 @@ class _Expander:
                 _stats["templates"] += 1
             try:
                 text = fluxbuild.template(chart.root, chart.path, release=release, namespace=namespace,
-                                          values=values, include_crds=crds, kube_version=self.options.kube_version)
+                                          values=values, include_crds=crds, kube_version=self.options.kube_version,
+                                          chart_values=chart.chart_values, values_files=chart.values_files,
+                                          ignore_missing_values_files=chart.ignore_missing)
                 for renderer in renderers:
                     text = _post_render(text, renderer)
             except RenderError as e:
@@ -648,6 +764,56 @@ class _Expander:
             while len(_outputs) > 2048:
                 _outputs.popitem(last=False)
         return key, text
+
+
+def _oci_resolve(ref: str, **ask: Any) -> fluxbuild.OciLayer:
+    """:func:`fluxbuild.oci_resolve`, asked once per process for the same question (as a repository's index is
+    read once): a fleet-wide render or diff asks the registry once per chart, not once per cluster; a
+    failure is kept too, so a registry that is down is not waited for again."""
+    key = json.dumps([ref, ask], sort_keys=True)
+    with _lock:
+        found = _oci.get(key)
+    if isinstance(found, RenderError):
+        raise found
+    if found is not None:
+        return found
+    try:
+        layer = fluxbuild.oci_resolve(ref, **ask)
+    except RenderError as e:
+        if not isinstance(e, BuildLimit):
+            with _lock:
+                _oci[key] = e
+        raise
+    with _lock:
+        _stats["oci_resolves"] += 1
+        _oci[key] = layer
+    return layer
+
+
+def _oci_ref(url: str, where: str, key: str) -> str:
+    """``oci://host[:port]/path`` as ``host[:port]/path`` (what fleet-build takes); one line naming ``key``
+    when it is not such a URL."""
+    rest = url.removeprefix("oci://") if url.startswith("oci://") else ""
+    rest = rest.rstrip("/")
+    host, _, path = rest.partition("/")
+    if not host or not path or any(c in rest for c in "@?# \t\n") or ".." in path.split("/"):
+        raise HelmError(f"{where}: {key} {url!r} is not an oci://host/repository URL")
+    return rest
+
+
+def _values_files(cspec: Mapping[str, Any], where: str, key: str) -> tuple[str, ...]:
+    """``valuesFiles`` (with the deprecated ``valuesFile`` first, as source-controller's GetValuesFiles)."""
+    raw = cspec.get("valuesFiles") or []
+    if not isinstance(raw, list) or not all(isinstance(f, str) and f for f in raw):
+        raise HelmError(f"{where}: {key}.valuesFiles: expected a list of paths")
+    files = list(raw)
+    single = cspec.get("valuesFile")
+    if single:
+        if not isinstance(single, str):
+            raise HelmError(f"{where}: {key}.valuesFile: expected a path")
+        if single not in files:
+            files.insert(0, single)
+    return tuple(files)
 
 
 def _crds(spec: Mapping[str, Any]) -> bool:

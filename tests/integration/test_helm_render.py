@@ -2,7 +2,8 @@
 (Helm v4's client-only install) and charts served on loopback by a tiny HTTP Helm repository (index.yaml and
 .tgz files from a folder, a Python http.server thread): values, valuesFrom, targetNamespace, post-renderers,
 CRDs, version ranges, the chart cache, a chart of the fleet repo; bad input (exit 2, one line naming the
-HelmRelease); an unreachable or OCI source listed unresolved; a chart that reaches for host files."""
+HelmRelease); an unreachable source listed unresolved; a chart that reaches for host files; valuesFiles (of a
+chart of a repository, of a chart of the fleet repo). OCI sources: test_helm_oci.py."""
 
 from __future__ import annotations
 
@@ -76,6 +77,8 @@ spec:
         "required": ["replicas"],
     }),
     "values.yaml": "greeting: hello\ncolour: grey\nreplicas: 1\ntag: latest\n",
+    "values-prod.yaml": "greeting: hola\ntag: prod\n",
+    "ci/replicas.yaml": "replicas: 5\n",
 }
 
 EVIL_TEMPLATES = {
@@ -334,24 +337,19 @@ def test_bad_input_is_one_line_naming_the_release(tmp_path: Path, charts: tuple[
         assert "nil pointer" in lines[0] or "a.b" in lines[0] or ".Values.a" in lines[0], err
 
 
-def test_an_unreachable_or_oci_source_is_listed_unresolved(tmp_path: Path, charts: tuple[str, list[str]],
-                                                           capsys: Capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unreachable_source_is_listed_unresolved(tmp_path: Path, charts: tuple[str, list[str]],
+                                                    capsys: Capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An HTTP repository that is down: a warning, the release unresolved (an OCI registry that is down is an
+    error: test_helm_oci.py)."""
     from fleet.adapters import net
 
     port = net.free_ports(1)[0]  # nothing listens there
-    root = _repo(tmp_path, f"http://127.0.0.1:{port}/charts", _release(), monkeypatch)
+    _repo(tmp_path, f"http://127.0.0.1:{port}/charts", _release(), monkeypatch)
     code, objs, err = _render(capsys)
     assert code == 0, err
     assert _find(objs, "HelmRelease", "web")  # never dropped
     warn = [line for line in err.splitlines() if "HelmRelease apps/web" in line]
     assert len(warn) == 1 and f"http://127.0.0.1:{port}/charts/index.yaml" in warn[0], err
-    oci = (root / "environments/dev/helm/source.yaml").read_text().replace(
-        f"url: http://127.0.0.1:{port}/charts", "type: oci\n  url: oci://127.0.0.1:1/charts")
-    commit_file(root, "environments/dev/helm/source.yaml", oci)
-    code, objs, err = _render(capsys)
-    assert code == 0, err
-    warn = [line for line in err.splitlines() if "HelmRelease apps/web" in line]
-    assert len(warn) == 1 and "OCI registries are not fetched" in warn[0], err
 
 
 def test_an_archive_the_index_lists_but_the_server_lacks(tmp_path: Path, charts: tuple[str, list[str]],
@@ -656,3 +654,101 @@ spec:
     assert code == 0, err
     assert _find(objs, "ConfigMap", "web-web-settings")["data"]["chart"] == "1.0.0"  # type: ignore[index]
     assert not [o for o in objs if o.get("kind") == "CustomResourceDefinition"]  # install.crds: Skip
+
+
+def _files_release(files: str, extra: str = "", chart: str = """      chart: app
+      version: "1.2.0"
+      sourceRef:
+        kind: HelmRepository
+        name: charts
+        namespace: apps""") -> str:
+    return f"""apiVersion: helm.toolkit.fluxcd.io/v2
+kind: HelmRelease
+metadata:
+  name: web
+  namespace: apps
+spec:
+  interval: 10m
+  chart:
+    spec:
+{chart}
+      valuesFiles: {files}
+{extra}  values:
+    colour: green
+"""
+
+
+def test_values_files_of_the_chart_replace_its_defaults_in_order(tmp_path: Path, charts: tuple[str, list[str]],
+                                                                 capsys: Capsys,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """spec.chart.spec.valuesFiles: files of the chart merged in order into its default values (values.yaml only
+    when listed), as source-controller packages the chart; the release's values over them."""
+    url, _ = charts
+    root = _repo(tmp_path, url, _files_release("[values.yaml, values-prod.yaml, ci/replicas.yaml]"), monkeypatch)
+    code, objs, err = _render(capsys)
+    assert code == 0, err
+    cm = _find(objs, "ConfigMap", "web-settings")
+    assert cm["data"] == {"greeting": "hola", "colour": "green", "chart": "1.2.0"}
+    dep = _find(objs, "Deployment", "web")
+    assert dep["spec"]["replicas"] == 5  # type: ignore[index]
+    assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == "example/app:prod"  # type: ignore[index]
+    # without values.yaml in the list, its values are gone (replaced, not merged): replicas is missing, and
+    # the chart's schema requires it
+    commit_file(root, "environments/dev/helm/release.yaml", _files_release("[values-prod.yaml]"))
+    code, out, err = run_cli(capsys, "render", "dev-1")
+    assert code == 2 and out == "", err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines[0].startswith("✗ HelmRelease apps/web: ") and "replicas" in lines[0], err
+    commit_file(root, "environments/dev/helm/release.yaml", _files_release("[values-prod.yaml, ci/replicas.yaml]"))
+    code, objs, err = _render(capsys)
+    assert code == 0, err
+    assert _find(objs, "ConfigMap", "web-settings")["data"] == {"greeting": "hola", "colour": "green",
+                                                               "chart": "1.2.0"}
+    assert _find(objs, "Deployment", "web")["spec"]["replicas"] == 5  # type: ignore[index]
+    # a values file the chart lacks: one line naming the release and the path, unless it may be missing
+    commit_file(root, "environments/dev/helm/release.yaml", _files_release("[values.yaml, values-eu.yaml]"))
+    code, out, err = run_cli(capsys, "render", "dev-1")
+    assert code == 2 and out == "", err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert "HelmRelease apps/web" in lines[0] and "values-eu.yaml" in lines[0], err
+    assert "Traceback" not in err
+    commit_file(root, "environments/dev/helm/release.yaml",
+                _files_release("[values.yaml, values-eu.yaml]", extra="      ignoreMissingValuesFiles: true\n"))
+    code, objs, err = _render(capsys)
+    assert code == 0, err
+    assert _find(objs, "ConfigMap", "web-settings")["data"]["greeting"] == "hello"  # type: ignore[index]
+
+
+def test_values_files_of_a_chart_of_the_fleet_repo(tmp_path: Path, charts: tuple[str, list[str]], capsys: Capsys,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chart of the fleet repo: valuesFiles are paths from the repo's root at the revision rendered (as
+    source-controller's local builder reads them), kept inside the repo."""
+    url, _ = charts
+    git_chart = """      chart: ./charts/local
+      sourceRef:
+        kind: GitRepository
+        name: flux-system
+        namespace: flux-system"""
+    root = _repo(tmp_path, url, _files_release("[charts/local/values.yaml, env/dev.yaml]", chart=git_chart),
+                 monkeypatch)
+    for rel, text in {"Chart.yaml": "apiVersion: v2\nname: local\nversion: 0.3.0\n", **APP_TEMPLATES}.items():
+        commit_file(root, f"charts/local/{rel}", text)
+    commit_file(root, "env/dev.yaml", "greeting: servus\nreplicas: 2\n")
+    code, objs, err = _render(capsys)
+    assert code == 0, err
+    assert _find(objs, "ConfigMap", "web-settings")["data"] == {"greeting": "servus", "colour": "green",
+                                                               "chart": "0.3.0"}
+    assert _find(objs, "Deployment", "web")["spec"]["replicas"] == 2  # type: ignore[index]
+    # a change of the values file alone is seen by diff --base
+    commit_file(root, "env/dev.yaml", "greeting: servus\nreplicas: 4\n")
+    code, out, err = run_cli(capsys, "diff", "--base", "HEAD~1", "-o", "json")
+    assert code == 1, err
+    cluster = next(c for c in json.loads(out)["items"] if c["cluster"] == "dev-1")
+    assert [o["object"] for o in cluster["objects"]] == ["Deployment/apps/web"]
+    # ../ cannot leave the repo (it stays at the root, as securejoin keeps it); missing is one line
+    commit_file(root, "environments/dev/helm/release.yaml",
+                _files_release("[../../../etc/hostname]", chart=git_chart))
+    code, out, err = run_cli(capsys, "render", "dev-1")
+    assert code == 2 and out == "", err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert "HelmRelease apps/web" in lines[0] and "../../../etc/hostname" in lines[0], err

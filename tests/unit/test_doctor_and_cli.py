@@ -131,6 +131,8 @@ def test_the_pins_fleet_checks_are_the_pins_the_toolchain_builds() -> None:
     assert expects["pulumi"] == pins["PULUMI_VERSION"]
     assert expects["kwokctl"] == pins["KWOK_VERSION"]
     assert expects["weed"] == toolchain.SEAWEEDFS_VERSION == pins["SEAWEEDFS_VERSION"]
+    assert expects["registry"] == toolchain.REGISTRY_VERSION == pins["REGISTRY_VERSION"]
+    assert expects["oras"] == toolchain.ORAS_VERSION == pins["ORAS_VERSION"]
 
 
 @pytest.mark.parametrize(

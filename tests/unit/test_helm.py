@@ -66,3 +66,27 @@ def test_values_are_given_to_helm_as_json_holds_them() -> None:
     assert _plain({datetime.date(2024, 1, 2): [b"x", 1.5, None, True]}) == {"2024-01-02": ["eA==", 1.5, None, True]}
     with pytest.raises(HelmError, match="nan is not a number Helm reads"):
         _plain({"a": [float("nan")]})
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    ("oci://ghcr.io/org/charts", "ghcr.io/org/charts"),
+    ("oci://127.0.0.1:5000/charts/podinfo/", "127.0.0.1:5000/charts/podinfo"),
+    ("oci://ghcr.io", None), ("https://ghcr.io/org/charts", None), ("oci://ghcr.io/org/podinfo:6.9.2@sha256:ab", None),
+    ("oci://ghcr.io/../etc", None), ("oci://ghcr.io/a b", None), ("", None),
+])
+def test_an_oci_url_is_host_and_repository_or_one_line(url: str, expected: str | None) -> None:
+    if expected is not None:
+        assert helm._oci_ref(url, "HelmRelease apps/web", "spec.url") == expected
+        return
+    with pytest.raises(HelmError, match=r"^HelmRelease apps/web: spec.url .* is not an oci://host/repository URL"):
+        helm._oci_ref(url, "HelmRelease apps/web", "spec.url")
+
+
+def test_values_files_keep_their_order_with_the_deprecated_one_first() -> None:
+    where, key = "HelmRelease apps/web", "spec.chart.spec"
+    assert helm._values_files({}, where, key) == ()
+    assert helm._values_files({"valuesFiles": ["values.yaml", "prod.yaml"]}, where, key) == ("values.yaml", "prod.yaml")
+    assert helm._values_files({"valuesFile": "a.yaml", "valuesFiles": ["b.yaml"]}, where, key) == ("a.yaml", "b.yaml")
+    assert helm._values_files({"valuesFile": "b.yaml", "valuesFiles": ["b.yaml"]}, where, key) == ("b.yaml",)
+    with pytest.raises(HelmError, match=r"^HelmRelease apps/web: spec.chart.spec.valuesFiles: expected a list"):
+        helm._values_files({"valuesFiles": "prod.yaml"}, where, key)

@@ -6,6 +6,7 @@
 //	{"id":"2","op":"template","root":"/tmp/c","chart":"podinfo","values":{...},"release":"r","namespace":"ns"}
 //	{"id":"3","op":"substitute","docs":["apiVersion: v1\nkind: ConfigMap\n..."],"vars":{"CLUSTER":"eu-1"}}
 //	{"id":"4","op":"version"}
+//	{"id":"5","op":"oci_resolve",...}, {"id":"6","op":"oci_blob",...}  (OCI chart sources: oci.go)
 //	-> {"id":"1","ok":true,"yaml":"..."}  or  {"id":"1","ok":false,"kind":"input","error":"..."}
 //
 // "build" is kustomize-controller's build: github.com/fluxcd/pkg/kustomize's Build options (plugins
@@ -48,6 +49,7 @@ import (
 	"helm.sh/helm/v4/pkg/chart"
 	"helm.sh/helm/v4/pkg/chart/common"
 	"helm.sh/helm/v4/pkg/chart/loader"
+	chartv2 "helm.sh/helm/v4/pkg/chart/v2"
 	release "helm.sh/helm/v4/pkg/release/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/kustomize/api/krusty"
@@ -56,6 +58,7 @@ import (
 	kustypes "sigs.k8s.io/kustomize/api/types"
 	kfilesys "sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/kustomize/kyaml/openapi"
+	sigsyaml "sigs.k8s.io/yaml"
 )
 
 // Defaults of the limits; a request may lower or raise each one.
@@ -85,6 +88,22 @@ type request struct {
 	Namespace   string          `json:"namespace"`
 	IncludeCRDs bool            `json:"include_crds"`
 	KubeVersion string          `json:"kube_version"`
+	// the chart's default values: replaced by chart_values, or by the merge of values_files (files of the
+	// chart, in order, as source-controller merges a HelmChart's spec.valuesFiles)
+	ChartValues              json.RawMessage `json:"chart_values"`
+	ValuesFiles              []string        `json:"values_files"`
+	IgnoreMissingValuesFiles bool            `json:"ignore_missing_values_files"`
+	// oci_resolve, oci_blob (oci.go)
+	Ref          string   `json:"ref"`
+	Helm         bool     `json:"helm"`
+	Version      string   `json:"version"`
+	Tag          string   `json:"tag"`
+	Digest       string   `json:"digest"`
+	Semver       string   `json:"semver"`
+	SemverFilter string   `json:"semver_filter"`
+	MediaTypes   []string `json:"media_types"`
+	PlainHTTP    bool     `json:"plain_http"`
+	Size         int64    `json:"size"`
 	// substitute: one object a document, and the variables (postBuild.substitute)
 	Docs []string          `json:"docs"`
 	Vars map[string]string `json:"vars"`
@@ -108,6 +127,11 @@ type answer struct {
 	YAML     string            `json:"yaml,omitempty"`
 	Docs     []string          `json:"docs,omitempty"`
 	Versions map[string]string `json:"versions,omitempty"`
+	// oci_resolve, oci_blob
+	Tag      string `json:"tag,omitempty"`
+	Manifest string `json:"manifest,omitempty"`
+	Layer    *layer `json:"layer,omitempty"`
+	Data     []byte `json:"data,omitempty"`
 }
 
 // inputError is a problem of the repo's files, already worded for the user.
@@ -263,6 +287,8 @@ func what(req request) string {
 		return "build of " + req.Path
 	case "template":
 		return "helm template of " + req.Chart
+	case "oci_resolve", "oci_blob":
+		return "fetching oci://" + req.Ref
 	}
 	return req.Op
 }
@@ -300,8 +326,12 @@ func handle(ctx context.Context, req request) answer {
 		return template(ctx, req)
 	case "substitute":
 		return substitute(ctx, req)
+	case "oci_resolve":
+		return ociResolve(ctx, req)
+	case "oci_blob":
+		return ociBlob(ctx, req)
 	}
-	return answer{Kind: "internal", Error: fmt.Sprintf("unknown op %q (build, template, substitute, version)", req.Op)}
+	return answer{Kind: "internal", Error: fmt.Sprintf("unknown op %q (build, template, substitute, oci_resolve, oci_blob, version)", req.Op)}
 }
 
 func pick64(v, d int64) int64 {
@@ -660,6 +690,9 @@ func template(ctx context.Context, req request) answer {
 	if err != nil {
 		return fail(err, root)
 	}
+	if err := defaultValues(chrt, req); err != nil {
+		return fail(err, root)
+	}
 	// What `helm template` checks before it renders: an installable chart, its dependencies present.
 	ac, err := chart.NewAccessor(chrt)
 	if err != nil {
@@ -712,6 +745,82 @@ func template(ctx context.Context, req request) answer {
 		return answer{Kind: "input", Error: fmt.Sprintf("helm template of %s is %d bytes, over the %d-byte output limit", req.Chart, out.Len(), max)}
 	}
 	return answer{OK: true, YAML: out.String()}
+}
+
+// defaultValues replaces the chart's default values (its values.yaml) as source-controller does when it
+// packages a HelmChart with spec.valuesFiles: by chart_values (files of the fleet repo, merged by fleet),
+// or by values_files, files of the chart merged in order ("values.yaml" is the chart's own values), a
+// missing one an error unless ignore_missing_values_files (builder_remote.go's mergeChartValues).
+func defaultValues(chrt chart.Charter, req request) error {
+	if len(req.ChartValues) == 0 && len(req.ValuesFiles) == 0 {
+		return nil
+	}
+	c, ok := chrt.(*chartv2.Chart)
+	if !ok {
+		return &inputError{fmt.Sprintf("%s: valuesFiles of a chart of this API version are not supported", req.Chart)}
+	}
+	if len(req.ChartValues) > 0 && string(req.ChartValues) != "null" {
+		if err := checkJSONDepth(req.ChartValues, defaultMaxDepth); err != nil {
+			return err
+		}
+		vals, err := common.ReadValues(req.ChartValues)
+		if err != nil {
+			return &inputError{"valuesFiles: " + err.Error()}
+		}
+		c.Values = vals
+		return nil
+	}
+	merged := map[string]any{}
+	for _, p := range req.ValuesFiles {
+		name := filepath.Clean(p)
+		if name == "values.yaml" {
+			merged = mergeMaps(merged, c.Values)
+			continue
+		}
+		var data []byte
+		for _, f := range c.Files {
+			if f.Name == name {
+				data = f.Data
+				break
+			}
+		}
+		if data == nil {
+			if req.IgnoreMissingValuesFiles {
+				continue
+			}
+			return &inputError{fmt.Sprintf("valuesFiles: no values file found at path '%s' in chart %s", p, c.Name())}
+		}
+		if err := checkFile(p, data, limitsOf(req)); err != nil {
+			return err
+		}
+		vals := map[string]any{}
+		if err := sigsyaml.Unmarshal(data, &vals); err != nil {
+			return &inputError{fmt.Sprintf("valuesFiles: unmarshaling values from '%s' failed: %v", p, err)}
+		}
+		merged = mergeMaps(merged, vals)
+	}
+	c.Values = merged
+	return nil
+}
+
+// mergeMaps is fluxcd/pkg's transform.MergeMaps: b over a, mappings merged key by key.
+func mergeMaps(a, b map[string]any) map[string]any {
+	out := make(map[string]any, len(a))
+	for k, v := range a {
+		out[k] = v
+	}
+	for k, v := range b {
+		if v, ok := v.(map[string]any); ok {
+			if bv, ok := out[k]; ok {
+				if bv, ok := bv.(map[string]any); ok {
+					out[k] = mergeMaps(bv, v)
+					continue
+				}
+			}
+		}
+		out[k] = v
+	}
+	return out
 }
 
 // confinedTree refuses a chart (directory or archive) with a symlink that leaves the root: Helm's
