@@ -697,7 +697,7 @@ FLUX_ARTIFACT_COMMON = {
           namespace: cert-manager
         spec:
           interval: 24h
-          url: oci://quay.io/jetstack/charts/cert-manager
+          url: oci://registry.example.invalid/jetstack/charts/cert-manager  # .invalid never resolves: no test reaches the network
           ref:
             semver: "1.x"
         ---
