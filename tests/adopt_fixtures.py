@@ -696,8 +696,8 @@ FLUX_ARTIFACT_COMMON = {
           name: cert-manager
           namespace: cert-manager
         spec:
-          interval: 24h
-          url: oci://registry.example.invalid/jetstack/charts/cert-manager  # .invalid never resolves: no test reaches the network
+          interval: 24h  # a .invalid host never resolves: no test reaches the network
+          url: oci://registry.example.invalid/jetstack/charts/cert-manager
           ref:
             semver: "1.x"
         ---
