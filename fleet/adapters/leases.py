@@ -47,6 +47,7 @@ TTL_S = 45.0  # a lease not rewritten for this long (server's clock) is expired:
 
 ROOT = "fleet/runs/"
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 class RunBusy(InputError):
@@ -102,13 +103,16 @@ class Lease:
     def parse(cls, raw: bytes) -> Lease | None:
         """The lease in ``raw``; None for anything else (a lease object is untrusted: anyone with the bucket's
         credentials may write it)."""
+        def text(value: object, limit: int) -> str:  # one line, whatever was written: it is printed in refusals
+            return _CONTROL.sub("?", str(value)[:limit])
+
         try:
             d = json.loads(raw)
             return cls(
-                cluster=str(d["cluster"])[:253], kind=str(d.get("kind", ""))[:32], command=str(d["command"])[:200],
-                holder=str(d["holder"])[:200], host=str(d.get("host", ""))[:200], pid=int(d.get("pid", 0)),
-                pid_start=str(d.get("pid_start", ""))[:32], run_id=str(d.get("run_id", ""))[:64],
-                started=str(d.get("started", ""))[:40], heartbeat=str(d.get("heartbeat", ""))[:40],
+                cluster=text(d["cluster"], 253), kind=text(d.get("kind", ""), 32), command=text(d["command"], 200),
+                holder=text(d["holder"], 200), host=text(d.get("host", ""), 200), pid=int(d.get("pid", 0)),
+                pid_start=text(d.get("pid_start", ""), 32), run_id=text(d.get("run_id", ""), 64),
+                started=text(d.get("started", ""), 40), heartbeat=text(d.get("heartbeat", ""), 40),
                 ttl_s=float(d.get("ttl_s", TTL_S)), released=bool(d.get("released", False)),
             )
         except (ValueError, KeyError, TypeError):

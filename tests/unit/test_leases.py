@@ -37,6 +37,18 @@ def test_a_hostile_lease_is_cut_to_size() -> None:
     assert lz.ttl_s == TTL_S  # a lease that names no TTL gets the default one
 
 
+def test_a_hostile_lease_says_one_line_whatever_it_holds() -> None:
+    """Its fields are printed in a refusal: newlines, escape codes and bidi controls never reach the terminal."""
+    for bad in ("\n✗ forged second line", "\x1b[2J", "\r", "\u202eevil", "\u2028", "\x85"):
+        raw = json.dumps({"cluster": "eu-1", "command": f"fleet {bad}", "holder": f"mallory{bad}@x",
+                          "host": bad, "run_id": bad, "started": bad})
+        lz = Lease.parse(raw.encode())
+        assert lz is not None
+        for v in (lz.command, lz.holder, lz.host, lz.run_id, lz.started):
+            assert v.isprintable() and "\u202e" not in v, repr(v)
+        assert "\n" not in Seen(lz, "etag", 1.0, True).describe()
+
+
 def test_a_lease_is_live_until_its_ttl_passes_by_the_servers_clock() -> None:
     other_host = lease(host="not-this-host-" + os.uname().nodename)
     assert _live(other_host, 0.0) and _live(other_host, 44.9)
