@@ -74,7 +74,7 @@ def _check_tool(tool: Tool) -> ToolStatus:
     try:
         path = find(tool.name)
     except ToolMissing as e:
-        hint = e.hint if tool.required else "not buildable here: the Go module proxy refuses it (docs/toolchain.md)"
+        hint = tool.unavailable or e.hint
         return ToolStatus(tool.name, tool.purpose, False, None, None, hint, tool.required)
     try:
         version, problem = _version_of(tool, path)

@@ -11,7 +11,6 @@ lock (they write nothing).
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -23,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from fleet.errors import InputError
-from fleet.paths import fleet_home, private_dir, writes_allowed
+from fleet.paths import exclusive_flock, fleet_home, writes_allowed
 
 __all__ = ["ClusterBusy", "cluster_lock", "lock_path"]
 
@@ -76,14 +75,9 @@ def cluster_lock(cluster: str, command: str) -> Iterator[None]:
                 _held[cluster] -= 1
         return
     path = lock_path(cluster)
-    private_dir(path.parent)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as e:
-            raise ClusterBusy(f'cluster "{cluster}" is being changed by {_holder(path)}',
-                              hint="wait for it to finish (a killed command releases the lock at once)") from e
+    busy = lambda: ClusterBusy(f'cluster "{cluster}" is being changed by {_holder(path)}',  # noqa: E731
+                               hint="wait for it to finish (a killed command releases the lock at once)")
+    with exclusive_flock(path, busy) as fd:
         info = {"command": command, "pid": os.getpid(), "host": os.uname().nodename,
                 "since": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
         os.ftruncate(fd, 0)
@@ -96,6 +90,3 @@ def cluster_lock(cluster: str, command: str) -> Iterator[None]:
             with _guard:
                 _held.pop(cluster, None)
             os.ftruncate(fd, 0)
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)

@@ -11,9 +11,10 @@ through these helpers is a bug (:class:`DryRunWrite`, an internal error), never 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -201,6 +202,29 @@ def open_private(path: Path, mode: str = "a") -> IO[str]:
     fd = os.open(path, flags, FILE_MODE)
     os.fchmod(fd, FILE_MODE)
     return os.fdopen(fd, mode, encoding="utf-8")
+
+
+@contextlib.contextmanager
+def exclusive_flock(path: Path, busy: Callable[[], Exception]) -> Iterator[int]:
+    """Hold an exclusive ``flock`` on the private file ``path`` (0600 in a 0700 directory, never through a
+    symlink) and yield its descriptor; raise ``busy()`` at once when another process holds it. The kernel
+    releases it when the holder dies, SIGKILL included. The one flock of fleet: the cluster lock
+    (:mod:`fleet.locks`) and the journals' locks (:func:`fleet.stepkit.journal.exclusive_lock`)."""
+    _refuse_in_dry_run(path)
+    private_dir(path.parent)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
+    try:
+        os.fchmod(fd, FILE_MODE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as e:
+            raise busy() from e
+        try:
+            yield fd
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def hmac_of(secret_name: str, message: str) -> str | None:

@@ -31,6 +31,7 @@ class Tool:
     purpose: str
     required: bool = True
     expect: str | None = None  # the version tools/build.sh pins; anything else is reported broken
+    unavailable: str | None = None  # why the toolchain cannot build it here (said instead of "run make toolchain")
 
 
 # The pins of tools/build.sh (a test keeps the two in step).
@@ -75,7 +76,8 @@ TOOLS: tuple[Tool, ...] = (
     Tool("oras", ("version",), "tests: pushes charts to that registry", required=False, expect=ORAS_VERSION),
     # Optional: the Go module proxy here refuses the module (docs/toolchain.md); fleet runs its
     # program inline through the Automation API instead.
-    Tool("pulumi-language-python", (), "optional: `pulumi up` of Pulumi.yaml outside fleet", required=False),
+    Tool("pulumi-language-python", (), "optional: `pulumi up` of Pulumi.yaml outside fleet", required=False,
+         unavailable="not buildable here: the Go module proxy refuses it (docs/toolchain.md)"),
 )
 
 # What fleet installs from the Flux manifests: a cache missing any of these is broken.

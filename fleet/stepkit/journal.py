@@ -10,7 +10,6 @@ archive is also written to the backend's bucket, where a teammate's run resumes 
 
 from __future__ import annotations
 
-import fcntl
 import json
 import secrets
 from collections.abc import Callable, Iterator
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
 
 from fleet.errors import InputError
-from fleet.paths import fleet_home, open_private, write_private
+from fleet.paths import exclusive_flock, fleet_home, write_private
 
 __all__ = ["Journal", "StepRecord", "exclusive_lock", "journal_dir", "locked_journal", "new_run_id", "now_iso",
            "read_journal", "write_json_atomic"]
@@ -150,15 +149,8 @@ def write_json_atomic(path: Path, data: Any) -> None:
 def exclusive_lock(lock_file: Path, busy: str, hint: str) -> Iterator[None]:
     """Hold an exclusive flock on ``lock_file``; refuse at once (InputError ``busy``) when it is held.
     The kernel releases it when the holder dies, SIGKILL included."""
-    with open_private(lock_file, "w") as lock:  # 0600 in a 0700 dir, whatever the umask
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as e:
-            raise InputError(f"{busy} (lock {lock_file})", hint=hint) from e
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with exclusive_flock(lock_file, lambda: InputError(f"{busy} (lock {lock_file})", hint=hint)):
+        yield
 
 
 @contextmanager
