@@ -224,7 +224,10 @@ class BackendUnreachable(PulumiError):
 
 
 class ProgramError(PulumiError):
-    pass
+    """A Pulumi operation failed; ``urn``: the resource whose operation failed, as the engine's events
+    named it (None when no resource did: the program itself failed)."""
+
+    urn: str | None = None
 
 
 class LocalClusterError(FleetError):

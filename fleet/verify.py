@@ -275,15 +275,14 @@ def _user_policy(g: GitRepo) -> tuple[bool, Policy | None]:
     return True, _policy_of(settings, _Keys(g, wrapped, str(path), None, in_repo=False))
 
 
-def _worktree_edit(g: GitRepo) -> tuple[VerifySettings, str] | None:
-    """The working tree's ``verify:`` and fleet.yaml's text when they differ from HEAD's (an uncommitted
-    edit: the user's own, in no commit), else None."""
+def _worktree_edit(g: GitRepo, head: str | None) -> tuple[VerifySettings, str] | None:
+    """The working tree's ``verify:`` and fleet.yaml's text when they differ from HEAD's (``head``: its
+    commit; an uncommitted edit: the user's own, in no commit), else None."""
     text = read_worktree(g.root, FLEET_FILE)
     if text is None:
         parse_settings(None)  # not a fleet repo: raises
     assert text is not None
     mine = parse_settings(text).verify
-    head = _head(g)
     committed = g.read_file(head, FLEET_FILE) if head is not None else None
     try:
         theirs = parse_settings(committed).verify if committed is not None else None
@@ -358,11 +357,11 @@ def policy(repo: GitRepo | str | Path) -> Policy | None:
     mine, pol = _user_policy(g)
     if mine:
         return pol
-    edit = _worktree_edit(g)
+    head = _head(g)  # looked up once: the edit is told from it, and the policy in force read at it
+    edit = _worktree_edit(g, head)
     if edit is not None:
         settings, text = edit
         return _policy_of(settings, _Keys(g, text, FLEET_FILE, None))
-    head = _head(g)
     return trusted_policy(g, head) if head is not None else None
 
 

@@ -19,6 +19,7 @@ import posixpath
 import re
 import threading
 import time
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,7 +39,7 @@ from gitdb import IStream
 from fleet.adapters import proc
 from fleet.errors import GitError, InputError, NotFound, Unwritable
 
-__all__ = ["NOTES_REF", "Entry", "GitRepo", "LogEntry", "SignatureCheck"]
+__all__ = ["NOTES_REF", "Entry", "GitRepo", "LogEntry", "SignatureCheck", "Snapshot"]
 
 NOTES_REF = "refs/notes/fleet"
 LOCK_TIMEOUT_S = 60.0
@@ -48,6 +49,7 @@ _NO_PROMPT = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "LC_ALL": "C", 
 
 
 _DIR = 0o040000
+_BLOB_BUDGET = 64 << 20  # bytes of blobs a repository keeps in memory (a command reads each one once)
 
 
 def _object_id(kind: bytes, data: bytes) -> bytes:
@@ -182,7 +184,12 @@ class GitRepo:
             raise InputError(f"{repo.git_dir} is a bare repository; fleet needs a working tree")
         self.root = Path(wt).resolve()
         self.git_dir = Path(repo.common_dir).resolve()
-        self._roots: dict[str, bytes] = {}
+        self._snapshots: dict[str, Snapshot] = {}
+        self._blobs: OrderedDict[bytes, bytes] = OrderedDict()
+        self._blob_bytes = 0
+        self._counts: Counter[str] = Counter()
+        self._object_reads: Counter[bytes] = Counter()
+        self._lookups: Counter[str] = Counter()
         self._io = threading.RLock()
         self._trees: dict[bytes, dict[str, tuple[int, bytes]]] = {}
         # trees made in memory by compose() (a Flux ExternalArtifact's content), never written to the repo
@@ -224,6 +231,8 @@ class GitRepo:
 
     @_serialized
     def _commit(self, rev: str) -> Commit:
+        self._counts["resolve"] += 1
+        self._lookups[rev] += 1
         if not rev or rev.startswith("-") or _UNPRINTABLE.search(rev):
             raise NotFound(f'revision "{_shown(rev)}" not found')
         try:
@@ -250,9 +259,7 @@ class GitRepo:
     def resolve(self, rev: str) -> str:
         """The full commit id of ``rev`` (a branch, tag, short or full id, ``HEAD~2``...); a tree made by
         :meth:`compose` is its own name."""
-        if rev in self._composed_roots:
-            return rev
-        return self._commit(rev).hexsha
+        return self.snapshot(rev).commit
 
     def compose(self, files: dict[str, str | bytes]) -> str:
         """A tree holding ``files`` (repo path -> the id of a blob of this repository, or the file's bytes),
@@ -355,27 +362,66 @@ class GitRepo:
         return out
 
     # Trees are read with a cache of parsed tree objects (immutable by id): GitPython re-parses a tree on
-    # every path lookup, which makes reading a thousand files of one directory quadratic.
+    # every path lookup, which makes reading a thousand files of one directory quadratic. Blobs are kept
+    # by id too (up to _BLOB_BUDGET bytes), so a command reads each one from the object database once.
 
     @_serialized
     def _read_object(self, binsha: bytes) -> bytes:
         made = self._composed_blobs.get(binsha)
         if made is not None:
             return made
+        self._counts["object"] += 1
+        self._object_reads[binsha] += 1
         data: bytes = self._repo.odb.stream(binsha).read()
         return data
 
-    @_serialized
-    def _root(self, rev: str) -> bytes:
-        if rev in self._roots:
-            return self._roots[rev]
-        if rev in self._composed_roots:
-            return self._composed_roots[rev]
-        commit = self._commit(rev)
-        root: bytes = commit.tree.binsha
-        if len(rev) == 40 and rev == commit.hexsha:  # only immutable names are cached
-            self._roots[rev] = root
-        return root
+    def _blob(self, binsha: bytes) -> bytes:
+        data = self._blobs.get(binsha)
+        if data is None:
+            data = self._read_object(binsha)
+            with self._io:
+                self._blobs[binsha] = data
+                self._blob_bytes += len(data)
+                while self._blob_bytes > _BLOB_BUDGET and len(self._blobs) > 1:
+                    _, old = self._blobs.popitem(last=False)
+                    self._blob_bytes -= len(old)
+        return data
+
+    def snapshot(self, rev: str | Snapshot) -> Snapshot:
+        """``rev`` resolved once into a :class:`Snapshot` of its tree (a snapshot passes through). A full
+        commit id (or a tree :meth:`compose` made) is looked up once per repository: its snapshot is kept,
+        with what was read of it; a name (a branch, ``HEAD``) is looked up each time, since it moves."""
+        if isinstance(rev, Snapshot):
+            return rev
+        snap = self._snapshots.get(rev)
+        if snap is not None:
+            return snap
+        composed = self._composed_roots.get(rev)
+        if composed is not None:
+            snap = Snapshot(self, rev, composed)
+        else:
+            with self._io:  # GitPython reads the commit object lazily, through the one cat-file process
+                commit = self._commit(rev)
+                snap = self._snapshots.get(commit.hexsha) or Snapshot(self, commit.hexsha, commit.tree.binsha)
+        with self._io:
+            if len(self._snapshots) > 256:  # a long-lived process reads many revisions
+                self._snapshots.clear()
+            self._snapshots[snap.commit] = snap
+        return snap
+
+    def stats(self) -> dict[str, int]:
+        """What this repository asked Git so far: ``resolve`` (revisions looked up), ``object`` (objects read
+        from the object database), ``object_reread`` (objects read more than once)."""
+        return {"resolve": self._counts["resolve"], "object": self._counts["object"],
+                "object_reread": sum(1 for n in self._object_reads.values() if n > 1)}
+
+    def lookups(self) -> dict[str, int]:
+        """How often each revision (as it was named) was looked up so far."""
+        return dict(self._lookups)
+
+    def _lookup(self, rev: str, path: str) -> tuple[int, bytes] | None:
+        """(mode, object id) of ``path`` at ``rev``, or None."""
+        return self.snapshot(rev)._lookup(path)
 
     def _entries(self, binsha: bytes) -> dict[str, tuple[int, bytes]]:
         cached = self._trees.get(binsha)
@@ -399,150 +445,43 @@ class GitRepo:
         self._trees[binsha] = entries
         return entries
 
-    def _lookup(self, rev: str, path: str) -> tuple[int, bytes] | None:
-        """(mode, object id) of ``path`` at ``rev``, or None."""
-        mode, sha = _DIR, self._root(rev)
-        rel = _clean_rel(path)
-        for part in rel.split("/") if rel else ():
-            if mode != _DIR:
-                return None
-            found = self._entries(sha).get(part)
-            if found is None:
-                return None
-            mode, sha = found
-        return mode, sha
+    # The readers of a revision's tree: each one resolves ``rev`` through :meth:`snapshot` (a full commit id
+    # once per repository) and reads from the snapshot, which keeps what it read.
 
-    def read_file(self, rev: str, path: str) -> str | None:
+    def read_file(self, rev: str | Snapshot, path: str) -> str | None:
         """The text of ``path`` at ``rev``, or None when it is not a file there."""
-        found = self._lookup(rev, path)
-        if found is None or _kind(found[0]) != "file":
-            return None
-        data: bytes = self._read_object(found[1])
-        try:
-            return data.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise InputError(f"{path} at {rev[:12]} is not UTF-8 text") from e
+        return self.snapshot(rev).read_file(path)
 
     def read_blob(self, oid: str) -> bytes:
         """The content of the blob ``oid`` (hex) of this repository (or of a tree :meth:`compose` made)."""
         try:
-            return self._read_object(bytes.fromhex(oid))
+            return self._blob(bytes.fromhex(oid))
         except (ValueError, KeyError, git.BadObject) as e:
             raise NotFound(f"blob {_shown(oid)} not found") from e
 
-    def list_dir(self, rev: str, path: str) -> list[Entry]:
+    def list_dir(self, rev: str | Snapshot, path: str) -> list[Entry]:
         """The entries of directory ``path`` at ``rev`` (empty when it does not exist)."""
-        found = self._lookup(rev, path)
-        if found is None or found[0] != _DIR:
-            return []
-        return [Entry(n, _kind(m), b.hex()) for n, (m, b) in sorted(self._entries(found[1]).items())]
+        return self.snapshot(rev).list_dir(path)
 
-    def tree_id(self, rev: str, path: str = "") -> str | None:
+    def tree_id(self, rev: str | Snapshot, path: str = "") -> str | None:
         """The object id of ``path`` (a tree or a blob) at ``rev``; None when absent."""
-        found = self._lookup(rev, path)
-        return found[1].hex() if found is not None else None
+        return self.snapshot(rev).tree_id(path)
 
-    def entry(self, rev: str, path: str) -> Entry | None:
+    def entry(self, rev: str | Snapshot, path: str) -> Entry | None:
         """The entry at ``path`` (symlinks not followed), or None; the root is a "dir" named ""."""
-        found = self._lookup(rev, path)
-        if found is None:
-            return None
-        return Entry(PurePosixPath(path).name if path else "", _kind(found[0]), found[1].hex())
+        return self.snapshot(rev).entry(path)
 
-    def link_target(self, rev: str, path: str) -> str | None:
+    def link_target(self, rev: str | Snapshot, path: str) -> str | None:
         """What the symlink ``path`` points to (as stored), or None when it is not a symlink."""
-        found = self._lookup(rev, path)
-        if found is None or _kind(found[0]) != "link":
-            return None
-        return self._read_object(found[1]).decode("utf-8", "surrogateescape")
+        return self.snapshot(rev).link_target(path)
 
-    def resolve_path(self, rev: str, base: str, rel: str) -> tuple[str, str | None]:
-        """Where ``rel`` (relative to directory ``base``) leads in the tree at ``rev``, following symlinks
-        as the file system would: (repo path, kind or None when nothing is there).
+    def resolve_path(self, rev: str | Snapshot, base: str, rel: str) -> tuple[str, str | None]:
+        """:meth:`Snapshot.resolve_path` at ``rev``."""
+        return self.snapshot(rev).resolve_path(base, rel)
 
-        Raises :class:`InputError` when it leaves the tree: an absolute path, ``..`` above the root (also
-        after following a symlink), a symlink to an absolute path, or a symlink loop.
-        """
-        if rel.startswith("/"):
-            raise InputError(f'"{rel}" is an absolute path')
-        lexical = posixpath.normpath(posixpath.join(base or ".", rel))
-        if lexical == ".." or lexical.startswith("../"):
-            raise InputError(f'"{rel}" leaves the repository')
-        stack = [p for p in _clean_rel(base).split("/") if p]
-        pending = [p for p in rel.split("/")]
-        hops = 0
-        kind: str | None = "dir"
-        while pending:
-            part = pending.pop(0)
-            if part in ("", "."):
-                continue
-            if part == "..":
-                if not stack:
-                    raise InputError(f'"{rel}" leaves the repository')
-                stack.pop()
-                kind = "dir"
-                continue
-            here = "/".join([*stack, part])
-            found = self._lookup(rev, here) if kind == "dir" else None
-            kind = _kind(found[0]) if found is not None else None
-            if kind == "link":
-                hops += 1
-                target = self.link_target(rev, here) or ""
-                if target.startswith("/") or hops > 40:
-                    why = "is a symlink loop" if hops > 40 else f'is a symlink to the absolute path "{target}"'
-                    raise InputError(f"{here} {why}")
-                if not _stays_inside(stack, target):
-                    raise InputError(f'{here} is a symlink leaving the repository (to "{target}")')
-                pending[:0] = target.split("/")
-                kind = "dir"
-                continue
-            stack.append(part)
-        return "/".join(stack), kind
-
-    def extract(self, rev: str, dest: Path, paths: Sequence[str] = ("",)) -> None:
-        """Write the files under ``paths`` at ``rev`` into ``dest``, leaving the working tree alone.
-
-        Symlinks are kept when they resolve inside the tree (resolved in the tree at ``rev``, so the
-        order they are written in cannot matter); one that leaves it raises :class:`InputError` naming
-        it. Submodules are skipped.
-        """
-        dest = dest.resolve()
-
-        def write(rel: str, mode: int, sha: bytes) -> None:
-            kind = _kind(mode)
-            if kind == "dir":
-                for name, (m, b) in self._entries(sha).items():
-                    write(f"{rel}/{name}" if rel else name, m, b)
-                return
-            if kind == "submodule":
-                return
-            target = dest / rel
-            if not target.parent.resolve().is_relative_to(dest) or target.is_symlink():
-                raise GitError(f"refusing to extract {rel}: it leaves the destination")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            data: bytes = self._read_object(sha)
-            if kind == "link":
-                parent = posixpath.dirname(rel)
-                link = data.decode("utf-8", "surrogateescape")
-                try:
-                    self.resolve_path(rev, parent, link)
-                except InputError as e:
-                    raise InputError(
-                        f'{rel} at {rev[:12]} is a symlink that leaves the repository (to "{link}"): '
-                        "refusing to extract it",
-                        hint="symlinks in the fleet repo must point inside it",
-                    ) from e
-                if not target.exists():
-                    target.symlink_to(data.decode("utf-8", "surrogateescape"))
-                return
-            target.write_bytes(data)
-            if mode & 0o111:
-                target.chmod(0o755)
-
-        for path in paths:
-            found = self._lookup(rev, path)
-            if found is not None:
-                write(_clean_rel(path), *found)
+    def extract(self, rev: str | Snapshot, dest: Path, paths: Sequence[str] = ("",)) -> None:
+        """:meth:`Snapshot.extract` at ``rev``."""
+        self.snapshot(rev).extract(dest, paths)
 
     def first_parent_changes(self, rev: str, paths: Sequence[str]) -> list[str]:
         """The commits on ``rev``'s first-parent line (``rev`` included) that change ``paths`` (each compared
@@ -832,3 +771,172 @@ class GitRepo:
             msg = (e.stderr or "").strip().removeprefix("stderr:").strip(" '\n")
             raise GitError(f"git {args[0]} failed: {msg}") from e
         return out
+
+
+class Snapshot:
+    """A revision resolved once: its commit id, its tree, and what was read of that tree, kept (a tree is
+    immutable), so a command that reads a revision goes to Git for each path and each blob once.
+
+    Made by :meth:`GitRepo.snapshot`; the registry loader, rendering and the confinement checks read a
+    revision through one. ``commit`` is the full commit id (or, for a tree :meth:`GitRepo.compose` made,
+    the tree's own id); paths are repo-relative POSIX paths.
+    """
+
+    def __init__(self, repo: GitRepo, commit: str, tree: bytes) -> None:
+        self.repo = repo
+        self.commit = commit
+        self._tree = tree
+        self._found: dict[str, tuple[int, bytes] | None] = {"": (_DIR, tree)}
+        self._texts: dict[str, str | None] = {}
+
+    def __repr__(self) -> str:
+        return f"Snapshot({self.commit[:12]})"
+
+    @property
+    def tree(self) -> str:
+        """The object id of the root tree."""
+        return self._tree.hex()
+
+    def _lookup(self, path: str) -> tuple[int, bytes] | None:
+        """(mode, object id) of ``path``, or None; every directory on the way is looked up once."""
+        rel = _clean_rel(path)
+        if rel in self._found:
+            return self._found[rel]
+        parent, _, name = rel.rpartition("/")
+        up = self._lookup(parent)
+        found = self.repo._entries(up[1]).get(name) if up is not None and up[0] == _DIR else None
+        self._found[rel] = found
+        return found
+
+    def read_file(self, path: str) -> str | None:
+        """The text of ``path``, or None when it is not a file there."""
+        if path in self._texts:
+            return self._texts[path]
+        found = self._lookup(path)
+        text: str | None = None
+        if found is not None and _kind(found[0]) == "file":
+            try:
+                text = self.repo._blob(found[1]).decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise InputError(f"{path} at {self.commit[:12]} is not UTF-8 text") from e
+        self._texts[path] = text
+        return text
+
+    def read_blob(self, oid: str) -> bytes:
+        """The content of the blob ``oid`` (hex)."""
+        return self.repo.read_blob(oid)
+
+    def list_dir(self, path: str) -> list[Entry]:
+        """The entries of directory ``path`` (empty when it does not exist)."""
+        found = self._lookup(path)
+        if found is None or found[0] != _DIR:
+            return []
+        return [Entry(n, _kind(m), b.hex()) for n, (m, b) in sorted(self.repo._entries(found[1]).items())]
+
+    def tree_id(self, path: str = "") -> str | None:
+        """The object id of ``path`` (a tree or a blob); None when absent."""
+        found = self._lookup(path)
+        return found[1].hex() if found is not None else None
+
+    def entry(self, path: str) -> Entry | None:
+        """The entry at ``path`` (symlinks not followed), or None; the root is a "dir" named ""."""
+        found = self._lookup(path)
+        if found is None:
+            return None
+        return Entry(PurePosixPath(path).name if path else "", _kind(found[0]), found[1].hex())
+
+    def link_target(self, path: str) -> str | None:
+        """What the symlink ``path`` points to (as stored), or None when it is not a symlink."""
+        found = self._lookup(path)
+        if found is None or _kind(found[0]) != "link":
+            return None
+        return self.repo._blob(found[1]).decode("utf-8", "surrogateescape")
+
+    def resolve_path(self, base: str, rel: str) -> tuple[str, str | None]:
+        """Where ``rel`` (relative to directory ``base``) leads in the tree, following symlinks as the file
+        system would: (repo path, kind or None when nothing is there).
+
+        Raises :class:`InputError` when it leaves the tree: an absolute path, ``..`` above the root (also
+        after following a symlink), a symlink to an absolute path, or a symlink loop.
+        """
+        if rel.startswith("/"):
+            raise InputError(f'"{rel}" is an absolute path')
+        lexical = posixpath.normpath(posixpath.join(base or ".", rel))
+        if lexical == ".." or lexical.startswith("../"):
+            raise InputError(f'"{rel}" leaves the repository')
+        stack = [p for p in _clean_rel(base).split("/") if p]
+        pending = [p for p in rel.split("/")]
+        hops = 0
+        kind: str | None = "dir"
+        while pending:
+            part = pending.pop(0)
+            if part in ("", "."):
+                continue
+            if part == "..":
+                if not stack:
+                    raise InputError(f'"{rel}" leaves the repository')
+                stack.pop()
+                kind = "dir"
+                continue
+            here = "/".join([*stack, part])
+            found = self._lookup(here) if kind == "dir" else None
+            kind = _kind(found[0]) if found is not None else None
+            if kind == "link":
+                hops += 1
+                target = self.link_target(here) or ""
+                if target.startswith("/") or hops > 40:
+                    why = "is a symlink loop" if hops > 40 else f'is a symlink to the absolute path "{target}"'
+                    raise InputError(f"{here} {why}")
+                if not _stays_inside(stack, target):
+                    raise InputError(f'{here} is a symlink leaving the repository (to "{target}")')
+                pending[:0] = target.split("/")
+                kind = "dir"
+                continue
+            stack.append(part)
+        return "/".join(stack), kind
+
+    def extract(self, dest: Path, paths: Sequence[str] = ("",)) -> None:
+        """Write the files under ``paths`` into ``dest``, leaving the working tree alone.
+
+        Symlinks are kept when they resolve inside the tree (resolved in this tree, so the order they are
+        written in cannot matter); one that leaves it raises :class:`InputError` naming it. Submodules are
+        skipped.
+        """
+        dest = dest.resolve()
+        repo = self.repo
+
+        def write(rel: str, mode: int, sha: bytes) -> None:
+            kind = _kind(mode)
+            if kind == "dir":
+                for name, (m, b) in repo._entries(sha).items():
+                    write(f"{rel}/{name}" if rel else name, m, b)
+                return
+            if kind == "submodule":
+                return
+            target = dest / rel
+            if not target.parent.resolve().is_relative_to(dest) or target.is_symlink():
+                raise GitError(f"refusing to extract {rel}: it leaves the destination")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            data = repo._blob(sha)
+            if kind == "link":
+                parent = posixpath.dirname(rel)
+                link = data.decode("utf-8", "surrogateescape")
+                try:
+                    self.resolve_path(parent, link)
+                except InputError as e:
+                    raise InputError(
+                        f'{rel} at {self.commit[:12]} is a symlink that leaves the repository (to "{link}"): '
+                        "refusing to extract it",
+                        hint="symlinks in the fleet repo must point inside it",
+                    ) from e
+                if not target.exists():
+                    target.symlink_to(data.decode("utf-8", "surrogateescape"))
+                return
+            target.write_bytes(data)
+            if mode & 0o111:
+                target.chmod(0o755)
+
+        for path in paths:
+            found = self._lookup(path)
+            if found is not None:
+                write(_clean_rel(path), *found)

@@ -24,7 +24,7 @@ from fleet.registry.scratch import with_scratch
 from fleet.registry.yamlpos import Loc, Positions, dotted, load_yaml
 
 if TYPE_CHECKING:  # GitPython is loaded when a Git object is needed, not to read the working tree
-    from fleet.adapters.git import GitRepo
+    from fleet.adapters.git import GitRepo, Snapshot
 
 __all__ = [
     "CLUSTERS_DIR",
@@ -40,6 +40,7 @@ __all__ = [
     "open_repo",
     "parse_cluster",
     "read_worktree",
+    "snapshot_of",
     "worktree_root",
 ]
 
@@ -231,17 +232,25 @@ def read_worktree(root: Path, path: str) -> str | None:
 
 
 class _Revision:
-    def __init__(self, repo: GitRepo, rev: str) -> None:
-        self.repo, self.rev = repo, rev
+    def __init__(self, snap: Snapshot) -> None:
+        self.snap = snap
 
     def read(self, path: str) -> str | None:
-        return self.repo.read_file(self.rev, path)
+        return self.snap.read_file(path)
 
     def files(self, path: str) -> list[str]:
-        return [e.name for e in self.repo.list_dir(self.rev, path) if e.kind == "file"]
+        return [e.name for e in self.snap.list_dir(path) if e.kind == "file"]
 
     def dirs(self, path: str) -> list[str]:
-        return [e.name for e in self.repo.list_dir(self.rev, path) if e.kind == "dir"]
+        return [e.name for e in self.snap.list_dir(path) if e.kind == "dir"]
+
+
+def snapshot_of(repo: GitRepo | str | Path, rev: str | Snapshot) -> Snapshot:
+    """``rev`` as a :class:`fleet.adapters.git.Snapshot` (a snapshot passes through; a revision is resolved
+    once in ``repo``)."""
+    if not isinstance(rev, str):
+        return rev
+    return open_repo(repo).snapshot(rev)
 
 
 # ---- validation errors -> file:line: key: message --------------------------------------------
@@ -440,25 +449,25 @@ def _check_flux_dir(spec: ClusterSpec, src: _Source, text: str, file: str) -> No
     )
 
 
-def layout_at(repo: GitRepo | str | Path, rev: str | None = None) -> Layout:
-    """The layout (registry folder, environment pattern) ``fleet.yaml`` sets at ``rev`` (None: the working
-    tree)."""
+def layout_at(repo: GitRepo | str | Path, rev: str | Snapshot | None = None) -> Layout:
+    """The layout (registry folder, environment pattern) ``fleet.yaml`` sets at ``rev`` (a revision or a
+    snapshot of one; None: the working tree)."""
     if rev is None:
         return parse_settings(_Worktree(worktree_root(repo)).read(FLEET_FILE)).layout
-    g = open_repo(repo)
-    return parse_settings(g.read_file(g.resolve(rev), FLEET_FILE)).layout
+    return parse_settings(snapshot_of(repo, rev).read_file(FLEET_FILE)).layout
 
 
-def load_registry(repo: GitRepo | str | Path, rev: str | None = None) -> Registry:
-    """The registry at ``rev`` (read from Git, working tree untouched), or in the working tree."""
+def load_registry(repo: GitRepo | str | Path, rev: str | Snapshot | None = None) -> Registry:
+    """The registry at ``rev`` (a revision or a snapshot of one: read from Git, working tree untouched), or
+    in the working tree."""
     src: _Source
     if rev is None:  # the working tree: no Git object needed
         root, revision = worktree_root(repo), None
         src = _Worktree(root)
     else:
-        g = open_repo(repo)
-        root, revision = g.root, g.resolve(rev)
-        src = _Revision(g, revision)
+        snap = snapshot_of(repo, rev)
+        root, revision = snap.repo.root, snap.commit
+        src = _Revision(snap)
     settings = parse_settings(src.read(FLEET_FILE))
     layout = settings.layout
     envs = _environments(src, layout)

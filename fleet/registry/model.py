@@ -7,6 +7,7 @@ Parsed once, at the edge (:mod:`fleet.registry.load`); everything above works wi
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from typing import Annotated, Any, Literal
 
@@ -245,22 +246,40 @@ class GateSettings(_Frozen):
     ] = "auto"
 
 
-_DURATION = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?\Z")
-_UNIT_S = (7 * 86400, 86400, 3600, 60, 1)
+_UNIT_S = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+@functools.lru_cache(maxsize=4)
+def _grammar(units: str, bare_seconds: bool) -> re.Pattern[str]:
+    """A duration's text: whole numbers, each followed by one of ``units`` (in that order, each at most once);
+    with ``bare_seconds``, the last number may stand without its ``s``."""
+    parts = [rf"(?:(\d+){u})?" for u in units[:-1]]
+    parts.append(rf"(?:(\d+){units[-1]}{'?' if bare_seconds else ''})?")
+    return re.compile("^" + "".join(parts) + r"\Z")
+
+
+def _duration_text(text: str, units: str, *, bare_seconds: bool) -> int | None:
+    """The seconds ``text`` (stripped) says in the grammar of ``units`` (:func:`_grammar`), or None: the one
+    parser of fleet.yaml's durations; each field keeps its own grammar and range."""
+    m = _grammar(units, bare_seconds).match(text.strip())
+    if m is None or not any(m.groups()):
+        return None
+    return sum(int(g) * _UNIT_S[u] for g, u in zip(m.groups(), units, strict=True) if g)
 
 
 def parse_duration(value: str | int) -> int:
-    """Seconds in a duration such as ``15m``, ``1h30m``, ``7d``, ``2w`` or ``90s`` (a bare integer: seconds).
-    ValueError saying what is allowed when it does not parse."""
+    """Seconds in a duration such as ``15m``, ``1h30m``, ``7d``, ``2w`` or ``90s`` (units w, d, h, m, s, each
+    needed in text; a bare integer: seconds), 1 s to a year. ValueError saying what is allowed when it does not
+    parse."""
     if isinstance(value, bool):
         raise ValueError(f'"{value}" is not a duration (e.g. 90s, 15m, 1h30m, 7d, 2w)')
     if isinstance(value, int):
         seconds = value
     else:
-        m = _DURATION.match(value.strip()) if isinstance(value, str) else None
-        if m is None or not any(m.groups()):
+        parsed = _duration_text(value, "wdhms", bare_seconds=False) if isinstance(value, str) else None
+        if parsed is None:
             raise ValueError(f'"{shown(str(value))}" is not a duration (e.g. 90s, 15m, 1h30m, 7d, 2w)')
-        seconds = sum(int(g) * unit for g, unit in zip(m.groups(), _UNIT_S, strict=True) if g)
+        seconds = parsed
     if seconds <= 0:
         raise ValueError(f'"{value}" is not a positive duration')
     if seconds > 366 * 86400:
@@ -512,22 +531,21 @@ class HelmSettings(_Frozen):
         return v.removeprefix("./").rstrip("/")
 
 
-_BAKE_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s?)?\Z")  # a bare number is seconds
 MAX_BAKE_S = 7 * 86400
 
 
 def duration_seconds(v: Any) -> int:
-    """``600``, ``"90s"``, ``"10m"``, ``"1h30m"`` -> whole seconds (0 to 7 days); ValueError otherwise."""
+    """``600``, ``"90s"``, ``"10m"``, ``"1h30m"`` -> whole seconds (0 to 7 days; units h, m, s, and a bare
+    number, also last after others, is seconds); ValueError otherwise."""
     if isinstance(v, bool):
         raise ValueError(f"{v!r} is not a duration (examples: 90s, 10m, 1h30m)")
     if isinstance(v, int):
         seconds = v
     else:
-        m = _BAKE_DURATION.match(str(v).strip())
-        if not str(v).strip() or m is None or not any(m.groups()):
+        parsed = _duration_text(str(v), "hms", bare_seconds=True)
+        if parsed is None:
             raise ValueError(f'"{shown(str(v))}" is not a duration (examples: 90s, 10m, 1h30m)')
-        h, mnt, sec = m.groups()
-        seconds = int(h or 0) * 3600 + int(mnt or 0) * 60 + int(sec or 0)
+        seconds = parsed
     if not 0 <= seconds <= MAX_BAKE_S:
         raise ValueError(f"{seconds}s is out of range (0 to {MAX_BAKE_S}s, 7 days)")
     return seconds

@@ -51,7 +51,7 @@ from fleet.rendering import cache as rendercache
 from fleet.rendering.substitute import substitute
 
 if TYPE_CHECKING:  # GitPython loads when a Git object is read, not for a render kept for its commit
-    from fleet.adapters.git import GitRepo
+    from fleet.adapters.git import GitRepo, Snapshot
 
 __all__ = [
     "BUILTIN_VARS",
@@ -177,7 +177,7 @@ def _is_remote(s: str) -> bool:
     return "://" in s or s.startswith(("github.com/", "gitlab.com/", "bitbucket.org/", "git@"))
 
 
-def _walk_inputs(g: GitRepo, rev: str, start: str, override: Any = None) -> tuple[str, ...] | None:
+def _walk_inputs(snap: Snapshot, start: str, override: Any = None) -> tuple[str, ...] | None:
     """Repo paths the kustomization in ``start`` reads, following every path-like string it holds
     (``override``: the parsed kustomization used in ``start`` instead of its file, as Flux writes one).
 
@@ -192,7 +192,7 @@ def _walk_inputs(g: GitRepo, rev: str, start: str, override: Any = None) -> tupl
         if d in seen:
             continue
         seen.add(d)
-        names = {e.name for e in g.list_dir(rev, d)}
+        names = {e.name for e in snap.list_dir(d)}
         kfile = next((k for k in KUSTOMIZATION_FILES if k in names), None)
         if d == start and override is not None:
             data = override
@@ -200,7 +200,7 @@ def _walk_inputs(g: GitRepo, rev: str, start: str, override: Any = None) -> tupl
             continue
         else:
             try:
-                data = yaml.load(g.read_file(rev, f"{d}/{kfile}") or "", Loader=_YAML_LOADER)
+                data = yaml.load(snap.read_file(f"{d}/{kfile}") or "", Loader=_YAML_LOADER)
             except (yaml.YAMLError, RecursionError):
                 return None
         for s in _strings(data):
@@ -211,53 +211,53 @@ def _walk_inputs(g: GitRepo, rev: str, start: str, override: Any = None) -> tupl
             target = posixpath.normpath(posixpath.join(d, s.split("?", 1)[0]))
             if target == "." or target.startswith(("../", "/")) or target == "..":
                 continue
-            oid = g.tree_id(rev, target)
+            oid = snap.tree_id(target)
             if oid is None:
                 continue
             found.add(target)
-            if g.list_dir(rev, target):  # a directory: it may hold a kustomization of its own
+            if snap.list_dir(target):  # a directory: it may hold a kustomization of its own
                 queue.append(target)
     # drop paths inside other found directories: the directory's tree id covers them
     dirs = sorted(found)
     return tuple(p for p in dirs if not any(p.startswith(q + "/") for q in dirs if q != p))
 
 
-def _whole_tree(g: GitRepo, rev: str) -> tuple[str, ...]:
+def _whole_tree(snap: Snapshot) -> tuple[str, ...]:
     """Every top-level path but the registry's folder (when it is one: an adopted Flux repo's registry
     lives deeper, and its ``clusters/`` holds what Flux builds)."""
     try:
-        registry = layout_at(g, rev).registry
+        registry = layout_at(snap.repo, snap).registry
     except FleetError:
         registry = CLUSTERS_DIR
-    return tuple(e.name for e in g.list_dir(rev, "") if e.name != registry and e.kind != "submodule")
+    return tuple(e.name for e in snap.list_dir("") if e.name != registry and e.kind != "submodule")
 
 
 def inputs(
     repo: GitRepo | str | Path, environment: str, rev: str = "HEAD", layout: Layout | None = None
 ) -> tuple[str, ...]:
     """The repo paths (files or directories) the overlay of ``environment`` reads at ``rev``."""
-    g = open_repo(repo)
-    sha = g.resolve(rev)
-    directory = overlay_dir(environment, layout or layout_at(g, sha))
-    return _input_paths(g, sha, directory, f'environment "{environment}"')[1]
+    snap = open_repo(repo).snapshot(rev)
+    directory = overlay_dir(environment, layout or layout_at(snap.repo, snap))
+    return _input_paths(snap, directory, f'environment "{environment}"')[1]
 
 
 def _input_paths(
-    g: GitRepo, sha: str, directory: str, what: str = "", kustomization: str | None = None
+    snap: Snapshot, directory: str, what: str = "", kustomization: str | None = None
 ) -> tuple[bool, tuple[str, ...]]:
     """(exact, paths): exact is False when fleet fell back to the whole tree but ``clusters/``."""
-    memo_key = (str(g.git_dir), sha, directory + "\0" + (kustomization or ""))
+    sha = snap.commit
+    memo_key = (str(snap.repo.git_dir), sha, directory + "\0" + (kustomization or ""))
     if memo_key in _inputs_memo:
         return _inputs_memo[memo_key]
     start = directory
-    if g.tree_id(sha, start) is None:
+    if snap.tree_id(start) is None:
         raise NotFound(f"{what or 'directory'} not found: {start}/ does not exist at {sha[:12]}".lstrip())
     from fleet.rendering.confine import check_overlay
 
-    check_overlay(g, sha, start)  # nothing outside the tree, nothing remote
+    check_overlay(snap.repo, snap, start)  # nothing outside the tree, nothing remote
     override = yaml.load(kustomization, Loader=_YAML_LOADER) if kustomization is not None else None
-    paths = _walk_inputs(g, sha, start, override)
-    result = (True, paths) if paths is not None else (False, _whole_tree(g, sha))
+    paths = _walk_inputs(snap, start, override)
+    result = (True, paths) if paths is not None else (False, _whole_tree(snap))
     if len(_inputs_memo) > 4096:  # a long-lived process renders many revisions
         _inputs_memo.clear()
         _key_memo.clear()
@@ -266,21 +266,21 @@ def _input_paths(
 
 
 def _cache_key(
-    g: GitRepo, sha: str, directory: str, what: str = "", kustomization: str | None = None
+    snap: Snapshot, directory: str, what: str = "", kustomization: str | None = None
 ) -> tuple[str, tuple[str, ...]]:
     """The content key of a build: kustomize's identity and the object id of every input path (and the
     kustomization written in place of the directory's own, when there is one)."""
-    memo_key = (str(g.git_dir), sha, directory + "\0" + (kustomization or ""))
+    memo_key = (str(snap.repo.git_dir), snap.commit, directory + "\0" + (kustomization or ""))
     if memo_key in _key_memo:
         return _key_memo[memo_key]
-    exact, paths = _input_paths(g, sha, directory, what, kustomization)
+    exact, paths = _input_paths(snap, directory, what, kustomization)
     h = hashlib.sha256(
         f"{_CACHE_VERSION}\n{_kustomize_identity()}\n{directory}\n{exact}\n".encode()
     )
     if kustomization is not None:
         h.update(f"kustomization {hashlib.sha256(kustomization.encode()).hexdigest()}\n".encode())
     for p in paths:
-        h.update(f"{p} {g.tree_id(sha, p)}\n".encode())
+        h.update(f"{p} {snap.tree_id(p)}\n".encode())
     _key_memo[memo_key] = (h.hexdigest(), paths)
     return _key_memo[memo_key]
 
@@ -379,14 +379,14 @@ def _split(text: str) -> tuple[_Doc, ...]:
 
 
 def _kustomize(
-    g: GitRepo, sha: str, directory: str, paths: Sequence[str], kustomization: str | None = None
+    snap: Snapshot, directory: str, paths: Sequence[str], kustomization: str | None = None
 ) -> str:
-    """Build ``directory`` with fleet-build (Flux's kustomize library): the files under ``paths`` at ``sha``
+    """Build ``directory`` with fleet-build (Flux's kustomize library): the files under ``paths`` of ``snap``
     are extracted into a private temporary directory, which is the builder's root: its filesystem opens
     nothing outside it (:mod:`fleet.adapters.fluxbuild`)."""
     with tempfile.TemporaryDirectory(prefix="fleet-render-") as tmp:
         root = Path(tmp).resolve()
-        g.extract(sha, root, paths)
+        snap.extract(root, paths)
         if kustomization is not None:  # as Flux's kustomize-controller writes it into its copy of the source
             (root / directory).mkdir(parents=True, exist_ok=True)
             for name in KUSTOMIZATION_FILES:
@@ -397,30 +397,32 @@ def _kustomize(
         try:
             return fluxbuild.build(root, directory)
         except RenderError as e:
-            raise type(e)(f"kustomize build {directory} at {sha[:12]} failed: {e.message}") from e
+            raise type(e)(f"kustomize build {directory} at {snap.commit[:12]} failed: {e.message}") from e
 
 
 def build_overlay(repo: GitRepo | str | Path, environment: str, rev: str = "HEAD") -> str:
     """``kustomize build environments/<environment>`` at ``rev`` (cached), before substitution."""
-    g = open_repo(repo)
-    sha = g.resolve(rev)
-    directory = overlay_dir(environment, layout_at(g, sha))
-    return "".join(d.text for d in _build(g, sha, directory, f'environment "{environment}"').docs)
+    snap = open_repo(repo).snapshot(rev)
+    directory = overlay_dir(environment, layout_at(snap.repo, snap))
+    return "".join(d.text for d in _build(snap, directory, f'environment "{environment}"').docs)
 
 
-def build_directory(g: GitRepo, sha: str, directory: str, kustomization: str | None = None) -> tuple[Doc, ...]:
-    """``kustomize build DIRECTORY`` at ``sha``, confined and cached as an overlay's build, before
-    substitution; ``kustomization`` is written in place of the directory's own (as Flux does)."""
-    return _build(g, sha, directory, "directory", kustomization).docs
+def build_directory(g: GitRepo, sha: str | Snapshot, directory: str,
+                    kustomization: str | None = None) -> tuple[Doc, ...]:
+    """``kustomize build DIRECTORY`` at ``sha`` (a commit or a snapshot of one), confined and cached as an
+    overlay's build, before substitution; ``kustomization`` is written in place of the directory's own (as
+    Flux does)."""
+    return _build(g.snapshot(sha), directory, "directory", kustomization).docs
 
 
-def build_inputs(g: GitRepo, sha: str, directory: str, kustomization: str | None = None) -> tuple[str, ...]:
+def build_inputs(g: GitRepo, sha: str | Snapshot, directory: str,
+                 kustomization: str | None = None) -> tuple[str, ...]:
     """The repo paths :func:`build_directory` reads for the same arguments (confined, as it is)."""
-    return _input_paths(g, sha, directory, "directory", kustomization)[1]
+    return _input_paths(g.snapshot(sha), directory, "directory", kustomization)[1]
 
 
-def _build(g: GitRepo, sha: str, directory: str, what: str = "", kustomization: str | None = None) -> _Build:
-    key, paths = _cache_key(g, sha, directory, what, kustomization)
+def _build(snap: Snapshot, directory: str, what: str = "", kustomization: str | None = None) -> _Build:
+    key, paths = _cache_key(snap, directory, what, kustomization)
     with _lock:
         if key in _memo:
             _memo.move_to_end(key)
@@ -435,16 +437,16 @@ def _build(g: GitRepo, sha: str, directory: str, what: str = "", kustomization: 
             _stats["disk_hits"] += 1
     else:
         try:
-            text = _kustomize(g, sha, directory, paths, kustomization)
+            text = _kustomize(snap, directory, paths, kustomization)
         except BuildLimit:
             raise  # over its time or memory budget: more of the tree cannot help
         except RenderError:
-            whole = _whole_tree(g, sha)
+            whole = _whole_tree(snap)
             if tuple(paths) == whole:
                 raise
             # kustomize read something fleet did not see: build from the whole tree, and do not cache
             # under a key that misses that input.
-            text = _kustomize(g, sha, directory, whole, kustomization)
+            text = _kustomize(snap, directory, whole, kustomization)
             cacheable = False
         if cacheable:
             _write_cached(disk, key, text)
@@ -484,7 +486,8 @@ def _render(build: _Build, spec: ClusterSpec, sha: str, directory: str) -> Rende
     return Rendered(spec.name, sha, objects, text, hashlib.sha256(text.encode()).hexdigest())
 
 
-def render_overlay(g: GitRepo, sha: str, spec: ClusterSpec, directory: str) -> Rendered:
-    """The cluster ``spec`` rendered from the overlay ``directory`` at ``sha``: built (cached), then its
-    variables substituted."""
-    return _render(_build(g, sha, directory, f'environment "{spec.environment}"'), spec, sha, directory)
+def render_overlay(g: GitRepo, sha: str | Snapshot, spec: ClusterSpec, directory: str) -> Rendered:
+    """The cluster ``spec`` rendered from the overlay ``directory`` at ``sha`` (a commit or a snapshot of one):
+    built (cached), then its variables substituted."""
+    snap = g.snapshot(sha)
+    return _render(_build(snap, directory, f'environment "{spec.environment}"'), spec, snap.commit, directory)

@@ -29,19 +29,20 @@ from fleet.rendering.build import (
 )
 
 if TYPE_CHECKING:  # GitPython loads when a Git object is read, not for a render kept for its commit
-    from fleet.adapters.git import GitRepo
+    from fleet.adapters.git import GitRepo, Snapshot
     from fleet.rendering.helm import Options as HelmOptions
 
 __all__ = ["helm_options", "render_all", "render_cluster", "render_spec"]
 
 
-def _spec_at(g: GitRepo, sha: str, name: str, layout: Layout) -> ClusterSpec:
+def _spec_at(snap: Snapshot, name: str, layout: Layout) -> ClusterSpec:
+    sha = snap.commit
     file = cluster_file(name, layout)
-    text = g.read_file(sha, file)
+    text = snap.read_file(file)
     if text is None:
         import difflib
 
-        names = [e.name[:-5] for e in g.list_dir(sha, layout.registry) if e.name.endswith(".yaml")]
+        names = [e.name[:-5] for e in snap.list_dir(layout.registry) if e.name.endswith(".yaml")]
         close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
         raise NotFound(
             f'cluster "{name}" not found in {layout.registry}/ at {sha[:12]}',
@@ -51,8 +52,8 @@ def _spec_at(g: GitRepo, sha: str, name: str, layout: Layout) -> ClusterSpec:
     if spec.source is not None:
         return spec  # a Flux cluster directory: checked when it is expanded
     envs = layout.environments_in(
-        lambda d: [e.name for e in g.list_dir(sha, d) if e.kind == "dir"],
-        lambda d: [e.name for e in g.list_dir(sha, d) if e.kind == "file"],
+        lambda d: [e.name for e in snap.list_dir(d) if e.kind == "dir"],
+        lambda d: [e.name for e in snap.list_dir(d) if e.kind == "file"],
     )
     if spec.environment not in envs:
         raise ConfigError(
@@ -64,7 +65,7 @@ def _spec_at(g: GitRepo, sha: str, name: str, layout: Layout) -> ClusterSpec:
     return spec
 
 
-def helm_options(g: GitRepo, sha: str, keys: Sequence[Any] | None) -> HelmOptions:
+def helm_options(g: GitRepo, sha: str | Snapshot, keys: Sequence[Any] | None) -> HelmOptions:
     """What :mod:`fleet.rendering.helm` needs at ``sha``: the fleet repo's URLs, fleet.yaml's helm.mirror, and
     ``keys`` (age keys for SOPS-encrypted valuesFrom Secrets; None leaves such releases unresolved)."""
     from fleet.registry.load import FLEET_FILE, parse_settings
@@ -75,15 +76,16 @@ def helm_options(g: GitRepo, sha: str, keys: Sequence[Any] | None) -> HelmOption
     return Options(fleet_urls(g, settings), settings.helm.mirror, tuple(keys) if keys else None)
 
 
-def _render_spec(g: GitRepo, sha: str, spec: ClusterSpec, layout: Layout, helm: bool = False,
+def _render_spec(snap: Snapshot, spec: ClusterSpec, layout: Layout, helm: bool = False,
                  keys: Sequence[Any] | None = None) -> Rendered:
+    g, sha = snap.repo, snap.commit
     if spec.source is not None:  # imported here: GitPython and the Flux expansion only for such clusters
         from fleet.rendering.fluxrender import render_flux
 
-        return render_flux(g, sha, spec, helm=helm_options(g, sha, keys) if helm else None).rendered
-    rendered = render_overlay(g, sha, spec, overlay_dir(spec.environment, layout))
+        return render_flux(g, sha, spec, helm=helm_options(g, snap, keys) if helm else None).rendered
+    rendered = render_overlay(g, snap, spec, overlay_dir(spec.environment, layout))
     if helm and any(isinstance(o, dict) and o.get("kind") == "HelmRelease" for o in rendered.objects):
-        rendered = _with_releases(g, sha, rendered, helm_options(g, sha, keys))
+        rendered = _with_releases(g, sha, rendered, helm_options(g, snap, keys))
     return rendered
 
 
@@ -107,12 +109,12 @@ def _with_releases(g: GitRepo, sha: str, rendered: Rendered, options: HelmOption
                     hashlib.sha256(text.encode()).hexdigest(), notes)
 
 
-def render_spec(g: GitRepo, sha: str, spec: ClusterSpec, layout: Layout, *, helm: bool = True,
+def render_spec(g: GitRepo, sha: str | Snapshot, spec: ClusterSpec, layout: Layout, *, helm: bool = True,
                 keys: Sequence[Any] | None = None) -> Rendered:
-    """What ``spec`` (a registry entry read at commit ``sha``) renders at ``sha``: its overlay, or its Flux
-    directory expanded, HelmReleases expanded (``helm``); through the content-keyed build cache, nothing
-    kept (``fleet diff --base``)."""
-    return _render_spec(g, sha, spec, layout, helm, keys)
+    """What ``spec`` (a registry entry read at commit ``sha``, or a snapshot of it) renders there: its
+    overlay, or its Flux directory expanded, HelmReleases expanded (``helm``); through the content-keyed
+    build cache, nothing kept (``fleet diff --base``)."""
+    return _render_spec(g.snapshot(sha), spec, layout, helm, keys)
 
 
 def render_cluster(repo: GitRepo | str | Path, name: str, rev: str | None = None, *, helm: bool = False,
@@ -122,22 +124,25 @@ def render_cluster(repo: GitRepo | str | Path, name: str, rev: str | None = None
     With ``helm`` (``fleet render``), its HelmReleases are expanded as helm-controller would install them
     (:mod:`fleet.rendering.helm`; ``keys`` decrypt SOPS-encrypted valuesFrom Secrets in memory); the sync
     and live paths leave them to the operator."""
+    commit = None  # the commit plain git resolved: the snapshot is made of it, not of ``rev`` again
     if isinstance(repo, (str, Path)):  # a kept render is found with plain git, without GitPython
         found = gitplain.resolve(Path(repo), rev)
-        hit = _kept(found[1], name) if found is not None else None
+        commit = found[1] if found is not None else None
+        hit = _kept(commit, name) if commit is not None else None
         if hit is not None:
             return hit
-    g = open_repo(repo)
-    sha = g.resolve(rev or "HEAD")
-    hit = _kept(sha, name)
-    if hit is not None:
-        return hit
-    layout = layout_at(g, sha)
-    spec = _spec_at(g, sha, name, layout)
-    rendered = _render_spec(g, sha, spec, layout, helm, keys)
+    snap = open_repo(repo).snapshot(commit or rev or "HEAD")
+    if commit is None:
+        hit = _kept(snap.commit, name)
+        if hit is not None:
+            return hit
+    g = snap.repo
+    layout = layout_at(g, snap)
+    spec = _spec_at(snap, name, layout)
+    rendered = _render_spec(snap, spec, layout, helm, keys)
     releases = any(isinstance(o, dict) and o.get("kind") == "HelmRelease" for o in rendered.objects)
     if spec.source is None and not releases:  # kept whole, for `fleet render` of this commit again
-        _keep(g, rendered, overlay_dir(spec.environment, layout), layout)  # (fleet.rendering.cache)
+        _keep(snap, rendered, overlay_dir(spec.environment, layout), layout)  # (fleet.rendering.cache)
     return rendered
 
 
@@ -149,10 +154,10 @@ def _kept(sha: str, name: str) -> Rendered | None:
     return Rendered(name, sha, tuple(json.loads(kept.objects)), kept.text, kept.digest)
 
 
-def _keep(g: GitRepo, r: Rendered, directory: str, layout: Layout) -> None:
+def _keep(snap: Snapshot, r: Rendered, directory: str, layout: Layout) -> None:
     from fleet.sops import is_encrypted
 
-    paths = build_inputs(g, r.revision, directory)
+    paths = build_inputs(snap.repo, snap, directory)
     plain = all(isinstance(o, dict) and not is_encrypted(o) for o in r.objects)
     rendercache.store(rendercache.Result(r.cluster, r.revision, r.text, r.digest, paths, layout.registry, plain,
                                          as_json(list(r.objects))))
@@ -166,15 +171,14 @@ def render_all(
 
     Failures are gathered: one RenderError names the first and counts the rest.
     """
-    g = open_repo(repo)
-    sha = g.resolve(rev or "HEAD")
-    registry = load_registry(g, sha)
+    snap = open_repo(repo).snapshot(rev or "HEAD")
+    registry = load_registry(snap.repo, snap)
     specs = [registry.get(n) for n in names] if names is not None else list(registry.clusters.values())
     out: list[Rendered] = []
     errors: list[tuple[str, RenderError]] = []
     for spec in sorted(specs, key=lambda s: s.name):
         try:
-            out.append(_render_spec(g, sha, spec, registry.layout, helm, keys))
+            out.append(_render_spec(snap, spec, registry.layout, helm, keys))
         except RenderError as e:
             errors.append((spec.name, e))
     if errors:

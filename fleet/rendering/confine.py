@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 if TYPE_CHECKING:
-    from fleet.adapters.git import GitRepo
+    from fleet.adapters.git import GitRepo, Snapshot
 from fleet.errors import ConfigError, InputError
 from fleet.registry.yamlpos import load_yaml
 
@@ -152,8 +152,8 @@ def _line(text: str, file: str, key: str) -> int | None:
 
 
 class _Checker:
-    def __init__(self, g: GitRepo, rev: str) -> None:
-        self.g, self.rev = g, rev
+    def __init__(self, snap: Snapshot) -> None:
+        self.snap = snap
         self.seen: set[str] = set()
 
     def refuse(self, file: str, text: str, key: str, value: str, why: str) -> ConfigError:
@@ -168,7 +168,7 @@ class _Checker:
 
     def resolve(self, file: str, text: str, key: str, base: str, value: str) -> tuple[str, str | None]:
         try:
-            return self.g.resolve_path(self.rev, base, value)
+            return self.snap.resolve_path(base, value)
         except InputError as e:
             why = e.message.removeprefix(f'"{value}" ')
             if why == e.message:  # a symlink on the way: say which
@@ -179,13 +179,13 @@ class _Checker:
         if directory in self.seen or len(self.seen) > _MAX_KUSTOMIZATIONS:
             return
         self.seen.add(directory)
-        names = {e.name for e in self.g.list_dir(self.rev, directory)}
+        names = {e.name for e in self.snap.list_dir(directory)}
         kname = next((k for k in KUSTOMIZATION_NAMES if k in names), None)
         if kname is None:
             return
         file = f"{directory}/{kname}" if directory else kname
         real, kind = self.resolve(file, "", "(file)", directory, kname)
-        text = self.g.read_file(self.rev, real) if kind == "file" else None
+        text = self.snap.read_file(real) if kind == "file" else None
         if text is None:
             return
         try:
@@ -213,7 +213,7 @@ class _Checker:
         if found == "dir" and kind in ("resource", "plugin"):
             self.kustomization(target)
         elif found == "file" and kind == "plugin":
-            self.plugin_docs(file, text, key, base, self.g.read_file(self.rev, target) or "")
+            self.plugin_docs(file, text, key, base, self.snap.read_file(target) or "")
 
     def plugin_docs(self, file: str, text: str, key: str, base: str, body: str) -> None:
         try:
@@ -226,7 +226,7 @@ class _Checker:
                 self.check(file, text, f"{key} {sub}", base, value, kind)
 
 
-def check_overlay(g: GitRepo, rev: str, directory: str) -> None:
-    """Refuse (ConfigError) when the kustomization in ``directory`` at ``rev``, or anything it reaches,
-    names a file outside the repository tree or a remote source."""
-    _Checker(g, rev).kustomization(directory)
+def check_overlay(g: GitRepo, rev: str | Snapshot, directory: str) -> None:
+    """Refuse (ConfigError) when the kustomization in ``directory`` at ``rev`` (a revision or a snapshot of
+    one), or anything it reaches, names a file outside the repository tree or a remote source."""
+    _Checker(g.snapshot(rev)).kustomization(directory)

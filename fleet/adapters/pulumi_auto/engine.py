@@ -39,7 +39,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 from fleet import toolchain
 from fleet.adapters import s3
 from fleet.adapters.pulumi_auto import locks as backend_locks
-from fleet.adapters.pulumi_auto.progress import Progress, describe, useful
+from fleet.adapters.pulumi_auto.progress import Progress, describe, failure, useful
 from fleet.adapters.pulumi_auto.settings import EngineSettings, engine_passphrase, private_state_dir
 from fleet.errors import (
     BackendRefused,
@@ -74,6 +74,14 @@ _TRANSIENT = (
     "etcdserver: leader changed",
     "requestlimitexceeded",
     "throttling",
+)
+# What a failed resource's own diagnostic may also say that a retry may cure: its API server refused the
+# connection or could not be reached (a cluster still coming up). Only there: in the program's output the
+# same words are the program's own failure.
+_TRANSIENT_RESOURCE = (
+    "connection refused",
+    "cluster is unreachable",
+    "no route to host",
 )
 
 
@@ -556,9 +564,21 @@ class Engine:
                 f'stack "{stack}" is locked by another update ({self._holders(stack)})',
                 hint=f"wait for it to finish; if no update is running, the lock is stale: {how}",
             )
-        detail = useful(progress, e) if progress is not None else useful(Progress(SilentReporter(), False), e)
-        return ProgramError(f'pulumi {op} of stack "{stack}" failed: {detail}',
-                            transient=_transient_text(detail))
+        progress = progress if progress is not None else Progress(SilentReporter(), False)
+        detail = useful(progress, e)
+        failed = failure(progress)
+        if failed.urn is not None:
+            # A resource failed: its provider's own error diagnostics say why. They are text (the engine's
+            # events carry no error code), so what a retry may cure is still told from their words, but only
+            # from that resource's diagnostics, never from the program's output or the whole log.
+            transient = any(_transient_text(m, resource=True) for m in failed.messages)
+        elif failed.events:
+            transient = False  # the engine ran, no resource failed: the program (or its inputs) failed
+        else:
+            transient = _transient_text(detail)  # no event at all: the command's text is all there is
+        err = ProgramError(f'pulumi {op} of stack "{stack}" failed: {detail}', transient=transient)
+        err.urn = failed.urn
+        return err
 
 
     def _backend_error(self, text: str) -> BackendRefused | BackendUnreachable | None:
@@ -666,7 +686,9 @@ def _changes(summary: Mapping[Any, Any] | None) -> dict[str, int]:
     return {str(getattr(k, "value", k)): int(v) for k, v in (summary or {}).items()}
 
 
-def _transient_text(text: str) -> bool:
-    """Whether an engine failure's text is one a retry may cure (:data:`_TRANSIENT`)."""
+def _transient_text(text: str, *, resource: bool = False) -> bool:
+    """Whether an engine failure's text is one a retry may cure (:data:`_TRANSIENT`); ``resource``: the text
+    is a failed resource's own diagnostic, where a refused connection is its API server not (yet) up
+    (:data:`_TRANSIENT_RESOURCE`)."""
     low = text.lower()
-    return any(t in low for t in _TRANSIENT)
+    return any(t in low for t in (_TRANSIENT + _TRANSIENT_RESOURCE if resource else _TRANSIENT))

@@ -7,13 +7,14 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
+from dataclasses import dataclass
 
 from pulumi.automation import errors as auto_errors
 from pulumi.automation.events import EngineEvent, OpType
 
 from fleet.output import Reporter
 
-__all__ = ["Progress", "command_text", "describe", "useful"]
+__all__ = ["Failure", "Progress", "command_text", "describe", "failure", "useful"]
 
 _COLOR = re.compile(r"<\{%[^%]*%\}>")
 
@@ -61,6 +62,9 @@ class Progress:
         self.reporter = reporter
         self.preview = preview
         self.errors: list[str] = []
+        self.failed: list[str] = []  # URNs of the resources whose operation failed (ResourceOperationFailedEvent)
+        self.diagnostics: list[tuple[str, str]] = []  # (URN, message) of every error diagnostic naming a resource
+        self.events = 0
         self._lock = threading.Lock()
 
     def __call__(self, ev: EngineEvent) -> None:
@@ -69,6 +73,8 @@ class Progress:
 
     def _handle(self, ev: EngineEvent) -> None:
         r = self.reporter
+        with self._lock:
+            self.events += 1
         if ev.resource_pre_event is not None:
             md = ev.resource_pre_event.metadata
             if not _quiet(md.op, md.type, md.provider):
@@ -79,6 +85,8 @@ class Progress:
                 r.ok(f"{_VERB[md.op][1]} {describe(md.urn)}")
         elif ev.res_op_failed_event is not None:
             md = ev.res_op_failed_event.metadata
+            with self._lock:
+                self.failed.append(md.urn)
             r.fail(f"{md.op.value if isinstance(md.op, OpType) else md.op} failed: {describe(md.urn)}")
         elif ev.diagnostic_event is not None:
             d = ev.diagnostic_event
@@ -88,8 +96,30 @@ class Progress:
             if d.severity == "error":
                 with self._lock:
                     self.errors.append(msg)
+                    if d.urn and "::pulumi:pulumi:Stack::" not in d.urn:  # a resource's, not the program's
+                        self.diagnostics.append((d.urn, msg))
             elif d.severity == "warning" and not d.ephemeral and not _AMBIENT.match(msg):
                 r.warn(msg.splitlines()[0][:300])
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What the engine's events say failed: ``urn`` the resource whose operation failed (None: no resource
+    did; the program or the engine itself failed), ``messages`` the error diagnostics of that resource (what
+    its provider said), ``events`` how many events the engine sent (0: it failed before any)."""
+
+    urn: str | None
+    messages: tuple[str, ...]
+    events: int
+
+
+def failure(progress: Progress) -> Failure:
+    """The failure as the engine's structured events tell it (:class:`Failure`): the first resource whose
+    operation failed and its own error diagnostics; else a resource an error diagnostic names."""
+    with progress._lock:
+        failed, diags, events = list(progress.failed), list(progress.diagnostics), progress.events
+    urn = failed[0] if failed else diags[0][0] if diags else None
+    return Failure(urn, tuple(m for u, m in diags if u == urn), events)
 
 
 def useful(progress: Progress, err: auto_errors.CommandError) -> str:
