@@ -19,7 +19,7 @@ from fleet.registry.model import RecoveryObjective, parse_duration
 from fleet.registry.scratch import scratch_identity, scratch_name
 from tests.helpers import commit_file, git, new_fleet_repo, run_cli, snapshot
 
-NOW = datetime.now(UTC).replace(microsecond=0)  # the CLI reads the clock: records are placed around it
+NOW = datetime.now(UTC).replace(microsecond=0)  # a fixed "now" for drill_state, which takes the clock as an argument
 
 
 @pytest.fixture
@@ -28,11 +28,14 @@ def repo(tmp_path: Path) -> Path:
 
 
 def _record(cluster: str = "eu-1", result: str = "passed", *, ago: timedelta = timedelta(hours=2),
-            revision: str = "HEAD", recovery: float = 30.0, rto: int | None = 900, repo: Path | None = None
-            ) -> DrillRecord:
+            revision: str = "HEAD", recovery: float = 30.0, rto: int | None = 900, repo: Path | None = None,
+            now: datetime | None = None) -> DrillRecord:
+    """A record ``ago`` before ``now`` (default: the clock at this call, as the CLI reads it when it runs next:
+    a module-level "now" ages by however long the suite has run before this test, minutes under load)."""
+    now = now if now is not None else datetime.now(UTC).replace(microsecond=0)
     rev = git(repo, "rev-parse", revision).strip() if repo else "0" * 40
     return DrillRecord(cluster=cluster, scratch=f"{cluster}-drill", run_id="r1", revision=rev, last_good=rev,
-                       started_at=NOW - ago, by="Fleet Tester <tester@fleet.test>", result=result,  # type: ignore[arg-type]
+                       started_at=now - ago, by="Fleet Tester <tester@fleet.test>", result=result,  # type: ignore[arg-type]
                        recovery_s=recovery, rto_s=rto, phases={"provision": 10.0, "operator": 5.0, "sync": 8.0,
                                                                "gates": 7.0},
                        report_sha256="ab" * 32)
@@ -163,16 +166,16 @@ def test_drill_state_says_never_failed_over_stale_or_age() -> None:
     obj = RecoveryObjective(rto="15m", drill_every="7d")
     assert drill_state([], None, NOW).shown == "never" and not drill_state([], None, NOW).bad
     assert drill_state([], obj, NOW).bad  # an objective declared and never proven
-    ok = drill_state([_record()], obj, NOW)
+    ok = drill_state([_record(now=NOW)], obj, NOW)
     assert (ok.shown, ok.bad) == ("2h ago", False)
-    stale = drill_state([_record(ago=timedelta(days=8))], obj, NOW)
+    stale = drill_state([_record(ago=timedelta(days=8), now=NOW)], obj, NOW)
     assert (stale.shown, stale.bad) == ("stale", True)
-    failed = drill_state([_record(ago=timedelta(days=1)), _record(result="failed")], obj, NOW)
+    failed = drill_state([_record(ago=timedelta(days=1), now=NOW), _record(result="failed", now=NOW)], obj, NOW)
     assert (failed.shown, failed.bad) == ("failed", True)
     assert failed.last_pass is not None and failed.last_pass.started_at == NOW - timedelta(days=1)
-    over = drill_state([_record(result="over-rto")], obj, NOW)
+    over = drill_state([_record(result="over-rto", now=NOW)], obj, NOW)
     assert (over.shown, over.bad) == ("over-rto", True)
-    again = drill_state([_record(result="failed", ago=timedelta(days=1)), _record()], obj, NOW)
+    again = drill_state([_record(result="failed", ago=timedelta(days=1), now=NOW), _record(now=NOW)], obj, NOW)
     assert (again.shown, again.bad) == ("2h ago", False)  # a later pass clears a failure
 
 
