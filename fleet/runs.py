@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fleet.adapters.leases import LeaseStore, Seen, holder_name
+from fleet.adapters.leases import ROLLOUTS, LeaseStore, Seen, holder_name
 from fleet.adapters.pulumi_auto.settings import EngineSettings
 from fleet.adapters.s3 import Bucket, display_url, parse_url
 from fleet.paths import fleet_home
@@ -55,7 +55,7 @@ def list_runs(engine: EngineSettings, *, limit: int = 10) -> Runs:
 
 
 def _team(store: LeaseStore, where: str, limit: int) -> Runs:
-    current = {str(d.get("cluster")): d for d in store.journals(finished=False)}
+    current = {_cluster(d): d for d in store.journals(finished=False)}
     running: list[RunRow] = []
     for seen in store.leases():
         if seen.lease.released:
@@ -67,16 +67,34 @@ def _team(store: LeaseStore, where: str, limit: int) -> Runs:
 
 def _lease_row(seen: Seen, journal: dict[str, Any] | None) -> RunRow:
     lz = seen.lease
-    same = journal is not None and (not lz.run_id or journal.get("run_id") == lz.run_id)
+    same = journal is not None and (not lz.run_id or _run_id(journal) == lz.run_id)
     return RunRow(
-        cluster=lz.cluster, kind=lz.kind, run_id=lz.run_id or (str(journal.get("run_id")) if same and journal else ""),
+        cluster=lz.cluster, kind=lz.kind, run_id=lz.run_id or (_run_id(journal) if same and journal else ""),
         state=str(journal.get("state", "")) if same and journal else "", holder=lz.holder, command=lz.command,
         started=lz.started, last_heartbeat=lz.heartbeat, heartbeat_age_s=round(seen.age_s, 1),
         lease="live" if seen.live else "expired",
     )
 
 
+def _rollout(d: dict[str, Any]) -> bool:
+    return "waves" in d and "id" in d  # the team's rollout's journal (rollout.journal), not a DR run's
+
+
+def _cluster(d: dict[str, Any]) -> str:
+    return str(ROLLOUTS) if _rollout(d) else str(d.get("cluster"))
+
+
+def _run_id(d: dict[str, Any]) -> str:
+    return str(d.get("id", "")) if _rollout(d) else str(d.get("run_id", ""))
+
+
 def _journal_row(d: dict[str, Any], holder: str) -> RunRow:
+    if _rollout(d):
+        selector = str(d.get("selector", ""))
+        return RunRow(cluster=str(ROLLOUTS), kind="rollout", run_id=_run_id(d), state=str(d.get("state", "")),
+                      holder=holder, command="fleet rollout" + (f" -l {selector}" if selector else ""),
+                      started=str(d.get("started", "")), last_heartbeat="", heartbeat_age_s=None, lease="",
+                      ended=d.get("ended") if isinstance(d.get("ended"), str) else None)
     return RunRow(cluster=str(d.get("cluster", "")), kind="bootstrap", run_id=str(d.get("run_id", "")),
                   state=str(d.get("state", "")), holder=holder, command=f"fleet bootstrap {d.get('cluster', '')}",
                   started=str(d.get("started", "")), last_heartbeat="", heartbeat_age_s=None, lease="",

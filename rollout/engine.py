@@ -34,11 +34,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+from fleet.adapters.leases import ROLLOUTS
 from fleet.errors import FleetError, GateFailed, InputError, StepFailed
 from fleet.locks import cluster_lock
 from fleet.output import Reporter
 from fleet.stepkit.journal import Journal, StepRecord, now_iso
 from fleet.stepkit.steps import run_step
+from fleet.stepkit.team import TeamRun, TeamRuns
 from rollout.journal import (
     ClusterRun,
     RolloutJournal,
@@ -134,13 +136,19 @@ def run_rollout(req: RolloutRequest, services: RolloutServices, view: RolloutVie
     settings = services.rollout_settings()
     policies = wave_policies(settings, waves, services.environments(revision), budgets.bake)
     key = (req.selector or "", revision)
+    team: TeamRuns | None = getattr(services, "team", None)  # a shared backend: the rollout is the team's
     if req.dry_run:
-        existing = load_current()
+        existing = _shared(team.store.load_journal(ROLLOUTS) if team is not None else None, None, r) or load_current()
         resumed = existing if existing is not None and existing.key == key else None
         return RolloutResult("planned", _plan(req, budgets, policies, services, revision, subject, waves, resumed),
                              None)
-    with locked_rollouts() as path:
-        j = _open(load_current(), path, req, revision, waves, r, services)
+    hold = (team.hold(ROLLOUTS, "rollout", f"fleet rollout{f' -l {req.selector}' if req.selector else ''}", r)
+            if team is not None else nullcontext(None))
+    with hold as run, locked_rollouts() as path:
+        existing = (_shared(run.journal(), path, r) if run is not None else None) or load_current()
+        if existing is not None:
+            existing.remote = run
+        j = _open(existing, path, req, revision, waves, r, services, run)
         view.attach(j)
         plan = _plan(req, budgets, policies, services, revision, subject, waves, j if j.resumed else None,
                      probe=False)
@@ -168,8 +176,21 @@ def _plan(req: RolloutRequest, budgets: _Budgets, policies: dict[int, WavePolicy
                        str(budgets.total) if budgets.total is not None else None, req.on_failure)
 
 
+def _shared(data: dict[str, Any] | None, path: Path | None, r: Reporter) -> RolloutJournal | None:
+    """The team's unfinished rollout from its bucket's journal (None: there is none); one that does not parse
+    is not trusted, and said."""
+    if data is None:
+        return None
+    try:
+        return RolloutJournal.from_dict(data, path)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        r.warn("the team's rollout journal in the backend's bucket does not parse: not resumed")
+        return None
+
+
 def _open(existing: RolloutJournal | None, path: Path, req: RolloutRequest, revision: str,
-          waves: dict[int, list[str]], r: Reporter, services: RolloutServices) -> RolloutJournal:
+          waves: dict[int, list[str]], r: Reporter, services: RolloutServices,
+          remote: TeamRun | None = None) -> RolloutJournal:
     options = {"max_parallel": req.max_parallel, "max_failures": str(parse_budget(req.max_failures, "")),
                "max_failures_total": (str(parse_budget(req.max_failures_total, ""))
                                       if req.max_failures_total is not None else None),
@@ -196,6 +217,7 @@ def _open(existing: RolloutJournal | None, path: Path, req: RolloutRequest, revi
     j = RolloutJournal.new(req.selector or "", revision, req.rev, waves, options)
     j.started_by = services.identity()
     j.path = path
+    j.remote = remote
     j.save()
     what = f'selector "{req.selector}"' if req.selector else "every cluster"
     r.step(f"rollout {j.id}: {what} to {revision[:12]}, {len(waves)} waves, {len(j.clusters)} clusters")

@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fleet.paths import fleet_home
-from fleet.stepkit.journal import StepRecord, exclusive_lock, new_run_id, now_iso, read_journal, write_json_atomic
+from fleet.stepkit.journal import (
+    Remote,
+    StepRecord,
+    exclusive_lock,
+    new_run_id,
+    now_iso,
+    read_journal,
+    write_json_atomic,
+)
 
 __all__ = [
     "ClusterRun",
@@ -121,6 +129,7 @@ class RolloutJournal:
     paused_at: int | None = None  # the wave it waits before, for an approval
     stop_reason: str = ""  # which budget was exceeded
     path: Path | None = None
+    remote: Remote | None = field(default=None, repr=False, compare=False)  # the team's bucket (shared backend)
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
     @classmethod
@@ -171,13 +180,19 @@ class RolloutJournal:
         """Replace the journal file atomically (no reader ever sees half a journal)."""
         assert self.path is not None
         with self._lock:
-            write_json_atomic(self.path, self.to_dict())
+            data = self.to_dict()
+            write_json_atomic(self.path, data)
+            if self.remote is not None:
+                self.remote.save(data)
 
     def archive(self) -> Path:
         """Move the journal beside its report (``rollouts/<id>/journal.json``); current.json goes away."""
         dest = rollout_dir(self.id) / "journal.json"
         with self._lock:
-            write_json_atomic(dest, self.to_dict())
+            data = self.to_dict()
+            write_json_atomic(dest, data)
+            if self.remote is not None:
+                self.remote.archive(self.id, data)
             if self.path is not None:
                 self.path.unlink(missing_ok=True)
             self.path = None

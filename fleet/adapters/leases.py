@@ -39,8 +39,8 @@ from fleet.adapters import proc
 from fleet.adapters.s3 import Bucket, display_url
 from fleet.errors import FleetError, InputError
 
-__all__ = ["HEARTBEAT_S", "TTL_S", "Heartbeat", "Lease", "LeaseLost", "LeaseStore", "RunBusy", "Seen", "Taken",
-           "holder_name"]
+__all__ = ["HEARTBEAT_S", "ROLLOUTS", "TTL_S", "Heartbeat", "Lease", "LeaseLost", "LeaseStore", "RunBusy", "Seen",
+           "Taken", "holder_name"]
 
 HEARTBEAT_S = 10.0  # a live run rewrites its lease this often
 TTL_S = 45.0  # a lease not rewritten for this long (server's clock) is expired: its holder is gone
@@ -71,9 +71,20 @@ def holder_name() -> str:
     return f"{user}@{os.uname().nodename}"
 
 
+class _Rollouts(str):
+    """The name of the team's rollout lease and journal: a folder no cluster name (a plain ``str``) can reach."""
+
+
+ROLLOUTS = _Rollouts("(rollout)")  # one rollout at a time across the team, as in one fleet home
+ROLLOUTS_DIR = "_rollouts"  # not a DNS label: no cluster's folder
+
+
 def cluster_dir(cluster: str) -> str:
     """The folder of ``cluster``'s runs in the bucket; a name that is not a plain cluster name (it comes from
-    the command line before the registry checks it) is hashed, so it never names another folder."""
+    the command line before the registry checks it) is hashed, so it never names another folder (the team's
+    rollout's folder is reached by :data:`ROLLOUTS` only, never by a string)."""
+    if isinstance(cluster, _Rollouts):
+        return f"{ROOT}{ROLLOUTS_DIR}/"
     if not _NAME.match(cluster):
         cluster = "x-" + hashlib.sha256(cluster.encode()).hexdigest()[:32]
     return f"{ROOT}{cluster}/"
@@ -251,9 +262,13 @@ class LeaseStore:
         raw = self.bucket.get(cluster_dir(cluster) + "journal.json")
         return _json_object(raw)
 
-    def archive_journal(self, cluster: str, run_id: str, data: dict[str, Any]) -> None:
+    def archive_journal(self, cluster: str, run_id: str, data: dict[str, Any], *, drop_current: bool = False) -> None:
+        """Keep a journal of a run that ended under ``done/``; ``drop_current``: the current journal goes (the
+        team's rollout: a journal there is one to resume)."""
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", run_id)[:64]
         self.bucket.put(f"{cluster_dir(cluster)}done/{safe}.json", (json.dumps(data, indent=2) + "\n").encode())
+        if drop_current:
+            self.bucket.delete(cluster_dir(cluster) + "journal.json")
 
     def journals(self, *, finished: bool) -> Iterator[dict[str, Any]]:
         """Every cluster's current journal (``finished=False``) or every journal of a run that ended."""

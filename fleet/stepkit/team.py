@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
 
-from fleet.adapters.leases import Heartbeat, LeaseLost, LeaseStore, Taken
+from fleet.adapters.leases import ROLLOUTS, Heartbeat, LeaseLost, LeaseStore, Taken
 from fleet.adapters.pulumi_auto.settings import EngineSettings
 from fleet.adapters.s3 import Bucket, parse_url
 from fleet.output import Reporter
@@ -38,10 +38,7 @@ class TeamRun:
     store: LeaseStore
     taken: Taken
     heartbeat: Heartbeat
-
-    @property
-    def cluster(self) -> str:
-        return self.taken.lease.cluster
+    cluster: str  # as held: a cluster's name, or leases.ROLLOUTS (the team's rollout)
 
     def journal(self) -> dict[str, Any] | None:
         return self.store.load_journal(self.cluster)
@@ -51,13 +48,14 @@ class TeamRun:
         if self.heartbeat.lost.is_set():
             raise LeaseLost(f'the lease of cluster "{self.cluster}" was taken over by another run: stopping',
                             hint="`fleet runs` shows who holds it now")
-        run_id = str(data.get("run_id") or "")
+        run_id = str(data.get("run_id") or data.get("id") or "")  # a DR journal's run id; a rollout's id
         if run_id and run_id != self.taken.lease.run_id and not self.heartbeat.beat(run_id=run_id):
             raise LeaseLost(f'the lease of cluster "{self.cluster}" was taken over by another run: stopping')
         self.store.save_journal(self.cluster, data)
 
     def archive(self, run_id: str, data: dict[str, Any]) -> None:
-        self.store.archive_journal(self.cluster, run_id, {**data, "holder": self.taken.lease.holder})
+        self.store.archive_journal(self.cluster, run_id, {**data, "holder": self.taken.lease.holder},
+                                   drop_current=self.cluster is ROLLOUTS)
 
 
 class TeamRuns:
@@ -88,13 +86,13 @@ class TeamRuns:
         if prev is not None:
             reporter.warn(f"taking over run {prev.lease.run_id or '?'} of {prev.lease.holder}, last heartbeat "
                           f"{prev.age_s:.0f} s ago ({prev.lease.command})")
-            if self.clear_locks is not None:
+            if self.clear_locks is not None and cluster is not ROLLOUTS:  # the rollout's lease guards no stack
                 for lock in self.clear_locks(cluster, prev.lease.host):
                     reporter.warn(f'cleared the Pulumi lock of stack "{cluster}" left by that run ({lock.name}): '
                                   f"its lease expired")
         beat = Heartbeat(self.store, taken)
         beat.start()
-        run = TeamRun(self.store, taken, beat)
+        run = TeamRun(self.store, taken, beat, cluster)
         with _guard:
             _held[cluster] = run
         try:

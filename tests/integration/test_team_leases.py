@@ -369,3 +369,58 @@ def test_a_rollout_holds_each_clusters_lease_and_a_live_one_of_another_run_stops
     assert after is not None and after.lease.released
     still = store.seen("ro-2")
     assert still is not None and still.lease.holder == "bob@elsewhere" and not still.lease.released
+
+
+def test_a_rollout_crashed_in_one_home_is_resumed_from_the_bucket_in_another(
+    server: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The team's rollout: its journal is in the bucket beside its lease; a teammate refused while it lives takes
+    it over once its holder is gone and resumes it (same rollout id, the cluster done before the crash skipped);
+    when it ends, the bucket keeps it under done/ and has no rollout left to resume."""
+    from fleet.adapters.leases import ROLLOUTS
+    from fleet.output import SilentReporter
+    from fleet.runs import _team
+    from tests.unit.test_rollout import A, FakeFleet, Interrupted, roll
+    from tests.unit.test_rollout import Lines as View
+
+    class Said(SilentReporter):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lines: list[str] = []
+
+        def warn(self, msg: str) -> None:
+            self.lines.append(msg)
+
+    store = LeaseStore(bucket_of(server), ttl_s=1)
+    names = {"rr-1": 1, "rr-2": 2}
+    monkeypatch.setenv("FLEET_HOME", str(tmp_path / "alice"))
+    alice = FakeFleet(names, existing=set(names), good=dict.fromkeys(names, A))
+    alice.team = TeamRuns(store)  # type: ignore[attr-defined]
+    alice.interrupt = ("rr-2", "sync")
+    with pytest.raises(Interrupted):  # at C: another test's degraded rollout of B stays the team's to resume
+        roll(alice, rev="C")
+    shared = store.load_journal(ROLLOUTS)
+    assert shared is not None and shared["clusters"]["rr-1"]["state"] == "passed"
+    rollout_id = shared["id"]
+    # what a SIGKILL leaves: the lease unreleased, held by a process of another host
+    seen = store.seen(ROLLOUTS)
+    assert seen is not None and seen.lease.run_id == rollout_id and seen.lease.kind == "rollout"
+    dead = Lease(**{**vars(seen.lease), "released": False, "host": "alices-laptop", "holder": "alice@alices-laptop"})
+    assert store.bucket.put("fleet/runs/_rollouts/lease.json", dead.to_bytes(), if_match=seen.etag)
+    listed = _team(store, "s3://test", 10)
+    assert [(r.kind, r.run_id, r.holder) for r in listed.in_progress if r.cluster == str(ROLLOUTS)] == [
+        ("rollout", rollout_id, "alice@alices-laptop")]
+
+    monkeypatch.setenv("FLEET_HOME", str(tmp_path / "bob"))
+    bob = FakeFleet(names, existing=set(names), good={"rr-1": alice.good["rr-1"], "rr-2": A})
+    bob.team = TeamRuns(LeaseStore(bucket_of(server), ttl_s=1))  # type: ignore[attr-defined]
+    until(lambda: not store.seen(ROLLOUTS).live, "the dead rollout's lease to expire")  # type: ignore[union-attr]
+    said = Said()
+    res = roll(bob, View(said), rev="C")
+    assert res.id == rollout_id and res.report is not None
+    assert said.lines[0].startswith(f"taking over run {rollout_id} of alice@alices-laptop, last heartbeat")
+    assert bob.touched("rr-1") == [] and [c[0] for c in bob.touched("rr-2")] == ["sync", "gates", "record"]
+    assert store.load_journal(ROLLOUTS) is None  # nothing left to resume
+    assert any(d.get("id") == rollout_id and d.get("state") == "succeeded" for d in store.journals(finished=True))
+    after = store.seen(ROLLOUTS)
+    assert after is not None and after.lease.released
