@@ -551,7 +551,11 @@ class _Expander:
         except RenderError as e:
             if isinstance(e, HelmError):
                 raise
-            raise HelmError(f"{where}: {e.message}") from None
+            login = "credential not found" in e.message or " 401 " in f" {e.message} "
+            raise HelmError(f"{where}: {e.message}" + (
+                " (the registry asks for a login: fleet reads OCI charts anonymously, never with the credentials "
+                "of this machine; a HelmRepository's private chart renders from fleet.yaml's helm.mirror)"
+                if login else "")) from None
         return _Chart(kept.parent, kept.name, name, layer.tag or digest, hexdigest)
 
     def _mirror(self, name: str, version: str, where: str) -> _Chart | None:

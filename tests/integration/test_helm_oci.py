@@ -8,6 +8,7 @@ registry that is down is a warning with the release listed unresolved, as for an
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
@@ -351,3 +352,95 @@ def test_diff_base_across_a_chart_version_bump(tmp_path: Path, registry: Registr
     cluster = next(c for c in json.loads(out)["items"] if c["cluster"] == "dev-1")
     assert cluster["status"] == "failed" and "HelmRelease apps/podinfo" in cluster["error"]
 
+
+
+class _Recording:
+    """A plain HTTP server on loopback that answers every request with ``status`` (and, for 401, a Basic
+    challenge) and keeps each request's path and Authorization header: a registry that is failing, or one
+    that asks for credentials."""
+
+    def __init__(self, status: int) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        seen = self.seen = []  # type: list[tuple[str, str | None]]
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                seen.append((self.path, self.headers.get("Authorization")))
+                self.send_response(status)
+                if status == 401:
+                    self.send_header("WWW-Authenticate", 'Basic realm="fleet-test"')
+                if status == 429:
+                    self.send_header("Retry-After", "0")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_HEAD = do_GET
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("status", [503, 429, 500])
+def test_a_registry_answering_5xx_or_429_is_a_warning_and_the_release_unresolved(
+        status: int, tmp_path: Path, capsys: Capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    failing = _Recording(status)
+    try:
+        _repo(tmp_path, _helm_repository(failing.host), _release(), monkeypatch)
+        code, out, err = run_cli(capsys, "render", "dev-1", "-o", "json")
+    finally:
+        failing.close()
+    assert code == 0, err
+    assert failing.seen, "the registry was never asked"
+    objs = json.loads(out)["objects"]
+    assert [o for o in objs if o["kind"] == "HelmRelease"]  # never dropped
+    assert not [o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"] == "podinfo"]
+    warn = [line for line in err.splitlines() if "HelmRelease apps/podinfo" in line]
+    assert len(warn) == 1 and f"oci://{failing.host}/charts" in warn[0], err
+
+
+@pytest.mark.parametrize("kind", ["helm-repository", "oci-repository"])
+def test_no_credentials_are_ever_sent_to_a_registry_the_repo_names(
+        kind: str, tmp_path: Path, capsys: Capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The host comes from someone's pull request: a docker or Helm credential store of the user that holds a
+    login for it is never read, and a registry that asks for credentials gets none (the release fails to
+    resolve, one line)."""
+    from fleet.toolchain import find
+
+    toolchain = find("fleet-build").parent.parent  # <toolchain>/bin/fleet-build: kept when HOME moves
+    asking = _Recording(401)
+    login = base64.b64encode(b"alice:s3cret-token-4f2a").decode()
+    config = json.dumps({"auths": {asking.host: {"auth": login}, f"http://{asking.host}": {"auth": login}}})
+    for place in (tmp_path / "docker", tmp_path / "home" / ".docker"):
+        place.mkdir(parents=True)
+        (place / "config.json").write_text(config)
+    helm_config = tmp_path / "home" / ".config" / "helm" / "registry"
+    helm_config.mkdir(parents=True)
+    (helm_config / "config.json").write_text(config)
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker"))
+    monkeypatch.setenv("HELM_REGISTRY_CONFIG", str(helm_config / "config.json"))
+    monkeypatch.setenv("FLEET_TOOLCHAIN_DIR", str(toolchain))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    source, release = ((_helm_repository(asking.host), _release()) if kind == "helm-repository"
+                       else ("", _oci_repository(asking.host, "tag: 6.9.2")))
+    try:
+        _repo(tmp_path / "repo", source, release, monkeypatch)
+        code, _, err = run_cli(capsys, "render", "dev-1")
+    finally:
+        asking.close()
+    assert asking.seen, f"the registry was never asked: {err}"
+    assert all(auth is None for _, auth in asking.seen), asking.seen
+    assert "s3cret" not in err and login not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1, err  # refused, one line: the registry wants a login fleet never gives
+    assert "HelmRelease apps/podinfo" in lines[0] and "the registry asks for a login" in lines[0], err
