@@ -120,6 +120,13 @@ def _mem_used_mb() -> float:
     return (int(info["MemTotal"].split()[0]) - int(info["MemAvailable"].split()[0])) / 1024
 
 
+def _cpu_ticks() -> tuple[int, int]:
+    """The machine's CPU time so far (busy, total), in ticks of /proc/stat: what the cores did meanwhile."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
 def parallel(clusters: int, max_parallel: int) -> dict[str, Any]:
     """``clusters`` drills one after the other, then ``max_parallel`` at once: wall clock, and the machine's
     peak memory in use above what it used before (sampled every 0.5 s by a thread; other work on the
@@ -156,17 +163,22 @@ def parallel(clusters: int, max_parallel: int) -> dict[str, Any]:
         t = threading.Thread(target=sample, daemon=True)
         t.start()
         load = os.getloadavg()
+        busy0, total0 = _cpu_ticks()
         t0 = time.monotonic()
         with ThreadPoolExecutor(max_workers=workers) as pool:
             results = list(pool.map(lambda n: run_drill(DrillRequest(repo, n), engine=engine,
                                                         reporter=SilentReporter()), names))
         wall = time.monotonic() - t0
+        busy1, total1 = _cpu_ticks()
         stop.set()
         t.join()
         out[label] = {"wall_s": round(wall, 1), "peak_extra_mem_mb": round(peak[0]),
                       "mem_used_before_mb": round(base), "peak_mem_used_mb": round(base + peak[0]),
                       "loadavg_before": [round(x, 2) for x in load],
                       "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+                      # the machine's cores busy over the run (every process: this one, the engines, control
+                      # planes, controllers and the other work on the machine)
+                      "cpu_busy": round((busy1 - busy0) / max(total1 - total0, 1), 2),
                       "results": [r.result for r in results],
                       "recovery_s": [round(r.recovery_s or 0, 1) for r in results]}
     return out
@@ -185,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
             m = p[label]
             print(f"{p['clusters']} drills {label} ({p['max_parallel'] if label == 'parallel' else 1} at once): "
                   f"{m['wall_s']:.1f} s, peak memory +{m['peak_extra_mem_mb']} MB (machine {m['peak_mem_used_mb']} MB "
-                  f"used), {m['results']}, recovery {m['recovery_s']}, load {m['loadavg_before']} -> "
+                  f"used), cores busy {m['cpu_busy'] * 100:.0f}%, {m['results']}, recovery {m['recovery_s']}, "
+                  f"load {m['loadavg_before']} -> "
                   f"{m['loadavg_after']}")
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / "drill_parallel_bench.json").write_text(json.dumps(p, indent=2) + "\n")

@@ -133,7 +133,7 @@ def test_a_drill_of_a_bootstrapped_cluster_passes_and_leaves_the_live_one_alone(
         assert out["revision"] == head and out["last_good"] == head
         assert 0 < out["recovery_s"] <= 600 and out["margin_s"] == pytest.approx(600 - out["recovery_s"], abs=0.01)
         assert set(out["phases"]) == {"provision", "operator", "sync", "gates"}
-        steps = {st["name"]: st for st in out["recovery"]["steps"]}
+        steps = {st["name"]: st for st in json.loads((reports / "report.json").read_text())["steps"]}
         # one engine update brought up the scratch cluster and Flux pinned: the operator step, finding that in
         # the stack's outputs, made no second one
         assert "cluster and operator pinned to" in steps["provision"]["detail"], steps["provision"]
