@@ -120,8 +120,9 @@ class DrillServices(RealServices):
     def provision(self, cluster: str, revision: str, reporter: Reporter) -> str:
         """One update brings up the scratch cluster and its operator pinned to ``revision`` (the drill removed
         whatever an earlier one left, so the stack is new: there is no operator to keep as it is); the
-        operator step then finds it installed by the stack's outputs and makes no second update. A stack
-        that exists (this step tried again) is refreshed first, as the live pipeline's provision is."""
+        operator step then finds it installed by the stack's outputs and makes no second update. Nothing to
+        refresh: the stack is new, or (this step tried again) holds what this run made seconds before, and
+        the local provider's diff looks at the cluster's health itself."""
         from fleet.operator import operator_for
         from fleet.sops import require_intact_commit
 
@@ -129,9 +130,8 @@ class DrillServices(RealServices):
             # the pin moves only to a commit whose SOPS MACs verify (as in the operator step)
             require_intact_commit(self.registry().settings, self.git.root,
                                   self._rendered(cluster, revision).objects, f"commit {revision[:12]}")
-        refresh = Engine(self.engine).exists(cluster)
         res = prov.provision(self.git, cluster, program=cluster_program, reporter=reporter, pin_revision=revision,
-                             refresh=refresh, phase="all", engine=self.engine)
+                             refresh=False, phase="all", engine=self.engine)
         self.note_pinned(cluster, revision, res.outputs)
         parts = ", ".join(f"{n} {k}" for k, n in sorted(res.changes.items()) if n and k != "same") or "no changes"
         return f"cluster and operator pinned to {revision[:12]}: {parts} ({res.duration_s:.1f}s)"
@@ -186,10 +186,7 @@ def _forget_objects(eng: Engine, scratch: str) -> None:
     Kustomization) with it: they leave the stack's state untouched, so its destroy deletes the cluster
     alone instead of each object through the API server first. Nothing else ever uses a scratch cluster."""
     with contextlib.suppress(FleetError):  # the destroy deletes them one by one then, as before
-        types = [t for t in eng.resource_types(scratch)
-                 if t.startswith(("kubernetes:", "pulumi:providers:kubernetes", "fleet:operator:"))]
-        if types:
-            eng.forget(scratch, types)
+        eng.forget(scratch, ("kubernetes:*", "pulumi:providers:kubernetes", "fleet:operator:*"))
 
 
 def _signature_proof(repo: Path, revision: str) -> Proof:

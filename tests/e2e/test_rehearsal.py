@@ -143,6 +143,10 @@ def test_a_drill_of_a_bootstrapped_cluster_passes_and_leaves_the_live_one_alone(
         assert proofs["sops"]["status"] == "not required"
         assert proofs["operator"]["status"] == "passed" and "Flux fetched" in proofs["operator"]["detail"]
         assert out["removed"].startswith("removed in")
+        # the scratch cluster takes its Kubernetes objects along: the destroy deletes the cluster alone, not
+        # Flux's install set object by object first
+        assert 'deleting LocalCluster "dr-1-drill-control-plane"' in p.stderr, p.stderr[-3000:]
+        assert "deleting CustomResourceDefinition" not in p.stderr and "deleting Kustomization" not in p.stderr
         # the reports, for auditors, and the digest the note keeps
         assert hashlib.sha256((reports / "drill.json").read_bytes()).hexdigest() == out["report_sha256"]
         assert "✔ passed" in (reports / "drill.md").read_text()
