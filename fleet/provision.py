@@ -368,9 +368,8 @@ def operator_pinned(outputs: Mapping[str, Any], kind: str, revision: str) -> boo
 def ensure_local_controllers(repo: GitRepo | str | Path, name: str, reporter: Reporter) -> None:
     """A local cluster's operator controllers run beside it (started if they are not): what a provision of
     the whole stack does after its update, for a step that skips the update."""
-    g = open_repo(repo)
-    spec = load_registry(g).get(name)
-    if spec.provider == "local" and operator_for(load_registry(g).settings).runs_locally:
+    reg = load_registry(open_repo(repo))
+    if reg.get(name).provider == "local" and operator_for(reg.settings).runs_locally:
         _start_local_controllers(name, reporter)
 
 
