@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -32,12 +33,15 @@ def run(objects: int) -> dict[str, Any]:
     os.environ.setdefault("PULUMI_CONFIG_PASSPHRASE", "bench")
     (work / "backend").mkdir(exist_ok=True)
 
+    from pulumi.automation._cmd import PulumiCommand
+
     from bootstrap.rehearsal import DrillRequest, run_drill
     from fleet.adapters.kube import Kube
     from fleet.adapters.pulumi_auto import Engine, default_settings
     from fleet.good import record_good
     from fleet.live.watch import Watcher
     from fleet.local.clusters import LocalClusters
+    from fleet.local.flux import LocalOperator
     from fleet.output import SilentReporter
     from fleet.registry import ClusterSpec, add_cluster, init_repo
 
@@ -55,26 +59,42 @@ def run(objects: int) -> dict[str, Any]:
     engine = default_settings()
 
     lc = LocalClusters()
-    t0 = time.monotonic()
-    lc.create("bench-floor")  # the floor: the bare local cluster the drill's provision step makes
-    floor = time.monotonic() - t0
-    lc.delete("bench-floor")
+
+    def bare_cluster() -> float:
+        """The floor: the bare local cluster the drill's provision step makes, created and deleted."""
+        t0 = time.monotonic()
+        lc.create("bench-floor")
+        took = time.monotonic() - t0
+        lc.delete("bench-floor")
+        return took
+
+    floors = [bare_cluster()]  # once before the drill and once after it: the load moves in between
 
     iv = Intervals()
+    # every run of the pulumi CLI (updates, and the stack ls/select/output/export around them) is a wait on
+    # the engine; so are kwokctl's delete, Flux's controllers getting ready and the API server's answers
     undo = [iv.wrap(Engine, op, "engine") for op in ("up", "refresh", "destroy", "exists", "remove")]
+    undo += [iv.wrap(PulumiCommand, "run", "engine")]
     undo += [iv.wrap(LocalClusters, "delete", "local"), iv.wrap(Kube, "_once", "api"), iv.wrap(Watcher, "wait", "api")]
+    undo += [iv.wrap(LocalOperator, "start_controllers", "controllers")]
+    load = os.getloadavg()
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.monotonic()
     res = run_drill(DrillRequest(repo, "bench-live", report_dir=work / "report"), engine=engine,
                     reporter=SilentReporter())
     t1 = time.monotonic()
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     for u in undo:
         u()
     assert res.result == "passed" and res.recovery is not None, res.failure
+    floors.append(bare_cluster())
+    floor = sum(floors) / len(floors)
     rebuild_s = res.recovery_s or 0.0
     waiting = iv.union(t0, t1)
     return {
         "objects": objects,
         "floor_cluster_create_s": round(floor, 2),
+        "floor_each_s": [round(f, 2) for f in floors],
         "recovery_s": round(rebuild_s, 2),
         "recovery_over_floor": round(rebuild_s / floor, 2),
         "phases_s": {k: round(v, 2) for k, v in res.phases.items()},
@@ -84,7 +104,12 @@ def run(objects: int) -> dict[str, Any]:
         "engine_s": round(iv.union(t0, t1, {"engine"}), 2),
         "local_delete_s": round(iv.union(t0, t1, {"local"}), 2),
         "api_s": round(iv.union(t0, t1, {"api"}), 2),
+        "controllers_s": round(iv.union(t0, t1, {"controllers"}), 2),
         "fleet_overhead_s": round((t1 - t0) - waiting, 2),
+        # this process's CPU time over the drill: fleet, and the inline Pulumi program the engine runs in it
+        "fleet_cpu_s": round((cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime), 2),
+        "loadavg_before": [round(x, 2) for x in load],
+        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         "goal_ratio": 1.3,
         "goal_overhead_s": 2,
     }
@@ -93,6 +118,13 @@ def run(objects: int) -> dict[str, Any]:
 def _mem_used_mb() -> float:
     info = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
     return (int(info["MemTotal"].split()[0]) - int(info["MemAvailable"].split()[0])) / 1024
+
+
+def _cpu_ticks() -> tuple[int, int]:
+    """The machine's CPU time so far (busy, total), in ticks of /proc/stat: what the cores did meanwhile."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
 
 
 def parallel(clusters: int, max_parallel: int) -> dict[str, Any]:
@@ -130,14 +162,23 @@ def parallel(clusters: int, max_parallel: int) -> dict[str, Any]:
 
         t = threading.Thread(target=sample, daemon=True)
         t.start()
+        load = os.getloadavg()
+        busy0, total0 = _cpu_ticks()
         t0 = time.monotonic()
         with ThreadPoolExecutor(max_workers=workers) as pool:
             results = list(pool.map(lambda n: run_drill(DrillRequest(repo, n), engine=engine,
                                                         reporter=SilentReporter()), names))
         wall = time.monotonic() - t0
+        busy1, total1 = _cpu_ticks()
         stop.set()
         t.join()
         out[label] = {"wall_s": round(wall, 1), "peak_extra_mem_mb": round(peak[0]),
+                      "mem_used_before_mb": round(base), "peak_mem_used_mb": round(base + peak[0]),
+                      "loadavg_before": [round(x, 2) for x in load],
+                      "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+                      # the machine's cores busy over the run (every process: this one, the engines, control
+                      # planes, controllers and the other work on the machine)
+                      "cpu_busy": round((busy1 - busy0) / max(total1 - total0, 1), 2),
                       "results": [r.result for r in results],
                       "recovery_s": [round(r.recovery_s or 0, 1) for r in results]}
     return out
@@ -155,8 +196,10 @@ def main(argv: list[str] | None = None) -> int:
         for label in ("sequential", "parallel"):
             m = p[label]
             print(f"{p['clusters']} drills {label} ({p['max_parallel'] if label == 'parallel' else 1} at once): "
-                  f"{m['wall_s']:.1f} s, peak memory +{m['peak_extra_mem_mb']} MB, {m['results']}, "
-                  f"recovery {m['recovery_s']}")
+                  f"{m['wall_s']:.1f} s, peak memory +{m['peak_extra_mem_mb']} MB (machine {m['peak_mem_used_mb']} MB "
+                  f"used), cores busy {m['cpu_busy'] * 100:.0f}%, {m['results']}, recovery {m['recovery_s']}, "
+                  f"load {m['loadavg_before']} -> "
+                  f"{m['loadavg_after']}")
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / "drill_parallel_bench.json").write_text(json.dumps(p, indent=2) + "\n")
         return 0
@@ -165,11 +208,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'phase':<12}{'s':>8}{'share':>8}")
     for k, v in r["phases_s"].items():
         print(f"{k:<12}{v:>8.2f}{r['phase_share'].get(k, 0) * 100:>7.0f}%")
-    print(f"recovery {r['recovery_s']:.2f} s; the bare cluster's creation {r['floor_cluster_create_s']:.2f} s: "
+    print(f"recovery {r['recovery_s']:.2f} s; the bare cluster's creation {r['floor_cluster_create_s']:.2f} s "
+          f"(mean of {r['floor_each_s']}, before and after): "
           f"{r['recovery_over_floor']:.2f}x (goal {r['goal_ratio']}x)")
     print(f"the whole drill {r['drill_wall_s']:.2f} s (scratch {r['removal']})")
     print(f"waiting on the engine {r['engine_s']:.2f} s, on kwokctl delete {r['local_delete_s']:.2f} s, "
-          f"on the API server {r['api_s']:.2f} s; fleet's own time {r['fleet_overhead_s']:.2f} s")
+          f"on the API server {r['api_s']:.2f} s, on Flux's controllers starting {r['controllers_s']:.2f} s; "
+          f"fleet's own time {r['fleet_overhead_s']:.2f} s (goal {r['goal_overhead_s']} s); "
+          f"this process's CPU {r['fleet_cpu_s']:.2f} s")
+    print(f"load average before {r['loadavg_before']}, after {r['loadavg_after']}")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "drill_bench.json").write_text(json.dumps(r, indent=2) + "\n")
     return 0

@@ -64,6 +64,7 @@ def _rollout(repo: Path, parallel: int) -> dict[str, Any]:
     from rollout.services import RealRolloutServices
 
     load = round(os.getloadavg()[0], 1)
+    busy0, total0 = _cpu_ticks()
     memory = _MemoryPeak()
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.monotonic()
@@ -71,6 +72,7 @@ def _rollout(repo: Path, parallel: int) -> dict[str, Any]:
         res = run_rollout(RolloutRequest(repo=repo, selector="region=bench", max_parallel=parallel),
                           RealRolloutServices(repo, engine=default_settings()), PlainView(StderrReporter(quiet=True)))
     wall = time.monotonic() - t0
+    busy1, total1 = _cpu_ticks()
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     own = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     rep = res.report
@@ -100,8 +102,18 @@ def _rollout(repo: Path, parallel: int) -> dict[str, Any]:
         "fleet_cpu_per_cluster_s": round(own / max(len(rep.clusters), 1), 3),
         "machine_memory_used_peak_gib": memory.peak_gib,
         "machine_memory_used_before_gib": memory.before_gib,
+        # the machine's cores busy over the rollout (every process, the other work on the machine included)
+        "machine_cpu_busy": round((busy1 - busy0) / max(total1 - total0, 1), 2),
         "report": rep.files.get("markdown"),
     }
+
+
+def _cpu_ticks() -> tuple[int, int]:
+    """The machine's CPU time so far (busy, total), in ticks of /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
 
 
 class _MemoryPeak:
@@ -237,7 +249,9 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((f"{key}: fleet's own CPU per cluster", f"{pw['fleet_cpu_per_cluster_s']:.2f} s",
                      f"one by one {sw['fleet_cpu_per_cluster_s']:.2f} s; machine memory peak "
                      f"{pw['machine_memory_used_peak_gib']:.1f} GiB "
-                     f"(before {pw['machine_memory_used_before_gib']:.1f})"))
+                     f"(before {pw['machine_memory_used_before_gib']:.1f}); cores busy "
+                     f"{pw['machine_cpu_busy'] * 100:.0f}% (one by one {sw['machine_cpu_busy'] * 100:.0f}%); "
+                     f"load {pw['load_1m_before']} -> {pw['load_1m_after']}"))
     width = max(len(r[0]) for r in rows) if rows else 0
     for name, value, note in rows:
         print(f"{name.ljust(width)}  {value:>9}  {note}")

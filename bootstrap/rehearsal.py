@@ -117,6 +117,25 @@ class DrillServices(RealServices):
     def already_recovered(self, cluster: str, revision: str) -> bool:
         return False  # a drill always rebuilds: the scratch cluster is made for it
 
+    def provision(self, cluster: str, revision: str, reporter: Reporter) -> str:
+        """One update brings up the scratch cluster and its operator pinned to ``revision`` (the drill removed
+        whatever an earlier one left, so the stack is new: there is no operator to keep as it is); the
+        operator step then finds it installed by the stack's outputs and makes no second update. Nothing to
+        refresh: the stack is new, or (this step tried again) holds what this run made seconds before, and
+        the local provider's diff looks at the cluster's health itself."""
+        from fleet.operator import operator_for
+        from fleet.sops import require_intact_commit
+
+        if operator_for(self.registry().settings).kind != "none":
+            # the pin moves only to a commit whose SOPS MACs verify (as in the operator step)
+            require_intact_commit(self.registry().settings, self.git.root,
+                                  self._rendered(cluster, revision).objects, f"commit {revision[:12]}")
+        res = prov.provision(self.git, cluster, program=cluster_program, reporter=reporter, pin_revision=revision,
+                             refresh=False, phase="all", engine=self.engine)
+        self.note_pinned(cluster, revision, res.outputs)
+        parts = ", ".join(f"{n} {k}" for k, n in sorted(res.changes.items()) if n and k != "same") or "no changes"
+        return f"cluster and operator pinned to {revision[:12]}: {parts} ({res.duration_s:.1f}s)"
+
     def record(self, cluster: str, revision: str, run_id: str, gates: tuple[dict[str, Any], ...],
                duration_s: float) -> str:
         return f'a drill moves no last good: "{self.live}" stays at {revision[:12]}'
@@ -140,6 +159,7 @@ def cleanup(repo: Path, cluster: str, *, engine: EngineSettings, reporter: Repor
         if eng.exists(scratch):
             with contextlib.suppress(FleetError):  # a backend with no lock files
                 eng.unlock(scratch)  # the stale locks of a killed drill's engine (dead processes of this host)
+            _forget_objects(eng, scratch)
             prov.destroy(scratch, program=cluster_program, reporter=reporter, engine=engine)
             removed.append(f'stack "{scratch}"')
         if live.provider == "local":
@@ -159,6 +179,14 @@ def cleanup(repo: Path, cluster: str, *, engine: EngineSettings, reporter: Repor
         if jdir.exists():
             shutil.rmtree(jdir, ignore_errors=True)
     return tuple(removed)
+
+
+def _forget_objects(eng: Engine, scratch: str) -> None:
+    """The scratch cluster goes whole, and its Kubernetes objects (the operator's install set, source and
+    Kustomization) with it: they leave the stack's state untouched, so its destroy deletes the cluster
+    alone instead of each object through the API server first. Nothing else ever uses a scratch cluster."""
+    with contextlib.suppress(FleetError):  # the destroy deletes them one by one then, as before
+        eng.forget(scratch, ("kubernetes:*", "pulumi:providers:kubernetes", "fleet:operator:*"))
 
 
 def _signature_proof(repo: Path, revision: str) -> Proof:

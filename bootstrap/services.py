@@ -42,6 +42,9 @@ class RealServices:
         self.engine = engine
         self.git = open_repo(repo)
         self.verified: dict[str, str] = {}  # revision -> who signed it (fleet.yaml's verify:)
+        # cluster -> the revision its stack's last update (this process's provision step) pinned the operator to,
+        # read from that update's outputs
+        self.pinned: dict[str, str] = {}
 
     # -- helpers --------------------------------------------------------------------------
     def registry(self) -> Registry:
@@ -154,17 +157,40 @@ class RealServices:
     def provision(self, cluster: str, revision: str, reporter: Reporter) -> str:
         res = prov.provision(self.git, cluster, program=cluster_program, reporter=reporter,
                              pin_revision=revision, refresh=True, phase="cluster", engine=self.engine)
+        self.note_pinned(cluster, revision, res.outputs)
         return _changes("cluster", res.changes, res.duration_s)
 
+    def note_pinned(self, cluster: str, revision: str, outputs: dict[str, Any]) -> None:
+        """Keep what a provision's update said of the operator (its outputs), for the operator step."""
+        if prov.operator_pinned(outputs, operator_for(self.registry().settings).kind, revision):
+            self.pinned[cluster] = revision
+
     def install_operator(self, cluster: str, revision: str, reporter: Reporter) -> str:
-        if operator_for(self.registry().settings).kind == "none":
+        op = operator_for(self.registry().settings)
+        if op.kind == "none":
             return "no operator (fleet.yaml operator.kind none)"
         # the pin moves only to a commit whose SOPS MACs verify (a rollout's pin step, a resumed bootstrap)
         require_intact_commit(self.registry().settings, self.git.root, self._rendered(cluster, revision).objects,
                               f"commit {revision[:12]}")
+        if self._operator_pinned(cluster, op.kind, revision):
+            # The provision step brought the whole stack up (a stack that had its operator, or a drill's new
+            # scratch stack): a second update would report no changes. Its controllers run, as after an update.
+            prov.ensure_local_controllers(self.git.root, cluster, reporter)
+            return (f"operator pinned to {revision[:12]}: installed by the provision step's update "
+                    "(the stack's outputs say so), no second update")
         res = prov.provision(self.git, cluster, program=cluster_program, reporter=reporter, pin_revision=revision,
                              engine=self.engine)
         return _changes(f"operator pinned to {revision[:12]}", res.changes, res.duration_s)
+
+    def _operator_pinned(self, cluster: str, kind: str, revision: str) -> bool:
+        """The stack's outputs (its last update's) say the operator is installed and pinned to ``revision``."""
+        if self.pinned.get(cluster) == revision:  # the outputs of this process's provision step
+            return True
+        try:
+            outputs = prov.stack_outputs(cluster, engine=self.engine, show_secrets=False)
+        except FleetError:
+            return False  # no stack yet, or its outputs unreadable: the update decides
+        return prov.operator_pinned(outputs, kind, revision)
 
     def sync(self, cluster: str, revision: str, mode: str, reporter: Reporter) -> str:
         reg = self.registry()

@@ -44,6 +44,8 @@ __all__ = [
     "check_operator_can_fetch",
     "destroy",
     "drift",
+    "ensure_local_controllers",
+    "operator_pinned",
     "provision",
     "provision_many",
     "refresh",
@@ -348,6 +350,27 @@ def _provision(
         summary = ", ".join(f"{n} {k}" for k, n in sorted(op.changes.items()) if n and k != "same")
         reporter.ok(f'cluster "{name}" {"would change" if preview else "provisioned"}: {summary}')
     return result
+
+
+def operator_pinned(outputs: Mapping[str, Any], kind: str, revision: str) -> bool:
+    """Whether a stack's outputs (those of its last update) say its operator of ``kind`` is installed and
+    pinned to ``revision``: the program exports ``kustomizationPath`` only when it registered the operator's
+    component, ``operator`` its kind and ``revision`` the pinned commit. What the DR pipeline's operator step
+    reads to skip a second update after a provision that installed everything already."""
+    def value(key: str) -> Any:
+        v = outputs.get(key)
+        return getattr(v, "value", v)  # a StackOutput or a plain value
+
+    return (bool(revision) and value("revision") == revision and value("operator") == kind
+            and bool(value("kustomizationPath")))
+
+
+def ensure_local_controllers(repo: GitRepo | str | Path, name: str, reporter: Reporter) -> None:
+    """A local cluster's operator controllers run beside it (started if they are not): what a provision of
+    the whole stack does after its update, for a step that skips the update."""
+    reg = load_registry(open_repo(repo))
+    if reg.get(name).provider == "local" and operator_for(reg.settings).runs_locally:
+        _start_local_controllers(name, reporter)
 
 
 def _kept_pin(eng: Engine, name: str) -> str | None:

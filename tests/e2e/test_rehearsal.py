@@ -133,11 +133,20 @@ def test_a_drill_of_a_bootstrapped_cluster_passes_and_leaves_the_live_one_alone(
         assert out["revision"] == head and out["last_good"] == head
         assert 0 < out["recovery_s"] <= 600 and out["margin_s"] == pytest.approx(600 - out["recovery_s"], abs=0.01)
         assert set(out["phases"]) == {"provision", "operator", "sync", "gates"}
+        steps = {st["name"]: st for st in json.loads((reports / "report.json").read_text())["steps"]}
+        # one engine update brought up the scratch cluster and Flux pinned: the operator step, finding that in
+        # the stack's outputs, made no second one
+        assert "cluster and operator pinned to" in steps["provision"]["detail"], steps["provision"]
+        assert "no second update" in steps["operator"]["detail"], steps["operator"]
         proofs = {pr["name"]: pr for pr in out["proofs"]}
         assert proofs["signature"]["status"] == "not required"
         assert proofs["sops"]["status"] == "not required"
         assert proofs["operator"]["status"] == "passed" and "Flux fetched" in proofs["operator"]["detail"]
         assert out["removed"].startswith("removed in")
+        # the scratch cluster takes its Kubernetes objects along: the destroy deletes the cluster alone, not
+        # Flux's install set object by object first
+        assert 'deleting LocalCluster "dr-1-drill-control-plane"' in p.stderr, p.stderr[-3000:]
+        assert "deleting CustomResourceDefinition" not in p.stderr and "deleting Kustomization" not in p.stderr
         # the reports, for auditors, and the digest the note keeps
         assert hashlib.sha256((reports / "drill.json").read_bytes()).hexdigest() == out["report_sha256"]
         assert "✔ passed" in (reports / "drill.md").read_text()
@@ -252,12 +261,16 @@ def test_a_drill_interrupted_or_killed_half_way_leaves_nothing_after_the_next_wh
         return next((s["state"] for s in j["steps"] if s["name"] == name), None) if j else None
 
     with removed_at_end(dict(os.environ), lc, "dr-3-drill"):
-        # Ctrl-C (SIGINT to the run's process group, as a terminal sends it) inside the operator step: the
-        # scratch cluster and stack are removed before the process exits
+        # Ctrl-C (SIGINT to the run's process group, as a terminal sends it) inside the provision step's update,
+        # the scratch cluster made and Flux being installed: the scratch cluster and stack are removed before
+        # the process exits
+        def installing_flux() -> bool:
+            return step("provision") == "running" and lc.kubeconfig_path("dr-3-drill").is_file()
+
         with open(tmp_path / "run-0.log", "w") as log:
             run = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        wait_until(lambda: (step("operator") == "running" and "dr-3-drill" in lc.list()) or run.poll() is not None,
-                   "the operator step of the scratch cluster")
+        wait_until(lambda: installing_flux() or run.poll() is not None,
+                   "the scratch cluster made, its operator being installed")
         assert run.poll() is None, (tmp_path / "run-0.log").read_text()[-3000:]
         os.killpg(run.pid, signal.SIGINT)
         assert run.wait(300) == 130, (tmp_path / "run-0.log").read_text()[-3000:]
@@ -267,10 +280,10 @@ def test_a_drill_interrupted_or_killed_half_way_leaves_nothing_after_the_next_wh
         nothing_left(fleet_home, "dr-3-drill")
         assert not notes(repo, "dr-3")
 
-        # killed inside the engine's update of the operator step: a scratch cluster, its stack (locked) and
-        # Flux's endpoint exist
-        kill_at(cmd, fleet_home, "the scratch cluster's operator step inside the engine's update",
-                lambda: step("operator") == "running" and bool(stack_locks("dr-3-drill"))
+        # killed inside the engine's update that installs the operator (the provision step's: one update brings
+        # up the scratch cluster and Flux): a scratch cluster, its stack (locked) and Flux's endpoint exist
+        kill_at(cmd, fleet_home, "the scratch cluster's operator install inside the engine's update",
+                lambda: installing_flux() and bool(stack_locks("dr-3-drill"))
                 and (clusters / "dr-3-drill").is_dir(), log=tmp_path / "run-1.log")
         assert "dr-3-drill" in lc.list() and stack_locks("dr-3-drill")
         assert not notes(repo, "dr-3")  # a killed drill proves nothing and records nothing

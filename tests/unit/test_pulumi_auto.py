@@ -159,6 +159,13 @@ def test_transient_failures_are_told_from_the_others() -> None:
     assert not ConcurrentUpdate("locked").transient
 
 
+def test_a_metadata_file_read_while_another_update_wrote_it_is_read_again_other_failures_are_not() -> None:
+    torn = auto_errors.CommandError(CommandResult("", "error: EOF\n", 255))
+    assert pa._torn_read(torn)  # `pulumi stack ls` read an .attrs file another update was writing: asked again
+    assert not pa._torn_read(auto_errors.CommandError(CommandResult("", "error: failed to load plugin foo\n", 255)))
+    assert not pa._torn_read(RuntimeError("error: EOF"))  # not the CLI's failure
+
+
 def test_resources_are_named_by_type_and_name() -> None:
     urn = "urn:pulumi:c1::fleet::fleet:operator:Flux$pulumi-python:dynamic/fleet:Manifests::flux-sync"
     assert pp.describe(urn) == 'Manifests "flux-sync"'

@@ -379,7 +379,7 @@ class Engine:
         except StackNotFound:
             return False
         try:
-            return any(s.name.rsplit("/", 1)[-1] == stack for s in ws.list_stacks())
+            return any(s.name.rsplit("/", 1)[-1] == stack for s in self._list_stacks(ws))
         except auto_errors.CommandError as e:
             raise self._error(e, None, stack, "stack ls") from e
 
@@ -392,9 +392,19 @@ class Engine:
         except StackNotFound:
             return {}
         try:
-            return {s.name.rsplit("/", 1)[-1]: int(s.resource_count or 0) for s in ws.list_stacks()}
+            return {s.name.rsplit("/", 1)[-1]: int(s.resource_count or 0) for s in self._list_stacks(ws)}
         except auto_errors.CommandError as e:
             raise self._error(e, None, "*", "stack ls") from e
+
+    def _list_stacks(self, ws: auto.LocalWorkspace) -> list[auto.StackSummary]:
+        """``pulumi stack ls``. On a file backend it reads every stack's metadata file, and one that another
+        update of this machine is writing at that moment reads empty (``error: EOF``): asked again a moment
+        later, it reads whole. Parallel drills and rollouts create and update stacks side by side."""
+        for attempt in Retrying(retry=retry_if_exception(_torn_read), stop=stop_after_attempt(4),
+                                wait=wait_exponential(multiplier=0.25, max=2), reraise=True):
+            with attempt:
+                return list(ws.list_stacks())
+        raise AssertionError("unreachable")  # Retrying re-raises the last error
 
     def outputs(self, stack: str, *, project: str = PROJECT) -> dict[str, StackOutput]:
         s = self._stack(StackRequest(stack, _no_program, project=project), create=False)
@@ -417,6 +427,7 @@ class Engine:
     def forget(self, stack: str, types: Sequence[str], *, project: str = PROJECT) -> list[str]:
         """Drop every resource of the given types from the stack's state (what ``pulumi state delete``
         does), never touching what they made; references to them from the remaining resources go too.
+        A type ending in ``*`` names every type that begins with what precedes it (``kubernetes:*``).
         Returns the URNs dropped. A stack that does not exist has nothing to forget."""
         if not self.exists(stack, project=project):
             return []
@@ -424,7 +435,10 @@ class Engine:
         try:
             dep = s.export_stack()
             resources = list((dep.deployment or {}).get("resources") or [])
-            gone = {r["urn"] for r in resources if r.get("type") in types}
+            exact = {t for t in types if not t.endswith("*")}
+            prefixes = tuple(t[:-1] for t in types if t.endswith("*"))
+            gone = {r["urn"] for r in resources
+                    if r.get("type") in exact or (prefixes and str(r.get("type", "")).startswith(prefixes))}
             if not gone:
                 return []
             keep = []
@@ -684,6 +698,11 @@ def _scratch_backend_of_bucket(bucket: s3.Bucket) -> Path:
 
 def _changes(summary: Mapping[Any, Any] | None) -> dict[str, int]:
     return {str(getattr(k, "value", k)): int(v) for k, v in (summary or {}).items()}
+
+
+def _torn_read(e: BaseException) -> bool:
+    """A file backend's metadata file read while another process wrote it (``error: EOF``)."""
+    return isinstance(e, auto_errors.CommandError) and "error: EOF" in str(e)
 
 
 def _transient_text(text: str, *, resource: bool = False) -> bool:
