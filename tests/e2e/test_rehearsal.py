@@ -268,7 +268,10 @@ def test_a_drill_interrupted_or_killed_half_way_leaves_nothing_after_the_next_wh
             return step("provision") == "running" and lc.kubeconfig_path("dr-3-drill").is_file()
 
         with open(tmp_path / "run-0.log", "w") as log:
-            run = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            # SIGINT's default action, as a terminal's foreground job has it: a test session started in the
+            # background by a shell without job control inherits SIGINT ignored (POSIX), and so would the drill
+            run = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         wait_until(lambda: installing_flux() or run.poll() is not None,
                    "the scratch cluster made, its operator being installed")
         assert run.poll() is None, (tmp_path / "run-0.log").read_text()[-3000:]
