@@ -71,6 +71,16 @@ def holder_name() -> str:
     return f"{user}@{os.uname().nodename}"
 
 
+MAX_TTL_S = 600.0  # the longest TTL a lease read from the bucket is given, whatever it says
+
+
+def _ttl(value: object) -> float:
+    """A lease's TTL as its holder wrote it, kept within (0, MAX_TTL_S]: a lease that says it lives for ever
+    (or a NaN, or nothing sensible) would hold a cluster against every teammate; it gets the default."""
+    ttl = float(value)  # type: ignore[arg-type]  # ValueError/TypeError: not a lease
+    return ttl if 0 < ttl <= MAX_TTL_S else TTL_S
+
+
 class _Rollouts(str):
     """The name of the team's rollout lease and journal: a folder no cluster name (a plain ``str``) can reach."""
 
@@ -124,7 +134,7 @@ class Lease:
                 holder=text(d["holder"], 200), host=text(d.get("host", ""), 200), pid=int(d.get("pid", 0)),
                 pid_start=text(d.get("pid_start", ""), 32), run_id=text(d.get("run_id", ""), 64),
                 started=text(d.get("started", ""), 40), heartbeat=text(d.get("heartbeat", ""), 40),
-                ttl_s=float(d.get("ttl_s", TTL_S)), released=bool(d.get("released", False)),
+                ttl_s=_ttl(d.get("ttl_s", TTL_S)), released=bool(d.get("released", False)),
             )
         except (ValueError, KeyError, TypeError):
             return None

@@ -49,6 +49,18 @@ def test_a_hostile_lease_says_one_line_whatever_it_holds() -> None:
         assert "\n" not in Seen(lz, "etag", 1.0, True).describe()
 
 
+def test_a_lease_never_lives_longer_than_the_longest_ttl_whatever_it_says() -> None:
+    from fleet.adapters.leases import MAX_TTL_S
+
+    for said in (1e12, float("inf"), float("nan"), -5, 0):
+        raw = json.dumps({"cluster": "eu-1", "command": "c", "holder": "h", "ttl_s": said}).encode()
+        lz = Lease.parse(raw)
+        assert lz is not None and lz.ttl_s == TTL_S, said
+        assert not _live(lz, TTL_S + 1)  # expired after the default TTL, not after a year
+    lz = Lease.parse(json.dumps({"cluster": "eu-1", "command": "c", "holder": "h", "ttl_s": MAX_TTL_S}).encode())
+    assert lz is not None and lz.ttl_s == MAX_TTL_S
+
+
 def test_a_lease_is_live_until_its_ttl_passes_by_the_servers_clock() -> None:
     other_host = lease(host="not-this-host-" + os.uname().nodename)
     assert _live(other_host, 0.0) and _live(other_host, 44.9)
