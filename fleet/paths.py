@@ -227,6 +227,21 @@ def exclusive_flock(path: Path, busy: Callable[[], Exception]) -> Iterator[int]:
         os.close(fd)
 
 
+def flock_held(path: Path) -> bool:
+    """Whether a process holds :func:`exclusive_flock` on ``path`` right now, asked without taking it (a shared
+    lock is refused while an exclusive one is held) and without creating the file: reads only."""
+    try:
+        with path.open("rb") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(f, fcntl.LOCK_UN)
+            return False
+    except OSError:
+        return False
+
+
 def hmac_of(secret_name: str, message: str) -> str | None:
     """The HMAC-SHA256 (hex) of ``message`` under the private secret ``secret_name`` (:func:`private_secret`);
     None when there is none and none can be made (a FLEET_HOME that cannot be written, a dry run)."""

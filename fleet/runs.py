@@ -9,7 +9,6 @@ Reads only.
 
 from __future__ import annotations
 
-import fcntl
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 from fleet.adapters.leases import ROLLOUTS, LeaseStore, Seen, holder_name
 from fleet.adapters.pulumi_auto.settings import EngineSettings
 from fleet.adapters.s3 import Bucket, display_url, parse_url
-from fleet.paths import fleet_home
+from fleet.paths import fleet_home, flock_held
 
 __all__ = ["RunRow", "Runs", "list_runs"]
 
@@ -113,21 +112,6 @@ def _read(path: Path) -> dict[str, Any] | None:
     return d if isinstance(d, dict) else None
 
 
-def _held(lock: Path) -> bool:
-    """Whether a run holds this home's journal lock now (without taking it: a shared lock is refused while an
-    exclusive one is held)."""
-    try:
-        with lock.open("rb") as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            fcntl.flock(f, fcntl.LOCK_UN)
-            return False
-    except OSError:
-        return False
-
-
 def _local(home: Path, limit: int) -> Runs:
     running: list[RunRow] = []
     done: list[RunRow] = []
@@ -137,7 +121,7 @@ def _local(home: Path, limit: int) -> Runs:
         j = _read(d / "journal.json")
         if j is not None and j.get("state") == "running":
             row = _journal_row(j, me)
-            running.append(RunRow(**{**vars(row), "lease": "live" if _held(d / "lock") else "expired"}))
+            running.append(RunRow(**{**vars(row), "lease": "live" if flock_held(d / "lock") else "expired"}))
         for f in (d / "runs").glob("*.json"):
             r = _read(f)
             if r is not None and r.get("state") != "running":

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from fleet.paths import fleet_home
+from fleet.paths import fleet_home, flock_held
 from fleet.stepkit.journal import (
     Remote,
     StepRecord,
@@ -222,18 +222,7 @@ def load_rollout(rollout_id: str | None) -> RolloutJournal | None:
 def rollout_running() -> bool:
     """A rollout holds the lock right now (a journal that says "running" while none does was interrupted).
     Reads only: the lock file is opened for reading, never created."""
-    import fcntl
-
-    try:
-        with open(rollouts_dir() / "lock") as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            fcntl.flock(f, fcntl.LOCK_UN)
-            return False
-    except OSError:
-        return False
+    return flock_held(rollouts_dir() / "lock")
 
 
 @contextmanager
