@@ -422,5 +422,8 @@ def test_a_rollout_crashed_in_one_home_is_resumed_from_the_bucket_in_another(
     assert bob.touched("rr-1") == [] and [c[0] for c in bob.touched("rr-2")] == ["sync", "gates", "record"]
     assert store.load_journal(ROLLOUTS) is None  # nothing left to resume
     assert any(d.get("id") == rollout_id and d.get("state") == "succeeded" for d in store.journals(finished=True))
+    ended = [r for r in _team(store, "s3://test", 50).finished if r.run_id == rollout_id]
+    assert [(r.cluster, r.kind, r.state, r.command) for r in ended] == [
+        ("(rollout)", "rollout", "succeeded", "fleet rollout")]
     after = store.seen(ROLLOUTS)
     assert after is not None and after.lease.released
