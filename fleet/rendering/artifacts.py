@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from fleet.errors import FluxTreeError, InputError
-from fleet.rendering.fluxtree import Unsupported
+from fleet.rendering.fluxtree import Unsupported, merge_maps
 
 if TYPE_CHECKING:
     from fleet.adapters.git import GitRepo
@@ -326,16 +326,6 @@ class _Source:
 # ---- copy operations --------------------------------------------------------------------------------
 
 
-def _merge(base: dict[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in overlay.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _merge(out[k], v)
-        else:
-            out[k] = v
-    return out
-
-
 def _load_yaml(text: str, what: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     try:
@@ -344,7 +334,7 @@ def _load_yaml(text: str, what: str) -> dict[str, Any]:
                 continue
             if not isinstance(doc, dict):
                 raise FluxTreeError(f"{what}: cannot unmarshal YAML document: not a mapping")
-            out = _merge(out, doc)
+            out = merge_maps(out, doc)
     except yaml.YAMLError as e:
         raise FluxTreeError(f"{what}: error reading YAML document: {' '.join(str(e).split())[:200]}") from None
     return out
@@ -372,7 +362,7 @@ class _Copier:
         self.out.origins.add(path)
         old = self.out.files.get(dest)
         if merge and old is not None:
-            merged = _merge(_load_yaml(self._text(old), dest), _load_yaml(self._text(oid), path))
+            merged = merge_maps(_load_yaml(self._text(old), dest), _load_yaml(self._text(oid), path))
             self.out.files[dest] = yaml.safe_dump(merged, sort_keys=True, default_flow_style=False,
                                                   allow_unicode=True, width=1 << 20).encode()
             return

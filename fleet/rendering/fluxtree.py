@@ -61,6 +61,7 @@ __all__ = [
     "expand",
     "flux_kustomization",
     "is_fleet_source",
+    "merge_maps",
     "normalize_url",
     "operator_keys",
     "operator_name",
@@ -858,6 +859,18 @@ def _values(st: _State, p: _Pending, final: bool) -> dict[str, str] | _Wait | No
     if not values and post.get("substituteStrategy") != "Always":
         return None  # Flux substitutes only when there is a variable (or the strategy says Always)
     return values
+
+
+def merge_maps(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """Flux's MergeMaps: mappings merged key by key, anything else taken from ``over``: helm-controller's values
+    (fleet.rendering.helm) and source-watcher's YAML merge of copied files (fleet.rendering.artifacts)."""
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merge_maps(out[k], v)
+        else:
+            out[k] = v
+    return out
 
 
 def tree_lines(exp: Expansion) -> list[str]:

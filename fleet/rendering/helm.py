@@ -62,7 +62,7 @@ import yaml
 from fleet.adapters import fluxbuild, net
 from fleet.errors import BuildLimit, ChartUnreachable, FleetError, HelmError, RenderError
 from fleet.paths import fleet_home, read_sealed, write_private, write_sealed, writes_allowed
-from fleet.rendering.fluxtree import SourceRef, is_fleet_source
+from fleet.rendering.fluxtree import SourceRef, is_fleet_source, merge_maps
 
 if TYPE_CHECKING:
     from fleet.adapters.git import GitRepo
@@ -469,7 +469,7 @@ class _Expander:
                 data = {}
             if not isinstance(data, dict):
                 raise HelmError(f"{where}: {key}.valuesFiles: {rel} is not a mapping of values")
-            out = _merge(out, data)
+            out = merge_maps(out, data)
         try:
             return dict(_plain(out))
         except HelmError as e:
@@ -654,13 +654,13 @@ class _Expander:
                 data = {}
             if not isinstance(data, dict):
                 raise HelmError(f'{where}: {key}: {kind} {ns}/{name} key "{vkey}" is not a mapping of values')
-            out = _merge(out, data)
+            out = merge_maps(out, data)
         inline = spec.get("values")
         if inline is not None and not isinstance(inline, dict):
             raise HelmError(f"{where}: spec.values must be a mapping")
         # as Helm reads values (YAML through JSON): a date or a non-string key becomes a string
         try:
-            return _plain(_merge(out, inline or {})), secret
+            return _plain(merge_maps(out, inline or {})), secret
         except HelmError as e:
             raise HelmError(f"{where}: {e.message}") from None
 
@@ -889,17 +889,6 @@ def sops_encrypted(obj: Mapping[str, Any]) -> bool:
     from fleet import sops
 
     return sops.is_encrypted(obj)
-
-
-def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    """helm-controller's MergeMaps: mappings merged key by key, anything else from ``over``."""
-    out = dict(base)
-    for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _merge(out[k], v)
-        else:
-            out[k] = v
-    return out
 
 
 def _set_path(values: dict[str, Any], path: str, value: str, where: str, key: str) -> None:

@@ -8,7 +8,8 @@ import pytest
 from fleet.errors import HelmError
 from fleet.registry.model import FleetSettings
 from fleet.rendering import helm
-from fleet.rendering.helm import _crds, _merge, _set_path, release_name, resolve_version
+from fleet.rendering.fluxtree import merge_maps as _merge
+from fleet.rendering.helm import _crds, _set_path, release_name, resolve_version
 
 
 def _hr(spec: dict[str, object], name: str = "web", namespace: str = "apps") -> dict[str, object]:
