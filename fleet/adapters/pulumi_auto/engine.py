@@ -647,10 +647,9 @@ def _no_program() -> None:
 _copying = threading.Lock()
 
 
-def _scratch_backend(real: Path) -> Path:
-    """A dry run's copy of the file backend ``real`` in its scratch directory (:func:`fleet.paths.scratch_dir`),
-    made once per dry run: ``meta.yaml`` and every stack's checkpoint, not the history, backups or locks.
-    Missing (nothing provisioned yet), the copy is an empty backend, where a preview of a new stack runs."""
+def _scratch_copy(fill: Callable[[Path], None]) -> Path:
+    """A dry run's copy of the Pulumi backend in its scratch directory (:func:`fleet.paths.scratch_dir`), made
+    once per dry run: ``fill(made)`` writes it under ``made/.pulumi``, and it appears whole (a rename) or not."""
     copy = scratch_dir() / "pulumi-backend"
     with _copying:
         if copy.is_dir():
@@ -658,28 +657,34 @@ def _scratch_backend(real: Path) -> Path:
         made = copy.with_name(copy.name + ".new")
         shutil.rmtree(made, ignore_errors=True)
         (made / ".pulumi").mkdir(parents=True, mode=0o700)
-        src = real / ".pulumi"
-        for name in ("meta.yaml", "meta.yaml.attrs"):
-            if (src / name).is_file():
-                shutil.copy2(src / name, made / ".pulumi" / name)
-        if (src / "stacks").is_dir():
-            shutil.copytree(src / "stacks", made / ".pulumi" / "stacks",
-                            ignore=shutil.ignore_patterns("*.bak", "*.bak.attrs", "*.tmp"))
+        fill(made / ".pulumi")
         made.rename(copy)
     return copy
 
 
+def _scratch_backend(real: Path) -> Path:
+    """A dry run's copy of the file backend ``real``: ``meta.yaml`` and every stack's checkpoint, not the
+    history, backups or locks. Missing (nothing provisioned yet), the copy is an empty backend, where a
+    preview of a new stack runs."""
+
+    def fill(dest: Path) -> None:
+        src = real / ".pulumi"
+        for name in ("meta.yaml", "meta.yaml.attrs"):
+            if (src / name).is_file():
+                shutil.copy2(src / name, dest / name)
+        if (src / "stacks").is_dir():
+            shutil.copytree(src / "stacks", dest / "stacks",
+                            ignore=shutil.ignore_patterns("*.bak", "*.bak.attrs", "*.tmp"))
+
+    return _scratch_copy(fill)
+
+
 def _scratch_backend_of_bucket(bucket: s3.Bucket) -> Path:
-    """A dry run's copy of an S3 backend as a file backend in its scratch directory, made once per dry run
-    from what :func:`_scratch_backend` copies of a directory (``meta.yaml`` and every stack's checkpoint;
-    not the history, backups or locks): the bucket is only listed and read."""
-    copy = scratch_dir() / "pulumi-backend"
-    with _copying:
-        if copy.is_dir():
-            return copy
-        made = copy.with_name(copy.name + ".new")
-        shutil.rmtree(made, ignore_errors=True)
-        (made / ".pulumi").mkdir(parents=True, mode=0o700)
+    """A dry run's copy of an S3 backend as a file backend, of what :func:`_scratch_backend` copies of a
+    directory (``meta.yaml`` and every stack's checkpoint; not the history, backups or locks): the bucket is
+    only listed and read."""
+
+    def fill(dest: Path) -> None:
         for key in bucket.keys(".pulumi/"):
             rel = key.removeprefix(".pulumi/")
             if not (rel in ("meta.yaml", "meta.yaml.attrs") or rel.startswith("stacks/")):
@@ -689,11 +694,11 @@ def _scratch_backend_of_bucket(bucket: s3.Bucket) -> Path:
             data = bucket.get(key)
             if data is None:  # removed since it was listed
                 continue
-            dest = made / ".pulumi" / rel
-            dest.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            write_private(dest, data)
-        made.rename(copy)
-    return copy
+            target = dest / rel
+            target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            write_private(target, data)
+
+    return _scratch_copy(fill)
 
 
 def _changes(summary: Mapping[Any, Any] | None) -> dict[str, int]:
