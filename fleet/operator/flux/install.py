@@ -236,39 +236,31 @@ def _metadata(cfg: StackConfig) -> dict[str, Any]:
     return meta
 
 
-def git_auth_secret(auth: dict[str, str]) -> dict[str, Any]:
+def _secret(name: str, data: dict[str, bytes]) -> dict[str, Any]:
+    """A Secret of fleet's in ``flux-system``; ``data``, not stringData: server-side apply tracks data's fields."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "type": "Opaque",
-        "metadata": {"name": AUTH_SECRET, "namespace": NAMESPACE, "labels": dict(_LABELS)},
-        # data, not stringData: server-side apply tracks data's fields
-        "data": {k: base64.b64encode(v.encode()).decode() for k, v in sorted(auth.items())},
+        "metadata": {"name": name, "namespace": NAMESPACE, "labels": dict(_LABELS)},
+        "data": {k: base64.b64encode(v).decode() for k, v in sorted(data.items())},
     }
+
+
+def git_auth_secret(auth: dict[str, str]) -> dict[str, Any]:
+    return _secret(AUTH_SECRET, {k: v.encode() for k, v in auth.items()})
 
 
 def sops_age_secret(identity: str) -> dict[str, Any]:
     """``flux-system/sops-age``: the age identity under ``age.agekey``, where Flux's kustomize-controller
     reads it (``spec.decryption.secretRef``)."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "type": "Opaque",
-        "metadata": {"name": SOPS_SECRET, "namespace": NAMESPACE, "labels": dict(_LABELS)},
-        "data": {SOPS_SECRET_KEY: base64.b64encode(identity.strip().encode() + b"\n").decode()},
-    }
+    return _secret(SOPS_SECRET, {SOPS_SECRET_KEY: identity.strip().encode() + b"\n"})
 
 
 def verify_keys_secret(keys: dict[str, str]) -> dict[str, Any]:
     """``flux-system/fleet-verify-keys``: the public keys source-controller verifies commits with, OpenPGP
     under ``*.asc`` and SSH (authorized_keys lines) under ``*.sshpub`` (:func:`fleet.verify.flux_keys`)."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "type": "Opaque",
-        "metadata": {"name": VERIFY_SECRET, "namespace": NAMESPACE, "labels": dict(_LABELS)},
-        "data": {k: base64.b64encode(v.encode()).decode() for k, v in sorted(keys.items())},
-    }
+    return _secret(VERIFY_SECRET, {k: v.encode() for k, v in keys.items()})
 
 
 def _cluster_labels(cfg: StackConfig) -> dict[str, str]:
