@@ -88,15 +88,12 @@ def _run_id(d: dict[str, Any]) -> str:
 
 
 def _journal_row(d: dict[str, Any], holder: str) -> RunRow:
-    if _rollout(d):
-        selector = str(d.get("selector", ""))
-        return RunRow(cluster=str(ROLLOUTS), kind="rollout", run_id=_run_id(d), state=str(d.get("state", "")),
-                      holder=holder, command="fleet rollout" + (f" -l {selector}" if selector else ""),
-                      started=str(d.get("started", "")), last_heartbeat="", heartbeat_age_s=None, lease="",
-                      ended=d.get("ended") if isinstance(d.get("ended"), str) else None)
-    return RunRow(cluster=str(d.get("cluster", "")), kind="bootstrap", run_id=str(d.get("run_id", "")),
-                  state=str(d.get("state", "")), holder=holder, command=f"fleet bootstrap {d.get('cluster', '')}",
-                  started=str(d.get("started", "")), last_heartbeat="", heartbeat_age_s=None, lease="",
+    selector = str(d.get("selector", ""))
+    kind, command = (("rollout", "fleet rollout" + (f" -l {selector}" if selector else "")) if _rollout(d)
+                     else ("bootstrap", f"fleet bootstrap {d.get('cluster', '')}"))
+    return RunRow(cluster=_cluster(d) if _rollout(d) else str(d.get("cluster", "")), kind=kind, run_id=_run_id(d),
+                  state=str(d.get("state", "")), holder=holder, command=command, started=str(d.get("started", "")),
+                  last_heartbeat="", heartbeat_age_s=None, lease="",
                   ended=d.get("ended") if isinstance(d.get("ended"), str) else None)
 
 
