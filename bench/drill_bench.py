@@ -1,5 +1,6 @@
 """One DR rehearsal (`fleet drill`) of a cluster whose overlay has 300 objects, end to end, beside its
-floor, the bare local cluster's own creation, in one run: the recovery time, each phase's share
+floor, the bare local cluster's own creation (and the same bare cluster made through the Pulumi engine, the
+floor of any recovery through Pulumi), in one run: the recovery time, each phase's share
 (provision, operator, sync, gates), the scratch cluster's removal, and fleet's own overhead (the recovery
 time not spent waiting on the Pulumi engine or the API server, measured as in bootstrap_bench).
 
@@ -68,7 +69,23 @@ def run(objects: int) -> dict[str, Any]:
         lc.delete("bench-floor")
         return took
 
+    from clusters import program as cluster_program
+    from fleet.provision import destroy, provision
+
+    add_cluster(repo, ClusterSpec(name="bench-engine-floor", environment="big"))
+
+    def engine_cluster() -> float:
+        """The floor of any recovery through Pulumi: the same bare cluster made by the Pulumi engine (a new
+        stack, the cluster alone, no operator), then destroyed."""
+        t0 = time.monotonic()
+        provision(repo, "bench-engine-floor", program=cluster_program, reporter=SilentReporter(),
+                  phase="cluster", engine=engine)
+        took = time.monotonic() - t0
+        destroy("bench-engine-floor", program=cluster_program, reporter=SilentReporter(), engine=engine)
+        return took
+
     floors = [bare_cluster()]  # once before the drill and once after it: the load moves in between
+    engine_floors = [engine_cluster()]
 
     iv = Intervals()
     # every run of the pulumi CLI (updates, and the stack ls/select/output/export around them) is a wait on
@@ -88,7 +105,9 @@ def run(objects: int) -> dict[str, Any]:
         u()
     assert res.result == "passed" and res.recovery is not None, res.failure
     floors.append(bare_cluster())
+    engine_floors.append(engine_cluster())
     floor = sum(floors) / len(floors)
+    engine_floor = sum(engine_floors) / len(engine_floors)
     rebuild_s = res.recovery_s or 0.0
     waiting = iv.union(t0, t1)
     return {
@@ -97,6 +116,9 @@ def run(objects: int) -> dict[str, Any]:
         "floor_each_s": [round(f, 2) for f in floors],
         "recovery_s": round(rebuild_s, 2),
         "recovery_over_floor": round(rebuild_s / floor, 2),
+        "floor_engine_cluster_s": round(engine_floor, 2),
+        "floor_engine_each_s": [round(f, 2) for f in engine_floors],
+        "recovery_over_engine_floor": round(rebuild_s / engine_floor, 2),
         "phases_s": {k: round(v, 2) for k, v in res.phases.items()},
         "phase_share": res.phase_share,
         "drill_wall_s": round(t1 - t0, 2),  # clean-up check, proofs, rebuild, removal, report, note
@@ -211,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"recovery {r['recovery_s']:.2f} s; the bare cluster's creation {r['floor_cluster_create_s']:.2f} s "
           f"(mean of {r['floor_each_s']}, before and after): "
           f"{r['recovery_over_floor']:.2f}x (goal {r['goal_ratio']}x)")
+    print(f"the same bare cluster through the Pulumi engine (a new stack, no operator) "
+          f"{r['floor_engine_cluster_s']:.2f} s (mean of {r['floor_engine_each_s']}): "
+          f"recovery {r['recovery_over_engine_floor']:.2f}x")
     print(f"the whole drill {r['drill_wall_s']:.2f} s (scratch {r['removal']})")
     print(f"waiting on the engine {r['engine_s']:.2f} s, on kwokctl delete {r['local_delete_s']:.2f} s, "
           f"on the API server {r['api_s']:.2f} s, on Flux's controllers starting {r['controllers_s']:.2f} s; "

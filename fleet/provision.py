@@ -14,8 +14,10 @@ given: the composition root resolves it once; nothing here reads the environment
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -316,14 +318,19 @@ def _provision(
     if local_operator and not preview:
         cfg = stack_config(repo, name, pin_revision=pin_revision, serve=True,  # the git endpoint, if needed
                            kept_pin=kept)
+    early = _EarlyControllers(name, operator.installed_by, reporter) \
+        if phase == "all" and local_operator and not preview and operator.installed_by else None
     try:
         op = eng.up(
-            StackRequest(cfg.stack, program, {**cfg.values(), "phase": program_phase}, secrets),
+            StackRequest(cfg.stack, program, {**cfg.values(), "phase": program_phase}, secrets,
+                         on_resource=early.seen if early is not None else None),
             preview=preview,
             refresh=refresh,
             targets=CLUSTER_TARGETS if phase == "cluster" else None,
         )
     except BaseException:
+        if early is not None:
+            early.join()
         if local_operator and not preview:
             _forget_operator_without_cluster(name)
         raise
@@ -333,7 +340,9 @@ def _provision(
         if kc is not None and isinstance(kc.value, str) and kc.value:
             kubeconfig_path = _write_kubeconfig(name, kc.value)
         if phase == "all" and local_operator:
-            _start_local_controllers(name, reporter)
+            if early is not None:
+                early.join()
+            _start_local_controllers(name, reporter)  # nothing to do if they started early; else the error
     result = ProvisionResult(
         cluster=name,
         stack=cfg.stack,
@@ -401,6 +410,36 @@ def _forget_operator_without_cluster(name: str) -> None:
     lc = LocalClusters()
     if not lc.exists(name):
         lc.operator.remove(name)
+
+
+class _EarlyControllers:
+    """Starts a local cluster's operator controllers, in a thread of their own, as soon as the update made the
+    resource that installs their CRDs (``installed_by``), while the engine goes on with the operator's
+    objects and its checkpoint: the controllers are ready, and fetch the pinned commit, seconds before the
+    update ends. A start that fails here is tried again after the update, which reports its error."""
+
+    def __init__(self, name: str, installed_by: str, reporter: Reporter) -> None:
+        self.name, self.installed_by, self.reporter = name, installed_by, reporter
+        self.thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def seen(self, resource_type: str) -> None:
+        if resource_type != self.installed_by:
+            return
+        with self._lock:
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._start, name=f"controllers-{self.name}", daemon=True)
+                self.thread.start()
+
+    def _start(self) -> None:
+        with contextlib.suppress(Exception):  # tried again, and reported, after the update
+            _start_local_controllers(self.name, self.reporter)
+
+    def join(self) -> None:
+        with self._lock:
+            thread = self.thread
+        if thread is not None:
+            thread.join()
 
 
 def _start_local_controllers(name: str, reporter: Reporter) -> None:

@@ -40,7 +40,7 @@ class OperatorGates(Protocol):
 
     def runs(self, kube: Kube) -> tuple[bool, str]: ...
 
-    def gate(self, revision: str, *, recheck_is_ready: bool = False) -> Gate: ...
+    def gate(self, revision: str, *, recheck_is_ready: bool = False, fleet_judges: bool = False) -> Gate: ...
 
     def queries(self) -> list[Query]: ...
 
@@ -195,6 +195,7 @@ def _gates(objects: Iterable[Mapping[str, Any]], revision: str, cfg: GateConfig,
     refs: list[ObjectRef] = []
     skipped: list[GateResult] = []
     seen: set[Key] = set()
+    objects = list(objects)  # read twice: for the workload gates and what the operator gate may leave to them
     for obj in objects:
         ref = ObjectRef.of(obj)
         if (ref.group, ref.kind) in h.workload_kinds and ref.key not in seen:
@@ -210,7 +211,8 @@ def _gates(objects: Iterable[Mapping[str, Any]], revision: str, cfg: GateConfig,
     else:
         operator, why = (True, "required") if cfg.operator_gate == "on" else op.runs(kube)
         if operator:
-            gates.append(op.gate(revision, recheck_is_ready=cfg.recheck_is_ready))
+            gates.append(op.gate(revision, recheck_is_ready=cfg.recheck_is_ready,
+                                 fleet_judges=h.fleet_judges_all(objects)))
         else:
             skipped.append(GateResult("operator", label, "skipped", why))
             reporter.warn(f"operator gate skipped: {why}")

@@ -6,11 +6,11 @@ without a change: a failed Job, a Deployment past its progress deadline).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Health", "condition", "condition_lines", "health_of", "workload_kinds"]
+__all__ = ["Health", "condition", "condition_lines", "fleet_judges_all", "health_of", "workload_kinds"]
 
 Obj = Mapping[str, Any]
 
@@ -34,6 +34,35 @@ workload_kinds = frozenset({
     ("apps", "Deployment"), ("apps", "StatefulSet"), ("apps", "DaemonSet"), ("batch", "Job"),
     ("apiextensions.k8s.io", "CustomResourceDefinition"),
 })
+
+
+# (group, kind) that kstatus (the status rules of Flux's health checks, fluxcd/cli-utils pkg/kstatus) calls
+# Current as soon as they exist: no status to wait for (ConfigMap, Secret and CronJob are "alwaysReady" there,
+# a Service is Current once it has a cluster IP, which the API server gives it on creation; the others have
+# no status conditions, so kstatus's generic rules find nothing in progress).
+current_on_creation = frozenset({
+    ("", "ConfigMap"), ("", "Secret"), ("", "ServiceAccount"), ("", "Namespace"), ("", "Service"),
+    ("", "ResourceQuota"), ("", "LimitRange"),
+    ("rbac.authorization.k8s.io", "Role"), ("rbac.authorization.k8s.io", "RoleBinding"),
+    ("rbac.authorization.k8s.io", "ClusterRole"), ("rbac.authorization.k8s.io", "ClusterRoleBinding"),
+    ("networking.k8s.io", "NetworkPolicy"), ("networking.k8s.io", "Ingress"),
+    ("networking.k8s.io", "IngressClass"), ("scheduling.k8s.io", "PriorityClass"),
+    ("storage.k8s.io", "StorageClass"), ("batch", "CronJob"),
+})
+
+
+def fleet_judges_all(objects: Iterable[Obj]) -> bool:
+    """Whether fleet's own gates judge the health of every one of ``objects`` as the operator's health
+    checks would: each is a workload kind fleet gates (:data:`workload_kinds`) or a kind kstatus calls
+    Current on creation. Any other kind (a PersistentVolumeClaim, a Pod, a custom resource, a nested Flux
+    Kustomization or HelmRelease) leaves the verdict to the operator."""
+    for obj in objects:
+        api = str(obj.get("apiVersion") or "")
+        group = api.rsplit("/", 1)[0] if "/" in api else ""
+        key = (group, str(obj.get("kind") or ""))
+        if key not in workload_kinds and key not in current_on_creation:
+            return False
+    return True
 
 
 def condition(obj: Obj, ctype: str) -> Mapping[str, Any] | None:

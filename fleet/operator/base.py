@@ -79,6 +79,9 @@ class Operator(Protocol):
     needs_repo_url: bool  # it clones the fleet repo: the stack needs a URL it can reach
     takes_age_key: bool  # it decrypts SOPS secrets itself: the age identity goes to the cluster
     runs_locally: bool  # on a local cluster its controllers run as processes beside the control plane
+    # The Pulumi type whose resource, once made by an update, means the controllers' CRDs exist on the cluster:
+    # a local cluster's controllers start then, while the update goes on ("": after the update)
+    installed_by: str
 
     def check_config(self, cfg: StackConfig) -> None: ...
 
@@ -107,7 +110,7 @@ class Operator(Protocol):
     def wait_applied(self, target: KubeTarget, revision: str, *, timeout: float, reporter: Reporter,
                      kube: Kube | None = None) -> str: ...
 
-    def gate(self, revision: str, *, recheck_is_ready: bool = False) -> Gate: ...
+    def gate(self, revision: str, *, recheck_is_ready: bool = False, fleet_judges: bool = False) -> Gate: ...
 
     def queries(self) -> list[Query]: ...
 

@@ -26,6 +26,7 @@ class NoOperator:
     needs_repo_url = False
     takes_age_key = False
     runs_locally = False
+    installed_by = ""
 
     def check_config(self, cfg: StackConfig) -> None:
         return None
@@ -67,7 +68,7 @@ class NoOperator:
                      kube: Kube | None = None) -> str:
         raise FleetError('the fleet has no operator (operator.kind "none") to wait for')
 
-    def gate(self, revision: str, *, recheck_is_ready: bool = False) -> Gate:
+    def gate(self, revision: str, *, recheck_is_ready: bool = False, fleet_judges: bool = False) -> Gate:
         raise FleetError('the fleet has no operator (operator.kind "none"): no operator gate')
 
     def queries(self) -> list[Query]:

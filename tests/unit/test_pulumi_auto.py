@@ -194,3 +194,23 @@ def test_repair_removes_only_the_unreadable_metadata_files_of_the_project(tmp_pa
     assert sorted(p.name for p in removed) == ["b.json.attrs", "c.json.bak.attrs", "x.json.attrs"]
     assert good.exists() and state.exists() and (other / "d.json.attrs").exists()
     assert locks.repair(tmp_path, "fleet") == [] and locks.repair(None, "fleet") == []
+
+
+def test_each_finished_resource_is_told_by_type_and_a_listener_that_raises_does_not_fail_the_update() -> None:
+    from pulumi.automation.events import EngineEvent, OpType, ResOutputsEvent, StepEventMetadata
+
+    def finished(type_: str, op: OpType = OpType.CREATE) -> EngineEvent:
+        md = StepEventMetadata(op=op, urn=f"urn:pulumi:s::fleet::{type_}::x", type=type_, provider="")
+        return EngineEvent(sequence=1, timestamp=0, res_outputs_event=ResOutputsEvent(metadata=md))
+
+    seen: list[str] = []
+    progress = pp.Progress(SilentReporter(), preview=False, on_resource=seen.append)
+    progress(finished("kubernetes:yaml/v2:ConfigGroup"))
+    progress(finished("fleet:local:Cluster", OpType.SAME))
+    assert seen == ["kubernetes:yaml/v2:ConfigGroup", "fleet:local:Cluster"]
+
+    def boom(_: str) -> None:
+        raise RuntimeError("listener failed")
+
+    pp.Progress(SilentReporter(), preview=False, on_resource=boom)(finished("x:y:Z"))  # no exception
+    pp.Progress(SilentReporter(), preview=True, on_resource=boom)(finished("x:y:Z"))  # previews make nothing

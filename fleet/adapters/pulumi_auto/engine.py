@@ -95,6 +95,11 @@ class StackRequest:
     config: Mapping[str, str] = field(default_factory=dict)  # keys without the "fleet:" namespace
     secrets: Mapping[str, str] = field(default_factory=dict)
     project: str = PROJECT
+    # Called, from the engine's event thread, with the Pulumi type of each resource whose operation (create,
+    # update, same...) finished during an update: what lets a caller start work that needs only part of the
+    # stack (a local cluster's controllers once the operator's CRDs exist) before the whole update ends.
+    # It must return at once; an exception in it is ignored.
+    on_resource: Callable[[str], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -536,7 +541,7 @@ class Engine:
                 stack = self._stack(wrapped, create=create)
                 if op in ("up", "preview"):
                     self._set_config(stack, req)
-                progress = Progress(self.reporter, preview=op == "preview")
+                progress = Progress(self.reporter, preview=op == "preview", on_resource=req.on_resource)
                 try:
                     changes, outs = run(stack, progress)
                 except auto_errors.CommandError as e:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pulumi.automation import errors as auto_errors
@@ -58,9 +59,10 @@ def _clean(msg: str) -> str:
 class Progress:
     """on_event callback: one reporter line per resource operation; keeps the error diagnostics."""
 
-    def __init__(self, reporter: Reporter, preview: bool) -> None:
+    def __init__(self, reporter: Reporter, preview: bool, on_resource: Callable[[str], None] | None = None) -> None:
         self.reporter = reporter
         self.preview = preview
+        self.on_resource = on_resource
         self.errors: list[str] = []
         self.failed: list[str] = []  # URNs of the resources whose operation failed (ResourceOperationFailedEvent)
         self.diagnostics: list[tuple[str, str]] = []  # (URN, message) of every error diagnostic naming a resource
@@ -83,6 +85,8 @@ class Progress:
             md = ev.res_outputs_event.metadata
             if not _quiet(md.op, md.type, md.provider):
                 r.ok(f"{_VERB[md.op][1]} {describe(md.urn)}")
+            if self.on_resource is not None:
+                self.on_resource(md.type)
         elif ev.res_op_failed_event is not None:
             md = ev.res_op_failed_event.metadata
             with self._lock:

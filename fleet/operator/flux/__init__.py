@@ -41,6 +41,7 @@ class FluxOperator:
     needs_repo_url = True
     takes_age_key = True
     runs_locally = True
+    installed_by = "kubernetes:yaml/v2:ConfigGroup"  # clusters/operator.py: Flux's install set, CRDs first
 
     # -- what to install ----------------------------------------------------------------------------
     def check_config(self, cfg: StackConfig) -> None:
@@ -100,8 +101,9 @@ class FluxOperator:
         return f"Flux fetched {revision[:12]} at {s.fetched_at or '?'} and applied it at {when or '?'}"
 
     # -- its gate -------------------------------------------------------------------------------------
-    def gate(self, revision: str, *, recheck_is_ready: bool = False) -> Gate:
-        return gate.operator_gate(revision, self.namespace, recheck_is_ready=recheck_is_ready)
+    def gate(self, revision: str, *, recheck_is_ready: bool = False, fleet_judges: bool = False) -> Gate:
+        return gate.operator_gate(revision, self.namespace, recheck_is_ready=recheck_is_ready,
+                                  fleet_judges=fleet_judges)
 
     def queries(self) -> list[Query]:
         return [Query(gate.FLUX_API, "Kustomization", self.namespace),

@@ -37,17 +37,37 @@ def _rechecking(k: Mapping[str, Any], revision: str) -> bool:
             and revision in applied and applied == attempted)
 
 
-def operator_gate(revision: str, namespace: str, *, recheck_is_ready: bool = False) -> Gate:
+def _checking_health(k: Mapping[str, Any], revision: str) -> bool:
+    """Flux applied ``revision`` (every object of it, or it would have said the apply failed) and is running
+    its health checks of them: the Healthy condition it sets before it starts to poll them."""
+    healthy = h.condition(k, "Healthy") or {}
+    attempted = str((k.get("status") or {}).get("lastAttemptedRevision") or "")
+    return (healthy.get("status") == "Unknown" and healthy.get("reason") == "Progressing"
+            and revision in str(healthy.get("message") or "") and revision in attempted)
+
+
+def operator_gate(revision: str, namespace: str, *, recheck_is_ready: bool = False,
+                  fleet_judges: bool = False) -> Gate:
+    """Every Flux Kustomization of ``namespace`` Ready at ``revision``. With ``fleet_judges`` (fleet's own gates
+    judge the health of every object of the revision as Flux's health checks would:
+    :func:`fleet.live.health.fleet_judges_all`), a Kustomization of the fleet repo that applied the revision
+    and is still running its health checks passes too: kustomize-controller polls the objects' health every
+    5 s (not configurable), so its Ready comes up to 5 s after the objects are healthy, and the gates, which
+    pass only when every gate passes in one and the same look, find that out themselves."""
     def evaluate(s: Snapshot) -> h.Health:
         ks = [o for k, o in s.items() if k[0] == "kustomize.toolkit.fluxcd.io" and k[1] == "Kustomization"
               and k[2] == namespace]
         if not ks:
             return h.Health(h.WAITING, f"no Flux Kustomization in {namespace}")
+        checking: list[str] = []
         for k in ks:
             name = k["metadata"]["name"]
             ready = h.condition(k, "Ready")
             applied = str((k.get("status") or {}).get("lastAppliedRevision") or "")
             if recheck_is_ready and _rechecking(k, revision):
+                continue
+            if fleet_judges and _from_fleet_repo(k) and _checking_health(k, revision):
+                checking.append(name)
                 continue
             if not ready or ready.get("status") != "True":
                 msg = (ready or {}).get("message", "no Ready condition yet")
@@ -55,11 +75,12 @@ def operator_gate(revision: str, namespace: str, *, recheck_is_ready: bool = Fal
             if revision not in applied and _from_fleet_repo(k):  # another source has its own revisions
                 return h.Health(h.WAITING, f"Kustomization {name} applied {applied or 'nothing'}, "
                                            f"expected {revision[:12]}")
+        if checking:
+            return h.Health(h.OK, f"{len(ks)} Kustomizations at {revision[:12]}: {', '.join(checking)} applied it, "
+                                  "Flux's health checks of its objects still running (fleet's gates judge them)")
         return h.Health(h.OK, f"{len(ks)} Kustomizations ready at {revision[:12]}")
 
     return Gate("operator", f"Kustomization/{namespace}/*", evaluate)
-
-
 
 
 def _source_errors(s: Snapshot, namespace: str) -> str:

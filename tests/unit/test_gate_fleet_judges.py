@@ -1,0 +1,84 @@
+"""The operator gate may leave Flux's health checks to fleet's own gates, only when those judge every object
+of the revision as kstatus would (fleet.live.health.fleet_judges_all), and only for a Kustomization of the
+fleet repo that applied the revision and is running its health checks of it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from fleet.live import health as h
+from fleet.operator.flux.gate import operator_gate
+
+REV, OLD = "c" * 40, "d" * 40
+KEY = ("kustomize.toolkit.fluxcd.io", "Kustomization", "flux-system")
+
+
+def _obj(api: str, kind: str, **extra: Any) -> dict[str, Any]:
+    return {"apiVersion": api, "kind": kind, "metadata": {"name": "x", "namespace": "apps"}, **extra}
+
+
+@pytest.mark.parametrize("objects,judged", [
+    ([], True),
+    ([_obj("apps/v1", "Deployment"), _obj("v1", "ConfigMap"), _obj("v1", "Service"), _obj("v1", "Secret"),
+      _obj("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"), _obj("v1", "Namespace"),
+      _obj("networking.k8s.io/v1", "NetworkPolicy"), _obj("batch/v1", "CronJob"), _obj("batch/v1", "Job"),
+      _obj("apiextensions.k8s.io/v1", "CustomResourceDefinition"), _obj("apps/v1", "StatefulSet")], True),
+    ([_obj("apps/v1", "Deployment"), _obj("v1", "PersistentVolumeClaim")], False),  # Bound is kstatus's
+    ([_obj("v1", "Pod")], False),
+    ([_obj("policy/v1", "PodDisruptionBudget")], False),
+    ([_obj("helm.toolkit.fluxcd.io/v2", "HelmRelease")], False),
+    ([_obj("kustomize.toolkit.fluxcd.io/v1", "Kustomization")], False),  # a nested one: its own Ready
+    ([_obj("example.com/v1", "Widget")], False),  # a custom resource's conditions: not fleet's to judge
+    ([_obj("v2/v1", "ConfigMap")], False),  # a ConfigMap of another group is not the core one
+    ([{"kind": "ConfigMap"}], True),  # no apiVersion: the core group, as ObjectRef reads it
+])
+def test_fleet_judges_only_the_kinds_it_gates_and_those_current_on_creation(objects: Any, judged: bool) -> None:
+    assert h.fleet_judges_all(objects) is judged
+    assert h.fleet_judges_all(iter(objects)) is judged  # a single pass is enough
+
+
+def _ks(*, ready: str = "Unknown", reason: str = "Progressing", applied: str = OLD, attempted: str = REV,
+        healthy: tuple[str, str, str] | None = ("Unknown", "Progressing", REV), source: str = "fleet",
+        name: str = "fleet") -> dict[str, Any]:
+    conds = [{"type": "Ready", "status": ready, "reason": reason, "message": "Reconciliation in progress"}]
+    if healthy is not None:
+        status, why, rev = healthy
+        conds.append({"type": "Healthy", "status": status, "reason": why,
+                      "message": f"Running health checks for revision main@sha1:{rev} with a timeout of 9m30s"})
+    return {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+            "metadata": {"name": name, "namespace": "flux-system"},
+            "spec": {"sourceRef": {"kind": "GitRepository", "name": source}},
+            "status": {"lastAppliedRevision": f"main@sha1:{applied}" if applied else "",
+                       "lastAttemptedRevision": f"main@sha1:{attempted}", "conditions": conds}}
+
+
+def _state(*ks: dict[str, Any], judges: bool) -> h.Health:
+    snap = {(*KEY, k["metadata"]["name"]): k for k in ks}
+    return operator_gate(REV, "flux-system", fleet_judges=judges).evaluate(snap)
+
+
+def test_a_kustomization_checking_the_health_of_the_revision_it_applied_passes_when_fleet_judges() -> None:
+    got = _state(_ks(), judges=True)
+    assert got.ok and "health checks" in got.message and "fleet" in got.message
+    assert not _state(_ks(), judges=False).ok  # otherwise Flux's Ready at the revision, as before
+
+
+@pytest.mark.parametrize("ks", [
+    _ks(healthy=("Unknown", "Progressing", OLD)),  # checking another revision's health
+    _ks(attempted=OLD),  # the revision is not the one it attempts
+    _ks(healthy=("False", "HealthCheckFailed", REV), ready="False", reason="HealthCheckFailed"),
+    _ks(healthy=None),  # applying, not yet checking: no Healthy condition
+    _ks(ready="False", reason="BuildFailed", healthy=None),
+    _ks(source="other-repo"),  # another source: only its own Ready says anything
+])
+def test_anything_else_still_waits_for_flux(ks: dict[str, Any]) -> None:
+    assert not _state(ks, judges=True).ok
+
+
+def test_every_kustomization_counts_and_a_ready_one_still_passes() -> None:
+    ready = _ks(name="apps", ready="True", reason="ReconciliationSucceeded", applied=REV, healthy=None)
+    assert _state(ready, _ks(), judges=True).ok
+    assert not _state(ready, _ks(healthy=None), judges=True).ok
+    assert _state(ready, judges=False).ok
