@@ -20,12 +20,12 @@ def test_the_controllers_start_once_in_a_thread_when_the_install_set_is_made(mon
         gate.wait(10)
 
     monkeypatch.setattr(prov, "_start_local_controllers", start)
-    early = prov._EarlyControllers("eu-1", "kubernetes:yaml/v2:ConfigGroup", SilentReporter())
+    early = prov._EarlyControllers("eu-1", "kubernetes:source.toolkit.fluxcd.io/v1:GitRepository", SilentReporter())
     early.seen("fleet:local:Cluster")
     early.join()  # nothing started yet: returns at once
     assert started == []
-    early.seen("kubernetes:yaml/v2:ConfigGroup")
-    early.seen("kubernetes:yaml/v2:ConfigGroup")  # a retried update tells it again
+    early.seen("kubernetes:source.toolkit.fluxcd.io/v1:GitRepository")
+    early.seen("kubernetes:source.toolkit.fluxcd.io/v1:GitRepository")  # a retried update tells it again
     gate.set()
     early.join()
     assert started == [("eu-1", "controllers-eu-1")]
@@ -36,6 +36,6 @@ def test_a_failed_early_start_is_swallowed_for_the_start_after_the_update(monkey
         raise RuntimeError("controllers did not come up")
 
     monkeypatch.setattr(prov, "_start_local_controllers", start)
-    early = prov._EarlyControllers("eu-1", "kubernetes:yaml/v2:ConfigGroup", SilentReporter())
-    early.seen("kubernetes:yaml/v2:ConfigGroup")
+    early = prov._EarlyControllers("eu-1", "kubernetes:source.toolkit.fluxcd.io/v1:GitRepository", SilentReporter())
+    early.seen("kubernetes:source.toolkit.fluxcd.io/v1:GitRepository")
     early.join()  # no exception here: provision calls _start_local_controllers again and that one raises

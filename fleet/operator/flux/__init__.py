@@ -41,7 +41,9 @@ class FluxOperator:
     needs_repo_url = True
     takes_age_key = True
     runs_locally = True
-    installed_by = "kubernetes:yaml/v2:ConfigGroup"  # clusters/operator.py: Flux's install set, CRDs first
+    # clusters/operator.py makes the GitRepository after Flux's whole install set (its CRDs among it); the
+    # install set's ConfigGroup is a remote component, of which the engine sends no outputs event
+    installed_by = "kubernetes:source.toolkit.fluxcd.io/v1:GitRepository"
 
     # -- what to install ----------------------------------------------------------------------------
     def check_config(self, cfg: StackConfig) -> None:
