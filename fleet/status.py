@@ -155,11 +155,18 @@ def _operator_row(row: Callable[..., ClusterStatus], op: Operator, st: AppliedSt
     cfg = gate_config(settings, spec, operator_gate="on")
     cfg = GateConfig(operator=cfg.operator, operator_gate="on", custom=cfg.custom, check_inventory=False,
                      recheck_is_ready=True)  # the operator re-checking what it applied: still healthy
+    # While the operator checks the health of what it applied, the gates judge the objects it lists, as a
+    # recovery's and a rollout's gates do (fleet.live.health.fleet_judges_all): the same answer a second later.
+    checking = st.checking_health(current)
+    objects = [{"apiVersion": r.api_version, "kind": r.kind,
+                "metadata": {"name": r.name, **({"namespace": r.namespace} if r.namespace else {})}}
+               for r in op.applied_refs(kube)] if checking else []
     try:
-        report = run_gates(target, (), current, cfg, timeout=0, reporter=SilentReporter(), kube=kube)
+        report = run_gates(target, objects, current, cfg, timeout=0, reporter=SilentReporter(), kube=kube)
     except FleetError as e:
         return row(applied=current[:12], applied_by=op.kind, operator=operator, message=e.message, drift=drift)
-    state = "applied" if st.applied_at(current) or st.rechecking(current) else "applying"
+    applied = st.applied_at(current) or st.rechecking(current) or (checking and report.passed)
+    state = "applied" if applied else "applying"
     if report.passed:
         health, message = "healthy", ""
     else:

@@ -55,14 +55,17 @@ def fleet_judges_all(objects: Iterable[Obj]) -> bool:
     """Whether fleet's own gates judge the health of every one of ``objects`` as the operator's health
     checks would: each is a workload kind fleet gates (:data:`workload_kinds`) or a kind kstatus calls
     Current on creation. Any other kind (a PersistentVolumeClaim, a Pod, a custom resource, a nested Flux
-    Kustomization or HelmRelease) leaves the verdict to the operator."""
+    Kustomization or HelmRelease) leaves the verdict to the operator, and so do no objects at all: a caller that
+    gates none (``fleet status`` evaluates the operator gate alone) judges nothing."""
+    seen = False
     for obj in objects:
+        seen = True
         api = str(obj.get("apiVersion") or "")
         group = api.rsplit("/", 1)[0] if "/" in api else ""
         key = (group, str(obj.get("kind") or ""))
         if key not in workload_kinds and key not in current_on_creation:
             return False
-    return True
+    return seen
 
 
 def condition(obj: Obj, ctype: str) -> Mapping[str, Any] | None:

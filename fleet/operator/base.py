@@ -69,6 +69,8 @@ class AppliedState(Protocol):
 
     def objects_applied(self, commit: str) -> bool: ...
 
+    def checking_health(self, commit: str) -> bool: ...  # applied, its own health checks still running
+
     def summary(self) -> str: ...
 
 

@@ -20,7 +20,7 @@ def _obj(api: str, kind: str, **extra: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("objects,judged", [
-    ([], True),
+    ([], False),  # no objects: nothing judged (fleet status evaluates the operator gate alone)
     ([_obj("apps/v1", "Deployment"), _obj("v1", "ConfigMap"), _obj("v1", "Service"), _obj("v1", "Secret"),
       _obj("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"), _obj("v1", "Namespace"),
       _obj("networking.k8s.io/v1", "NetworkPolicy"), _obj("batch/v1", "CronJob"), _obj("batch/v1", "Job"),
@@ -82,3 +82,15 @@ def test_every_kustomization_counts_and_a_ready_one_still_passes() -> None:
     assert _state(ready, _ks(), judges=True).ok
     assert not _state(ready, _ks(healthy=None), judges=True).ok
     assert _state(ready, judges=False).ok
+
+
+def test_flux_status_says_when_flux_checks_the_health_of_what_it_applied() -> None:
+    from fleet.operator.flux.status import status_of
+
+    src = {"spec": {"ref": {"commit": REV}}, "status": {"artifact": {"revision": f"main@sha1:{REV}"}}}
+    assert status_of(src, _ks()).checking_health(REV)
+    assert not status_of(src, _ks()).checking_health(OLD)
+    assert not status_of(src, _ks(healthy=("Unknown", "Progressing", OLD))).checking_health(REV)
+    assert not status_of(src, _ks(healthy=None)).checking_health(REV)  # still applying
+    failed = _ks(healthy=("False", "HealthCheckFailed", REV), ready="False", reason="HealthCheckFailed")
+    assert not status_of(src, failed).checking_health(REV)

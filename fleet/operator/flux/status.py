@@ -84,6 +84,7 @@ class FluxStatus:
     source_message: str  # the GitRepository's Ready message (a fetch that failed says why here)
     health_message: str = ""  # the Kustomization's Healthy condition (with `wait: true`)
     health_since: str = ""
+    health: str = ""  # that condition's status: "True" | "False" | "Unknown" | ""
 
     def applied_at(self, commit: str) -> bool:
         """Applied and Ready (health checks passed) at ``commit``."""
@@ -104,6 +105,12 @@ class FluxStatus:
             return True
         return self.attempted == commit and (
             commit in self.health_message or self.reason == "HealthCheckFailed")
+
+    def checking_health(self, commit: str) -> bool:
+        """Flux applied the objects of ``commit`` (its inventory lists them) and runs its health checks of them:
+        its Ready follows at its next poll (every 5 s) once they are healthy."""
+        return bool(commit) and self.attempted == commit and self.health == "Unknown" \
+            and commit in self.health_message and self.ready != "False"
 
     def apply_failed(self, commit: str) -> bool:
         """Flux took ``commit`` and could not build or apply it."""
@@ -157,6 +164,7 @@ def status_of(src: dict[str, Any] | None, ks: dict[str, Any] | None) -> FluxStat
         source_message=str(_condition(src, "Ready").get("message") or ""),
         health_message=str(healthy.get("message") or ""),
         health_since=str(healthy.get("lastTransitionTime") or ""),
+        health=str(healthy.get("status") or ""),
     )
 
 
