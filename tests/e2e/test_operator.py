@@ -125,8 +125,8 @@ def test_bootstrap_pins_the_operator_and_flux_applies_the_revision(world: World)
     assert src["spec"]["url"].startswith("http://127.0.0.1:")
     assert src["status"]["artifact"]["revision"].endswith(world.rev)
     # The recovery ended when fleet's gates saw every object healthy; Flux says Ready at its next health poll.
-    st = until("Flux to say Ready at the revision", lambda: (s := flux_status(world)).get(
-        "lastAppliedRevision", "").endswith(world.rev) and s)
+    until("Flux to say Ready at the revision",
+          lambda: str(flux_status(world).get("lastAppliedRevision", "")).endswith(world.rev))
     # Flux applied it, not fleet: there is no fleet inventory, and the objects carry Flux's field manager.
     assert kubectl(kc, "-n", "fleet-system", "get", "configmap", "fleet-inventory", check=False).returncode != 0
     cm = json.loads(kubectl(kc, "-n", "hello-dev", "get", "configmap", "parity", "--show-managed-fields",
