@@ -51,7 +51,7 @@ drill: venv toolchain
 	$(VENV)/bin/python -m drill
 
 ## The fresh-machine check: a clean clone runs `make drill` and `make test` with empty Go, toolchain
-## and venv caches. COLD="etcd flux" builds only those families from nothing (default: all, ~45 min).
+## and venv caches. COLD="etcd flux" builds only those families from nothing (default: all, ~26 min).
 COLD ?= all
 fresh-check:
 	tools/fresh-check.sh --cold "$(COLD)"
