@@ -51,7 +51,8 @@ class ClusterStatus:
     message: str  # what is wrong, in a few words
     seconds: float
     applied_by: str = "-"  # fleet (direct sync, its inventory) | flux (the operator's own status) | -
-    operator: str = "-"  # Flux's account: "Ready", "not Ready: <its message>", "not running", or -
+    operator: str = "-"  # Flux's account: "Ready", "reconciling", "checking health", "not Ready: <its message>",
+    # "not running", or -
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,16 @@ def _operator(op: Operator, kube: Kube) -> tuple[AppliedState, bool]:
     return st, st.installed and op.runs(kube)[0]
 
 
+def operator_word(st: AppliedState, current: str) -> str:
+    """The operator's Ready in a word: Unknown is work in progress (its periodic re-check, a new revision being
+    applied, or the health checks of what it applied), not a failure; only False quotes the operator's message."""
+    if st.ready == "True":
+        return "Ready"
+    if st.ready == "False":
+        return f"not Ready: {st.message or st.reason or '?'}"
+    return "checking health" if st.checking_health(current) else "reconciling"
+
+
 def _operator_row(row: Callable[..., ClusterStatus], op: Operator, st: AppliedState, runs: bool, target: Any,
                   settings: FleetSettings, spec: ClusterSpec, kube: Kube, drift: str) -> ClusterStatus:
     """The operator applies this cluster: the applied revision and health are the operator's own account."""
@@ -145,10 +156,10 @@ def _operator_row(row: Callable[..., ClusterStatus], op: Operator, st: AppliedSt
         return row(applied=st.applied[:12] or None, applied_by=op.kind, operator="not running", health="unknown",
                    message=f"{op.title}'s controllers do not run (fleet local create restarts a local cluster's)",
                    drift=drift)
-    operator = "Ready" if st.ready == "True" else (f"not Ready: {st.message}" if st.message else "reconciling")
     # The cluster runs the objects of the revision Flux last applied, or of the one it attempted when it
     # applied its objects and only their health checks are running or failed.
     current = st.attempted if st.attempted and st.objects_applied(st.attempted) else st.applied
+    operator = operator_word(st, current)
     if not current:
         return row(applied_by=op.kind, operator=operator, health="progressing",
                    message=st.message or st.source_message or f"{op.title} has applied nothing yet", drift=drift)

@@ -94,3 +94,16 @@ def test_flux_status_says_when_flux_checks_the_health_of_what_it_applied() -> No
     assert not status_of(src, _ks(healthy=None)).checking_health(REV)  # still applying
     failed = _ks(healthy=("False", "HealthCheckFailed", REV), ready="False", reason="HealthCheckFailed")
     assert not status_of(src, failed).checking_health(REV)
+
+
+def test_the_status_operator_column_says_work_in_progress_not_a_failure_while_ready_is_unknown() -> None:
+    from fleet.operator.flux.status import status_of
+    from fleet.status import operator_word
+
+    src = {"spec": {"ref": {"commit": REV}}, "status": {"artifact": {"revision": f"main@sha1:{REV}"}}}
+    assert operator_word(status_of(src, _ks()), REV) == "checking health"
+    assert operator_word(status_of(src, _ks(healthy=None)), REV) == "reconciling"
+    ready = _ks(ready="True", reason="ReconciliationSucceeded", applied=REV, healthy=None)
+    assert operator_word(status_of(src, ready), REV) == "Ready"
+    failed = _ks(healthy=("False", "HealthCheckFailed", REV), ready="False", reason="HealthCheckFailed")
+    assert operator_word(status_of(src, failed), REV) == "not Ready: Reconciliation in progress"
