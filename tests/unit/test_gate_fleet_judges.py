@@ -107,3 +107,27 @@ def test_the_status_operator_column_says_work_in_progress_not_a_failure_while_re
     assert operator_word(status_of(src, ready), REV) == "Ready"
     failed = _ks(healthy=("False", "HealthCheckFailed", REV), ready="False", reason="HealthCheckFailed")
     assert operator_word(status_of(src, failed), REV) == "not Ready: Reconciliation in progress"
+
+
+def test_the_sync_step_warns_of_flux_failures_not_of_its_transient_states() -> None:
+    from fleet.operator.flux.status import _cause
+
+    def ks(reason: str, message: str) -> dict[str, Any]:
+        return {"status": {"conditions": [{"type": "Ready", "status": "False", "reason": reason, "message": message}]}}
+
+    def src(artifact: bool, failure: str = "") -> dict[str, Any]:
+        conds = [{"type": "Ready", "status": "False", "reason": "GitOperationFailed", "message": failure}] \
+            if failure else []
+        return {"status": {"conditions": conds, **({"artifact": {"revision": REV}} if artifact else {})}}
+
+    def cause(k: dict[str, Any], s: dict[str, Any]) -> str:
+        return _cause({("source.toolkit.fluxcd.io", "GitRepository", "flux-system", "fleet"): s,
+                       ("kustomize.toolkit.fluxcd.io", "Kustomization", "flux-system", "fleet"): k}, "fleet", REV)
+
+    not_yet = ks("ArtifactFailed", "Source artifact not found, retrying in 5s")
+    assert cause(not_yet, src(False)) == ""  # the source has not fetched yet: nothing wrong
+    assert "connection refused" in cause(not_yet, src(False, "connection refused"))  # the source's own failure
+    assert "Source artifact not found" in cause(not_yet, src(True))  # fetched, yet not found: said
+    assert cause(ks("HealthCheckCanceled", "New reconciliation triggered by Kustomization/flux-system/fleet"),
+                 src(True)) == ""
+    assert "kustomize build failed" in cause(ks("BuildFailed", "kustomize build failed: x"), src(True))
