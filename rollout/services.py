@@ -151,7 +151,9 @@ class RealRolloutServices:
             from fleet.operator import operator_for
 
             st = operator_for(self.real.registry().settings).read(kube)
-            if st.applied_at(revision) or st.rechecking(revision):
+            # Ready at the revision, re-checking it, or having applied its objects and checking their health
+            # (the gates, which passed, judged them: fleet.operator.flux.gate); never the previous revision's
+            if st.applied_at(revision) or st.rechecking(revision) or st.checking_health(revision):
                 return None
             return f"its operator reports {st.summary()}"
         inv = read_inventory(kube)

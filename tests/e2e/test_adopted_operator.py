@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,11 +122,18 @@ def _ready_at(k: dict[str, Any], rev: str) -> bool:
     return ready.get("status") == "True" and str(st.get("lastAppliedRevision", "")).endswith(rev)
 
 
-def _all_ready_at(world: World, rev: str) -> None:
-    ks = kustomizations(world)
-    assert ks and all(_ready_at(k, rev) for k in ks.values()), {
-        n: ((k.get("status") or {}).get("lastAppliedRevision"), (k.get("status") or {}).get("conditions"))
-        for n, k in ks.items()}
+def _all_ready_at(world: World, rev: str, timeout: float = 60) -> None:
+    """Every Kustomization Ready at ``rev``: waited for (an explicit state), since a recovery or rollout whose
+    gates judged every object itself ends before Flux's next health poll says Ready (within 5 s)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ks = kustomizations(world)
+        if ks and all(_ready_at(k, rev) for k in ks.values()):
+            return
+        assert time.monotonic() < deadline, {
+            n: ((k.get("status") or {}).get("lastAppliedRevision"), (k.get("status") or {}).get("conditions"))
+            for n, k in ks.items()}
+        time.sleep(0.2)
 
 
 def _rollout(world: World, path: str, text: str) -> str:
