@@ -41,12 +41,15 @@ def test_fleet_judges_only_the_kinds_it_gates_and_those_current_on_creation(obje
 
 def _ks(*, ready: str = "Unknown", reason: str = "Progressing", applied: str = OLD, attempted: str = REV,
         healthy: tuple[str, str, str] | None = ("Unknown", "Progressing", REV), source: str = "fleet",
-        name: str = "fleet") -> dict[str, Any]:
+        name: str = "fleet", reconciling: str | None = None) -> dict[str, Any]:
     conds = [{"type": "Ready", "status": ready, "reason": reason, "message": "Reconciliation in progress"}]
     if healthy is not None:
         status, why, rev = healthy
-        conds.append({"type": "Healthy", "status": status, "reason": why,
-                      "message": f"Running health checks for revision main@sha1:{rev} with a timeout of 9m30s"})
+        msg = f"Running health checks for revision main@sha1:{rev} with a timeout of 9m30s" if status != "True" \
+            else "Health check passed in 1.2s"
+        conds.append({"type": "Healthy", "status": status, "reason": why, "message": msg})
+    if reconciling is not None:
+        conds.append({"type": "Reconciling", "status": "True", "reason": "Progressing", "message": reconciling})
     return {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
             "metadata": {"name": name, "namespace": "flux-system"},
             "spec": {"sourceRef": {"kind": "GitRepository", "name": source}},
@@ -63,6 +66,10 @@ def test_a_kustomization_checking_the_health_of_the_revision_it_applied_passes_w
     got = _state(_ks(), judges=True)
     assert got.ok and "health checks" in got.message and "fleet" in got.message
     assert not _state(_ks(), judges=False).ok  # otherwise Flux's Ready at the revision, as before
+    # its checks just passed: Healthy written, Ready and lastAppliedRevision not yet (a second status write)
+    passed = _ks(healthy=("True", "Succeeded", REV),
+                 reconciling=f"Running health checks for revision main@sha1:{REV} with a timeout of 9m30s")
+    assert _state(passed, judges=True).ok
 
 
 @pytest.mark.parametrize("ks", [
@@ -72,6 +79,12 @@ def test_a_kustomization_checking_the_health_of_the_revision_it_applied_passes_w
     _ks(healthy=None),  # applying, not yet checking: no Healthy condition
     _ks(ready="False", reason="BuildFailed", healthy=None),
     _ks(source="other-repo"),  # another source: only its own Ready says anything
+    # Healthy True left from the previous revision while this one is fetched, built or applied
+    _ks(healthy=("True", "Succeeded", OLD), reconciling=f"Building manifests for revision main@sha1:{REV} with a "
+                                                          "timeout of 9m30s"),
+    _ks(healthy=("True", "Succeeded", OLD), reconciling=None),
+    _ks(healthy=("True", "Succeeded", OLD), reconciling=f"Running health checks for revision main@sha1:{OLD} with "
+                                                          "a timeout of 9m30s"),
 ])
 def test_anything_else_still_waits_for_flux(ks: dict[str, Any]) -> None:
     assert not _state(ks, judges=True).ok
@@ -92,6 +105,12 @@ def test_flux_status_says_when_flux_checks_the_health_of_what_it_applied() -> No
     assert not status_of(src, _ks()).checking_health(OLD)
     assert not status_of(src, _ks(healthy=("Unknown", "Progressing", OLD))).checking_health(REV)
     assert not status_of(src, _ks(healthy=None)).checking_health(REV)  # still applying
+    passed = _ks(healthy=("True", "Succeeded", REV),
+                 reconciling=f"Running health checks for revision main@sha1:{REV} with a timeout of 9m30s")
+    assert status_of(src, passed).checking_health(REV)  # passed, Ready not yet written
+    stale = _ks(healthy=("True", "Succeeded", OLD),
+                reconciling=f"Fetching manifests for revision main@sha1:{REV} with a timeout of 9m30s")
+    assert not status_of(src, stale).checking_health(REV)
     failed = _ks(healthy=("False", "HealthCheckFailed", REV), ready="False", reason="HealthCheckFailed")
     assert not status_of(src, failed).checking_health(REV)
 

@@ -11,6 +11,7 @@ from fleet.adapters.kube import Kube
 from fleet.live import health as h
 from fleet.live.gates import Gate
 from fleet.live.watch import Snapshot
+from fleet.operator.flux.conditions import checking_health
 
 __all__ = ["FLUX_API", "SOURCE_API", "operator_gate", "operator_runs"]
 
@@ -38,12 +39,15 @@ def _rechecking(k: Mapping[str, Any], revision: str) -> bool:
 
 
 def _checking_health(k: Mapping[str, Any], revision: str) -> bool:
-    """Flux applied ``revision`` (every object of it, or it would have said the apply failed) and is running
-    its health checks of them: the Healthy condition it sets before it starts to poll them."""
-    healthy = h.condition(k, "Healthy") or {}
-    attempted = str((k.get("status") or {}).get("lastAttemptedRevision") or "")
-    return (healthy.get("status") == "Unknown" and healthy.get("reason") == "Progressing"
-            and revision in str(healthy.get("message") or "") and revision in attempted)
+    """Flux applied ``revision`` (every object of it, or it would have said the apply failed) and is running its
+    health checks of them, or has just passed them (:func:`fleet.operator.flux.conditions.checking_health`)."""
+    ready, healthy = h.condition(k, "Ready") or {}, h.condition(k, "Healthy") or {}
+    rec = h.condition(k, "Reconciling") or {}
+    return checking_health(
+        revision, attempted=str((k.get("status") or {}).get("lastAttemptedRevision") or ""),
+        ready=str(ready.get("status") or ""), health=str(healthy.get("status") or ""),
+        health_message=str(healthy.get("message") or ""),
+        reconciling_message=str(rec.get("message") or "") if rec.get("status") == "True" else "")
 
 
 def operator_gate(revision: str, namespace: str, *, recheck_is_ready: bool = False,

@@ -22,6 +22,7 @@ from typing import Any
 from fleet.adapters.kube import Kube, KubeTarget
 from fleet.errors import GateFailed
 from fleet.live.watch import Query
+from fleet.operator.flux.conditions import checking_health
 from fleet.output import Reporter
 from fleet.rendering.fluxtree import FLUX_DIRECTORY_OPERATOR_NAME, OPERATOR_NAME
 
@@ -31,6 +32,7 @@ __all__ = [
     "OBJECT_NAME",
     "SOURCE_API",
     "FluxStatus",
+    "checking_health",
     "commit_of",
     "object_name",
     "operator_applies",
@@ -85,6 +87,7 @@ class FluxStatus:
     health_message: str = ""  # the Kustomization's Healthy condition (with `wait: true`)
     health_since: str = ""
     health: str = ""  # that condition's status: "True" | "False" | "Unknown" | ""
+    reconciling_message: str = ""  # the Reconciling condition's message while it is True ("" otherwise)
 
     def applied_at(self, commit: str) -> bool:
         """Applied and Ready (health checks passed) at ``commit``."""
@@ -107,10 +110,11 @@ class FluxStatus:
             commit in self.health_message or self.reason == "HealthCheckFailed")
 
     def checking_health(self, commit: str) -> bool:
-        """Flux applied the objects of ``commit`` (its inventory lists them) and runs its health checks of them:
-        its Ready follows at its next poll (every 5 s) once they are healthy."""
-        return bool(commit) and self.attempted == commit and self.health == "Unknown" \
-            and commit in self.health_message and self.ready != "False"
+        """Flux applied the objects of ``commit`` (its inventory lists them) and runs its health checks of them,
+        or has just passed them and not yet written Ready: its Ready follows at its next poll (every 5 s) once
+        they are healthy. (:func:`fleet.operator.flux.conditions.checking_health`)"""
+        return checking_health(commit, attempted=self.attempted, ready=self.ready, health=self.health,
+                               health_message=self.health_message, reconciling_message=self.reconciling_message)
 
     def apply_failed(self, commit: str) -> bool:
         """Flux took ``commit`` and could not build or apply it."""
@@ -165,7 +169,13 @@ def status_of(src: dict[str, Any] | None, ks: dict[str, Any] | None) -> FluxStat
         health_message=str(healthy.get("message") or ""),
         health_since=str(healthy.get("lastTransitionTime") or ""),
         health=str(healthy.get("status") or ""),
+        reconciling_message=_reconciling_message(ks),
     )
+
+
+def _reconciling_message(ks: dict[str, Any] | None) -> str:
+    rec = _condition(ks, "Reconciling")
+    return str(rec.get("message") or "") if rec.get("status") == "True" else ""
 
 
 def request_reconcile(kube: Kube, namespace: str = FLUX_NAMESPACE, name: str | None = None) -> str:
