@@ -150,3 +150,21 @@ def test_the_sync_step_warns_of_flux_failures_not_of_its_transient_states() -> N
     assert cause(ks("HealthCheckCanceled", "New reconciliation triggered by Kustomization/flux-system/fleet"),
                  src(True)) == ""
     assert "kustomize build failed" in cause(ks("BuildFailed", "kustomize build failed: x"), src(True))
+
+
+def test_ready_at_the_attempted_revision_is_that_revision_passed_even_before_last_applied_moves() -> None:
+    """Flux writes conditions and the rest of its status in two requests: Ready=True first, lastAppliedRevision a
+    moment later; a watch (a bake) sees that moment."""
+    from fleet.operator.flux.status import status_of
+
+    src = {"spec": {"ref": {"commit": REV}}, "status": {"artifact": {"revision": f"main@sha1:{REV}"}}}
+    gap = _ks(ready="True", reason="ReconciliationSucceeded", applied=OLD, attempted=REV,
+              healthy=("True", "Succeeded", REV))
+    for judges in (False, True):
+        assert _state(gap, judges=judges).ok
+    st = status_of(src, gap)
+    assert st.applied_at(REV) and not st.applied_at(OLD) and st.objects_applied(REV)
+    # Ready at the old revision, the new one not attempted yet: not at the new one
+    before = _ks(ready="True", reason="ReconciliationSucceeded", applied=OLD, attempted=OLD, healthy=None)
+    assert not _state(before, judges=True).ok and not status_of(src, before).applied_at(REV)
+    assert status_of(src, before).applied_at(OLD)

@@ -76,7 +76,10 @@ def operator_gate(revision: str, namespace: str, *, recheck_is_ready: bool = Fal
             if not ready or ready.get("status") != "True":
                 msg = (ready or {}).get("message", "no Ready condition yet")
                 return h.Health(h.WAITING, f"Kustomization {name} not ready: {msg}{_source_errors(s, namespace)}")
-            if revision not in applied and _from_fleet_repo(k):  # another source has its own revisions
+            # Ready at the revision it attempted is that revision passed, also in the moment before
+            # lastAppliedRevision moves (Flux writes conditions first: fleet.operator.flux.status.applied_at)
+            attempted = str((k.get("status") or {}).get("lastAttemptedRevision") or "")
+            if revision not in (attempted or applied) and _from_fleet_repo(k):  # another source: its own revisions
                 return h.Health(h.WAITING, f"Kustomization {name} applied {applied or 'nothing'}, "
                                            f"expected {revision[:12]}")
         if checking:

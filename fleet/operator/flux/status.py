@@ -90,8 +90,12 @@ class FluxStatus:
     reconciling_message: str = ""  # the Reconciling condition's message while it is True ("" otherwise)
 
     def applied_at(self, commit: str) -> bool:
-        """Applied and Ready (health checks passed) at ``commit``."""
-        return bool(commit) and self.applied == commit and self.ready == "True"
+        """Applied and Ready (health checks passed) at ``commit``: Ready at the revision it last attempted.
+        kustomize-controller writes a status in two requests, conditions first: at the end of a reconcile,
+        Ready=True comes a moment before ``lastAppliedRevision`` moves to the revision (``lastAttemptedRevision``
+        already names it), and at the start of the next one, Ready turns Unknown before the attempted revision
+        moves; so Ready at the attempted revision is that revision passed, in every look."""
+        return bool(commit) and self.ready == "True" and (self.attempted or self.applied) == commit
 
     def rechecking(self, commit: str) -> bool:
         """Flux is re-reconciling ``commit``, which it last applied with its health checks passed (it sets
@@ -104,7 +108,7 @@ class FluxStatus:
         that is the gates' matter. Flux says so with its Healthy condition, set once it applied."""
         if not commit:
             return False
-        if self.applied == commit:
+        if self.applied == commit or self.applied_at(commit):
             return True
         return self.attempted == commit and (
             commit in self.health_message or self.reason == "HealthCheckFailed")
