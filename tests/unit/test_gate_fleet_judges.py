@@ -146,7 +146,9 @@ def test_the_sync_step_warns_of_flux_failures_not_of_its_transient_states() -> N
     not_yet = ks("ArtifactFailed", "Source artifact not found, retrying in 5s")
     assert cause(not_yet, src(False)) == ""  # the source has not fetched yet: nothing wrong
     assert "connection refused" in cause(not_yet, src(False, "connection refused"))  # the source's own failure
-    assert "Source artifact not found" in cause(not_yet, src(True))  # fetched, yet not found: said
+    assert cause(not_yet, src(True)) == ""  # fetched meanwhile: the fetch enqueues the Kustomization again
+    wrong = ks("ArtifactFailed", "kustomization path not found: stat /tmp/x/apps: no such file or directory")
+    assert "kustomization path not found" in cause(wrong, src(True))  # an ArtifactFailed that is a failure
     assert cause(ks("HealthCheckCanceled", "New reconciliation triggered by Kustomization/flux-system/fleet"),
                  src(True)) == ""
     assert "kustomize build failed" in cause(ks("BuildFailed", "kustomize build failed: x"), src(True))

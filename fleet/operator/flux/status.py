@@ -256,8 +256,6 @@ def wait_applied(target: KubeTarget, revision: str, *, timeout: float, reporter:
 def _cause(snap: dict[Any, Any], name: str, revision: str) -> str:
     """Why Flux has not applied ``revision`` yet, in its own words: the GitRepository's failed fetch
     ("connection refused", "repository not found"), else the Kustomization's failure."""
-    source_fetched = any(k[1] == "GitRepository" and ((o.get("status") or {}).get("artifact"))
-                         for k, o in snap.items())
     for k, o in snap.items():
         ready = _condition(o, "Ready")
         if ready.get("status") != "False" or not ready.get("message"):
@@ -265,16 +263,18 @@ def _cause(snap: dict[Any, Any], name: str, revision: str) -> str:
         if k[1] == "GitRepository":
             return f"waiting for GitRepository {FLUX_NAMESPACE}/{name}: {ready['message']}"
         if k[1] == "Kustomization" and ready.get("reason") not in _PASSING_REASONS \
-                and not (ready.get("reason") == "ArtifactFailed" and not source_fetched):
+                and not str(ready["message"]).startswith(_NO_ARTIFACT_YET):
             return f"waiting for Kustomization {FLUX_NAMESPACE}/{name}: {ready['message']}"
     return ""
 
 
 # A Kustomization's Ready=False that says nothing is wrong: a reconcile under way, or the health checks of the
 # previous revision cancelled for the new one (kustomize-controller's CancelHealthCheckOnNewRevision). Nor is
-# "Source artifact not found" (ArtifactFailed) while the GitRepository has fetched nothing yet: its own failure,
-# if it has one, is the cause said.
+# "Source artifact not found, retrying": the source had not fetched yet when the Kustomization looked, and its
+# fetch enqueues the Kustomization again (the message stays until then); a fetch that fails is the
+# GitRepository's own failure, said instead.
 _PASSING_REASONS = ("Progressing", "HealthCheckCanceled")
+_NO_ARTIFACT_YET = "Source artifact not found"
 
 
 def operator_applies(kube: Kube) -> bool:
