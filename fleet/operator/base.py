@@ -10,8 +10,9 @@ that installs it in :mod:`clusters.operator`) answers:
 - **how a revision is pinned**: the pin is part of the cluster's Pulumi stack (its one owner,
   ``fleet.provision`` with ``pin_revision``); :meth:`Operator.reconcile_now` asks the operator to act on it
   at once;
-- **what it applied and whether it is Ready**: :meth:`Operator.installed`, :meth:`Operator.read`,
-  :meth:`Operator.applied_at`, :meth:`Operator.applied_refs`, :meth:`Operator.keeps`;
+- **what it applied and whether it is Ready**: :meth:`Operator.installed`, :meth:`Operator.read` (an
+  :class:`AppliedState`: :meth:`AppliedState.applied_at`, :meth:`AppliedState.checking_health`),
+  :meth:`Operator.applied_refs`, :meth:`Operator.keeps`;
 - **how to wait for it**: :meth:`Operator.wait_applied` (watch-driven, naming the object it waits for and
   quoting the latest cause it sees, the source's own error included);
 - **what its gate checks**: :meth:`Operator.runs`, :meth:`Operator.gate`, :meth:`Operator.queries`
@@ -96,8 +97,6 @@ class Operator(Protocol):
     def runs(self, kube: Kube) -> tuple[bool, str]: ...
 
     def read(self, kube: Kube) -> AppliedState: ...
-
-    def applied_at(self, kube: Kube, revision: str) -> bool: ...
 
     def applies(self, kube: Kube) -> bool: ...
 

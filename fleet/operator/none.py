@@ -46,9 +46,6 @@ class NoOperator:
     def read(self, kube: Kube) -> Any:
         raise FleetError('the fleet has no operator (operator.kind "none")')
 
-    def applied_at(self, kube: Kube, revision: str) -> bool:
-        return False
-
     def applies(self, kube: Kube) -> bool:
         return False
 

@@ -75,9 +75,6 @@ class FluxOperator:
     def read(self, kube: Kube) -> st.FluxStatus:
         return st.read_status(kube)
 
-    def applied_at(self, kube: Kube, revision: str) -> bool:
-        return st.read_status(kube).applied_at(revision)
-
     def applies(self, kube: Kube) -> bool:
         return st.operator_applies(kube)
 
