@@ -76,7 +76,7 @@ class FluxOperator:
         return st.read_status(kube)
 
     def applies(self, kube: Kube) -> bool:
-        return st.operator_applies(kube)
+        return st.read_status(kube).installed and gate.operator_runs(kube, self.namespace)[0]
 
     def applied_refs(self, kube: Kube) -> list[ObjectRef]:
         return applied.flux_inventory(kube)

@@ -11,7 +11,7 @@ from fleet.adapters.kube import Kube
 from fleet.live import health as h
 from fleet.live.gates import Gate
 from fleet.live.watch import Snapshot
-from fleet.operator.flux.conditions import checking_health
+from fleet.operator.flux.status import status_of
 
 __all__ = ["FLUX_API", "SOURCE_API", "operator_gate", "operator_runs"]
 
@@ -25,29 +25,6 @@ def _from_fleet_repo(k: Mapping[str, Any]) -> bool:
     required Ready (docs/adopting.md)."""
     ref = (k.get("spec") or {}).get("sourceRef") or {}
     return ref.get("kind", "GitRepository") == "GitRepository" and ref.get("name") in ("fleet", "flux-system")
-
-
-def _rechecking(k: Mapping[str, Any], revision: str) -> bool:
-    """Flux is re-reconciling ``revision``, which it last applied with its health checks passed (it sets
-    ``lastAppliedRevision`` only then) and is the one it attempts now: not a new revision in progress
-    (:meth:`fleet.operator.flux.status.FluxStatus.rechecking` says the same of fleet's own Kustomization)."""
-    st = k.get("status") or {}
-    ready = h.condition(k, "Ready") or {}
-    applied, attempted = str(st.get("lastAppliedRevision") or ""), str(st.get("lastAttemptedRevision") or "")
-    return (ready.get("status") == "Unknown" and ready.get("reason") == "Progressing"
-            and revision in applied and applied == attempted)
-
-
-def _checking_health(k: Mapping[str, Any], revision: str) -> bool:
-    """Flux applied ``revision`` (every object of it, or it would have said the apply failed) and is running its
-    health checks of them, or has just passed them (:func:`fleet.operator.flux.conditions.checking_health`)."""
-    ready, healthy = h.condition(k, "Ready") or {}, h.condition(k, "Healthy") or {}
-    rec = h.condition(k, "Reconciling") or {}
-    return checking_health(
-        revision, attempted=str((k.get("status") or {}).get("lastAttemptedRevision") or ""),
-        ready=str(ready.get("status") or ""), health=str(healthy.get("status") or ""),
-        health_message=str(healthy.get("message") or ""),
-        reconciling_message=str(rec.get("message") or "") if rec.get("status") == "True" else "")
 
 
 def operator_gate(revision: str, namespace: str, *, recheck_is_ready: bool = False,
@@ -67,19 +44,17 @@ def operator_gate(revision: str, namespace: str, *, recheck_is_ready: bool = Fal
         for k in ks:
             name = k["metadata"]["name"]
             ready = h.condition(k, "Ready")
-            applied = str((k.get("status") or {}).get("lastAppliedRevision") or "")
-            if recheck_is_ready and _rechecking(k, revision):
+            fs = status_of(None, k)  # what Flux says of it, read as fleet's own Kustomization is (FluxStatus)
+            if recheck_is_ready and fs.rechecking(revision):
                 continue
-            if fleet_judges and _from_fleet_repo(k) and _checking_health(k, revision):
+            if fleet_judges and _from_fleet_repo(k) and fs.checking_health(revision):
                 checking.append(name)
                 continue
             if not ready or ready.get("status") != "True":
                 msg = (ready or {}).get("message", "no Ready condition yet")
                 return h.Health(h.WAITING, f"Kustomization {name} not ready: {msg}{_source_errors(s, namespace)}")
-            # Ready at the revision it attempted is that revision passed, also in the moment before
-            # lastAppliedRevision moves (Flux writes conditions first: fleet.operator.flux.status.applied_at)
-            attempted = str((k.get("status") or {}).get("lastAttemptedRevision") or "")
-            if revision not in (attempted or applied) and _from_fleet_repo(k):  # another source: its own revisions
+            if _from_fleet_repo(k) and not fs.applied_at(revision):  # another source: its own revisions
+                applied = str((k.get("status") or {}).get("lastAppliedRevision") or "")
                 return h.Health(h.WAITING, f"Kustomization {name} applied {applied or 'nothing'}, "
                                            f"expected {revision[:12]}")
         if checking:

@@ -22,7 +22,6 @@ from typing import Any
 from fleet.adapters.kube import Kube, KubeTarget
 from fleet.errors import GateFailed
 from fleet.live.watch import Query
-from fleet.operator.flux.conditions import checking_health
 from fleet.output import Reporter
 from fleet.rendering.fluxtree import FLUX_DIRECTORY_OPERATOR_NAME, OPERATOR_NAME
 
@@ -32,10 +31,8 @@ __all__ = [
     "OBJECT_NAME",
     "SOURCE_API",
     "FluxStatus",
-    "checking_health",
     "commit_of",
     "object_name",
-    "operator_applies",
     "read_status",
     "request_reconcile",
     "status_of",
@@ -114,11 +111,18 @@ class FluxStatus:
             commit in self.health_message or self.reason == "HealthCheckFailed")
 
     def checking_health(self, commit: str) -> bool:
-        """Flux applied the objects of ``commit`` (its inventory lists them) and runs its health checks of them,
-        or has just passed them and not yet written Ready: its Ready follows at its next poll (every 5 s) once
-        they are healthy. (:func:`fleet.operator.flux.conditions.checking_health`)"""
-        return checking_health(commit, attempted=self.attempted, ready=self.ready, health=self.health,
-                               health_message=self.health_message, reconciling_message=self.reconciling_message)
+        """Flux applied the objects of ``commit`` (its inventory lists them) and runs its health checks of them
+        (Healthy Unknown, "Running health checks for revision <commit> ..."), or has just passed them and not yet
+        written Ready (Healthy True while Reconciling still says it runs the health checks of that revision: the
+        status is written in two requests, conditions first). Its Ready follows at its next poll (every 5 s) once
+        they are healthy. A Healthy True left from an earlier revision while ``commit`` is fetched, built or
+        applied does not count: Reconciling then says "Fetching", "Building" or "Detecting drift"."""
+        if not commit or self.attempted != commit or self.ready == "False" or self.health == "False":
+            return False
+        if self.health == "Unknown":
+            return commit in self.health_message
+        return self.health == "True" and "health checks for revision" in self.reconciling_message \
+            and commit in self.reconciling_message
 
     def apply_failed(self, commit: str) -> bool:
         """Flux took ``commit`` and could not build or apply it."""
@@ -275,10 +279,3 @@ def _cause(snap: dict[Any, Any], name: str, revision: str) -> str:
 # GitRepository's own failure, said instead.
 _PASSING_REASONS = ("Progressing", "HealthCheckCanceled")
 _NO_ARTIFACT_YET = "Source artifact not found"
-
-
-def operator_applies(kube: Kube) -> bool:
-    """fleet's GitRepository and Kustomization are on the cluster and a controller reconciles them."""
-    from fleet.operator.flux.gate import operator_runs
-
-    return read_status(kube).installed and operator_runs(kube, FLUX_NAMESPACE)[0]
