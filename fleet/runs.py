@@ -89,9 +89,10 @@ def _run_id(d: dict[str, Any]) -> str:
 
 def _journal_row(d: dict[str, Any], holder: str) -> RunRow:
     selector = str(d.get("selector", ""))
-    kind, command = (("rollout", "fleet rollout" + (f" -l {selector}" if selector else "")) if _rollout(d)
-                     else ("bootstrap", f"fleet bootstrap {d.get('cluster', '')}"))
-    return RunRow(cluster=_cluster(d) if _rollout(d) else str(d.get("cluster", "")), kind=kind, run_id=_run_id(d),
+    cluster, kind, command = ((str(ROLLOUTS), "rollout", "fleet rollout" + (f" -l {selector}" if selector else ""))
+                              if _rollout(d) else
+                              (str(d.get("cluster", "")), "bootstrap", f"fleet bootstrap {d.get('cluster', '')}"))
+    return RunRow(cluster=cluster, kind=kind, run_id=_run_id(d),
                   state=str(d.get("state", "")), holder=holder, command=command, started=str(d.get("started", "")),
                   last_heartbeat="", heartbeat_age_s=None, lease="",
                   ended=d.get("ended") if isinstance(d.get("ended"), str) else None)

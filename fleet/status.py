@@ -11,7 +11,7 @@ unreachable within seconds and never holds up the rest.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +23,8 @@ from fleet.errors import FleetError, InputError, Unreachable
 from fleet.good import get_good
 from fleet.live.diff import diff
 from fleet.live.gates import GateConfig, run_gates
-from fleet.live.inventory import Inventory, read_inventory
+from fleet.live.inventory import read_inventory
+from fleet.live.objects import ObjectRef
 from fleet.operator import AppliedState, Operator, gate_config, operator_for
 from fleet.output import Reporter, SilentReporter
 from fleet.registry.load import load_registry, open_repo
@@ -62,11 +63,12 @@ class FleetStatus:
     duration_s: float
 
 
-def _objects_of(inv: Inventory) -> list[dict[str, Any]]:
+def _objects_of(refs: Iterable[ObjectRef]) -> list[dict[str, Any]]:
+    """Objects as the gates read them, from their references (an inventory's, the operator's)."""
     return [
         {"apiVersion": e.api_version, "kind": e.kind,
          "metadata": {"name": e.name, **({"namespace": e.namespace} if e.namespace else {})}}
-        for e in inv.entries
+        for e in refs
     ]
 
 
@@ -116,7 +118,7 @@ def cluster_status(
     cfg = GateConfig(operator=cfg.operator, operator_gate=cfg.operator_gate, custom=cfg.custom,
                      check_inventory=False)
     try:
-        report = run_gates(target, _objects_of(inv), inv.revision, cfg, timeout=0,
+        report = run_gates(target, _objects_of(inv.entries), inv.revision, cfg, timeout=0,
                            reporter=SilentReporter(), kube=kube)
     except FleetError as e:
         return row(applied=applied, applied_state=state, message=e.message)
@@ -169,9 +171,7 @@ def _operator_row(row: Callable[..., ClusterStatus], op: Operator, st: AppliedSt
     # While the operator checks the health of what it applied, the gates judge the objects it lists, as a
     # recovery's and a rollout's gates do (fleet.live.health.fleet_judges_all): the same answer a second later.
     checking = st.checking_health(current)
-    objects = [{"apiVersion": r.api_version, "kind": r.kind,
-                "metadata": {"name": r.name, **({"namespace": r.namespace} if r.namespace else {})}}
-               for r in op.applied_refs(kube)] if checking else []
+    objects = _objects_of(op.applied_refs(kube)) if checking else []
     try:
         report = run_gates(target, objects, current, cfg, timeout=0, reporter=SilentReporter(), kube=kube)
     except FleetError as e:

@@ -10,6 +10,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from fleet.live.objects import split_api_version
+
 __all__ = ["Health", "condition", "condition_lines", "fleet_judges_all", "health_of", "workload_kinds"]
 
 Obj = Mapping[str, Any]
@@ -60,9 +62,7 @@ def fleet_judges_all(objects: Iterable[Obj]) -> bool:
     seen = False
     for obj in objects:
         seen = True
-        api = str(obj.get("apiVersion") or "")
-        group = api.rsplit("/", 1)[0] if "/" in api else ""
-        key = (group, str(obj.get("kind") or ""))
+        key = (split_api_version(str(obj.get("apiVersion") or ""))[0], str(obj.get("kind") or ""))
         if key not in workload_kinds and key not in current_on_creation:
             return False
     return seen
