@@ -20,14 +20,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import fleet, need_local_clusters, push, removed_at_end
+from e2e_support import fleet, need_local_clusters, push, removed_at_end, wait_until
 from helpers import commit_file, git
 
 from fleet import toolchain
@@ -125,15 +124,16 @@ def _ready_at(k: dict[str, Any], rev: str) -> bool:
 def _all_ready_at(world: World, rev: str, timeout: float = 60) -> None:
     """Every Kustomization Ready at ``rev``: waited for (an explicit state), since a recovery or rollout whose
     gates judged every object itself ends before Flux's next health poll says Ready (within 5 s)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        ks = kustomizations(world)
-        if ks and all(_ready_at(k, rev) for k in ks.values()):
-            return
-        assert time.monotonic() < deadline, {
-            n: ((k.get("status") or {}).get("lastAppliedRevision"), (k.get("status") or {}).get("conditions"))
-            for n, k in ks.items()}
-        time.sleep(0.2)
+    seen: dict[str, dict[str, Any]] = {}
+
+    def ready() -> bool:
+        seen.clear()
+        seen.update(kustomizations(world))
+        return bool(seen) and all(_ready_at(k, rev) for k in seen.values())
+
+    wait_until(ready, f"every Kustomization Ready at {rev[:12]}", timeout=timeout, detail=lambda: str({
+        n: ((k.get("status") or {}).get("lastAppliedRevision"), (k.get("status") or {}).get("conditions"))
+        for n, k in seen.items()}))
 
 
 def _rollout(world: World, path: str, text: str) -> str:
